@@ -1,0 +1,135 @@
+"""Settings from environment variables, validated once at start."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_CATEGORIES = ("cs.LG", "cs.CL", "cs.CV", "cs.AI", "stat.ML")
+
+
+class ConfigError(Exception):
+    """The environment does not describe a runnable service."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=None, extra="ignore", frozen=True, populate_by_name=True
+    )
+
+    database_url: str = "sqlite:///paperwire.db"
+    redis_url: str | None = None
+    secret_key: str | None = None
+    dev_mode: bool = Field(default=True, alias="PAPERWIRE_DEV")
+    base_url: str = "http://127.0.0.1:8000"
+
+    openai_api_key: str | None = None
+    openai_base_url: str | None = None
+    openai_model: str = "gpt-4o-mini"
+
+    mail_backend: Literal["file", "console", "smtp", "sendgrid"] = "file"
+    mail_from: str = "Paperwire <digest@localhost>"
+    outbox_dir: Path = Path("outbox")
+    sendgrid_api_key: str | None = None
+    sendgrid_host: str = "https://api.sendgrid.com"
+    sendgrid_webhook_public_key: str | None = None
+
+    arxiv_categories: Annotated[tuple[str, ...], NoDecode] = DEFAULT_CATEGORIES
+    arxiv_rss_url: str = "https://rss.arxiv.org/rss/"
+    arxiv_api_url: str = "https://export.arxiv.org/api/query"
+    # Extra RSS/Atom sources: "label=url" pairs separated by commas.
+    feed_urls: Annotated[tuple[str, ...], NoDecode] = ()
+    http_timeout: float = Field(default=30.0, gt=0)
+    http_retries: int = Field(default=4, ge=0, le=10)
+    http_max_wait: float = Field(default=120.0, ge=0)
+    arxiv_api_delay: float = Field(default=3.0, ge=0)
+
+    digest_hour_utc: int = Field(default=7, ge=0, le=23)
+
+    @field_validator("arxiv_categories", "feed_urls", mode="before")
+    @classmethod
+    def _split_commas(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("arxiv_categories")
+    @classmethod
+    def _check_categories(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        import re
+
+        bad = [c for c in value if not re.fullmatch(r"[a-z-]+(\.[A-Za-z-]+)?", c)]
+        if bad:
+            raise ValueError(f"not arXiv category names: {', '.join(bad)}")
+        if not value:
+            raise ValueError("name at least one category, e.g. cs.LG,cs.CL")
+        return value
+
+    @field_validator("feed_urls")
+    @classmethod
+    def _check_feeds(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for item in value:
+            label, sep, url = item.partition("=")
+            if not sep or "://" in label:
+                url = item
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"feed {item!r} is not label=http(s)://url")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_db(cls, value: str) -> str:
+        if not value.startswith(("sqlite://", "postgresql://", "postgresql+psycopg://")):
+            raise ValueError("use sqlite:///path.db or postgresql://user:pass@host/db")
+        if value.startswith("postgresql://"):
+            value = "postgresql+psycopg://" + value.removeprefix("postgresql://")
+        return value
+
+    @field_validator("base_url", "sendgrid_host", "arxiv_rss_url", "arxiv_api_url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value
+
+    @model_validator(mode="after")
+    def _check_production(self) -> Settings:
+        if not self.dev_mode and not self.secret_key:
+            raise ValueError("SECRET_KEY is required when PAPERWIRE_DEV=0")
+        if self.mail_backend == "sendgrid" and not self.sendgrid_api_key:
+            raise ValueError("MAIL_BACKEND=sendgrid needs SENDGRID_API_KEY")
+        return self
+
+    @property
+    def extra_feeds(self) -> list[tuple[str, str]]:
+        """(label, url) for each FEED_URLS entry; the label defaults to the host."""
+        from urllib.parse import urlsplit
+
+        feeds = []
+        for item in self.feed_urls:
+            label, sep, url = item.partition("=")
+            if not sep or "://" in label:
+                label, url = "", item
+            feeds.append((label or urlsplit(url).hostname or "feed", url))
+        return feeds
+
+
+def load_settings() -> Settings:
+    """Read the environment; raise ConfigError naming every bad variable."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            name = "_".join(str(p) for p in err["loc"]).upper() or "settings"
+            lines.append(f"  {name}: {err['msg'].removeprefix('Value error, ')}")
+        raise ConfigError("invalid configuration:\n" + "\n".join(lines)) from None
+
+
+@lru_cache(maxsize=1)
+def settings() -> Settings:
+    return load_settings()

@@ -1,0 +1,98 @@
+"""The database edge: engines, sessions and migrations."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import lru_cache
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, event
+from sqlmodel import Session, create_engine
+
+ALEMBIC_DIR = Path(__file__).resolve().parent.parent / "alembic"
+
+
+class SchemaOutOfDate(Exception):
+    """The database needs `newsletter db upgrade`."""
+
+
+@lru_cache(maxsize=8)
+def engine_for(url: str) -> Engine:
+    """The process's engine for a URL, schema checked once: for workers and the site."""
+    engine = make_engine(url)
+    ensure_schema(engine)
+    return engine
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+            # WAL lets the site read while a worker writes; foreign keys are off by default.
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+@contextmanager
+def transaction(engine: Engine) -> Iterator[Session]:
+    """One unit of work: commits on success, rolls back everything on any error."""
+    with Session(engine, expire_on_commit=False) as session:
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+
+
+def _alembic_config(engine: Engine) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(ALEMBIC_DIR))
+    cfg.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False))
+    return cfg
+
+
+def head_revision(engine: Engine) -> str | None:
+    return ScriptDirectory.from_config(_alembic_config(engine)).get_current_head()
+
+
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    cfg = _alembic_config(engine)
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, revision)
+
+
+def ensure_schema(engine: Engine) -> None:
+    """Bring a SQLite database up to date by itself; ask for an explicit upgrade elsewhere.
+
+    The embedded default must need no extra step, while a shared Postgres database is
+    migrated once, by the operator or the compose migration step, not by every worker.
+    """
+    if current_revision(engine) == head_revision(engine):
+        return
+    if engine.url.get_backend_name() == "sqlite":
+        upgrade(engine)
+        return
+    raise SchemaOutOfDate(
+        f"database schema is at {current_revision(engine)}, code expects "
+        f"{head_revision(engine)}: run `newsletter db upgrade`"
+    )

@@ -1,0 +1,94 @@
+"""Shared fixtures: the arXiv documents, and a migrated database on SQLite and Postgres."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, text
+
+from newsletter import db
+from newsletter.config import Settings
+from tests.support.servers import Postgres, postgres_server
+
+REPO = Path(__file__).resolve().parent.parent
+ARXIV_FIXTURES = REPO.parent / "shared" / "fixtures" / "arxiv"
+LOCAL_FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+# Variables a developer's shell may carry that would change what the tests exercise.
+_ENV = ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "PAPERWIRE_DEV", "BASE_URL", "OPENAI_API_KEY",
+        "OPENAI_BASE_URL", "OPENAI_MODEL", "MAIL_BACKEND", "SENDGRID_API_KEY", "SENDGRID_HOST",
+        "SENDGRID_WEBHOOK_PUBLIC_KEY", "MAIL_FROM", "ARXIV_CATEGORIES", "DIGEST_HOUR_UTC",
+        "ARXIV_RSS_URL", "ARXIV_API_URL", "FEED_URLS", "OUTBOX_DIR")
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in _ENV:
+        monkeypatch.delenv(name, raising=False)
+
+
+def arxiv_fixture(name: str) -> Path:
+    path = ARXIV_FIXTURES / name
+    if not path.exists():
+        pytest.fail(f"{path} is missing: the tests read ../shared/fixtures/arxiv", pytrace=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def pg() -> Iterator[Postgres]:
+    with postgres_server() as server:
+        yield server
+
+
+_counter = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def pg_template(pg: Postgres) -> str:
+    """A database migrated once; each test copies it (CREATE DATABASE ... TEMPLATE)."""
+    admin = db.make_engine(pg.url("postgres")).execution_options(isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text("CREATE DATABASE paperwire_template"))
+    admin.dispose()
+    template = db.make_engine(pg.url("paperwire_template"))
+    db.upgrade(template)
+    template.dispose()
+    return "paperwire_template"
+
+
+def _postgres_database(pg: Postgres, template: str) -> str:
+    name = f"paperwire_test_{next(_counter)}"
+    admin = db.make_engine(pg.url("postgres")).execution_options(isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"CREATE DATABASE {name} TEMPLATE {template}"))
+    admin.dispose()
+    return pg.url(name)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A migrated, empty database: the test runs once on SQLite and once on Postgres."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'paperwire.db'}"
+        engine = db.make_engine(url)
+        db.upgrade(engine)
+        engine.dispose()
+        return url
+    pg = request.getfixturevalue("pg")
+    return _postgres_database(pg, request.getfixturevalue("pg_template"))
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    engine = db.make_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return Settings(database_url=database_url, arxiv_api_delay=0, http_retries=2,
+                    http_timeout=2, http_max_wait=5)

