@@ -10,7 +10,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from sqlmodel import Session, select
 from newsletter.config import Settings
 from newsletter.db import transaction
 from newsletter.feed import Feed
-from newsletter.fetch import Fetched, FetchError, Fetcher
+from newsletter.fetch import Fetched, Fetcher, FetchError
 from newsletter.paper import Paper, PaperEntry, merge, new_row
 from newsletter.parse import FeedError, ParsedFeed, parse_feed
 
@@ -129,7 +129,7 @@ def _feed_row(session: Session, url: str, label: str, kind: str) -> Feed:
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _record_status(engine: Engine, report: FeedReport, kind: str, fetched: Fetched | None) -> None:
@@ -298,7 +298,7 @@ def backfill(
     """
     own = fetcher is None
     fetcher = fetcher or make_fetcher(settings, pause=settings.arxiv_api_delay)
-    until = until or datetime.now(timezone.utc).date()
+    until = until or datetime.now(UTC).date()
     query = backfill_query(settings.arxiv_categories, since, until)
     summary = IngestSummary()
     try:

@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 from datetime import date, datetime
 from email.utils import parsedate_to_datetime
+from functools import lru_cache
 from html.parser import HTMLParser
 from typing import Any
 
@@ -68,6 +69,8 @@ class _TextExtractor(HTMLParser):
 
 def html_to_text(value: str) -> str:
     """Visible text of an HTML fragment (RSS 1.0 escapes its abstracts and authors)."""
+    if "<" not in value and "&" not in value:
+        return value  # plain text, the common case: skip the parser
     extractor = _TextExtractor()
     extractor.feed(value)
     extractor.close()
@@ -105,6 +108,7 @@ def split_authors(value: str) -> tuple[str, ...]:
     return tuple(names)
 
 
+@lru_cache(maxsize=256)
 def _date_of(raw: str | None) -> date | None:
     """The calendar date a feed's timestamp names, in the feed's own time zone.
 
@@ -271,16 +275,14 @@ def _source_entry(entry: Any, source: str, feed_day: date | None) -> PaperEntry:
     if not ident:
         raise FeedError("item with neither id, link nor title")
     link = entry.get("link")
-    # An arXiv link in someone else's feed is still that arXiv paper.
-    arxiv = _ABS_ID.search(link or "")
-    key = arxiv.group("id") if arxiv else (
-        f"{source}:{hashlib.sha1(ident.encode()).hexdigest()[:16]}"
-    )
+    # Keyed by source and item, even when it links to arXiv: a lab's blurb must never
+    # overwrite the title and abstract of the arXiv paper it points to.
+    key = f"{source}:{hashlib.sha1(ident.encode()).hexdigest()[:16]}"
     abstract = _clean(html_to_text(entry.get("summary", "") or ""))
     return PaperEntry(
         key=key,
-        arxiv_id=arxiv.group("id") if arxiv else None,
-        version=int(arxiv.group("version") or 1) if arxiv else 1,
+        arxiv_id=None,
+        version=1,
         title=_clean(_text(entry, "title")) or "(untitled)",
         abstract=abstract,
         authors=_authors(entry),
