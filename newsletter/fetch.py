@@ -6,7 +6,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
 import httpx
@@ -52,7 +52,7 @@ def retry_after_seconds(value: str | None, now: datetime | None = None) -> float
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
         return None
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     return max(0.0, (when - now).total_seconds())
 
 
