@@ -16,7 +16,11 @@ def make_celery() -> Celery:
         timezone="UTC",
         enable_utc=True,
         task_default_queue="default",
-        task_routes={"paperwire.ingest": {"queue": "ingest"}},
+        task_routes={
+            "paperwire.ingest": {"queue": "ingest"},
+            # LLM calls wait on the network for long stretches: keep them off other queues.
+            "paperwire.summarize": {"queue": "llm"},
+        },
         # A worker that dies mid-task hands the task back: ingesting a feed twice is harmless.
         task_acks_late=True,
         task_reject_on_worker_lost=True,
@@ -27,6 +31,12 @@ def make_celery() -> Celery:
             "ingest-every-8-hours": {
                 "task": "paperwire.ingest",
                 "schedule": crontab(minute=5, hour="*/8"),
+            },
+            # Ingest chains a summarize run; the sweep catches failures and papers added
+            # by hand (`newsletter ingest --file`).
+            "summarize-sweep": {
+                "task": "paperwire.summarize",
+                "schedule": crontab(minute="20,50"),
             },
         },
     )

@@ -1,0 +1,212 @@
+"""The LLM writer: one card per call to an OpenAI-compatible chat completions endpoint.
+
+The client's own retries are off (`max_retries=0`) so that the policy is ours and visible:
+429 waits for Retry-After (and makes every thread wait, since the limit is shared), 5xx,
+timeouts and broken connections back off exponentially, refusals and answers that are not
+a valid card are asked again, and a paper that still has no card after `llm_max_attempts`
+calls is returned as a failure for the caller to record. Nothing here raises per paper.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import openai
+from openai import OpenAI
+
+from newsletter.card import CardDraft, PaperText, WriteResult, check_draft, parse_answer
+from newsletter.config import Settings
+from newsletter.price import cost_usd, price_of
+from newsletter.prompt import PROMPT_VERSION, card_messages, response_format
+from newsletter.taxonomy import guess_topics
+
+# Room for ~350 words of card in JSON; a longer answer is cut and retried, not paid for twice.
+MAX_OUTPUT_TOKENS = 1200
+
+
+def retry_after(headers: Mapping[str, str], now: float | None = None) -> float | None:
+    """Seconds a server asks us to wait: `retry-after-ms`, or `Retry-After` in seconds or
+    as an HTTP date. None when it says nothing usable."""
+    lower = {k.lower(): v for k, v in headers.items()}
+    try:
+        if "retry-after-ms" in lower:
+            return max(0.0, float(lower["retry-after-ms"]) / 1000)
+    except ValueError:
+        pass
+    value = lower.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def backoff(attempt: int, base: float, cap: float) -> float:
+    """Exponential delay before call `attempt + 1`, with jitter so threads do not march."""
+    delay = min(cap, base * 2 ** (attempt - 1))
+    return delay * (0.75 + random.random() / 4)
+
+
+class Throttle:
+    """A pause shared by every thread: a 429 for one call is a 429 for the whole account."""
+
+    def __init__(self, sleep: Callable[[float], None] = time.sleep) -> None:
+        self._resume_at = 0.0
+        self._lock = threading.Lock()
+        self._sleep = sleep
+
+    def hold(self, seconds: float) -> None:
+        with self._lock:
+            self._resume_at = max(self._resume_at, time.monotonic() + seconds)
+
+    def wait(self) -> None:
+        while True:
+            with self._lock:
+                left = self._resume_at - time.monotonic()
+            if left <= 0:
+                return
+            self._sleep(left)
+
+
+@dataclass
+class _Spend:
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+    def add(self, completion: Any) -> None:
+        usage = getattr(completion, "usage", None)
+        if usage is not None:
+            self.input_tokens += usage.prompt_tokens or 0
+            self.output_tokens += usage.completion_tokens or 0
+
+
+class LLMWriter:
+    """Writes cards with the `openai` client; safe to call from many threads at once."""
+
+    source = "llm"
+    prompt_version = PROMPT_VERSION
+
+    def __init__(self, settings: Settings, *, client: OpenAI | None = None) -> None:
+        if not settings.openai_api_key and client is None:
+            raise ValueError("the LLM writer needs OPENAI_API_KEY")
+        self.settings = settings
+        self.model = settings.openai_model
+        self.concurrency = settings.llm_concurrency
+        self.client = client or OpenAI(
+            api_key=settings.openai_api_key,
+            base_url=settings.openai_base_url,
+            timeout=settings.llm_timeout,
+            max_retries=0,
+        )
+        self.throttle = Throttle()
+        self.price = price_of(self.model, (settings.llm_price_input, settings.llm_price_output))
+        self._response_format = response_format()
+
+    def close(self) -> None:
+        self.client.close()
+
+    def __enter__(self) -> LLMWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _pause(self, attempt: int) -> None:
+        time.sleep(backoff(attempt, self.settings.llm_backoff, self.settings.llm_max_wait))
+
+    def _result(self, spend: _Spend, attempts: int, draft: CardDraft | None = None,
+                error: str | None = None) -> WriteResult:
+        return WriteResult(
+            source="llm", model=self.model, prompt_version=PROMPT_VERSION, draft=draft,
+            error=error, attempts=attempts, input_tokens=spend.input_tokens,
+            output_tokens=spend.output_tokens,
+            cost_usd=cost_usd(self.price, spend.input_tokens, spend.output_tokens),
+        )
+
+    def write(self, paper: PaperText) -> WriteResult:
+        spend = _Spend()
+        error = "no call made"
+        topicless: CardDraft | None = None
+        attempt = 0
+        for attempt in range(1, self.settings.llm_max_attempts + 1):
+            self.throttle.wait()
+            try:
+                completion = self.client.chat.completions.create(
+                    model=self.model,
+                    messages=card_messages(paper),  # type: ignore[arg-type]
+                    response_format=self._response_format,  # type: ignore[arg-type]
+                    max_completion_tokens=MAX_OUTPUT_TOKENS,
+                )
+            except openai.RateLimitError as exc:
+                wait = retry_after(exc.response.headers)
+                if wait is None:
+                    wait = backoff(attempt, self.settings.llm_backoff, self.settings.llm_max_wait)
+                wait = min(wait, self.settings.llm_max_wait)
+                self.throttle.hold(wait)
+                error = f"rate limited (HTTP 429, Retry-After {wait:g}s)"
+                continue
+            except openai.APITimeoutError:
+                error = f"no answer within {self.settings.llm_timeout:g}s"
+                self._pause(attempt)
+                continue
+            except openai.APIConnectionError as exc:
+                error = f"connection failed: {exc}"
+                self._pause(attempt)
+                continue
+            except openai.APIStatusError as exc:
+                error = f"HTTP {exc.status_code}: {_message(exc)}"
+                if exc.status_code >= 500 or exc.status_code in (408, 409):
+                    self._pause(attempt)
+                    continue
+                # 400, 401, 403, 404, 422: asking again gets the same answer.
+                break
+            spend.add(completion)
+            choice = completion.choices[0] if completion.choices else None
+            if choice is None:
+                error = "answer without a choice"
+                continue
+            if getattr(choice.message, "refusal", None):
+                error = f"refused: {choice.message.refusal}"
+                continue
+            if choice.finish_reason == "length":
+                error = f"answer cut off at {MAX_OUTPUT_TOKENS} tokens"
+                continue
+            try:
+                draft = parse_answer(choice.message.content)
+            except ValueError as exc:
+                error = str(exc)
+                continue
+            checked = check_draft(draft)
+            if checked.ok:
+                return self._result(spend, attempt, draft=checked.draft)
+            if checked.only_topics:
+                topicless = checked.draft
+            error = "invalid card: " + "; ".join(checked.problems)
+        if topicless is not None:
+            # A good card whose topics were all outside the taxonomy, every time: the text
+            # is the model's, the topics come from the paper's categories and words.
+            topics = guess_topics(paper.title, paper.abstract, paper.categories)
+            return self._result(spend, attempt,
+                                draft=topicless.model_copy(update={"topics": topics}))
+        return self._result(spend, attempt, error=error)
+
+
+def _message(exc: openai.APIStatusError) -> str:
+    body = exc.body
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict) and inner.get("message"):
+            return str(inner["message"])[:300]
+    return str(exc.message)[:300]

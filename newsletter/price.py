@@ -1,0 +1,38 @@
+"""What tokens cost: a small table of USD per million tokens, input then output."""
+
+from __future__ import annotations
+
+# Public list prices (standard tier). Longer names first so that a dated snapshot such as
+# gpt-4o-mini-2024-07-18 matches gpt-4o-mini, not gpt-4o.
+PRICES_PER_MTOK: dict[str, tuple[float, float]] = {
+    "gpt-4o-mini": (0.15, 0.60),
+    "gpt-4o": (2.50, 10.00),
+    "gpt-4.1-nano": (0.10, 0.40),
+    "gpt-4.1-mini": (0.40, 1.60),
+    "gpt-4.1": (2.00, 8.00),
+    "gpt-5-nano": (0.05, 0.40),
+    "gpt-5-mini": (0.25, 2.00),
+    "gpt-5": (1.25, 10.00),
+    "o4-mini": (1.10, 4.40),
+    "offline": (0.0, 0.0),
+}
+
+
+def price_of(
+    model: str, override: tuple[float | None, float | None] = (None, None)
+) -> tuple[float, float] | None:
+    """(input, output) USD per million tokens; None when unknown and not configured."""
+    if override[0] is not None and override[1] is not None:
+        return override[0], override[1]
+    name = model.lower().rsplit("/", 1)[-1]  # "openai/gpt-4o-mini" on routers
+    for known in sorted(PRICES_PER_MTOK, key=len, reverse=True):
+        if name == known or name.startswith(known + "-"):
+            return PRICES_PER_MTOK[known]
+    return None
+
+
+def cost_usd(price: tuple[float, float] | None, input_tokens: int,
+             output_tokens: int) -> float | None:
+    if price is None:
+        return None
+    return (input_tokens * price[0] + output_tokens * price[1]) / 1_000_000
