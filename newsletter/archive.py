@@ -1,0 +1,179 @@
+"""What the site shows: a day's papers with their cards, a paper's page, the recent days.
+
+Queries return plain frozen values, so templates never touch the database. A paper
+without a usable card (not written yet, or failed) is shown with its abstract instead.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+
+from sqlalchemy import func, or_
+from sqlmodel import Session, select
+
+from newsletter.card import card_json, cards_for
+from newsletter.feed import Feed
+from newsletter.paper import Paper, latest_announcement_day
+from newsletter.taxonomy import topic_name
+
+RECENT_DAYS = 14
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+EXCERPT_CHARS = 420
+
+
+def http_url(value: str | None) -> str | None:
+    """Only http(s) links from feeds become hrefs: never javascript: or data: URLs."""
+    if value and value.lower().startswith(("https://", "http://")):
+        return value
+    return None
+
+
+@dataclass(frozen=True)
+class TopicPill:
+    slug: str
+    name: str
+
+
+@dataclass(frozen=True)
+class PaperView:
+    key: str
+    title: str
+    authors: tuple[str, ...]
+    categories: tuple[str, ...]
+    revised: bool
+    version: int
+    announced_on: date | None
+    revised_on: date | None
+    abstract: str
+    abs_url: str | None
+    pdf_url: str | None
+    code_url: str | None
+    source: str
+    topics: tuple[TopicPill, ...] = ()
+    key_points: tuple[str, ...] = ()
+    summary: str | None = None
+    methodology: str | None = None
+    results: str | None = None
+    implications: str | None = None
+    # "llm" or "offline" when there is a card: the site says which wrote it.
+    card_source: str | None = None
+
+    @property
+    def anchor(self) -> str:
+        """An HTML id for the paper (keys hold slashes and colons)."""
+        return "p-" + re.sub(r"[^A-Za-z0-9_-]", "-", self.key)
+
+    @property
+    def has_card(self) -> bool:
+        return self.card_source is not None
+
+    @property
+    def excerpt(self) -> str:
+        if len(self.abstract) <= EXCERPT_CHARS:
+            return self.abstract
+        return self.abstract[:EXCERPT_CHARS].rsplit(" ", 1)[0] + " …"
+
+
+def paper_view(paper: Paper, card: dict | None) -> PaperView:
+    pdf = paper.pdf_url or (f"https://arxiv.org/pdf/{paper.arxiv_id}" if paper.arxiv_id
+                            else None)
+    fields = {}
+    if card:
+        fields = {
+            "topics": tuple(TopicPill(s, topic_name(s)) for s in card["topics"]),
+            "key_points": tuple(card["key_points"]),
+            "summary": card["summary"], "methodology": card["methodology"],
+            "results": card["results"], "implications": card["implications"],
+            "card_source": card["source"],
+        }
+    return PaperView(
+        key=paper.key, title=paper.title, authors=tuple(paper.authors),
+        categories=tuple(paper.categories),
+        revised=paper.announce_type in ("replace", "replace-cross"),
+        version=paper.version, announced_on=paper.announced_on, revised_on=paper.revised_on,
+        abstract=paper.abstract, abs_url=http_url(paper.abs_url), pdf_url=http_url(pdf),
+        code_url=http_url(paper.code_url), source=paper.source, **fields,
+    )
+
+
+def _with_cards(session: Session, papers: list[Paper]) -> list[PaperView]:
+    cards = cards_for(session, [p.id for p in papers if p.id is not None])
+    return [paper_view(p, card_json(cards.get(p.id or -1))) for p in papers]
+
+
+@dataclass(frozen=True)
+class DayView:
+    day: date | None
+    new: tuple[PaperView, ...]
+    revised: tuple[PaperView, ...]
+    updated_at: datetime | None
+
+    @property
+    def empty(self) -> bool:
+        return not self.new and not self.revised
+
+
+def _last_update(session: Session) -> datetime | None:
+    when = session.exec(select(func.max(Feed.last_success_at))).one()
+    if when is not None and when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when
+
+
+def day(session: Session, when: date | None) -> DayView:
+    """A day's new papers, then the ones revised that day."""
+    if when is None:
+        return DayView(None, (), (), _last_update(session))
+    new = session.exec(select(Paper).where(Paper.announced_on == when)
+                       .order_by(Paper.key))
+    revised = session.exec(select(Paper).where(Paper.revised_on == when,
+                                               or_(Paper.announced_on.is_(None),  # type: ignore[union-attr]
+                                                   Paper.announced_on != when))
+                           .order_by(Paper.key))
+    return DayView(when, tuple(_with_cards(session, list(new))),
+                   tuple(_with_cards(session, list(revised))), _last_update(session))
+
+
+def latest(session: Session) -> DayView:
+    """The front page: the latest announcement day we hold."""
+    return day(session, latest_announcement_day(session))
+
+
+def paper(session: Session, key: str) -> PaperView | None:
+    # No stored key is that long or holds control characters (Postgres refuses NUL).
+    if len(key) > 200 or _CONTROL.search(key):
+        return None
+    found = session.exec(select(Paper).where(Paper.key == key)).first()
+    if found is None:
+        return None
+    return _with_cards(session, [found])[0]
+
+
+@dataclass(frozen=True)
+class DayCount:
+    day: date
+    new: int
+
+    @property
+    def weekend(self) -> bool:
+        return self.day.weekday() >= 5
+
+
+def recent_days(session: Session, today: date | None = None,
+                count: int = RECENT_DAYS) -> list[DayCount]:
+    """The last `count` calendar days, newest first, with their number of new papers.
+
+    Ends at today or at the latest announcement, whichever is later, so a quiet weekend
+    shows as quiet days rather than vanishing.
+    """
+    today = today or datetime.now(UTC).date()
+    end = max(today, latest_announcement_day(session) or today)
+    start = end - timedelta(days=count - 1)
+    rows = session.exec(select(Paper.announced_on, func.count())
+                        .where(Paper.announced_on >= start, Paper.announced_on <= end)  # type: ignore[operator]
+                        .group_by(Paper.announced_on))
+    by_day = {d: n for d, n in rows}
+    return [DayCount(end - timedelta(days=i), by_day.get(end - timedelta(days=i), 0))
+            for i in range(count)]

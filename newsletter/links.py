@@ -1,0 +1,140 @@
+"""Signed links: how a reader proves, without an account, that an email reached them.
+
+Each purpose has its own salt, so a token made for one page is worthless on another.
+Manage and unsubscribe tokens never expire (old digests must keep working) and name the
+subscriber's row and its random `link_key`: deleting the row revokes every link made for
+it, even if the database later reuses the id. Confirmation tokens also carry the pending
+confirmation's nonce and a timestamp: they expire, and they work once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+from itsdangerous import BadSignature, SignatureExpired, URLSafeSerializer, URLSafeTimedSerializer
+
+from newsletter.config import Settings
+
+log = logging.getLogger(__name__)
+
+CONFIRM_MAX_AGE = timedelta(days=3)
+
+_SALTS = {
+    "confirm": "paperwire.confirm.v1",
+    "manage": "paperwire.manage.v1",
+    "unsubscribe": "paperwire.unsubscribe.v1",
+    "digest": "paperwire.digest.v1",
+}
+
+
+class BadLink(Exception):
+    """The token was not made by us for this purpose (tampered, truncated, or another page's)."""
+
+
+class ExpiredLink(BadLink):
+    """A genuine confirmation token past its age."""
+
+
+def signing_key(settings: Settings) -> str:
+    """SECRET_KEY, or in dev mode a stable key derived from the database URL.
+
+    Stable, so links in the dev outbox keep working across restarts; derived from public
+    facts, so it is no secret: config refuses to start without SECRET_KEY outside dev mode.
+    """
+    if settings.secret_key:
+        return settings.secret_key
+    log.warning("dev mode: SECRET_KEY is not set; signing links with a key derived from "
+                "DATABASE_URL (anyone can forge them). Set SECRET_KEY for real use.")
+    return hashlib.sha256(f"paperwire-dev:{settings.database_url}".encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class LinkHolder:
+    """What a manage or unsubscribe link names: the subscriber's row and its link key."""
+
+    subscriber_id: int
+    link_key: str
+
+
+@dataclass(frozen=True)
+class ConfirmClaim:
+    subscriber_id: int
+    nonce: str
+
+
+class Links:
+    def __init__(self, secret_key: str, base_url: str) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._plain = {p: URLSafeSerializer(secret_key, salt=s) for p, s in _SALTS.items()}
+        self._timed = URLSafeTimedSerializer(secret_key, salt=_SALTS["confirm"])
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Links:
+        return cls(signing_key(settings), settings.base_url)
+
+    def confirm_token(self, subscriber_id: int, nonce: str) -> str:
+        return self._timed.dumps([subscriber_id, nonce])
+
+    def manage_token(self, holder: LinkHolder) -> str:
+        return self._plain["manage"].dumps([holder.subscriber_id, holder.link_key])
+
+    def unsubscribe_token(self, holder: LinkHolder) -> str:
+        return self._plain["unsubscribe"].dumps([holder.subscriber_id, holder.link_key])
+
+    def digest_token(self, delivery_id: int, link_key: str) -> str:
+        # Names the delivery and the reader's link key: deleting the reader revokes it.
+        return self._plain["digest"].dumps([delivery_id, link_key])
+
+    def digest_url(self, delivery_id: int, link_key: str) -> str:
+        return f"{self.base_url}/digest/{self.digest_token(delivery_id, link_key)}"
+
+    def read_digest(self, token: str) -> tuple[int, str]:
+        """(delivery id, link key) of a view-in-browser link."""
+        try:
+            value = self._plain["digest"].loads(token)
+        except (BadSignature, ValueError, TypeError):
+            raise BadLink("not a digest link") from None
+        return _pair(value)
+
+    def confirm_url(self, subscriber_id: int, nonce: str) -> str:
+        return f"{self.base_url}/confirm/{self.confirm_token(subscriber_id, nonce)}"
+
+    def manage_url(self, holder: LinkHolder) -> str:
+        return f"{self.base_url}/manage/{self.manage_token(holder)}"
+
+    def unsubscribe_url(self, holder: LinkHolder) -> str:
+        return f"{self.base_url}/unsubscribe/{self.unsubscribe_token(holder)}"
+
+    def read_confirm(self, token: str, max_age: timedelta = CONFIRM_MAX_AGE) -> ConfirmClaim:
+        try:
+            value = self._timed.loads(token, max_age=int(max_age.total_seconds()))
+        except SignatureExpired:
+            raise ExpiredLink("this confirmation link has expired") from None
+        except (BadSignature, ValueError, TypeError):
+            raise BadLink("not a confirmation link") from None
+        subscriber_id, nonce = _pair(value)
+        return ConfirmClaim(subscriber_id, nonce)
+
+    def read_manage(self, token: str) -> LinkHolder:
+        return self._read("manage", token)
+
+    def read_unsubscribe(self, token: str) -> LinkHolder:
+        return self._read("unsubscribe", token)
+
+    def _read(self, purpose: str, token: str) -> LinkHolder:
+        try:
+            value = self._plain[purpose].loads(token)
+        except (BadSignature, ValueError, TypeError):
+            raise BadLink(f"not a {purpose} link") from None
+        return LinkHolder(*_pair(value))
+
+
+def _pair(value: object) -> tuple[int, str]:
+    # Signed by us, so well-formed unless a future version changes the shape.
+    if (isinstance(value, list) and len(value) == 2 and isinstance(value[0], int)
+            and isinstance(value[1], str)):
+        return value[0], value[1]
+    raise BadLink("unexpected link payload")

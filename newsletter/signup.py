@@ -1,0 +1,485 @@
+"""The subscription flows, end to end: sign up, confirm, manage, unsubscribe, webhook.
+
+Each function is one thing a reader (or the operator, or SendGrid) does. It checks the
+input, changes the database in one transaction, and only then sends mail, so a failed
+commit never mails a link to a row that does not exist. Flask views and CLI commands
+call exactly one of these.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
+
+from newsletter import subscriber as subs
+from newsletter import webhook
+from newsletter.config import Settings
+from newsletter.db import transaction
+from newsletter.links import CONFIRM_MAX_AGE, BadLink, LinkHolder, Links
+from newsletter.mail import MailError, Message, Sender, list_headers, sender_for
+from newsletter.render import render_email
+from newsletter.subscriber import (
+    Client,
+    InvalidInput,
+    LinkInvalid,
+    Preferences,
+    PreferenceValues,
+    Subscriber,
+)
+from newsletter.taxonomy import topic_name
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Services:
+    """What the flows need from the outside world, built once per process."""
+
+    settings: Settings
+    engine: Engine
+    sender: Sender
+    links: Links
+
+    @classmethod
+    def build(cls, settings: Settings, engine: Engine, sender: Sender | None = None,
+              links: Links | None = None) -> Services:
+        return cls(settings, engine, sender or sender_for(settings),
+                   links or Links.from_settings(settings))
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+# ---------------------------------------------------------------- messages (pure)
+
+
+def _topic_names(prefs: Preferences) -> list[str]:
+    return [topic_name(s) for s in prefs.topics]
+
+
+def _holder(subscriber: Subscriber) -> LinkHolder:
+    assert subscriber.id is not None
+    return LinkHolder(subscriber.id, subscriber.link_key)
+
+
+def confirmation_message(links: Links, subscriber: Subscriber, prefs: Preferences) -> Message:
+    assert subscriber.id is not None and subscriber.confirm_nonce
+    rendered = render_email("confirmation", {
+        "preheader": "Confirm your subscription: one click, and the digest starts.",
+        "email": subscriber.email,
+        "topics": _topic_names(prefs),
+        "frequency": prefs.frequency,
+        "confirm_url": links.confirm_url(subscriber.id, subscriber.confirm_nonce),
+        "expires_days": CONFIRM_MAX_AGE.days,
+        "site_url": links.base_url,
+    })
+    return Message(to=subscriber.email, subject="Confirm your Paperwire subscription",
+                   html=rendered.html, text=rendered.text)
+
+
+def welcome_message(links: Links, subscriber: Subscriber, prefs: Preferences) -> Message:
+    holder = _holder(subscriber)
+    unsubscribe_url = links.unsubscribe_url(holder)
+    rendered = render_email("welcome", {
+        "preheader": "You are in. Here is how to change your topics at any time.",
+        "email": subscriber.email,
+        "topics": _topic_names(prefs),
+        "frequency": prefs.frequency,
+        "manage_url": links.manage_url(holder),
+        "unsubscribe_url": unsubscribe_url,
+        "site_url": links.base_url,
+    })
+    return Message(to=subscriber.email, subject="Welcome to Paperwire",
+                   html=rendered.html, text=rendered.text,
+                   headers=list_headers(unsubscribe_url, links.base_url))
+
+
+def already_subscribed_message(links: Links, subscriber: Subscriber) -> Message:
+    holder = _holder(subscriber)
+    unsubscribe_url = links.unsubscribe_url(holder)
+    rendered = render_email("already_subscribed", {
+        "preheader": "Nothing changed: here is your link to manage your topics.",
+        "email": subscriber.email,
+        "manage_url": links.manage_url(holder),
+        "unsubscribe_url": unsubscribe_url,
+        "site_url": links.base_url,
+    })
+    return Message(to=subscriber.email, subject="You already subscribe to Paperwire",
+                   html=rendered.html, text=rendered.text,
+                   headers=list_headers(unsubscribe_url, links.base_url))
+
+
+# ---------------------------------------------------------------- sign-up and confirmation
+
+
+class SendFailed(Exception):
+    """The mail backend refused a message; the reader may try again."""
+
+
+def _decision_mail(links: Links, decision: subs.SignupDecision) -> Message | None:
+    if decision.send == "confirmation":
+        return confirmation_message(links, decision.subscriber, decision.preferences)
+    if decision.send == "already_subscribed":
+        return already_subscribed_message(links, decision.subscriber)
+    return None
+
+
+def _parse_signup(email: str, topics: Sequence[str], frequency: str | None
+                  ) -> tuple[str, PreferenceValues]:
+    errors: dict[str, str] = {}
+    address = values = None
+    try:
+        address = subs.parse_email(email)
+    except InvalidInput as exc:
+        errors.update(exc.errors)
+    try:
+        values = subs.parse_preferences(topics, frequency)
+    except InvalidInput as exc:
+        errors.update(exc.errors)
+    if errors or address is None or values is None:
+        raise InvalidInput(errors)
+    return address, values
+
+
+def _record_signup(svc: Services, address: str, values: PreferenceValues, client: Client,
+                   action: str, now: datetime) -> Message | None:
+    # Two sign-ups for one new address can race to insert it; the loser retries and then
+    # finds the row, so both readers get the same answer.
+    for attempt in (1, 2):
+        try:
+            with transaction(svc.engine) as session:
+                decision = subs.subscribe(session, address, values, client, now, action)
+                message = _decision_mail(svc.links, decision)
+                subscriber_id = decision.subscriber.id
+            break
+        except IntegrityError:
+            if attempt == 2:
+                raise
+    if message is not None:
+        try:
+            svc.sender.send(message)
+        except MailError as exc:
+            log.error("could not send %s to subscriber %s: %s", decision.send, subscriber_id,
+                      exc)
+            # Let the reader try again now rather than in ten minutes.
+            with transaction(svc.engine) as session:
+                row = session.get(Subscriber, subscriber_id)
+                if row is not None:
+                    row.last_confirmation_sent_at = None
+            raise SendFailed(str(exc)) from exc
+    return message
+
+
+def sign_up(svc: Services, email: str, topics: Sequence[str], frequency: str | None,
+            honeypot: str, client: Client) -> None:
+    """A sign-up from the site. Same outcome for new, pending and confirmed addresses.
+
+    Raises InvalidInput (nothing stored) or SendFailed.
+    """
+    if honeypot.strip():
+        # A bot filled the field people cannot see: tell it all went well, do nothing.
+        log.info("sign-up with the honeypot filled in ignored (ip %s)", client.ip)
+        return
+    address, values = _parse_signup(email, topics, frequency)
+    _record_signup(svc, address, values, client, "signup", _now())
+
+
+@dataclass(frozen=True)
+class PendingConfirmation:
+    email: str
+    topics: tuple[str, ...]
+    frequency: str
+
+
+def _claimed(svc: Services, session: Session, token: str) -> Subscriber:
+    claim = svc.links.read_confirm(token)
+    row = session.get(Subscriber, claim.subscriber_id)
+    if row is None or row.confirm_nonce != claim.nonce:
+        raise LinkInvalid("this confirmation link was already used or is no longer valid")
+    return row
+
+
+def confirmation_page(svc: Services, token: str) -> PendingConfirmation:
+    """What a confirmation link would confirm; changes nothing (mail scanners open links).
+
+    Raises BadLink, ExpiredLink or LinkInvalid.
+    """
+    with Session(svc.engine) as session:
+        row = _claimed(svc, session, token)
+        prefs = subs.preferences_of(session, row)
+        return PendingConfirmation(row.email, tuple(_topic_names(prefs)), prefs.frequency)
+
+
+@dataclass(frozen=True)
+class Confirmed:
+    email: str
+    manage_token: str
+
+
+def confirm(svc: Services, token: str, client: Client) -> Confirmed:
+    """Confirm, then send the welcome mail. Raises BadLink, ExpiredLink or LinkInvalid."""
+    claim = svc.links.read_confirm(token)
+    with transaction(svc.engine) as session:
+        row = subs.confirm(session, claim.subscriber_id, claim.nonce, client, _now())
+        prefs = subs.preferences_of(session, row)
+        message = welcome_message(svc.links, row, prefs)
+        result = Confirmed(row.email, svc.links.manage_token(_holder(row)))
+    try:
+        svc.sender.send(message)
+    except MailError as exc:
+        # The subscription stands; the welcome mail is a courtesy.
+        log.error("could not send the welcome mail to %s: %s", result.email, exc)
+    return result
+
+
+# ---------------------------------------------------------------- manage and unsubscribe
+
+
+@dataclass(frozen=True)
+class Account:
+    """What the manage page shows."""
+
+    email: str
+    status: str
+    topics: tuple[str, ...]
+    frequency: str
+    include_keywords: tuple[str, ...]
+    exclude_keywords: tuple[str, ...]
+    authors: tuple[str, ...]
+    max_papers: int
+    include_revised: bool
+    unsubscribe_token: str
+
+
+def _account(svc: Services, session: Session, row: Subscriber) -> Account:
+    prefs = subs.preferences_of(session, row)
+    return Account(row.email, row.status, tuple(prefs.topics), prefs.frequency,
+                   tuple(prefs.include_keywords), tuple(prefs.exclude_keywords),
+                   tuple(prefs.authors), prefs.max_papers, prefs.include_revised,
+                   svc.links.unsubscribe_token(_holder(row)))
+
+
+def _managed(svc: Services, session: Session, token: str) -> Subscriber:
+    holder = svc.links.read_manage(token)
+    return subs.holder(session, holder.subscriber_id, holder.link_key)
+
+
+def account(svc: Services, token: str) -> Account:
+    """The manage page's subscriber. Raises BadLink or LinkInvalid."""
+    with Session(svc.engine) as session:
+        return _account(svc, session, _managed(svc, session, token))
+
+
+@dataclass(frozen=True)
+class PreferenceForm:
+    topics: Sequence[str]
+    frequency: str | None
+    include_keywords: str
+    exclude_keywords: str
+    authors: str
+    max_papers: str | None
+    include_revised: bool
+
+
+def save_preferences(svc: Services, token: str, form: PreferenceForm) -> Account:
+    """Raises BadLink, LinkInvalid, or InvalidInput (nothing changed)."""
+    values = subs.parse_preferences(form.topics, form.frequency, form.include_keywords,
+                                    form.exclude_keywords, form.authors, form.max_papers,
+                                    form.include_revised)
+    with transaction(svc.engine) as session:
+        row = _managed(svc, session, token)
+        subs.update_preferences(session, row, values, _now())
+        return _account(svc, session, row)
+
+
+def resubscribe(svc: Services, token: str, client: Client) -> Account:
+    with transaction(svc.engine) as session:
+        row = _managed(svc, session, token)
+        subs.resubscribe(session, row, client, _now())
+        return _account(svc, session, row)
+
+
+def export(svc: Services, token: str) -> dict[str, Any]:
+    with Session(svc.engine) as session:
+        return subs.export(session, _managed(svc, session, token))
+
+
+def delete(svc: Services, token: str) -> str:
+    """Erase the subscriber the link names; returns the address, for the goodbye page."""
+    with transaction(svc.engine) as session:
+        row = _managed(svc, session, token)
+        email = row.email
+        subs.delete(session, row)
+    return email
+
+
+@dataclass(frozen=True)
+class Unsubscribing:
+    email: str
+    status: str
+    manage_token: str
+
+
+def _unsubscribing(svc: Services, row: Subscriber) -> Unsubscribing:
+    return Unsubscribing(row.email, row.status, svc.links.manage_token(_holder(row)))
+
+
+def unsubscribe_page(svc: Services, token: str) -> Unsubscribing:
+    """Who an unsubscribe link is for; changes nothing. Raises BadLink or LinkInvalid."""
+    holder = svc.links.read_unsubscribe(token)
+    with Session(svc.engine) as session:
+        return _unsubscribing(svc, subs.holder(session, holder.subscriber_id, holder.link_key))
+
+
+def unsubscribe(svc: Services, token: str) -> Unsubscribing:
+    """Stop the digests. Idempotent. Raises BadLink or LinkInvalid."""
+    holder = svc.links.read_unsubscribe(token)
+    with transaction(svc.engine) as session:
+        row = subs.holder(session, holder.subscriber_id, holder.link_key)
+        subs.unsubscribe(session, row, _now())
+        return _unsubscribing(svc, row)
+
+
+# ---------------------------------------------------------------- operator
+
+
+@dataclass(frozen=True)
+class Added:
+    email: str
+    status: str
+    mailed: str | None
+
+
+def add(svc: Services, email: str, topics: Sequence[str], frequency: str | None = None,
+        confirmed: bool = False, action: str = "admin") -> Added:
+    """An operator adds a reader. Confirmed: no mail (they opted in elsewhere); otherwise
+    the reader gets the usual confirmation mail. Raises InvalidInput or SendFailed."""
+    address, values = _parse_signup(email, topics, frequency)
+    client = Client(user_agent=f"newsletter CLI ({action})")
+    with Session(svc.engine) as session:
+        existing = subs.find_by_email(session, address)
+        if existing is not None and existing.status == "confirmed" and not confirmed:
+            # Already a reader: an operator's list must not mail them "someone signed you up".
+            return Added(address, existing.status, None)
+    if not confirmed:
+        message = _record_signup(svc, address, values, client, action, _now())
+        with Session(svc.engine) as session:
+            row = subs.find_by_email(session, address)
+            status = row.status if row else "pending"
+        return Added(address, status, message.subject if message else None)
+    now = _now()
+    with transaction(svc.engine) as session:
+        row = subs.ensure(session, address, now)
+        subs.update_preferences(session, row, values, now)
+        if row.status != "confirmed":
+            subs.confirm_now(session, row, action, client, now)
+        return Added(address, row.status, None)
+
+
+@dataclass(frozen=True)
+class ImportRow:
+    line: int
+    email: str
+    topics: tuple[str, ...]
+    frequency: str | None
+
+
+def split_topics(value: str) -> tuple[str, ...]:
+    """`llm, nlp` or `llm;nlp` or `llm nlp`."""
+    return tuple(t for t in re.split(r"[\s,;|]+", value.strip().lower()) if t)
+
+
+def read_csv(text: str) -> list[ImportRow]:
+    """Rows of a CSV with a header naming `email`, `topics` and optionally `frequency`.
+
+    Raises InvalidInput naming every bad line (by its line number), so an import either
+    takes the whole file or nothing.
+    """
+    reader = csv.DictReader(io.StringIO(text))
+    columns = {(c or "").strip().lower(): c for c in reader.fieldnames or []}
+    if "email" not in columns or "topics" not in columns:
+        raise InvalidInput({"header": "the first line must name the columns email and "
+                                      "topics (and optionally frequency)"})
+    rows: list[ImportRow] = []
+    problems: dict[str, str] = {}
+    for record in reader:
+        line = reader.line_num
+        email = (record.get(columns["email"]) or "").strip()
+        topics = split_topics(record.get(columns["topics"]) or "")
+        frequency = None
+        if "frequency" in columns:
+            frequency = (record.get(columns["frequency"]) or "").strip() or None
+        if not email and not topics:
+            continue
+        try:
+            _parse_signup(email, topics, frequency)
+        except InvalidInput as exc:
+            problems[f"line {line}"] = "; ".join(exc.errors.values())
+            continue
+        rows.append(ImportRow(line, email, topics, frequency))
+    if problems:
+        raise InvalidInput(problems)
+    return rows
+
+
+def listing(svc: Services) -> list[dict[str, Any]]:
+    with Session(svc.engine) as session:
+        return subs.listing(session)
+
+
+# ---------------------------------------------------------------- SendGrid
+
+
+class WebhookRejected(Exception):
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+
+
+def receive_events(svc: Services, signature: str | None, timestamp: str | None,
+                   body: bytes) -> webhook.EventReport:
+    """Verify and apply a batch of SendGrid events. Raises WebhookRejected."""
+    if not svc.settings.sendgrid_webhook_public_key:
+        raise WebhookRejected(503, "SENDGRID_WEBHOOK_PUBLIC_KEY is not set")
+    try:
+        key = webhook.load_public_key(svc.settings.sendgrid_webhook_public_key)
+    except webhook.WebhookError as exc:
+        log.error("%s", exc)
+        raise WebhookRejected(503, "webhook key misconfigured") from None
+    if not webhook.signature_valid(key, signature, timestamp, body):
+        raise WebhookRejected(403, "bad signature")
+    try:
+        events = webhook.parse_events(body)
+    except webhook.WebhookError as exc:
+        raise WebhookRejected(400, str(exc)) from None
+    try:
+        with transaction(svc.engine) as session:
+            return webhook.apply_events(session, events, _now())
+    except IntegrityError:
+        # A retry of the same batch raced us and committed first: this pass sees its rows.
+        with transaction(svc.engine) as session:
+            return webhook.apply_events(session, events, _now())
+
+
+def database_ok(svc: Services) -> bool:
+    try:
+        with svc.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as exc:
+        log.error("health check: database unreachable: %s", exc)
+        return False
+    return True
+
+
+__all__ = ["BadLink", "InvalidInput", "LinkInvalid", "SendFailed", "Services"]

@@ -1,0 +1,538 @@
+"""Subscribers, their preferences and consent, and the addresses we must never mail.
+
+Input is checked by pure functions (`parse_email`, `parse_preferences`) before anything
+is written, so a bad form never leaves half a subscriber behind. The functions that take
+a Session change state; the caller owns the transaction (`db.transaction`).
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import JSON, Column, ForeignKey, Integer, Text, func
+from sqlalchemy import delete as sql_delete
+from sqlmodel import Field, Session, SQLModel, select
+
+from newsletter.taxonomy import BY_SLUG
+
+STATUSES = ("pending", "confirmed", "unsubscribed", "bounced", "complained")
+FREQUENCIES = ("daily", "weekly")
+DEFAULT_MAX_PAPERS = 10
+MAX_PAPERS_LIMIT = 50
+MAX_EMAIL_LENGTH = 254
+# Keyword and author lists are matched against every paper; keep them human-sized.
+MAX_TERMS = 30
+MAX_TERM_LENGTH = 100
+CONFIRMATION_INTERVAL = timedelta(minutes=10)
+PENDING_LIFETIME = timedelta(days=7)
+
+# Provider events that mean "never mail this address again", and the status they leave.
+SUPPRESSING_EVENTS = {
+    "bounce": "bounced",
+    "dropped": "bounced",
+    "spamreport": "complained",
+    "unsubscribe": "unsubscribed",
+    "group_unsubscribe": "unsubscribed",
+}
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _key() -> str:
+    return secrets.token_urlsafe(16)
+
+
+class Subscriber(SQLModel, table=True):
+    __tablename__ = "subscribers"
+
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(max_length=MAX_EMAIL_LENGTH, unique=True)
+    status: str = Field(default="pending", max_length=16, index=True)
+    # Signed manage/unsubscribe links name this; a new row gets a new key, so links made
+    # for a deleted subscriber never open a later one with the same address or id.
+    link_key: str = Field(default_factory=_key, max_length=64)
+    # The pending confirmation's nonce; cleared when used, so a confirm link works once.
+    confirm_nonce: str | None = Field(default=None, max_length=64)
+    created_at: datetime = Field(default_factory=_utcnow)
+    updated_at: datetime = Field(default_factory=_utcnow)
+    confirmed_at: datetime | None = None
+    unsubscribed_at: datetime | None = None
+    last_confirmation_sent_at: datetime | None = None
+
+
+class Preferences(SQLModel, table=True):
+    __tablename__ = "preferences"
+
+    subscriber_id: int = Field(sa_column=Column(
+        Integer, ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True))
+    topics: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    include_keywords: list[str] = Field(default_factory=list,
+                                        sa_column=Column(JSON, nullable=False))
+    exclude_keywords: list[str] = Field(default_factory=list,
+                                        sa_column=Column(JSON, nullable=False))
+    authors: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    frequency: str = Field(default="daily", max_length=16)
+    max_papers: int = DEFAULT_MAX_PAPERS
+    include_revised: bool = False
+    updated_at: datetime = Field(default_factory=_utcnow)
+
+
+class Consent(SQLModel, table=True):
+    """Proof of what someone agreed to, when, and from where."""
+
+    __tablename__ = "consents"
+
+    id: int | None = Field(default=None, primary_key=True)
+    subscriber_id: int = Field(sa_column=Column(
+        Integer, ForeignKey("subscribers.id", ondelete="CASCADE"), nullable=False, index=True))
+    action: str = Field(max_length=32)  # signup, confirm, resubscribe, admin, import
+    at: datetime = Field(default_factory=_utcnow)
+    ip: str | None = Field(default=None, max_length=64)
+    user_agent: str | None = Field(default=None, max_length=512)
+    agreed_to: str = Field(sa_type=Text)
+
+
+class Suppression(SQLModel, table=True):
+    """An address we never mail again, whatever its subscriber row says (or if it has none)."""
+
+    __tablename__ = "suppressions"
+
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(max_length=MAX_EMAIL_LENGTH, unique=True)
+    reason: str = Field(max_length=64)
+    at: datetime = Field(default_factory=_utcnow)
+
+
+class WebhookEvent(SQLModel, table=True):
+    """A provider event already acted on: providers retry, and payloads can be replayed."""
+
+    __tablename__ = "webhook_events"
+
+    id: int | None = Field(default=None, primary_key=True)
+    sg_event_id: str = Field(max_length=200, unique=True)
+    event: str = Field(max_length=64)
+    email: str | None = Field(default=None, max_length=MAX_EMAIL_LENGTH)
+    received_at: datetime = Field(default_factory=_utcnow)
+
+
+# ---------------------------------------------------------------- checking input (pure)
+
+
+class InvalidInput(Exception):
+    """Form input we refuse; `errors` maps each field to a message for the reader."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
+        self.errors = errors
+
+
+def parse_email(raw: str) -> str:
+    """The address as we store it, or InvalidInput.
+
+    Lower-cased whole: nearly every mail system ignores case, and two rows differing only
+    by case would mean two digests and an unsubscribe link that stops only one of them.
+    Internationalized domains are stored in their ASCII (punycode) form.
+    """
+    # CR and LF anywhere, even at the ends, are refused rather than stripped: they are
+    # how header injection starts, and no person types them into an address field.
+    if "\r" in raw or "\n" in raw:
+        raise InvalidInput({"email": "That is not a valid email address."})
+    value = raw.strip()
+    if not value:
+        raise InvalidInput({"email": "Enter your email address."})
+    if len(value) > MAX_EMAIL_LENGTH:
+        raise InvalidInput({"email": "That is not a valid email address."})
+    try:
+        checked = validate_email(value, check_deliverability=False, allow_smtputf8=False)
+    except EmailNotValidError:
+        raise InvalidInput({"email": "That is not a valid email address."}) from None
+    address = (checked.ascii_email or checked.normalized).lower()
+    if len(address) > MAX_EMAIL_LENGTH:
+        raise InvalidInput({"email": "That is not a valid email address."})
+    return address
+
+
+@dataclass(frozen=True)
+class PreferenceValues:
+    topics: tuple[str, ...]
+    frequency: str = "daily"
+    include_keywords: tuple[str, ...] = ()
+    exclude_keywords: tuple[str, ...] = ()
+    authors: tuple[str, ...] = ()
+    max_papers: int = DEFAULT_MAX_PAPERS
+    include_revised: bool = False
+
+
+def _topics(raw: Iterable[str], errors: dict[str, str]) -> tuple[str, ...]:
+    chosen: list[str] = []
+    for value in raw:
+        if value not in BY_SLUG:
+            errors["topics"] = "Pick topics from the list."
+            return ()
+        if value not in chosen:
+            chosen.append(value)
+    if not chosen:
+        errors["topics"] = "Pick at least one topic."
+    return tuple(chosen)
+
+
+def _terms(raw: str, name: str, label: str, errors: dict[str, str]) -> tuple[str, ...]:
+    """Comma- or line-separated terms, trimmed, duplicates (any case) dropped."""
+    if len(raw) > MAX_TERMS * (MAX_TERM_LENGTH + 2):
+        errors[name] = f"Too many {label}."
+        return ()
+    terms: list[str] = []
+    for piece in re.split(r"[,\n]", raw.replace("\r\n", "\n")):
+        term = " ".join(piece.split())
+        if not term:
+            continue
+        if _CONTROL.search(term) or len(term) > MAX_TERM_LENGTH:
+            errors[name] = f"Each of the {label} must be plain text under {MAX_TERM_LENGTH} " \
+                           "characters."
+            return ()
+        if term.casefold() not in {t.casefold() for t in terms}:
+            terms.append(term)
+    if len(terms) > MAX_TERMS:
+        errors[name] = f"At most {MAX_TERMS} {label}."
+        return ()
+    return tuple(terms)
+
+
+def parse_frequency(raw: str | None, errors: dict[str, str]) -> str:
+    value = (raw or "daily").strip()
+    if value not in FREQUENCIES:
+        errors["frequency"] = "Choose daily or weekly."
+        return "daily"
+    return value
+
+
+def parse_preferences(
+    topics: Sequence[str], frequency: str | None = None, include_keywords: str = "",
+    exclude_keywords: str = "", authors: str = "", max_papers: str | int | None = None,
+    include_revised: bool = False,
+) -> PreferenceValues:
+    """Preferences from form strings, or InvalidInput naming every bad field."""
+    errors: dict[str, str] = {}
+    chosen = _topics(topics, errors)
+    freq = parse_frequency(frequency, errors)
+    include = _terms(include_keywords, "include_keywords", "keywords", errors)
+    exclude = _terms(exclude_keywords, "exclude_keywords", "keywords", errors)
+    followed = _terms(authors, "authors", "authors", errors)
+    count = DEFAULT_MAX_PAPERS
+    if max_papers not in (None, ""):
+        try:
+            count = int(str(max_papers).strip())
+        except ValueError:
+            count = -1
+        if not 1 <= count <= MAX_PAPERS_LIMIT:
+            errors["max_papers"] = f"Choose a number from 1 to {MAX_PAPERS_LIMIT}."
+    if errors:
+        raise InvalidInput(errors)
+    return PreferenceValues(chosen, freq, include, exclude, followed, count, include_revised)
+
+
+@dataclass(frozen=True)
+class Client:
+    """Where a request came from, for the consent record."""
+
+    ip: str | None = None
+    user_agent: str | None = None
+
+    def trimmed(self) -> Client:
+        agent = _CONTROL.sub("", self.user_agent or "")[:512]
+        return Client((self.ip or "")[:64] or None, agent or None)
+
+
+def agreement(values: PreferenceValues) -> str:
+    """The words of what a subscriber agrees to, stored with their consent."""
+    return (f"Receive a {values.frequency} Paperwire email digest of new research papers on: "
+            f"{', '.join(values.topics)}. Double opt-in; unsubscribe at any time.")
+
+
+# ---------------------------------------------------------------- state changes
+
+
+@dataclass
+class SignupDecision:
+    """What a sign-up should mail, decided inside the transaction, sent after it."""
+
+    subscriber: Subscriber
+    preferences: Preferences
+    send: str | None = None  # "confirmation", "already_subscribed" or None
+    reason: str = ""
+
+
+def find_by_email(session: Session, email: str) -> Subscriber | None:
+    return session.exec(select(Subscriber).where(Subscriber.email == email)).first()
+
+
+def is_suppressed(session: Session, email: str) -> bool:
+    return session.exec(select(Suppression.id).where(Suppression.email == email)).first() \
+        is not None
+
+
+def ensure(session: Session, email: str, now: datetime) -> Subscriber:
+    """The subscriber row for an address, created pending (with empty preferences)."""
+    subscriber = find_by_email(session, email)
+    if subscriber is None:
+        subscriber = Subscriber(email=email, created_at=now, updated_at=now)
+        session.add(subscriber)
+        session.flush()
+        session.add(Preferences(subscriber_id=subscriber.id, topics=[], updated_at=now))
+    return subscriber
+
+
+def preferences_of(session: Session, subscriber: Subscriber) -> Preferences:
+    found = session.get(Preferences, subscriber.id)
+    if found is None:
+        # Every path that creates a subscriber creates preferences; this is for a row
+        # made by hand in SQL.
+        found = Preferences(subscriber_id=subscriber.id, topics=[])
+        session.add(found)
+    return found
+
+
+def _apply(prefs: Preferences, values: PreferenceValues, now: datetime) -> None:
+    prefs.topics = list(values.topics)
+    prefs.frequency = values.frequency
+    prefs.include_keywords = list(values.include_keywords)
+    prefs.exclude_keywords = list(values.exclude_keywords)
+    prefs.authors = list(values.authors)
+    prefs.max_papers = values.max_papers
+    prefs.include_revised = values.include_revised
+    prefs.updated_at = now
+
+
+def _may_send_confirmation(subscriber: Subscriber, now: datetime) -> bool:
+    last = subscriber.last_confirmation_sent_at
+    return last is None or now - _aware(last) >= CONFIRMATION_INTERVAL
+
+
+def _aware(value: datetime) -> datetime:
+    # SQLite hands back naive datetimes even for timezone=True columns; they are UTC.
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def subscribe(session: Session, email: str, values: PreferenceValues, client: Client,
+              now: datetime | None = None, action: str = "signup") -> SignupDecision:
+    """Record a sign-up and decide what to mail. Never reveals the address's state.
+
+    New, unsubscribed or pending: (back to) pending with these preferences, and a
+    confirmation mail unless one went out in the last ten minutes. Confirmed: nothing
+    changes (an unconfirmed form must not rewrite a reader's topics); the reader gets a
+    reminder with their manage link, at the same pace. Suppressed: nothing is mailed.
+    """
+    now = now or _utcnow()
+    subscriber = ensure(session, email, now)
+    prefs = preferences_of(session, subscriber)
+    decision = SignupDecision(subscriber, prefs)
+
+    if is_suppressed(session, email) or subscriber.status in ("bounced", "complained"):
+        decision.reason = "suppressed"
+        return decision
+    if subscriber.status == "confirmed":
+        decision.reason = "already confirmed"
+        if _may_send_confirmation(subscriber, now):
+            subscriber.last_confirmation_sent_at = now
+            decision.send = "already_subscribed"
+        return decision
+
+    subscriber.status = "pending"
+    subscriber.confirm_nonce = subscriber.confirm_nonce or _key()
+    subscriber.updated_at = now
+    _apply(prefs, values, now)
+    c = client.trimmed()
+    session.add(Consent(subscriber_id=subscriber.id, action=action, at=now, ip=c.ip,
+                        user_agent=c.user_agent, agreed_to=agreement(values)))
+    if _may_send_confirmation(subscriber, now):
+        subscriber.last_confirmation_sent_at = now
+        decision.send = "confirmation"
+    else:
+        decision.reason = "confirmation sent less than 10 minutes ago"
+    return decision
+
+
+class LinkInvalid(Exception):
+    """A link that names no current subscriber, or a confirmation already used."""
+
+
+def confirm(session: Session, subscriber_id: int, nonce: str, client: Client,
+            now: datetime | None = None) -> Subscriber:
+    """Confirm a pending subscription; the nonce is spent, so the link works once."""
+    subscriber = session.get(Subscriber, subscriber_id)
+    if (subscriber is None or not subscriber.confirm_nonce
+            or not secrets.compare_digest(subscriber.confirm_nonce, nonce)):
+        raise LinkInvalid("this confirmation link was already used or is no longer valid")
+    return confirm_now(session, subscriber, "confirm", client, now)
+
+
+def confirm_now(session: Session, subscriber: Subscriber, action: str, client: Client,
+                now: datetime | None = None) -> Subscriber:
+    """Make a subscriber confirmed; `action` says who vouched (a link click, an operator)."""
+    now = now or _utcnow()
+    if subscriber.status in ("bounced", "complained") or is_suppressed(session,
+                                                                        subscriber.email):
+        raise LinkInvalid("this address can no longer receive mail from us")
+    subscriber.status = "confirmed"
+    subscriber.confirm_nonce = None
+    subscriber.confirmed_at = now
+    subscriber.unsubscribed_at = None
+    subscriber.updated_at = now
+    prefs = preferences_of(session, subscriber)
+    c = client.trimmed()
+    session.add(Consent(subscriber_id=subscriber.id, action=action, at=now, ip=c.ip,
+                        user_agent=c.user_agent, agreed_to=agreement(_values_of(prefs))))
+    return subscriber
+
+
+def _values_of(prefs: Preferences) -> PreferenceValues:
+    return PreferenceValues(tuple(prefs.topics), prefs.frequency, tuple(prefs.include_keywords),
+                            tuple(prefs.exclude_keywords), tuple(prefs.authors),
+                            prefs.max_papers, prefs.include_revised)
+
+
+def holder(session: Session, subscriber_id: int, link_key: str) -> Subscriber:
+    """The subscriber a manage or unsubscribe link names, if it still exists."""
+    subscriber = session.get(Subscriber, subscriber_id)
+    if subscriber is None or not secrets.compare_digest(subscriber.link_key, link_key):
+        raise LinkInvalid("this link is no longer valid")
+    return subscriber
+
+
+def update_preferences(session: Session, subscriber: Subscriber, values: PreferenceValues,
+                       now: datetime | None = None) -> Preferences:
+    now = now or _utcnow()
+    prefs = preferences_of(session, subscriber)
+    _apply(prefs, values, now)
+    subscriber.updated_at = now
+    return prefs
+
+
+def unsubscribe(session: Session, subscriber: Subscriber,
+                now: datetime | None = None) -> Subscriber:
+    """Stop all mail to this subscriber. Idempotent; a suppressed status is kept."""
+    now = now or _utcnow()
+    if subscriber.status in ("pending", "confirmed"):
+        subscriber.status = "unsubscribed"
+        subscriber.unsubscribed_at = now
+        subscriber.confirm_nonce = None
+        subscriber.updated_at = now
+    return subscriber
+
+
+def resubscribe(session: Session, subscriber: Subscriber, client: Client,
+                now: datetime | None = None) -> Subscriber:
+    """Undo an unsubscribe from the manage page; the link proves the address is theirs."""
+    now = now or _utcnow()
+    if subscriber.status != "unsubscribed" or is_suppressed(session, subscriber.email):
+        return subscriber
+    subscriber.status = "confirmed"
+    subscriber.confirmed_at = now
+    subscriber.unsubscribed_at = None
+    subscriber.updated_at = now
+    prefs = preferences_of(session, subscriber)
+    c = client.trimmed()
+    session.add(Consent(subscriber_id=subscriber.id, action="resubscribe", at=now, ip=c.ip,
+                        user_agent=c.user_agent, agreed_to=agreement(_values_of(prefs))))
+    return subscriber
+
+
+def _iso(value: datetime | None) -> str | None:
+    return _aware(value).isoformat() if value else None
+
+
+def export(session: Session, subscriber: Subscriber) -> dict[str, Any]:
+    """Everything we hold about a subscriber, as JSON-ready data."""
+    prefs = preferences_of(session, subscriber)
+    consents = session.exec(select(Consent).where(Consent.subscriber_id == subscriber.id)
+                            .order_by(Consent.at, Consent.id))  # type: ignore[arg-type]
+    return {
+        "email": subscriber.email,
+        "status": subscriber.status,
+        "created_at": _iso(subscriber.created_at),
+        "confirmed_at": _iso(subscriber.confirmed_at),
+        "unsubscribed_at": _iso(subscriber.unsubscribed_at),
+        "last_confirmation_sent_at": _iso(subscriber.last_confirmation_sent_at),
+        "preferences": {
+            "topics": list(prefs.topics),
+            "include_keywords": list(prefs.include_keywords),
+            "exclude_keywords": list(prefs.exclude_keywords),
+            "authors": list(prefs.authors),
+            "frequency": prefs.frequency,
+            "max_papers": prefs.max_papers,
+            "include_revised": prefs.include_revised,
+        },
+        "consents": [
+            {"action": c.action, "at": _iso(c.at), "ip": c.ip, "user_agent": c.user_agent,
+             "agreed_to": c.agreed_to}
+            for c in consents
+        ],
+        "suppressed": is_suppressed(session, subscriber.email),
+    }
+
+
+def delete(session: Session, subscriber: Subscriber) -> None:
+    """Erase a subscriber, preferences and consent records; their links stop working.
+
+    A suppression row stays if there is one: it holds no more than the address, and is
+    what keeps a bouncing or complaining address from ever being mailed again.
+    """
+    session.exec(sql_delete(Consent).where(Consent.subscriber_id == subscriber.id))  # type: ignore[call-overload]
+    session.exec(sql_delete(Preferences).where(Preferences.subscriber_id == subscriber.id))  # type: ignore[call-overload]
+    session.delete(subscriber)
+
+
+def suppress(session: Session, email: str, reason: str, now: datetime | None = None) -> None:
+    """Never mail this address again; its subscriber (if any) leaves the mailing list."""
+    now = now or _utcnow()
+    if not is_suppressed(session, email):
+        session.add(Suppression(email=email, reason=reason[:64], at=now))
+    subscriber = find_by_email(session, email)
+    if subscriber is not None:
+        status = SUPPRESSING_EVENTS.get(reason, "bounced")
+        if subscriber.status != status:
+            subscriber.status = status
+            subscriber.confirm_nonce = None
+            subscriber.updated_at = now
+            if status == "unsubscribed":
+                subscriber.unsubscribed_at = now
+
+
+def expire_pending(session: Session, now: datetime | None = None,
+                   lifetime: timedelta = PENDING_LIFETIME) -> int:
+    """Delete sign-ups never confirmed within `lifetime`; returns how many."""
+    now = now or _utcnow()
+    stale = list(session.exec(select(Subscriber).where(
+        Subscriber.status == "pending", Subscriber.created_at < now - lifetime,
+        Subscriber.confirmed_at.is_(None))))  # type: ignore[union-attr]
+    for subscriber in stale:
+        delete(session, subscriber)
+    return len(stale)
+
+
+def listing(session: Session) -> list[dict[str, Any]]:
+    """One JSON-ready object per subscriber, by address (`newsletter subscribers --json`)."""
+    rows = session.exec(select(Subscriber, Preferences)
+                        .join(Preferences, Preferences.subscriber_id == Subscriber.id,  # type: ignore[arg-type]
+                              isouter=True)
+                        .order_by(Subscriber.email))
+    return [{"email": s.email, "status": s.status, "topics": list(p.topics) if p else [],
+             "frequency": p.frequency if p else "daily",
+             "max_papers": p.max_papers if p else DEFAULT_MAX_PAPERS,
+             "created_at": _iso(s.created_at), "confirmed_at": _iso(s.confirmed_at)}
+            for s, p in rows]
+
+
+def counts(session: Session) -> dict[str, int]:
+    rows = session.exec(select(Subscriber.status, func.count()).group_by(Subscriber.status))
+    return {status: n for status, n in rows}

@@ -1,0 +1,162 @@
+"""The Flask app: the public site, the subscription pages and the SendGrid webhook.
+
+Production: `gunicorn 'newsletter.web:create_app()'`. Development: `newsletter serve`.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import date
+
+from flask import Flask, Response, render_template, request
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+from flask_wtf.csrf import CSRFError, CSRFProtect
+from sqlalchemy import Engine
+from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from newsletter import db
+from newsletter.config import Settings, load_settings
+from newsletter.links import BadLink, ExpiredLink, Links, signing_key
+from newsletter.mail import Sender
+from newsletter.signup import Services
+from newsletter.subscriber import LinkInvalid
+from newsletter.web import site, subscriptions, webhooks
+from newsletter.web.common import SERVICES
+
+log = logging.getLogger(__name__)
+
+FORM_LIMIT = 64 * 1024
+
+# Paper text comes from feeds: no inline script or style may run, whatever it contains.
+CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'none'; "
+       "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+
+
+def create_app(settings: Settings | None = None, *, engine: Engine | None = None,
+               sender: Sender | None = None) -> Flask:
+    settings = settings or load_settings()
+    key = signing_key(settings)
+    app = Flask(__name__)
+    # A doubled slash is a 404, not a redirect: no request can make us send a reader elsewhere.
+    app.url_map.merge_slashes = False
+    https = settings.base_url.startswith("https://")
+    app.config.update(
+        SECRET_KEY=key,
+        # Forms are small; the webhook view raises its own limit for SendGrid's batches.
+        MAX_CONTENT_LENGTH=FORM_LIMIT,
+        MAX_FORM_MEMORY_SIZE=FORM_LIMIT,
+        MAX_FORM_PARTS=200,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=https,
+        # A manage page left open for an afternoon must still save.
+        WTF_CSRF_TIME_LIMIT=None,
+        WTF_CSRF_SSL_STRICT=https,
+        RATELIMIT_STORAGE_URI=settings.redis_url or "memory://",
+        RATELIMIT_HEADERS_ENABLED=True,
+    )
+    if settings.trusted_proxies:
+        n = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
+
+    if engine is None:
+        engine = db.engine_for(settings.database_url)
+    app.extensions[SERVICES] = Services.build(settings, engine, sender,
+                                              Links(key, settings.base_url))
+
+    csrf = CSRFProtect(app)
+    # One-click unsubscribe comes from mail providers with no cookie and no form token
+    # (RFC 8058), and SendGrid signs its own requests.
+    csrf.exempt(subscriptions.unsubscribe)
+    csrf.exempt(webhooks.blueprint)
+
+    limiter = Limiter(get_remote_address, app=app, default_limits=[])
+    limiter.limit(settings.signup_rate_limit, methods=["POST"])(subscriptions.signup)
+
+    app.register_blueprint(site.blueprint)
+    app.register_blueprint(subscriptions.signup)
+    app.register_blueprint(subscriptions.blueprint)
+    app.register_blueprint(webhooks.blueprint)
+    _register_errors(app)
+    app.after_request(_security_headers(https))
+    app.add_template_filter(_long_date, "long_date")
+    app.jinja_env.globals.update(dev_mode=settings.dev_mode,
+                                 outbox_enabled=settings.dev_mode
+                                 and settings.mail_backend == "file")
+    return app
+
+
+def _long_date(value: date) -> str:
+    return f"{value:%A}, {value.day} {value:%B %Y}"
+
+
+def _security_headers(https: bool):  # type: ignore[no-untyped-def]
+    def add(response: Response) -> Response:
+        headers = response.headers
+        headers.setdefault("Content-Security-Policy", CSP)
+        headers.setdefault("X-Content-Type-Options", "nosniff")
+        headers.setdefault("X-Frame-Options", "DENY")
+        # Manage and unsubscribe URLs carry tokens: never hand them to another site.
+        headers.setdefault("Referrer-Policy", "no-referrer")
+        headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+        headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
+        if https:
+            headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+        return response
+
+    return add
+
+
+_MESSAGES = {
+    400: ("That request did not make sense", "Something in the form was missing or malformed."),
+    404: ("Not found", "There is nothing at this address."),
+    405: ("Not allowed", "This page does not accept that kind of request."),
+    413: ("Too large", "That was more data than this form accepts."),
+    429: ("Slow down", "Too many sign-ups from your network. Wait a few minutes and try again."),
+}
+
+
+def error_page(status: int, title: str, message: str) -> tuple[str, int]:
+    return render_template("error.html", title=title, message=message), status
+
+
+def _register_errors(app: Flask) -> None:
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):  # type: ignore[no-untyped-def]
+        status = exc.code or 500
+        title, message = _MESSAGES.get(status, (exc.name, exc.description or ""))
+        if request.path.startswith("/webhooks/") or request.path == "/healthz":
+            return {"error": title}, status
+        return error_page(status, title, message)
+
+    @app.errorhandler(CSRFError)
+    def csrf_error(_exc: CSRFError):  # type: ignore[no-untyped-def]
+        return error_page(400, "This form has expired",
+                          "The form was sent without its security token, or from another "
+                          "site. Go back, reload the page and try again.")
+
+    @app.errorhandler(ExpiredLink)
+    def expired(_exc: ExpiredLink):  # type: ignore[no-untyped-def]
+        return error_page(410, "This link has expired",
+                          "Confirmation links work for a few days. Subscribe again on the "
+                          "front page and we will send you a fresh one.")
+
+    @app.errorhandler(BadLink)
+    def bad_link(_exc: BadLink):  # type: ignore[no-untyped-def]
+        return error_page(404, "This link is not valid",
+                          "It may have been cut short when it was copied. Open it again "
+                          "from the email, or paste the whole address.")
+
+    @app.errorhandler(LinkInvalid)
+    def gone(_exc: LinkInvalid):  # type: ignore[no-untyped-def]
+        return error_page(410, "This link no longer works",
+                          "It was already used, or the subscription it belongs to was "
+                          "deleted. If you already confirmed, you are all set.")
+
+    @app.errorhandler(Exception)
+    def crash(exc: Exception):  # type: ignore[no-untyped-def]
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_page(500, "Something went wrong on our side",
+                          "The error was logged. Please try again in a moment.")

@@ -1,0 +1,154 @@
+"""Sign up, confirm, manage, unsubscribe. Token errors become pages in create_app."""
+
+from __future__ import annotations
+
+import json
+
+from flask import Blueprint, Response, redirect, render_template, request, url_for
+
+from newsletter import delivery
+from newsletter import signup as flows
+from newsletter.subscriber import InvalidInput
+from newsletter.taxonomy import TOPICS
+from newsletter.web.common import client, no_store, services
+
+# The sign-up form's POST has a blueprint of its own so the rate limit covers it alone.
+signup = Blueprint("signup", __name__)
+blueprint = Blueprint("subscriptions", __name__)
+blueprint.after_request(no_store)
+
+ONE_CLICK = "List-Unsubscribe=One-Click"
+
+
+@signup.post("/subscribe")
+def subscribe():  # type: ignore[no-untyped-def]
+    form = request.form
+    topics = form.getlist("topics")
+    try:
+        flows.sign_up(services(), form.get("email", ""), topics, form.get("frequency"),
+                      form.get("website", ""), client())
+    except InvalidInput as exc:
+        values = {"email": form.get("email", ""), "topics": topics,
+                  "frequency": form.get("frequency", "daily")}
+        return render_template("subscribe.html", topics=TOPICS, form=values,
+                               errors=exc.errors), 400
+    except flows.SendFailed:
+        return render_template("error.html", title="We could not send the email",
+                               message="Our mail system did not take the message. Please "
+                                       "try again in a few minutes."), 503
+    # The same page whether the address is new, pending, confirmed or suppressed.
+    return render_template("subscribed.html")
+
+
+@blueprint.get("/confirm/<token>")
+def confirm_page(token: str):  # type: ignore[no-untyped-def]
+    pending = flows.confirmation_page(services(), token)
+    return render_template("confirm.html", pending=pending, token=token)
+
+
+@blueprint.post("/confirm/<token>")
+def confirm(token: str):  # type: ignore[no-untyped-def]
+    done = flows.confirm(services(), token, client())
+    return render_template("confirmed.html", done=done)
+
+
+def _preference_form() -> flows.PreferenceForm:
+    form = request.form
+    return flows.PreferenceForm(
+        topics=form.getlist("topics"), frequency=form.get("frequency"),
+        include_keywords=form.get("include_keywords", ""),
+        exclude_keywords=form.get("exclude_keywords", ""), authors=form.get("authors", ""),
+        max_papers=form.get("max_papers"), include_revised=form.get("include_revised") == "on",
+    )
+
+
+def _account_values(account: flows.Account) -> dict[str, object]:
+    return {"topics": account.topics, "frequency": account.frequency,
+            "include_keywords": "\n".join(account.include_keywords),
+            "exclude_keywords": "\n".join(account.exclude_keywords),
+            "authors": "\n".join(account.authors), "max_papers": account.max_papers,
+            "include_revised": account.include_revised}
+
+
+def _submitted_values() -> dict[str, object]:
+    # What the reader typed comes back to them, so one bad field costs no retyping.
+    form = _preference_form()
+    return {"topics": form.topics, "frequency": form.frequency,
+            "include_keywords": form.include_keywords,
+            "exclude_keywords": form.exclude_keywords, "authors": form.authors,
+            "max_papers": form.max_papers, "include_revised": form.include_revised}
+
+
+@blueprint.get("/manage/<token>")
+def manage(token: str):  # type: ignore[no-untyped-def]
+    account = flows.account(services(), token)
+    return render_template("manage.html", account=account, token=token, topics=TOPICS,
+                           values=_account_values(account), errors={},
+                           saved=request.args.get("saved") == "1")
+
+
+@blueprint.post("/manage/<token>")
+def save(token: str):  # type: ignore[no-untyped-def]
+    try:
+        flows.save_preferences(services(), token, _preference_form())
+    except InvalidInput as exc:
+        account = flows.account(services(), token)
+        return render_template("manage.html", account=account, token=token, topics=TOPICS,
+                               values=_submitted_values(), errors=exc.errors,
+                               saved=False), 400
+    # Back to the page as a GET, so reloading does not post the form again; the target is
+    # built from our own route, never from request input.
+    return redirect(url_for("subscriptions.manage", token=token, saved=1), code=303)
+
+
+@blueprint.post("/manage/<token>/resubscribe")
+def resubscribe(token: str):  # type: ignore[no-untyped-def]
+    flows.resubscribe(services(), token, client())
+    return redirect(url_for("subscriptions.manage", token=token), code=303)
+
+
+@blueprint.get("/manage/<token>/export")
+def export(token: str):  # type: ignore[no-untyped-def]
+    data = flows.export(services(), token)
+    return Response(json.dumps(data, indent=2, ensure_ascii=False), mimetype="application/json",
+                    headers={"Content-Disposition": 'attachment; filename="paperwire-data.json"'})
+
+
+@blueprint.get("/manage/<token>/delete")
+def delete_page(token: str):  # type: ignore[no-untyped-def]
+    account = flows.account(services(), token)
+    return render_template("delete.html", account=account, token=token)
+
+
+@blueprint.post("/manage/<token>/delete")
+def delete(token: str):  # type: ignore[no-untyped-def]
+    email = flows.delete(services(), token)
+    return render_template("deleted.html", email=email)
+
+
+@blueprint.get("/unsubscribe/<token>")
+def unsubscribe_page(token: str):  # type: ignore[no-untyped-def]
+    who = flows.unsubscribe_page(services(), token)
+    return render_template("unsubscribe.html", who=who, token=token)
+
+
+@blueprint.post("/unsubscribe/<token>")
+def unsubscribe(token: str):  # type: ignore[no-untyped-def]
+    """RFC 8058: no cookie, no form token, 200 and never a redirect."""
+    who = flows.unsubscribe(services(), token)
+    if request.form.get("List-Unsubscribe") == "One-Click":
+        return Response("You are unsubscribed.\n", mimetype="text/plain")
+    return render_template("unsubscribed.html", who=who)
+
+
+@blueprint.get("/digest/<token>")
+def digest(token: str):  # type: ignore[no-untyped-def]
+    """"View in browser": the digest exactly as mailed, with the reader's own links."""
+    app = services()
+    html = delivery.digest_in_browser(app.engine, app.settings, app.links, token)
+    response = Response(html, mimetype="text/html")
+    # An email's styles are inline; allow those and nothing else (no script, no fetch).
+    response.headers["Content-Security-Policy"] = (
+        "default-src 'none'; style-src 'unsafe-inline'; img-src data: https:; "
+        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+    return response

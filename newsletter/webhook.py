@@ -1,0 +1,131 @@
+"""SendGrid's Event Webhook: signature check, parsing, and what each event changes.
+
+SendGrid signs `timestamp + raw body` with ECDSA P-256 / SHA-256 and sends the base64
+DER signature and the timestamp in headers; the public key (base64 DER, as the SendGrid
+console shows it, or PEM) is SENDGRID_WEBHOOK_PUBLIC_KEY. Events are retried and can be
+replayed, so each `sg_event_id` is acted on once.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import load_der_public_key, load_pem_public_key
+from sqlmodel import Session, select
+
+from newsletter.subscriber import (
+    MAX_EMAIL_LENGTH,
+    SUPPRESSING_EVENTS,
+    WebhookEvent,
+    suppress,
+)
+
+SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
+TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
+MAX_EVENTS = 5000
+
+
+class WebhookError(Exception):
+    """A request that is not a well-formed, signed batch of events."""
+
+
+def load_public_key(text: str) -> ec.EllipticCurvePublicKey:
+    data = text.strip()
+    try:
+        if data.startswith("-----BEGIN"):
+            key = load_pem_public_key(data.encode())
+        else:
+            key = load_der_public_key(base64.b64decode(data, validate=True))
+    except (ValueError, binascii.Error) as exc:
+        raise WebhookError(f"SENDGRID_WEBHOOK_PUBLIC_KEY is not a public key: {exc}") from None
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        raise WebhookError("SENDGRID_WEBHOOK_PUBLIC_KEY is not an ECDSA key")
+    return key
+
+
+def signature_valid(key: ec.EllipticCurvePublicKey, signature: str | None,
+                    timestamp: str | None, body: bytes) -> bool:
+    if not signature or not timestamp:
+        return False
+    try:
+        raw = base64.b64decode(signature, validate=True)
+        key.verify(raw, timestamp.encode("utf-8") + body, ec.ECDSA(hashes.SHA256()))
+    except (InvalidSignature, ValueError, binascii.Error, UnicodeError):
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class Event:
+    sg_event_id: str
+    event: str
+    email: str | None
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _plain(value: object, limit: int) -> bool:
+    """A non-empty string that fits its column and that any database can store."""
+    return isinstance(value, str) and 0 < len(value) <= limit and not _CONTROL.search(value)
+
+
+def parse_events(body: bytes) -> list[Event]:
+    """The events of a batch; events without an id or type are ignored, not fatal."""
+    try:
+        data: Any = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise WebhookError("body is not JSON") from None
+    if not isinstance(data, list):
+        raise WebhookError("body is not a JSON list of events")
+    if len(data) > MAX_EVENTS:
+        raise WebhookError(f"more than {MAX_EVENTS} events in one request")
+    events: list[Event] = []
+    for item in data:
+        if not isinstance(item, dict):
+            continue
+        ident, kind, email = item.get("sg_event_id"), item.get("event"), item.get("email")
+        if not _plain(ident, 200) or not _plain(kind, 64):
+            continue
+        address = email.strip().lower() if _plain(email, MAX_EMAIL_LENGTH) else None
+        events.append(Event(ident, kind, address))
+    return events
+
+
+@dataclass(frozen=True)
+class EventReport:
+    received: int
+    duplicates: int
+    suppressed: int
+
+
+def apply_events(session: Session, events: list[Event], now: datetime) -> EventReport:
+    """Record each new event; suppress the address for the events that call for it."""
+    ids = list({e.sg_event_id for e in events})
+    seen: set[str] = set()
+    for start in range(0, len(ids), 500):
+        chunk = ids[start:start + 500]
+        seen.update(session.exec(select(WebhookEvent.sg_event_id)
+                                 .where(WebhookEvent.sg_event_id.in_(chunk))))  # type: ignore[attr-defined]
+    duplicates = suppressed = 0
+    for event in events:
+        if event.sg_event_id in seen:
+            duplicates += 1
+            continue
+        seen.add(event.sg_event_id)
+        session.add(WebhookEvent(sg_event_id=event.sg_event_id, event=event.event,
+                                 email=event.email, received_at=now))
+        if event.event in SUPPRESSING_EVENTS and event.email:
+            suppress(session, event.email, event.event, now)
+            session.flush()
+            suppressed += 1
+    return EventReport(len(events), duplicates, suppressed)
