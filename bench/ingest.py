@@ -29,7 +29,7 @@ from newsletter.parse import parse_feed
 ITEM = """    <item>
       <title>{title}</title>
       <link>https://arxiv.org/abs/{id}</link>
-      <description>arXiv:{id}v{v} Announce Type: {type} 
+      <description>arXiv:{id}v{v} Announce Type: {type}{space}
 Abstract: {abstract}</description>
       <guid isPermaLink="false">oai:arXiv.org:{id}v{v}</guid>
 {categories}
@@ -40,7 +40,8 @@ Abstract: {abstract}</description>
     </item>"""
 
 HEAD = """<?xml version='1.0' encoding='UTF-8'?>
-<rss xmlns:arxiv="http://arxiv.org/schemas/atom" xmlns:dc="http://purl.org/dc/elements/1.1/" xmlns:atom="http://www.w3.org/2005/Atom" version="2.0">
+<rss xmlns:arxiv="http://arxiv.org/schemas/atom"
+     xmlns:dc="http://purl.org/dc/elements/1.1/" version="2.0">
   <channel>
     <title>cs.LG, cs.CL, cs.CV, cs.AI, stat.ML updates on arXiv.org</title>
     <link>http://rss.arxiv.org/rss/cs.LG+cs.CL+cs.CV+cs.AI+stat.ML</link>
@@ -50,10 +51,12 @@ HEAD = """<?xml version='1.0' encoding='UTF-8'?>
 """
 
 CATS = ["cs.LG", "cs.CL", "cs.CV", "cs.AI", "stat.ML", "math.OC", "cs.RO", "q-bio.NC"]
-WORDS = ("we propose a method for learning sparse representations with transformers that "
-         "scale to long contexts while keeping memory linear in sequence length and we "
-         "evaluate it on language vision and reinforcement learning benchmarks &amp; show "
-         r"gains of $O(\sqrt{n})$ over strong baselines").split()
+WORDS = (
+    "we propose a method for learning sparse representations with transformers that "
+    "scale to long contexts while keeping memory linear in sequence length and we "
+    "evaluate it on language vision and reinforcement learning benchmarks &amp; show "
+    r"gains of $O(\sqrt{n})$ over strong baselines"
+).split()
 
 
 def synthetic_listing(items: int) -> bytes:
@@ -64,6 +67,7 @@ def synthetic_listing(items: int) -> bytes:
         words = [WORDS[(i * 7 + k) % len(WORDS)] for k in range(170)]
         cats = [CATS[(i + k) % len(CATS)] for k in range(1 + i % 4)]
         parts.append(ITEM.format(
+            space=" ",  # arXiv leaves a space before the line break
             id=f"2609.{10000 + i}", v=1 if kind != "replace" else 2 + i % 3, type=kind,
             title=f"Paper {i}: {' '.join(words[:9]).capitalize()}",
             abstract=" ".join(words).capitalize() + ".",
@@ -168,7 +172,8 @@ def main() -> None:
           f"{platform.python_version()}, {__import__('os').cpu_count()} cores; "
           f"database: {args.database_url or 'SQLite file'}")
     print(f"listing: {args.items} items, {size:.1f} MiB\n")
-    print("| ingest | first ingest | re-ingest | paper writes on re-ingest | peak Python heap | papers |")
+    print("| ingest | first ingest | re-ingest | paper writes on re-ingest "
+          "| peak Python heap | papers |")
     print("|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['label']} | {r['first']:.2f} s | {r['again']:.2f} s | {r['writes']} | "

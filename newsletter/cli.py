@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session, select
 
 from newsletter import db, ingest
+from newsletter.card import card_json, cards_for, find_paper
 from newsletter.config import ConfigError, Settings, load_settings
 from newsletter.feed import Feed
 from newsletter.paper import latest_announcement_day, paper_json, papers_of_day
@@ -131,12 +132,85 @@ def papers_command(app: App, as_json: bool, day: date | None) -> None:
     with Session(app.engine) as session:
         found = papers_of_day(session, day)
         if as_json:
-            click.echo(json.dumps([paper_json(p) for p in found], ensure_ascii=False, indent=2))
+            cards = cards_for(session, [p.id for p in found if p.id is not None])
+            rows = [{**paper_json(p), "card": card_json(cards.get(p.id or 0))} for p in found]
+            click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
             return
         for paper in found:
             kind = "" if paper.announce_type == "new" else f" [{paper.announce_type}]"
             click.echo(f"{paper.key:<18} {paper.title[:90]}{kind}")
         click.echo(f"{len(found)} papers" + (f" on {day}" if day else ""))
+
+
+@main.command("summarize")
+@click.option("--limit", type=click.IntRange(min=1), help="Write at most N cards, newest first.")
+@click.option("--paper", "paper_ref", help="Only this paper (its arXiv id, key or row id).")
+@click.option("--force", is_flag=True, help="Rewrite cards even when they are up to date.")
+@click.pass_obj
+def summarize_command(app: App, limit: int | None, paper_ref: str | None, force: bool) -> None:
+    """Write the card of every paper that needs one (LLM with OPENAI_API_KEY, else offline)."""
+    from newsletter.summarize import summarize_pending
+
+    paper_id = None
+    if paper_ref is not None:
+        with Session(app.engine) as session:
+            paper = find_paper(session, paper_ref)
+        if paper is None:
+            raise click.BadParameter(f"no stored paper {paper_ref!r}", param_hint="--paper")
+        paper_id = paper.id
+    report = summarize_pending(app.engine, app.settings, limit=limit, paper_id=paper_id,
+                               force=force, progress=_progress)
+    if report.pending == 0:
+        _progress("no card to write: every paper's card is up to date")
+    click.echo(report.line())
+    if report.failed and not report.written:
+        sys.exit(1)
+
+
+@main.command("send")
+@click.option("--dry-run", is_flag=True, help="Say what would be sent; send and record nothing.")
+@click.option("--date", "day", callback=_day, help="The edition's day (default: today, UTC).")
+@click.option("--weekly", is_flag=True, help="Send the weekly edition instead of the daily one.")
+@click.pass_obj
+def send_command(app: App, dry_run: bool, day: date | None, weekly: bool) -> None:
+    """Deliver an edition's digests: each confirmed subscriber once, never twice."""
+    from newsletter import delivery
+
+    frequency = "weekly" if weekly else "daily"
+    if dry_run:
+        click.echo(delivery.dry_run(app.engine, frequency=frequency, day=day).line())
+        return
+    report = delivery.send_edition(app.engine, app.settings, frequency=frequency, day=day,
+                                   progress=_progress)
+    for error in dict.fromkeys(report.errors):
+        _progress(f"error: {error}")
+    click.echo(report.line())
+    if report.failed or report.retry_later:
+        sys.exit(1)
+
+
+@main.command("preview")
+@click.argument("email")
+@click.option("--date", "day", callback=_day, help="The edition's day (default: today, UTC).")
+@click.option("--out", "folder", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("preview"), show_default=True, help="Where to write the files.")
+@click.pass_obj
+def preview_command(app: App, email: str, day: date | None, folder: Path) -> None:
+    """Write EMAIL's next digest as HTML and text, and print the paths."""
+    from newsletter import delivery
+
+    try:
+        found = delivery.preview(app.engine, app.settings, email, day=day)
+    except LookupError as exc:
+        raise click.ClickException(str(exc)) from None
+    if found is None:
+        click.echo(f"{email} has nothing new in this edition: no digest would be sent")
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    html, text = folder / "digest.html", folder / "digest.txt"
+    html.write_text(found.html, encoding="utf-8")
+    text.write_text(found.text, encoding="utf-8")
+    click.echo(f"{found.subject}\n{html}\n{text}")
 
 
 @main.command("feeds")
@@ -158,6 +232,118 @@ def feeds_command(app: App, as_json: bool) -> None:
             f"state {f.state}; {f.items_seen} items, {f.papers_added} new, "
             f"{f.papers_updated} updated" + (f"\n  error: {f.last_error}" if f.last_error else "")
         )
+
+
+# Subscriber and web commands import Flask and the mail stack lazily: `ingest` and the
+# workers should not pay for them.
+
+
+def _services(app: App):  # type: ignore[no-untyped-def]
+    from newsletter.mail import MailError
+    from newsletter.signup import Services
+
+    try:
+        return Services.build(app.settings, app.engine)
+    except MailError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@main.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.pass_obj
+def serve_command(app: App, host: str, port: int) -> None:
+    """Run the website with Flask's development server (production: gunicorn, see README)."""
+    from newsletter.mail import MailError
+    from newsletter.web import create_app
+
+    try:
+        web = create_app(app.settings, engine=app.engine)
+    except MailError as exc:
+        raise click.ClickException(str(exc)) from None
+    _progress(f"Paperwire on http://{host}:{port}/ (links in emails use BASE_URL="
+              f"{app.settings.base_url}); Flask's server is for development only")
+    web.run(host=host, port=port, debug=False, use_reloader=False)
+
+
+@main.group("subscribers", invoke_without_command=True)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+@click.pass_context
+def subscribers_group(ctx: click.Context, as_json: bool) -> None:
+    """List subscribers (or add or import them: see the subcommands)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from newsletter import signup
+
+    rows = signup.listing(_services(ctx.obj))
+    if as_json:
+        click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+        return
+    for row in rows:
+        click.echo(f"{row['email']:<40} {row['status']:<13} {row['frequency']:<7} "
+                   f"{','.join(row['topics'])}")
+    click.echo(f"{len(rows)} subscribers")
+
+
+def _invalid(errors: dict[str, str]) -> click.ClickException:
+    return click.ClickException("\n".join(f"{k}: {v}" for k, v in errors.items()))
+
+
+@subscribers_group.command("add")
+@click.argument("email")
+@click.option("--topics", required=True, help="Comma-separated topic slugs, e.g. llm,nlp.")
+@click.option("--frequency", type=click.Choice(["daily", "weekly"]), default="daily",
+              show_default=True)
+@click.option("--confirmed", is_flag=True,
+              help="They already opted in: no confirmation mail, subscribed at once.")
+@click.pass_obj
+def subscribers_add(app: App, email: str, topics: str, frequency: str, confirmed: bool) -> None:
+    """Add a subscriber; without --confirmed they get the confirmation mail."""
+    from newsletter import signup
+    from newsletter.subscriber import InvalidInput, LinkInvalid
+
+    try:
+        added = signup.add(_services(app), email, signup.split_topics(topics), frequency,
+                           confirmed=confirmed)
+    except InvalidInput as exc:
+        raise _invalid(exc.errors) from None
+    except (LinkInvalid, signup.SendFailed) as exc:
+        raise click.ClickException(str(exc)) from None
+    mailed = f"; mailed: {added.mailed}" if added.mailed else ""
+    click.echo(f"{added.email}: {added.status}{mailed}")
+
+
+@subscribers_group.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--confirmed", is_flag=True,
+              help="Everyone in the file already opted in: no confirmation mails.")
+@click.pass_obj
+def subscribers_import(app: App, file: Path, confirmed: bool) -> None:
+    """Add everyone in a CSV with columns email,topics[,frequency] (all or nothing)."""
+    from newsletter import signup
+    from newsletter.subscriber import InvalidInput, LinkInvalid
+
+    try:
+        rows = signup.read_csv(file.read_text(encoding="utf-8-sig"))
+    except InvalidInput as exc:
+        raise _invalid(exc.errors) from None
+    except UnicodeDecodeError:
+        raise click.ClickException(f"{file} is not UTF-8 text") from None
+    services = _services(app)
+    mailed = skipped = 0
+    for row in rows:
+        try:
+            added = signup.add(services, row.email, row.topics, row.frequency,
+                               confirmed=confirmed, action="import")
+        except LinkInvalid as exc:
+            _progress(f"line {row.line}: {row.email}: {exc}")
+            skipped += 1
+            continue
+        except signup.SendFailed as exc:
+            raise click.ClickException(f"line {row.line}: {exc}") from None
+        mailed += added.mailed is not None
+    click.echo(f"imported {len(rows) - skipped} subscribers from {file.name}; "
+               f"{mailed} confirmation mails sent, {skipped} suppressed addresses skipped")
 
 
 def sample_feeds() -> list[Path]:

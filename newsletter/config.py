@@ -30,13 +30,36 @@ class Settings(BaseSettings):
     openai_api_key: str | None = None
     openai_base_url: str | None = None
     openai_model: str = "gpt-4o-mini"
+    # Card writing: papers in flight at once, per-call timeout, calls per paper per run,
+    # the longest single wait (a Retry-After beyond it is cut to it), the first backoff.
+    llm_concurrency: int = Field(default=16, ge=1, le=256)
+    llm_timeout: float = Field(default=60.0, gt=0)
+    llm_max_attempts: int = Field(default=4, ge=1, le=10)
+    llm_max_wait: float = Field(default=60.0, ge=0)
+    llm_backoff: float = Field(default=1.0, ge=0)
+    # Runs in a row a card may fail before the sweep stops retrying it (until its text changes).
+    llm_max_failures: int = Field(default=5, ge=1)
+    # USD per million tokens, for models the built-in price table does not know (local: 0).
+    llm_price_input: float | None = Field(default=None, ge=0)
+    llm_price_output: float | None = Field(default=None, ge=0)
 
     mail_backend: Literal["file", "console", "smtp", "sendgrid"] = "file"
     mail_from: str = "Paperwire <digest@localhost>"
     outbox_dir: Path = Path("outbox")
     sendgrid_api_key: str | None = None
     sendgrid_host: str = "https://api.sendgrid.com"
+    # SendGrid: per-request timeout (its client has none by default), requests per batch
+    # chunk including retries, and the longest single wait (a later X-RateLimit-Reset is cut).
+    sendgrid_timeout: float = Field(default=30.0, gt=0)
+    sendgrid_max_attempts: int = Field(default=5, ge=1, le=10)
+    sendgrid_max_wait: float = Field(default=60.0, ge=0)
     sendgrid_webhook_public_key: str | None = None
+    smtp_host: str = "localhost"
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
+    smtp_timeout: float = Field(default=30.0, gt=0)
 
     arxiv_categories: Annotated[tuple[str, ...], NoDecode] = DEFAULT_CATEGORIES
     arxiv_rss_url: str = "https://rss.arxiv.org/rss/"
@@ -49,6 +72,15 @@ class Settings(BaseSettings):
     arxiv_api_delay: float = Field(default=3.0, ge=0)
 
     digest_hour_utc: int = Field(default=7, ge=0, le=23)
+    weekly_digest_day: Literal[
+        "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"
+    ] = "monday"
+
+    # Sign-ups per client IP (Flask-Limiter syntax); counted in Redis when REDIS_URL is set.
+    signup_rate_limit: str = "5/minute;30/hour"
+    # How many reverse proxies (nginx, a load balancer) sit in front of the web app: their
+    # X-Forwarded-For is then trusted for the client IP that rate limits and consent record.
+    trusted_proxies: int = Field(default=0, ge=0, le=5)
 
     @field_validator("arxiv_categories", "feed_urls", mode="before")
     @classmethod
@@ -88,6 +120,13 @@ class Settings(BaseSettings):
         if value.startswith("postgresql://"):
             value = "postgresql+psycopg://" + value.removeprefix("postgresql://")
         return value
+
+    @field_validator("openai_base_url")
+    @classmethod
+    def _check_openai_url(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://, e.g. http://localhost:8000/v1")
+        return value or None
 
     @field_validator("base_url", "sendgrid_host", "arxiv_rss_url", "arxiv_api_url")
     @classmethod

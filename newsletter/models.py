@@ -1,6 +1,12 @@
 """Every table, imported in one place so Alembic and the tests see the whole schema."""
 
+from newsletter.card import Card
+from newsletter.delivery import Delivery, DigestEdition, SentPaper
 from newsletter.feed import Feed
 from newsletter.paper import Paper
+from newsletter.subscriber import Consent, Preferences, Subscriber, Suppression, WebhookEvent
 
-__all__ = ["Feed", "Paper"]
+__all__ = [
+    "Card", "Consent", "Delivery", "DigestEdition", "Feed", "Paper", "Preferences",
+    "SentPaper", "Subscriber", "Suppression", "WebhookEvent",
+]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from email.utils import format_datetime
 
 import pytest
@@ -69,7 +69,8 @@ def test_conditional_get_turns_a_repeat_into_a_304(
     def respond(request: Request) -> Reply:
         if request.headers.get("if-none-match") == '"v1"':
             return Reply(304)
-        return Reply(200, COMBINED, {"ETag": '"v1"', "Last-Modified": "Thu, 24 Sep 2026 08:58:05 GMT"})
+        return Reply(200, COMBINED,
+                     {"ETag": '"v1"', "Last-Modified": "Thu, 24 Sep 2026 08:58:05 GMT"})
 
     with ScriptedServer(respond) as server:
         config = served(settings, server)
@@ -210,7 +211,7 @@ def test_backfill_stops_at_an_api_error(engine: Engine, settings: Settings, slee
 
 
 def test_retry_after_as_an_http_date() -> None:
-    now = datetime(2026, 9, 24, 12, 0, tzinfo=timezone.utc)
+    now = datetime(2026, 9, 24, 12, 0, tzinfo=UTC)
     later = format_datetime(now + timedelta(seconds=90), usegmt=True)
     assert retry_after_seconds(later, now=now) == 90
     assert retry_after_seconds("12") == 12

@@ -101,7 +101,7 @@ def test_api_with_no_results_is_empty_but_not_a_missing_announcement() -> None:
 
 
 def test_rss_feed_error_names_the_reason() -> None:
-    with pytest.raises(FeedError, match="Feed error for query.*cs.XX"):
+    with pytest.raises(FeedError, match=r"Feed error for query.*cs\.XX"):
         parse("rss_feed_error_400.xml")
 
 

@@ -34,7 +34,9 @@ def arxiv() -> Iterator[ScriptedServer]:
 
 
 @pytest.fixture
-def worker(redis_url: str, database_url: str, arxiv: ScriptedServer, tmp_path: Path) -> Iterator[None]:
+def worker(
+    redis_url: str, database_url: str, arxiv: ScriptedServer, tmp_path: Path
+) -> Iterator[None]:
     env = {
         **os.environ,
         "REDIS_URL": redis_url,

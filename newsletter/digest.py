@@ -1,0 +1,247 @@
+"""Which papers a subscriber gets, in what order, and why. Pure: values in, values out.
+
+A `Candidate` is a paper as a digest sees it (its card's topics, or topics guessed from
+its categories when it has no card yet). `Interests` are a subscriber's preferences.
+`select` scores every candidate 0-100 with the reasons a reader sees ("topic: Efficient
+ML", "keyword: quantization", "author: ..."), drops exclusions, revisions the reader did
+not ask for and papers already sent to them, ranks, and cuts at their maximum.
+
+At scale the same day's papers are matched against every subscriber, so `Edition`
+indexes the candidates once by topic, keyword and author: a subscriber is then scored
+only against the papers that can match them.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from newsletter.taxonomy import topic_name
+
+# A paper's first topic is what it is about; later ones are side themes.
+TOPIC_POINTS = (60, 45, 35)
+EXTRA_TOPIC_POINTS = 10
+TITLE_KEYWORD_POINTS = 35
+TEXT_KEYWORD_POINTS = 20
+AUTHOR_POINTS = 55
+
+
+@dataclass(frozen=True)
+class Candidate:
+    paper_id: int
+    key: str
+    title: str
+    abstract: str
+    authors: tuple[str, ...]
+    topics: tuple[str, ...]
+    key_points: tuple[str, ...] = ()
+    revised: bool = False  # a new version of a paper announced earlier
+    # For showing, not matching: where to read it, and who wrote its card.
+    abs_url: str | None = field(default=None, compare=False)
+    pdf_url: str | None = field(default=None, compare=False)
+    code_url: str | None = field(default=None, compare=False)
+    card_source: str | None = field(default=None, compare=False)  # llm, offline, None
+    # Lower-cased text for keyword matching, built once per paper (see `candidate`).
+    title_lc: str = field(default="", repr=False, compare=False)
+    text_lc: str = field(default="", repr=False, compare=False)
+    author_keys: frozenset[tuple[str, str]] = field(default=frozenset(), repr=False,
+                                                    compare=False)
+
+
+def candidate(
+    paper_id: int, key: str, title: str, abstract: str, authors: Sequence[str],
+    topics: Sequence[str], key_points: Sequence[str] = (), revised: bool = False,
+    abs_url: str | None = None, pdf_url: str | None = None, code_url: str | None = None,
+    card_source: str | None = None,
+) -> Candidate:
+    return Candidate(
+        paper_id=paper_id, key=key, title=title, abstract=abstract, authors=tuple(authors),
+        topics=tuple(topics), key_points=tuple(key_points), revised=revised,
+        abs_url=abs_url, pdf_url=pdf_url, code_url=code_url, card_source=card_source,
+        title_lc=title.lower(),
+        text_lc=" ".join((title, abstract, *key_points)).lower(),
+        author_keys=frozenset(k for a in authors if (k := author_key(a))),
+    )
+
+
+@dataclass(frozen=True)
+class Interests:
+    topics: tuple[str, ...] = ()
+    include_keywords: tuple[str, ...] = ()
+    exclude_keywords: tuple[str, ...] = ()
+    authors: tuple[str, ...] = ()
+    max_papers: int = 10
+    include_revised: bool = False
+
+
+@dataclass(frozen=True)
+class Pick:
+    candidate: Candidate
+    score: int
+    reasons: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Selection:
+    picks: tuple[Pick, ...]
+    more: int = 0  # matching papers left out by the subscriber's maximum
+
+    @property
+    def empty(self) -> bool:
+        return not self.picks
+
+    def signature(self) -> tuple[object, ...]:
+        """Equal for two subscribers whose digests differ only in their links."""
+        return (tuple((p.candidate.paper_id, p.score, p.reasons) for p in self.picks),
+                self.more)
+
+
+def _fold(text: str) -> str:
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).lower()
+
+
+def author_key(name: str) -> tuple[str, str] | None:
+    """(first initial, last name), accents and dots folded: "Y. Bengio" finds "Yoshua Bengio"."""
+    parts = [p for p in re.split(r"[\s.]+", _fold(name).replace(",", " ")) if p]
+    if parts and parts[-1] in ("jr", "sr", "ii", "iii", "iv"):
+        parts = parts[:-1]
+    if not parts:
+        return None
+    return (parts[0][0] if len(parts) > 1 else "", parts[-1])
+
+
+def _author_matches(wanted: tuple[str, str], keys: frozenset[tuple[str, str]]) -> bool:
+    if wanted in keys:
+        return True
+    # Only a last name was given: any initial will do.
+    return not wanted[0] and any(last == wanted[1] for _, last in keys)
+
+
+@lru_cache(maxsize=4096)
+def keyword_pattern(keyword: str) -> re.Pattern[str]:
+    """Whole words, any case: "RL" must not match "world"."""
+    return re.compile(r"(?<!\w)" + re.escape(keyword.lower()) + r"(?!\w)")
+
+
+def score(paper: Candidate, interests: Interests) -> Pick | None:
+    """The paper's relevance to one subscriber, or None when it must not be sent to them."""
+    if paper.revised and not interests.include_revised:
+        return None
+    for word in interests.exclude_keywords:
+        if keyword_pattern(word).search(paper.text_lc):
+            return None
+
+    points = 0
+    reasons: list[str] = []
+    topic_hits = [i for i, slug in enumerate(paper.topics) if slug in interests.topics]
+    if topic_hits:
+        best = topic_hits[0]
+        points += TOPIC_POINTS[min(best, len(TOPIC_POINTS) - 1)]
+        points += EXTRA_TOPIC_POINTS * (len(topic_hits) - 1)
+        reasons += [f"topic: {topic_name(paper.topics[i])}" for i in topic_hits]
+    for word in interests.include_keywords:
+        pattern = keyword_pattern(word)
+        if pattern.search(paper.title_lc):
+            points += TITLE_KEYWORD_POINTS
+        elif pattern.search(paper.text_lc):
+            points += TEXT_KEYWORD_POINTS
+        else:
+            continue
+        reasons.append(f"keyword: {word}")
+    for name in interests.authors:
+        wanted = author_key(name)
+        if wanted and _author_matches(wanted, paper.author_keys):
+            points += AUTHOR_POINTS
+            reasons.append(f"author: {name}")
+    if not reasons:
+        return None
+    if paper.revised:
+        reasons.append("revised version")
+    return Pick(candidate=paper, score=min(100, points), reasons=tuple(reasons))
+
+
+def rank(picks: Iterable[Pick]) -> list[Pick]:
+    return sorted(picks, key=lambda p: (-p.score, p.candidate.revised, p.candidate.key))
+
+
+def select(
+    candidates: Iterable[Candidate],
+    interests: Interests,
+    already_sent: frozenset[int] = frozenset(),
+) -> Selection:
+    """The subscriber's digest: matching papers never sent to them, best first, cut at max."""
+    picks = [
+        pick for paper in candidates
+        if paper.paper_id not in already_sent and (pick := score(paper, interests)) is not None
+    ]
+    ranked = rank(picks)
+    limit = max(1, interests.max_papers)
+    return Selection(picks=tuple(ranked[:limit]), more=max(0, len(ranked) - limit))
+
+
+class Edition:
+    """One edition's candidates, indexed so each subscriber is scored only where it can match.
+
+    Selections are memoized by interests: thousands of subscribers share the same few
+    topic choices, and their digests are computed once.
+    """
+
+    def __init__(self, candidates: Sequence[Candidate]) -> None:
+        self.candidates = tuple(candidates)
+        self._by_topic: dict[str, list[Candidate]] = {}
+        self._by_last_name: dict[str, list[Candidate]] = {}
+        for paper in self.candidates:
+            for slug in paper.topics:
+                self._by_topic.setdefault(slug, []).append(paper)
+            for _, last in paper.author_keys:
+                self._by_last_name.setdefault(last, []).append(paper)
+        self._by_keyword: dict[str, list[Candidate]] = {}
+        self._memo: dict[Interests, Selection] = {}
+
+    def _with_keyword(self, word: str) -> list[Candidate]:
+        found = self._by_keyword.get(word)
+        if found is None:
+            pattern = keyword_pattern(word)
+            found = [p for p in self.candidates if pattern.search(p.text_lc)]
+            self._by_keyword[word] = found
+        return found
+
+    def _reachable(self, interests: Interests) -> list[Candidate]:
+        seen: dict[int, Candidate] = {}
+        for slug in interests.topics:
+            seen.update((p.paper_id, p) for p in self._by_topic.get(slug, ()))
+        for word in interests.include_keywords:
+            seen.update((p.paper_id, p) for p in self._with_keyword(word))
+        for name in interests.authors:
+            wanted = author_key(name)
+            if wanted:
+                seen.update((p.paper_id, p) for p in self._by_last_name.get(wanted[1], ()))
+        return list(seen.values())
+
+    def select(self, interests: Interests, already_sent: frozenset[int] = frozenset()) -> Selection:
+        if not already_sent:
+            memo = self._memo.get(interests)
+            if memo is None:
+                memo = self._memo[interests] = select(self._reachable(interests), interests)
+            return memo
+        return select(self._reachable(interests), interests, already_sent)
+
+
+def headline(selection: Selection, limit: int = 2) -> str:
+    """The one-line summary at the top of a digest: "7 papers on LLMs and Efficient ML"."""
+    count = len(selection.picks) + selection.more
+    topics: list[str] = []
+    for pick in selection.picks:
+        for reason in pick.reasons:
+            if reason.startswith("topic: ") and reason[7:] not in topics:
+                topics.append(reason[7:])
+    noun = "paper" if count == 1 else "papers"
+    if not topics:
+        return f"{count} new {noun} for you"
+    shown = topics[:limit]
+    about = shown[0] if len(shown) == 1 else ", ".join(shown[:-1]) + " and " + shown[-1]
+    return f"{count} {noun} on {about}"

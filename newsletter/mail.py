@@ -1,0 +1,274 @@
+"""Outgoing mail: a `Message` value, its MIME form, and the senders that deliver it.
+
+Every sender has the same shape, `send(message) -> str` (an id for logs), so the
+digest, the confirmation and the welcome mail never know where mail goes. MAIL_BACKEND
+picks one: `file` (the embedded default: `.eml` files in OUTBOX_DIR), `console`, `smtp` or
+`sendgrid`. Digests go out in batches (`batch_sender_for`): SendGrid takes up to 1,000
+readers of the same digest in one request; the others send message by message.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import smtplib
+import sys
+import tempfile
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.parser import BytesParser
+from email.policy import SMTP, default
+from email.utils import format_datetime, make_msgid, parseaddr
+from pathlib import Path
+from typing import Protocol, TextIO
+from urllib.parse import urlsplit
+
+from newsletter.batch import Batch, BatchResult, Recipient, personalize
+from newsletter.config import Settings
+
+# Outbox file names are ours; anything else asked of /outbox is refused.
+OUTBOX_NAME = re.compile(r"\d{8}T\d{6}\d{6}Z-[0-9a-f]{32}\.eml")
+
+
+class MailError(Exception):
+    """A message could not be handed to the mail backend."""
+
+
+@dataclass(frozen=True)
+class Message:
+    to: str
+    subject: str
+    html: str
+    text: str
+    # Extra headers: List-Unsubscribe, List-Id, and the like.
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+# SMTP allows 998-character lines. At the default 78, a long List-Unsubscribe URL has no
+# place to fold and is RFC 2047-encoded, which mail clients do not read as a link.
+_POLICY = SMTP.clone(max_line_length=998)
+
+
+def to_mime(message: Message, mail_from: str, now: datetime | None = None) -> EmailMessage:
+    """The RFC 5322 form of a message: plain text first, HTML as the preferred alternative."""
+    mime = EmailMessage(policy=_POLICY)
+    domain = parseaddr(mail_from)[1].rpartition("@")[2] or "localhost"
+    mime["From"] = mail_from
+    mime["To"] = message.to
+    mime["Subject"] = message.subject
+    mime["Date"] = format_datetime(now or datetime.now(UTC))
+    mime["Message-ID"] = make_msgid(domain=domain)
+    for name, value in message.headers.items():
+        mime[name] = value
+    mime.set_content(message.text)
+    mime.add_alternative(message.html, subtype="html")
+    return mime
+
+
+def list_headers(unsubscribe_url: str, base_url: str) -> dict[str, str]:
+    """The RFC 2369 / RFC 8058 headers that make mail clients show an unsubscribe button."""
+    host = urlsplit(base_url).hostname or "localhost"
+    return {
+        "List-Unsubscribe": f"<{unsubscribe_url}>",
+        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+        "List-Id": f"Paperwire <paperwire.{host}>",
+    }
+
+
+class Sender(Protocol):
+    def send(self, message: Message) -> str: ...
+
+
+class FileSender:
+    """Writes each message as an .eml file: nothing leaves the machine."""
+
+    def __init__(self, outbox: Path, mail_from: str) -> None:
+        self.outbox = outbox
+        self.mail_from = mail_from
+
+    def send(self, message: Message) -> str:
+        now = datetime.now(UTC)
+        name = f"{now:%Y%m%dT%H%M%S%f}Z-{uuid.uuid4().hex}.eml"
+        data = to_mime(message, self.mail_from, now).as_bytes()
+        try:
+            self.outbox.mkdir(parents=True, exist_ok=True)
+            # Write then rename, so the outbox page never shows half a message.
+            fd, tmp = tempfile.mkstemp(dir=self.outbox, suffix=".tmp")
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+            os.replace(tmp, self.outbox / name)
+        except OSError as exc:
+            raise MailError(f"cannot write to outbox {self.outbox}: {exc}") from exc
+        return name
+
+
+class ConsoleSender:
+    """Prints each message: for trying things out in a terminal."""
+
+    def __init__(self, mail_from: str, stream: TextIO | None = None) -> None:
+        self.mail_from = mail_from
+        self.stream = stream
+
+    def send(self, message: Message) -> str:
+        mime = to_mime(message, self.mail_from)
+        stream = self.stream or sys.stdout
+        stream.write(mime.as_string(policy=default) + "\n")
+        stream.flush()
+        return str(mime["Message-ID"])
+
+
+class SmtpSender:
+    """Hands each message to an SMTP server (a relay, Postfix, a provider's SMTP endpoint)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    def send(self, message: Message) -> str:
+        s = self.settings
+        mime = to_mime(message, s.mail_from)
+        try:
+            with smtplib.SMTP(s.smtp_host, s.smtp_port, timeout=s.smtp_timeout) as smtp:
+                if s.smtp_starttls:
+                    smtp.starttls()
+                if s.smtp_username:
+                    smtp.login(s.smtp_username, s.smtp_password or "")
+                smtp.send_message(mime)
+        except (OSError, smtplib.SMTPException) as exc:
+            raise MailError(f"SMTP {s.smtp_host}:{s.smtp_port}: {exc}") from exc
+        return str(mime["Message-ID"])
+
+
+class BatchOfOne:
+    """A batch sender used for single messages (confirmation, welcome)."""
+
+    def __init__(self, batch_sender: BatchSender) -> None:
+        self.batch_sender = batch_sender
+
+    def send(self, message: Message) -> str:
+        batch = Batch(subject=message.subject, html=message.html, text=message.text,
+                      recipients=[Recipient(to=message.to, headers=dict(message.headers))])
+        result = self.batch_sender.send_batch(batch)
+        if message.to not in result.accepted:
+            raise MailError(result.error or "the mail provider did not take the message")
+        return message.to
+
+
+class OneByOne:
+    """Sends a batch through a one-message-at-a-time sender, filling each reader's links.
+
+    Each message is its own request, so a batch is one reader: a crash can repeat at most
+    the message being written.
+    """
+
+    max_batch = 1
+
+    def __init__(self, sender: Sender) -> None:
+        self.sender = sender
+
+    def send_batch(self, batch: Batch) -> BatchResult:
+        accepted: list[str] = []
+        for recipient in batch.recipients:
+            message = Message(
+                to=recipient.to, subject=batch.subject,
+                html=personalize(batch.html, recipient.substitutions),
+                text=personalize(batch.text, recipient.substitutions),
+                headers={**batch.headers, **recipient.headers},
+            )
+            try:
+                self.sender.send(message)
+            except MailError as exc:
+                # The rest stay unsent, for the next run.
+                return BatchResult(tuple(accepted), (), len(accepted) + 1, str(exc))
+            accepted.append(recipient.to)
+        return BatchResult(tuple(accepted), (), len(accepted))
+
+
+class BatchSender(Protocol):
+    max_batch: int
+
+    def send_batch(self, batch: Batch) -> BatchResult: ...
+
+
+def batch_sender_for(settings: Settings) -> BatchSender:
+    """The MAIL_BACKEND as digests use it: SendGrid natively, the others message by message."""
+    if settings.mail_backend == "sendgrid":
+        from newsletter.sendgrid import SendGridSender
+
+        return SendGridSender.from_settings(settings)
+    if settings.mail_backend == "smtp":
+        return OneByOne(SmtpSender(settings))
+    if settings.mail_backend == "console":
+        return OneByOne(ConsoleSender(settings.mail_from))
+    return OneByOne(FileSender(settings.outbox_dir, settings.mail_from))
+
+
+def sender_for(settings: Settings) -> Sender:
+    """The MAIL_BACKEND for single messages (confirmation, welcome)."""
+    if settings.mail_backend == "file":
+        return FileSender(settings.outbox_dir, settings.mail_from)
+    if settings.mail_backend == "console":
+        return ConsoleSender(settings.mail_from)
+    if settings.mail_backend == "smtp":
+        return SmtpSender(settings)
+    return BatchOfOne(batch_sender_for(settings))
+
+
+@dataclass(frozen=True)
+class OutboxEntry:
+    name: str
+    to: str
+    subject: str
+    date: str
+
+
+@dataclass(frozen=True)
+class OutboxMessage:
+    entry: OutboxEntry
+    html: str | None
+    text: str | None
+
+
+_URL = re.compile(r"https?://[^\s<>\"']+")
+
+
+def links_in(text: str | None) -> list[str]:
+    """The http(s) links of a plain-text body, in order, once each."""
+    found: list[str] = []
+    for url in _URL.findall(text or ""):
+        if url not in found:
+            found.append(url)
+    return found
+
+
+def _parse(path: Path) -> EmailMessage:
+    with path.open("rb") as fh:
+        return BytesParser(policy=default).parse(fh)  # type: ignore[return-value]
+
+
+def outbox_entries(outbox: Path, limit: int = 200) -> list[OutboxEntry]:
+    """The newest messages first (names start with the UTC time they were written)."""
+    if not outbox.is_dir():
+        return []
+    names = sorted((p.name for p in outbox.iterdir() if OUTBOX_NAME.fullmatch(p.name)),
+                   reverse=True)[:limit]
+    entries = []
+    for name in names:
+        mime = _parse(outbox / name)
+        entries.append(OutboxEntry(name, str(mime["To"] or ""), str(mime["Subject"] or ""),
+                                   str(mime["Date"] or "")))
+    return entries
+
+
+def read_outbox(outbox: Path, name: str) -> OutboxMessage | None:
+    if not OUTBOX_NAME.fullmatch(name) or not (outbox / name).is_file():
+        return None
+    mime = _parse(outbox / name)
+    html = mime.get_body(("html",))
+    text = mime.get_body(("plain",))
+    entry = OutboxEntry(name, str(mime["To"] or ""), str(mime["Subject"] or ""),
+                        str(mime["Date"] or ""))
+    return OutboxMessage(entry, html.get_content() if html else None,
+                         text.get_content() if text else None)
