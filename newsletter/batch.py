@@ -1,13 +1,16 @@
-"""A batch: one rendered digest and the recipients who get it, each with their own links.
+"""A batch: one mail for up to a provider's limit of recipients, each with their own digest.
 
-Recipients whose digests are identical but for their links share one batch. The body
-carries substitution tags (`-unsubscribe_url-`, ...) that a sender fills per recipient:
-SendGrid does it server-side from `personalizations[].substitutions`; the file and
-console senders do it here with `personalize`.
+The body is a layout with substitution tags (`[[pw:papers_html]]`, `[[pw:manage]]`, ...).
+Each recipient's substitutions say which of the batch's shared `sections` (a paper's
+card, a "why it matched" line) make up their digest, and give their own links. SendGrid
+fills both server-side (substitutions first, then sections); the file and console
+senders do the same here with `personalize`. So 1,000 readers with 1,000 different
+digests still cost one request, and each paper's card is rendered once per request.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -21,6 +24,8 @@ class Recipient:
     headers: Mapping[str, str] = field(default_factory=dict)
     # Echoed back by the provider's event webhook, e.g. {"delivery_id": "42"}.
     custom_args: Mapping[str, str] = field(default_factory=dict)
+    # This recipient's own subject ("7 papers on LLMs"); the batch's when None.
+    subject: str | None = None
 
 
 @dataclass(frozen=True)
@@ -31,6 +36,8 @@ class Batch:
     recipients: Sequence[Recipient]
     # Headers every recipient gets (List-Id, List-Unsubscribe-Post).
     headers: Mapping[str, str] = field(default_factory=dict)
+    # Tag -> block shared by the recipients who name it in their substitutions.
+    sections: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -52,8 +59,16 @@ class SendError(Exception):
         self.status = status
 
 
-def personalize(template: str, substitutions: Mapping[str, str]) -> str:
-    """Fill substitution tags, longest tag first so no tag is a prefix of another's fill."""
-    for tag in sorted(substitutions, key=len, reverse=True):
-        template = template.replace(tag, substitutions[tag])
-    return template
+def _fill(template: str, values: Mapping[str, str]) -> str:
+    if not values:
+        return template
+    # One pass: a value is never scanned again, so text inside a value cannot pull in a tag.
+    pattern = re.compile("|".join(re.escape(tag) for tag in sorted(values, key=len,
+                                                                    reverse=True)))
+    return pattern.sub(lambda m: values[m.group(0)], template)
+
+
+def personalize(template: str, substitutions: Mapping[str, str],
+                sections: Mapping[str, str] | None = None) -> str:
+    """What the recipient reads: substitutions filled, then the sections they name."""
+    return _fill(_fill(template, substitutions), sections or {})

@@ -171,8 +171,10 @@ def summarize_command(app: App, limit: int | None, paper_ref: str | None, force:
 @click.option("--dry-run", is_flag=True, help="Say what would be sent; send and record nothing.")
 @click.option("--date", "day", callback=_day, help="The edition's day (default: today, UTC).")
 @click.option("--weekly", is_flag=True, help="Send the weekly edition instead of the daily one.")
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Processes sending chunks side by side.")
 @click.pass_obj
-def send_command(app: App, dry_run: bool, day: date | None, weekly: bool) -> None:
+def send_command(app: App, dry_run: bool, day: date | None, weekly: bool, workers: int) -> None:
     """Deliver an edition's digests: each confirmed subscriber once, never twice."""
     from newsletter import delivery
 
@@ -181,7 +183,7 @@ def send_command(app: App, dry_run: bool, day: date | None, weekly: bool) -> Non
         click.echo(delivery.dry_run(app.engine, frequency=frequency, day=day).line())
         return
     report = delivery.send_edition(app.engine, app.settings, frequency=frequency, day=day,
-                                   progress=_progress)
+                                   workers=workers, progress=_progress)
     for error in dict.fromkeys(report.errors):
         _progress(f"error: {error}")
     click.echo(report.line())

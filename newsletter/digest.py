@@ -13,6 +13,7 @@ only against the papers that can match them.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import unicodedata
 from collections.abc import Iterable, Sequence
@@ -69,12 +70,25 @@ def candidate(
 
 @dataclass(frozen=True)
 class Interests:
+    """A reader's preferences. Build with `interests()` so equal choices compare equal."""
+
     topics: tuple[str, ...] = ()
     include_keywords: tuple[str, ...] = ()
     exclude_keywords: tuple[str, ...] = ()
     authors: tuple[str, ...] = ()
     max_papers: int = 10
     include_revised: bool = False
+
+
+def interests(
+    topics: Iterable[str] = (), include_keywords: Iterable[str] = (),
+    exclude_keywords: Iterable[str] = (), authors: Iterable[str] = (), max_papers: int = 10,
+    include_revised: bool = False,
+) -> Interests:
+    """Sorted, so "LLM, NLP" and "NLP, LLM" share one memoized selection."""
+    return Interests(tuple(sorted(set(topics))), tuple(sorted(set(include_keywords))),
+                     tuple(sorted(set(exclude_keywords))), tuple(sorted(set(authors))),
+                     max_papers, include_revised)
 
 
 @dataclass(frozen=True)
@@ -104,6 +118,7 @@ def _fold(text: str) -> str:
     return "".join(c for c in decomposed if not unicodedata.combining(c)).lower()
 
 
+@lru_cache(maxsize=65536)
 def author_key(name: str) -> tuple[str, str] | None:
     """(first initial, last name), accents and dots folded: "Y. Bengio" finds "Yoshua Bengio"."""
     parts = [p for p in re.split(r"[\s.]+", _fold(name).replace(",", " ")) if p]
@@ -127,12 +142,19 @@ def keyword_pattern(keyword: str) -> re.Pattern[str]:
     return re.compile(r"(?<!\w)" + re.escape(keyword.lower()) + r"(?!\w)")
 
 
+@lru_cache(maxsize=1 << 17)
+def mentions(text_lc: str, keyword: str) -> bool:
+    """Whether lower-cased text has the keyword. Memoized: an edition asks the same
+    (paper, keyword) question for every reader who typed that keyword."""
+    return keyword_pattern(keyword).search(text_lc) is not None
+
+
 def score(paper: Candidate, interests: Interests) -> Pick | None:
     """The paper's relevance to one subscriber, or None when it must not be sent to them."""
     if paper.revised and not interests.include_revised:
         return None
     for word in interests.exclude_keywords:
-        if keyword_pattern(word).search(paper.text_lc):
+        if mentions(paper.text_lc, word):
             return None
 
     points = 0
@@ -142,12 +164,11 @@ def score(paper: Candidate, interests: Interests) -> Pick | None:
         best = topic_hits[0]
         points += TOPIC_POINTS[min(best, len(TOPIC_POINTS) - 1)]
         points += EXTRA_TOPIC_POINTS * (len(topic_hits) - 1)
-        reasons += [f"topic: {topic_name(paper.topics[i])}" for i in topic_hits]
+        reasons += [_topic_reason(paper.topics[i]) for i in topic_hits]
     for word in interests.include_keywords:
-        pattern = keyword_pattern(word)
-        if pattern.search(paper.title_lc):
+        if mentions(paper.title_lc, word):
             points += TITLE_KEYWORD_POINTS
-        elif pattern.search(paper.text_lc):
+        elif mentions(paper.text_lc, word):
             points += TEXT_KEYWORD_POINTS
         else:
             continue
@@ -162,6 +183,11 @@ def score(paper: Candidate, interests: Interests) -> Pick | None:
     if paper.revised:
         reasons.append("revised version")
     return Pick(candidate=paper, score=min(100, points), reasons=tuple(reasons))
+
+
+@lru_cache(maxsize=256)
+def _topic_reason(slug: str) -> str:
+    return f"topic: {topic_name(slug)}"
 
 
 def rank(picks: Iterable[Pick]) -> list[Pick]:
@@ -200,13 +226,12 @@ class Edition:
             for _, last in paper.author_keys:
                 self._by_last_name.setdefault(last, []).append(paper)
         self._by_keyword: dict[str, list[Candidate]] = {}
-        self._memo: dict[Interests, Selection] = {}
+        self._memo: dict[Interests, list[Pick]] = {}
 
     def _with_keyword(self, word: str) -> list[Candidate]:
         found = self._by_keyword.get(word)
         if found is None:
-            pattern = keyword_pattern(word)
-            found = [p for p in self.candidates if pattern.search(p.text_lc)]
+            found = [p for p in self.candidates if mentions(p.text_lc, word)]
             self._by_keyword[word] = found
         return found
 
@@ -223,12 +248,18 @@ class Edition:
         return list(seen.values())
 
     def select(self, interests: Interests, already_sent: frozenset[int] = frozenset()) -> Selection:
-        if not already_sent:
-            memo = self._memo.get(interests)
-            if memo is None:
-                memo = self._memo[interests] = select(self._reachable(interests), interests)
-            return memo
-        return select(self._reachable(interests), interests, already_sent)
+        # Memoized without the maximum: readers who differ only in how many papers they
+        # want share one ranking, each cut at their own maximum.
+        key = dataclasses.replace(interests, max_papers=0)
+        ranked = self._memo.get(key)
+        if ranked is None:
+            ranked = self._memo[key] = rank(
+                pick for paper in self._reachable(interests)
+                if (pick := score(paper, interests)) is not None)
+        if already_sent:
+            ranked = [p for p in ranked if p.candidate.paper_id not in already_sent]
+        limit = max(1, interests.max_papers)
+        return Selection(picks=tuple(ranked[:limit]), more=max(0, len(ranked) - limit))
 
 
 def headline(selection: Selection, limit: int = 2) -> str:

@@ -172,9 +172,9 @@ class OneByOne:
         accepted: list[str] = []
         for recipient in batch.recipients:
             message = Message(
-                to=recipient.to, subject=batch.subject,
-                html=personalize(batch.html, recipient.substitutions),
-                text=personalize(batch.text, recipient.substitutions),
+                to=recipient.to, subject=recipient.subject or batch.subject,
+                html=personalize(batch.html, recipient.substitutions, batch.sections),
+                text=personalize(batch.text, recipient.substitutions, batch.sections),
                 headers={**batch.headers, **recipient.headers},
             )
             try:

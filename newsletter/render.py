@@ -58,3 +58,16 @@ def render_email(name: str, values: Mapping[str, Any]) -> RenderedEmail:
     html = _compiled_html(_source(f"{name}.mjml")).render(**values)
     text = _compiled_text(_source(f"{name}.txt")).render(**values)
     return RenderedEmail(html=html, text=text)
+
+
+def render_fragment(name: str, values: Mapping[str, Any]) -> str:
+    """A piece of an email from email_templates/: `.html` autoescaped, `.txt` as is."""
+    source = _source(name)
+    template = (_compiled_fragment(source) if name.endswith(".html")
+                else _compiled_text(source))
+    return template.render(**values)
+
+
+@lru_cache(maxsize=32)
+def _compiled_fragment(source: str) -> Template:
+    return _html_env.from_string(source)

@@ -149,6 +149,10 @@ class SendGridSender:
         }
         if batch.headers:
             body["headers"] = _strings(batch.headers)
+        if batch.sections:
+            # Shared blocks each personalization names in its substitutions; SendGrid fills
+            # substitutions first, then sections.
+            body["sections"] = _strings(batch.sections)
         return body
 
     def _post(self, body: dict[str, Any]) -> _Outcome:
@@ -200,6 +204,8 @@ class SendGridSender:
 
 def _personalization(recipient: Recipient) -> dict[str, Any]:
     item: dict[str, Any] = {"to": [{"email": recipient.to}]}
+    if recipient.subject:
+        item["subject"] = recipient.subject
     if recipient.substitutions:
         item["substitutions"] = _strings(recipient.substitutions)
     if recipient.headers:

@@ -536,3 +536,12 @@ def listing(session: Session) -> list[dict[str, Any]]:
 def counts(session: Session) -> dict[str, int]:
     rows = session.exec(select(Subscriber.status, func.count()).group_by(Subscriber.status))
     return {status: n for status, n in rows}
+
+
+def expire_pending_configured() -> int:
+    """The scheduled job: forget sign-ups nobody confirmed."""
+    from newsletter.config import settings as current_settings
+    from newsletter.db import engine_for, transaction
+
+    with transaction(engine_for(current_settings().database_url)) as session:
+        return expire_pending(session)

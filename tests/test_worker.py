@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -44,10 +45,12 @@ def worker(
         "ARXIV_RSS_URL": f"{arxiv.url}/rss/",
         "ARXIV_CATEGORIES": "cs.LG,cs.AI,cs.CL,stat.ML",
         "HTTP_RETRIES": "0",
+        "MAIL_BACKEND": "file",
+        "OUTBOX_DIR": str(tmp_path / "outbox"),
     }
     log = (tmp_path / "worker.log").open("w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "workers.app", "worker", "-Q", "ingest",
+        [sys.executable, "-m", "celery", "-A", "workers.app", "worker", "-Q", "ingest,llm,mail",
          "--pool", "solo", "--concurrency", "1", "--loglevel", "INFO", "--without-heartbeat",
          "--without-gossip", "--without-mingle"],
         cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
@@ -83,4 +86,62 @@ def test_beat_ingests_every_eight_hours() -> None:
 
     entry = app.conf.beat_schedule["ingest-every-8-hours"]
     assert entry["task"] == "paperwire.ingest"
-    assert entry["schedule"].hour == {0, 8, 16}
+    assert entry["schedule"].hour == {5, 13, 21}
+
+
+def test_digests_go_out_at_the_configured_hour_and_weekday(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from newsletter.config import settings
+    from workers.app import make_celery
+
+    monkeypatch.setenv("DIGEST_HOUR_UTC", "9")
+    monkeypatch.setenv("WEEKLY_DIGEST_DAY", "friday")
+    settings.cache_clear()
+    try:
+        schedule = make_celery().conf.beat_schedule
+    finally:
+        settings.cache_clear()
+    daily, weekly = schedule["daily-digest"], schedule["weekly-digest"]
+    assert (daily["task"], daily["args"]) == ("paperwire.send_digests", ("daily",))
+    assert daily["schedule"].hour == {9} and daily["schedule"].minute == {0}
+    assert weekly["args"] == ("weekly",) and weekly["schedule"].day_of_week == {5}
+
+
+@pytest.mark.redis
+def test_digests_fan_out_to_mail_workers(
+    worker: None, redis_url: str, database_url: str, tmp_path: Path
+) -> None:
+    from sqlmodel import Session
+
+    from newsletter.config import Settings
+    from newsletter.ingest import ingest_files
+    from newsletter.subscriber import Preferences, Subscriber
+    from newsletter.summarize import summarize_pending
+    from tests.conftest import ARXIV_FIXTURES
+
+    engine = db.make_engine(database_url)
+    ingest_files(engine, sorted(ARXIV_FIXTURES.glob("rss_cs.*_2026-04-27.xml")))
+    summarize_pending(engine, Settings(database_url=database_url))
+    with Session(engine) as session:
+        people = [Subscriber(email=f"r{i}@example.org", status="confirmed") for i in range(5)]
+        session.add_all(people)
+        session.flush()
+        session.add_all(Preferences(subscriber_id=p.id, topics=["llm"]) for p in people)
+        session.commit()
+
+    client = Celery("paperwire-test", broker=redis_url, backend=redis_url)
+    planned = client.send_task("paperwire.send_digests", args=("daily", "2026-04-27"),
+                               queue="mail").get(timeout=60)
+    assert planned["deliveries"] == 5
+    # The chunk runs on the worker after send_digests returns: wait for its rows.
+    deadline = time.monotonic() + 60
+    sent = 0
+    while sent < 5 and time.monotonic() < deadline:
+        time.sleep(0.2)
+        with engine.connect() as conn:
+            sent = conn.execute(text(
+                "SELECT count(*) FROM deliveries WHERE status = 'sent'")).scalar_one()
+    engine.dispose()
+    assert sent == 5
+    assert len(list((tmp_path / "outbox").glob("*.eml"))) == 5

@@ -20,6 +20,9 @@ def make_celery() -> Celery:
             "paperwire.ingest": {"queue": "ingest"},
             # LLM calls wait on the network for long stretches: keep them off other queues.
             "paperwire.summarize": {"queue": "llm"},
+            # Sends wait on the mail provider: their own queue, their own workers.
+            "paperwire.send_digests": {"queue": "mail"},
+            "paperwire.deliver_chunk": {"queue": "mail"},
         },
         # A worker that dies mid-task hands the task back: ingesting a feed twice is harmless.
         task_acks_late=True,
@@ -28,15 +31,32 @@ def make_celery() -> Celery:
         broker_connection_retry_on_startup=True,
         result_expires=3600,
         beat_schedule={
+            # arXiv's listing appears around midnight New York time (04:00-05:00 UTC):
+            # the 05:30 run has it, with cards written before the morning digest.
             "ingest-every-8-hours": {
                 "task": "paperwire.ingest",
-                "schedule": crontab(minute=5, hour="*/8"),
+                "schedule": crontab(minute=30, hour="5,13,21"),
             },
             # Ingest chains a summarize run; the sweep catches failures and papers added
             # by hand (`newsletter ingest --file`).
             "summarize-sweep": {
                 "task": "paperwire.summarize",
                 "schedule": crontab(minute="20,50"),
+            },
+            "daily-digest": {
+                "task": "paperwire.send_digests",
+                "schedule": crontab(minute=0, hour=config.digest_hour_utc),
+                "args": ("daily",),
+            },
+            "weekly-digest": {
+                "task": "paperwire.send_digests",
+                "schedule": crontab(minute=0, hour=config.digest_hour_utc,
+                                    day_of_week=config.weekly_digest_day[:3]),
+                "args": ("weekly",),
+            },
+            "expire-pending-signups": {
+                "task": "paperwire.expire_pending",
+                "schedule": crontab(minute=45, hour=3),
             },
         },
     )

@@ -56,7 +56,7 @@ def upgrade() -> None:
                   sa.ForeignKey("papers.id", ondelete="CASCADE"), nullable=False),
         sa.Column("position", sa.Integer(), nullable=False),
         sa.Column("score", sa.Integer(), nullable=False),
-        sa.Column("reasons", sa.JSON(), nullable=False),
+        sa.Column("reasons", sa.Text(), nullable=False),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("subscriber_id", "paper_id",
                             name="uq_sent_papers_subscriber_paper"),

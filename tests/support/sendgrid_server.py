@@ -30,7 +30,8 @@ personalization. `mail_settings.sandbox_mode.enable` answers 200 and records no 
 as SendGrid does. Success is 202 with an empty body and an `X-Message-Id` header.
 
 Delivered messages apply the personalization's substitutions (one pass, longest tag first,
-values not rescanned) to the subject, text and html, merge top-level and personalization
+values not rescanned) to the subject, text and html, then the request's top-level
+`sections` (string to string) to the text and html, merge top-level and personalization
 headers and custom_args (personalization wins), and are expanded only when read.
 
 Faults, consumed one per request in order (a `Fault` is applied instead of the normal
@@ -146,6 +147,8 @@ class Delivered:
     headers: dict[str, str]
     custom_args: dict[str, str]
     substitutions: dict[str, str]
+    # The request's top-level sections: shared blocks the substitutions may name.
+    sections: dict[str, str]
     raw_subject: str
     content: tuple[tuple[str, str], ...]  # (type, value) before substitution
 
@@ -168,7 +171,8 @@ class Delivered:
     def _part(self, kind: str) -> str | None:
         for ctype, value in self.content:
             if ctype == kind:
-                return substitute(value, self.substitutions)
+                # SendGrid's order: substitutions, then the sections they brought in.
+                return substitute(substitute(value, self.substitutions), self.sections)
         return None
 
 
@@ -273,6 +277,11 @@ def validate(payload: object) -> list[dict[str, Any]]:
         for name in ("substitutions", "custom_args"):
             if name in p:
                 _check_args(p[name], f"{where}.{name}", errors)
+    sections = payload.get("sections", {})
+    if not isinstance(sections, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in sections.items()
+    ):
+        errors.append(_error("Invalid type. Expected: object of strings.", "sections"))
     if total > MAX_RECIPIENTS:
         errors.append(_error("The total number of recipients must be no more than 1000. This "
                              "includes all recipients defined within the to, cc, and bcc "
@@ -497,6 +506,7 @@ class SendGridServer:
                 headers={**payload.get("headers", {}), **p.get("headers", {})},
                 custom_args={**payload.get("custom_args", {}), **p.get("custom_args", {})},
                 substitutions=p.get("substitutions", {}),
+                sections=payload.get("sections", {}),
                 raw_subject=p.get("subject") or payload["subject"],
                 content=content,
             ))

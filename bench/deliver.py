@@ -1,0 +1,259 @@
+"""Delivery benchmark: 100,000 subscribers with varied preferences, 200 papers in a day.
+
+Delivered to a local SendGrid-compatible sink in its own process, through the real
+`sendgrid` client. Measures the whole `newsletter send` path (plan, claim, select, render,
+send, record) for wall time, peak RSS and requests made, beside a naive baseline in the
+same run: per reader a full scan of the papers, an MJML compile, one request and one
+commit. The baseline runs on a sample of readers (all of them would take most of an hour)
+and its per-reader cost is scaled up; the table says which figures are scaled.
+
+    .venv/bin/python -m bench.deliver [--subscribers 100000] [--papers 200] [--sample 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import insert, text
+from sqlmodel import Session
+
+DAY = date(2026, 9, 24)
+KEY = "SG.bench"
+TOPICS = ["optimization", "theory", "llm", "efficient-ml", "nlp", "rl", "interpretability",
+          "graphs", "robotics", "generative", "time-series", "federated", "vision",
+          "multimodal"]
+WORDS = ["quantization", "diffusion", "transformer", "benchmark", "retrieval", "agents",
+         "pruning", "distillation", "alignment", "reasoning", "graph", "robustness",
+         "privacy", "sparsity", "scaling", "tokenizer", "segmentation", "policy",
+         "contrastive", "kernel", "bandit", "causal", "federated", "speech", "video",
+         "protein", "climate", "planning", "memory", "attention"]
+
+
+def build(url: str, subscribers: int, papers: int, seed: int = 7) -> None:
+    """A database with a day of papers (with cards) and confirmed, varied subscribers."""
+    from newsletter import db
+    from newsletter.card import Card
+    from newsletter.paper import Paper
+    from newsletter.subscriber import Preferences, Subscriber
+
+    rng = random.Random(seed)
+    engine = db.make_engine(url)
+    db.upgrade(engine)
+    now = datetime.now(UTC)
+    authors = [f"Author{i} Lastname{i}" for i in range(400)]
+    paper_rows, card_rows = [], []
+    for i in range(papers):
+        words = rng.sample(WORDS, 6)
+        paper_rows.append({
+            "key": f"2609.{20000 + i}", "arxiv_id": f"2609.{20000 + i}", "version": 1,
+            "title": f"Paper {i}: {' '.join(words[:3]).title()} for {words[3]}",
+            "abstract": "We study " + ", ".join(words) + ". " + "Results improve. " * 20,
+            "authors": rng.sample(authors, rng.randint(1, 8)), "categories": ["cs.LG"],
+            "primary_category": "cs.LG", "announce_type": "new", "announced_on": DAY,
+            "abs_url": f"https://arxiv.org/abs/2609.{20000 + i}",
+            "pdf_url": f"https://arxiv.org/pdf/2609.{20000 + i}v1", "source": "arxiv",
+            "created_at": now, "updated_at": now,
+        })
+    with engine.begin() as conn:
+        conn.execute(insert(Paper.__table__), paper_rows)  # type: ignore[attr-defined]
+        ids = conn.execute(text("SELECT id FROM papers ORDER BY id")).scalars().all()
+        for pid in ids:
+            card_rows.append({
+                "paper_id": pid, "topics": rng.sample(TOPICS, rng.randint(1, 3)),
+                "key_points": [f"Key point {k}: a finding of about twelve words in length."
+                               for k in range(4)],
+                "summary": "Summary. " * 30, "methodology": "Method. " * 10,
+                "results": "Results. " * 10, "implications": "Implications. " * 10,
+                "source": "llm", "model": "gpt-4o-mini", "prompt_version": "card-v1",
+                "text_hash": f"{pid:064d}", "status": "ok", "checked_at": now,
+                "created_at": now, "updated_at": now,
+            })
+        conn.execute(insert(Card.__table__), card_rows)  # type: ignore[attr-defined]
+
+        people, prefs = [], []
+        for i in range(subscribers):
+            people.append({"email": f"reader{i}@example.org", "status": "confirmed",
+                           "link_key": f"k{i:012d}", "created_at": now, "updated_at": now})
+        conn.execute(insert(Subscriber.__table__), people)  # type: ignore[attr-defined]
+        sub_ids = conn.execute(text("SELECT id FROM subscribers ORDER BY id")).scalars().all()
+        for sid in sub_ids:
+            kind = rng.random()
+            prefs.append({
+                "subscriber_id": sid,
+                "topics": rng.sample(TOPICS, rng.choice((1, 1, 2, 2, 3))),
+                "include_keywords": rng.sample(WORDS, rng.randint(1, 2)) if kind < 0.15 else [],
+                "exclude_keywords": rng.sample(WORDS, 1) if 0.15 <= kind < 0.20 else [],
+                "authors": rng.sample(authors, 1) if 0.20 <= kind < 0.30 else [],
+                "frequency": "weekly" if rng.random() < 0.05 else "daily",
+                "max_papers": rng.choice((5, 10, 10, 10, 20)),
+                "include_revised": False, "updated_at": now,
+            })
+        conn.execute(insert(Preferences.__table__), prefs)  # type: ignore[attr-defined]
+    engine.dispose()
+
+
+def peak_rss_mb() -> float:
+    """The largest of this process and its worker processes (Linux reports KiB)."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(own, children) / 1024
+
+
+def run_ours(url: str, sink: str) -> dict[str, Any]:
+    from newsletter import db, delivery
+    from newsletter.config import Settings
+
+    settings = Settings(database_url=url, base_url="https://paperwire.example.org",
+                        secret_key="bench", mail_backend="sendgrid", sendgrid_api_key=KEY,
+                        sendgrid_host=sink)
+    engine = db.make_engine(url)
+    started = time.perf_counter()
+    # Two processes on two cores, as two Celery mail workers would be.
+    report = delivery.send_edition(engine, settings, day=DAY, workers=2)
+    seconds = time.perf_counter() - started
+    return {"seconds": seconds, "sent": report.sent, "skipped": report.skipped,
+            "failed": report.failed, "requests": report.requests, "peak_mb": peak_rss_mb()}
+
+
+def run_naive(url: str, sink: str, sample: int) -> dict[str, Any]:
+    """Per reader: scan every paper, compile the MJML, one request, one commit.
+
+    The digest itself is the same one Paperwire sends (same selection, same template):
+    only the per-reader work differs.
+    """
+    from mjml import mjml2html
+
+    from newsletter import db, delivery, message
+    from newsletter.config import Settings
+    from newsletter.digest import select
+    from newsletter.links import LinkHolder, Links
+    from newsletter.render import TEMPLATE_DIR
+    from newsletter.sendgrid import SendGridSender
+
+    settings = Settings(database_url=url, base_url="https://paperwire.example.org",
+                        secret_key="bench", mail_backend="sendgrid", sendgrid_api_key=KEY,
+                        sendgrid_host=sink)
+    engine = db.make_engine(url)
+    sender = SendGridSender.from_settings(settings)
+    links = Links.from_settings(settings)
+    source = (TEMPLATE_DIR / "digest.mjml").read_text()
+    started = time.perf_counter()
+    sent = requests = 0
+    with Session(engine) as session:
+        people = delivery.subscribers_as_readers(
+            session, session.execute(text(
+                "SELECT s.id FROM subscribers s JOIN preferences p ON p.subscriber_id = s.id "
+                "WHERE p.frequency = 'daily' ORDER BY s.id LIMIT :n"), {"n": sample}
+            ).scalars().all())
+    for reader in people:
+        with Session(engine) as session:
+            papers = delivery.candidates(session, delivery.window("daily", DAY), DAY)
+            selection = select(papers, reader.interests)
+            if selection.empty:
+                continue
+            holder = LinkHolder(reader.subscriber_id, reader.link_key)
+            batch = message.compose([message.Addressee(
+                reader.email, 0, selection, links.manage_url(holder),
+                links.unsubscribe_url(holder), links.digest_url(0, reader.link_key))],
+                day=DAY, frequency="daily", site_url=settings.base_url)
+            mjml2html(source)  # the naive part: compile the layout again for every reader
+            result = sender.send_batch(batch)
+            requests += result.requests
+            sent += len(result.accepted)
+            # One committed ledger write per reader.
+            session.execute(text("UPDATE subscribers SET updated_at = :now WHERE id = :id"),
+                            {"now": datetime.now(UTC), "id": reader.subscriber_id})
+            session.commit()
+    seconds = time.perf_counter() - started
+    return {"seconds": seconds, "sent": sent, "readers": len(people), "requests": requests}
+
+
+def start_sink() -> tuple[subprocess.Popen[str], str]:
+    code = (
+        "import sys, time\n"
+        "from tests.support.sendgrid_server import SendGridServer\n"
+        f"with SendGridServer(api_key={KEY!r}, record=False) as sg:\n"
+        "    print(sg.url, flush=True)\n"
+        "    sys.stdin.read()\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True, cwd=Path(__file__).parent.parent)
+    assert proc.stdout is not None
+    return proc, proc.stdout.readline().strip()
+
+
+def in_subprocess(mode: str, url: str, sink: str, sample: int) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.deliver", "--child", mode, "--database-url", url,
+         "--sink", sink, "--sample", str(sample)],
+        check=True, capture_output=True, text=True, cwd=Path(__file__).parent.parent,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--subscribers", type=int, default=100_000)
+    parser.add_argument("--papers", type=int, default=200)
+    parser.add_argument("--sample", type=int, default=1000)
+    parser.add_argument("--child", choices=["ours", "naive"])
+    parser.add_argument("--database-url")
+    parser.add_argument("--sink")
+    args = parser.parse_args()
+    if args.child == "ours":
+        print(json.dumps(run_ours(args.database_url, args.sink)))
+        return
+    if args.child == "naive":
+        print(json.dumps(run_naive(args.database_url, args.sink, args.sample)))
+        return
+
+    with tempfile.TemporaryDirectory() as tmp:
+        ours_url = f"sqlite:///{tmp}/ours.db"
+        naive_url = f"sqlite:///{tmp}/naive.db"
+        t0 = time.perf_counter()
+        build(ours_url, args.subscribers, args.papers)
+        build(naive_url, args.sample, args.papers)
+        print(f"built {args.subscribers} subscribers and {args.papers} papers in "
+              f"{time.perf_counter() - t0:.0f} s", file=sys.stderr)
+        sink, sink_url = start_sink()
+        try:
+            ours = in_subprocess("ours", ours_url, sink_url, 0)
+            naive = in_subprocess("naive", naive_url, sink_url, args.sample)
+        finally:
+            assert sink.stdin is not None
+            sink.stdin.close()
+            sink.wait(10)
+
+    per_reader = naive["seconds"] / max(1, naive["readers"])
+    naive_total = per_reader * args.subscribers
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
+          f"{platform.python_version()}; database: SQLite file; sink: local SendGrid-"
+          f"compatible server in its own process")
+    print(f"{args.subscribers} subscribers ({ours['sent'] + ours['skipped']} daily), "
+          f"{args.papers} papers\n")
+    print("| delivery | readers | wall time | sent | skipped | requests | peak RSS |")
+    print("|---|---|---|---|---|---|---|")
+    print(f"| paperwire | {args.subscribers} | {ours['seconds']:.1f} s | {ours['sent']} | "
+          f"{ours['skipped']} | {ours['requests']} | {ours['peak_mb']:.0f} MB |")
+    print(f"| naive, measured | {naive['readers']} | {naive['seconds']:.1f} s | "
+          f"{naive['sent']} | - | {naive['requests']} | - |")
+    print(f"| naive, scaled to {args.subscribers} | {args.subscribers} | "
+          f"{naive_total:.0f} s | - | - | ~{args.subscribers} | - |")
+    print(f"\npaperwire: {ours['seconds']:.1f} s end to end; naive: {per_reader * 1000:.1f} ms "
+          f"per reader; speed-up {naive_total / ours['seconds']:.0f}x")
+
+
+if __name__ == "__main__":
+    main()

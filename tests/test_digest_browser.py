@@ -1,0 +1,67 @@
+"""The rendered digest in headless Chromium: readable on a phone and on a desktop."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from newsletter.batch import personalize
+from newsletter.digest import Interests, candidate, select
+from newsletter.message import Addressee, compose
+from tests.support.servers import missing
+from tests.test_web_browser import CHROMIUM, CHROMIUM_ARGS
+
+LONG = "Hyper" + "parameter" * 12  # one unbreakable word, far wider than a phone
+PAPERS = [
+    candidate(i, f"2609.{10000 + i}",
+              f"{LONG}: A Study of $\\mathcal{{O}}(n \\log n)$ Attention for Long Contexts",
+              "An abstract.", [f"Author {k} Surname" for k in range(9)],
+              ["llm", "efficient-ml", "nlp"],
+              [f"Key point {k} about https://example.org/{'x' * 80} and more." for k in range(4)],
+              abs_url=f"https://arxiv.org/abs/2609.{10000 + i}",
+              pdf_url=f"https://arxiv.org/pdf/2609.{10000 + i}v1",
+              code_url="https://github.com/example-lab/" + "a" * 60,
+              card_source="offline" if i % 2 else "llm")
+    for i in range(1, 4)
+]
+
+
+@pytest.fixture(scope="module")
+def digest_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    selection = select(PAPERS, Interests(topics=("llm",), max_papers=2))
+    reader = Addressee("ada@example.org", 1, selection, "https://paperwire.example.org/manage/T",
+                       "https://paperwire.example.org/unsubscribe/T",
+                       "https://paperwire.example.org/digest/T")
+    batch = compose([reader], day=date(2026, 9, 24), frequency="daily",
+                    site_url="https://paperwire.example.org")
+    path = tmp_path_factory.mktemp("digest") / "digest.html"
+    path.write_text(personalize(batch.html, batch.recipients[0].substitutions, batch.sections))
+    return path
+
+
+@pytest.mark.parametrize("width", [375, 800])
+def test_digest_fits_the_screen_without_horizontal_scroll(digest_file: Path, width: int) -> None:
+    if not CHROMIUM.exists():
+        missing("chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": width, "height": 900})
+            page.goto(digest_file.as_uri())
+            overflow = page.evaluate(
+                "document.documentElement.scrollWidth - document.documentElement.clientWidth")
+            text = page.inner_text("body")
+            page.screenshot(path=str(digest_file.with_name(f"digest-{width}.png")),
+                            full_page=True)
+        finally:
+            browser.close()
+    assert overflow <= 0
+    # What a reader must see: the cut, the reasons, the offline mark and the footer links.
+    assert "…and 1 more on the site" in text
+    assert "Why: topic: Large Language Models" in text
+    assert "Offline summary" in text
+    assert "Manage topics" in text and "Unsubscribe" in text
