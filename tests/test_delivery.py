@@ -357,3 +357,18 @@ def test_dry_run_and_preview_write_nothing(
     with pytest.raises(LookupError):
         delivery.preview(engine, settings, "nobody@example.org", day=DAY)
     assert statuses(engine) == {}
+
+
+def test_two_worker_processes_share_an_edition(
+    engine: Engine, settings: Settings, papers: None, sg: SendGridServer
+) -> None:
+    topics = ["llm", "vision", "rl", "nlp"]
+    add_readers(engine, [(f"r{i}@example.org", "confirmed", [topics[i % 4]])
+                         for i in range(120)])
+    config = settings.model_copy(update={
+        "mail_backend": "sendgrid", "sendgrid_api_key": KEY, "sendgrid_host": sg.url})
+    report = delivery.send_edition(engine, config, day=DAY, chunk_size=30, workers=2)
+    assert report.sent == 120
+    assert len(sg.requests) == 4  # one per chunk of 30
+    assert len(sg.recipient_counts()) == 120 and set(sg.recipient_counts().values()) == {1}
+    assert statuses(engine) == {"sent": 120}

@@ -1,0 +1,71 @@
+"""The senders behind MAIL_BACKEND, against real endpoints."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from email import message_from_bytes
+from email.policy import default
+
+import pytest
+from aiosmtpd.controller import Controller
+
+from newsletter.batch import Batch, Recipient
+from newsletter.config import Settings
+from newsletter.mail import MailError, Message, OneByOne, SmtpSender, batch_sender_for
+from tests.support.servers import free_port
+
+
+class Inbox:
+    def __init__(self) -> None:
+        self.received: list[tuple[str, list[str], bytes]] = []
+
+    async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
+        self.received.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
+        return "250 OK"
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[Inbox, int]]:
+    inbox, port = Inbox(), free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield inbox, port
+    finally:
+        controller.stop()
+
+
+def test_smtp_sender_delivers_a_batch_reader_by_reader(smtp: tuple[Inbox, int]) -> None:
+    inbox, port = smtp
+    settings = Settings(mail_backend="smtp", smtp_host="127.0.0.1", smtp_port=port,
+                        mail_from="Paperwire <digest@example.org>")
+    sender = batch_sender_for(settings)
+    assert isinstance(sender, OneByOne)
+    batch = Batch(
+        subject="Your Paperwire digest", html="<p>[[pw:papers]]</p>", text="[[pw:papers]]",
+        recipients=[Recipient(to=f"r{i}@example.org", subject=f"{i} papers",
+                              substitutions={"[[pw:papers]]": f"[[pw:p{i}]] for r{i}"},
+                              headers={"List-Unsubscribe": f"<https://x.org/u/{i}>"})
+                    for i in range(3)],
+        headers={"List-Unsubscribe-Post": "List-Unsubscribe=One-Click"},
+        sections={f"[[pw:p{i}]]": f"Paper {i}" for i in range(3)},
+    )
+    result = sender.send_batch(batch)
+    assert result.accepted == ("r0@example.org", "r1@example.org", "r2@example.org")
+    assert [rcpt for _, rcpt, _ in inbox.received] == [[f"r{i}@example.org"] for i in range(3)]
+    mail = message_from_bytes(inbox.received[1][2], policy=default)
+    assert mail["Subject"] == "1 papers"
+    assert mail["List-Unsubscribe"] == "<https://x.org/u/1>"
+    assert mail.get_body(("plain",)).get_content().strip() == "Paper 1 for r1"
+    assert "<p>Paper 1 for r1</p>" in mail.get_body(("html",)).get_content()
+
+
+def test_smtp_server_down_is_a_clear_error_and_leaves_readers_unsent() -> None:
+    settings = Settings(mail_backend="smtp", smtp_host="127.0.0.1", smtp_port=free_port(),
+                        smtp_timeout=2, mail_from="digest@example.org")
+    with pytest.raises(MailError, match=r"SMTP 127\.0\.0\.1"):
+        SmtpSender(settings).send(Message("a@example.org", "s", "<p>h</p>", "t"))
+    result = batch_sender_for(settings).send_batch(Batch(
+        subject="s", html="h", text="t", recipients=[Recipient(to="a@example.org")]))
+    assert result.accepted == () and result.rejected == ()
+    assert result.error is not None and "SMTP" in result.error
