@@ -3,10 +3,6 @@ Celery worker through a real Redis server."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,9 +12,9 @@ from celery import Celery
 from sqlalchemy import text
 
 from newsletter import db
-from tests.conftest import REPO, arxiv_fixture
+from tests.conftest import arxiv_fixture
 from tests.support.http import Reply, ScriptedServer
-from tests.support.servers import redis_server
+from tests.support.servers import celery_worker, redis_server
 
 COMBINED = arxiv_fixture("rss_cs.LG+cs.AI+cs.CL+stat.ML_2026-09-24.xml").read_bytes()
 
@@ -42,25 +38,10 @@ def database_url(tmp_path: Path) -> str:
 @pytest.fixture
 def worker(redis_url: str, database_url: str, tmp_path: Path) -> Iterator[None]:
     with ScriptedServer(lambda r: Reply(200, COMBINED)) as arxiv:
-        env = {**os.environ, "REDIS_URL": redis_url, "DATABASE_URL": database_url,
+        env = {"REDIS_URL": redis_url, "DATABASE_URL": database_url,
                "ARXIV_RSS_URL": f"{arxiv.url}/rss/", "HTTP_RETRIES": "0"}
-        env.pop("OPENAI_API_KEY", None)
-        log = (tmp_path / "worker.log").open("w")
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "workers.app", "worker", "-Q", "ingest,llm",
-             "--pool", "solo", "--concurrency", "1", "--loglevel", "INFO",
-             "--without-heartbeat", "--without-gossip", "--without-mingle"],
-            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )
-        try:
+        with celery_worker(env, "ingest,llm", tmp_path / "worker.log"):
             yield
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-            log.close()
 
 
 def card_sources(database_url: str) -> list[str]:

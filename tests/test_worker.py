@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,9 +11,9 @@ from celery import Celery
 from sqlalchemy import text
 
 from newsletter import db
-from tests.conftest import REPO, arxiv_fixture
+from tests.conftest import arxiv_fixture
 from tests.support.http import Reply, ScriptedServer
-from tests.support.servers import redis_server
+from tests.support.servers import celery_worker, redis_server
 
 COMBINED = arxiv_fixture("rss_cs.LG+cs.AI+cs.CL+stat.ML_2026-09-24.xml").read_bytes()
 
@@ -39,7 +35,6 @@ def worker(
     redis_url: str, database_url: str, arxiv: ScriptedServer, tmp_path: Path
 ) -> Iterator[None]:
     env = {
-        **os.environ,
         "REDIS_URL": redis_url,
         "DATABASE_URL": database_url,
         "ARXIV_RSS_URL": f"{arxiv.url}/rss/",
@@ -48,22 +43,8 @@ def worker(
         "MAIL_BACKEND": "file",
         "OUTBOX_DIR": str(tmp_path / "outbox"),
     }
-    log = (tmp_path / "worker.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "workers.app", "worker", "-Q", "ingest,llm,mail",
-         "--pool", "solo", "--concurrency", "1", "--loglevel", "INFO", "--without-heartbeat",
-         "--without-gossip", "--without-mingle"],
-        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    try:
+    with celery_worker(env, "ingest,llm,mail", tmp_path / "worker.log"):
         yield
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 @pytest.mark.redis

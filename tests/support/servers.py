@@ -11,8 +11,10 @@ import glob
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -136,3 +138,24 @@ def redis_server() -> Iterator[str]:
         proc.terminate()
         proc.wait(10)
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def celery_worker(env: dict[str, str], queues: str, log_path: Path) -> Iterator[None]:
+    """A real Celery worker process on the given queues; stopped with SIGTERM (warm shutdown)."""
+    repo = Path(__file__).resolve().parents[2]
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "workers.app", "worker", "-Q", queues,
+             "--pool", "solo", "--concurrency", "1", "--loglevel", "INFO",
+             "--without-heartbeat", "--without-gossip", "--without-mingle"],
+            cwd=repo, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
+        )
+        try:
+            yield
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
