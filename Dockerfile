@@ -1,12 +1,17 @@
+# The one image every service of docker-compose.yml runs: the site, the workers, beat and
+# the migration step. Installed in place (-e) because the email templates and the Alembic
+# migrations are read from the source tree next to the package.
 FROM python:3.11-slim
 WORKDIR /app
-ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 COPY pyproject.toml README.md ./
 COPY newsletter newsletter
 COPY workers workers
 COPY alembic alembic
 COPY email_templates email_templates
-RUN pip install --no-cache-dir -e .
-RUN useradd --create-home paperwire
+RUN pip install --no-cache-dir -e . \
+    && useradd --create-home paperwire \
+    && mkdir -p /data/outbox && chown -R paperwire /data
 USER paperwire
+EXPOSE 8000
 CMD ["newsletter", "--help"]

@@ -19,3 +19,5 @@ test: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(VENV)/bin/python -m bench.ingest
+	$(VENV)/bin/python -m bench.summarize
+	$(VENV)/bin/python -m bench.deliver

@@ -7,7 +7,6 @@ import logging
 import os
 import sys
 from datetime import date
-from importlib import resources
 from pathlib import Path
 
 import click
@@ -18,7 +17,7 @@ from newsletter import db, ingest
 from newsletter.card import card_json, cards_for, find_paper
 from newsletter.config import ConfigError, Settings, load_settings
 from newsletter.feed import Feed
-from newsletter.paper import latest_announcement_day, paper_json, papers_of_day
+from newsletter.paper import paper_json, papers_of_day
 
 
 class App:
@@ -236,6 +235,22 @@ def feeds_command(app: App, as_json: bool) -> None:
         )
 
 
+@main.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_obj
+def status_command(app: App, as_json: bool) -> None:
+    """Papers today, cards pending and failed, feeds, the last edition, deliveries,
+    suppressed addresses and today's LLM cost."""
+    from newsletter import status
+
+    found = status.collect(app.engine)
+    if as_json:
+        click.echo(json.dumps(found.as_json(), indent=2))
+        return
+    for line in found.lines():
+        click.echo(line)
+
+
 # Subscriber and web commands import Flask and the mail stack lazily: `ingest` and the
 # workers should not pay for them.
 
@@ -348,37 +363,52 @@ def subscribers_import(app: App, file: Path, confirmed: bool) -> None:
                f"{mailed} confirmation mails sent, {skipped} suppressed addresses skipped")
 
 
-def sample_feeds() -> list[Path]:
-    """The real arXiv documents shipped in the package, for running with no network."""
-    folder = resources.files("newsletter") / "samples"
-    return sorted(Path(str(p)) for p in folder.iterdir() if p.name.endswith(".xml"))
-
-
 @main.command("demo")
 @click.option("--offline", is_flag=True, help="Skip live arXiv; use the shipped samples.")
+@click.option("--no-serve", is_flag=True,
+              help="Do the one-shot part (ingest, cards, the demo digest) and exit.")
+@click.option("--port", type=click.IntRange(1, 65535),
+              help="The site's port (default: 8000 when free, else any free port).")
 @click.pass_obj
-def demo_command(app: App, offline: bool) -> None:
-    """Run the main job with embedded defaults: ingest, then list the latest day's papers."""
-    settings = app.settings
+def demo_command(app: App, offline: bool, no_serve: bool, port: int | None) -> None:
+    """The whole service on this machine: ingest, cards, a demo reader's digest in the
+    outbox, then the site, a Celery worker and beat on an embedded Redis until Ctrl-C."""
+    from newsletter import demo
+    from newsletter.mail import MailError
+
+    host = "127.0.0.1"
+    try:
+        port = None if no_serve else demo.pick_port(host, port)
+    except demo.DemoError as exc:
+        raise click.ClickException(str(exc)) from None
+    url = f"http://{host}:{port}" if port else None
+    settings = demo.demo_settings(app.settings, url)
     click.echo(f"database: {settings.database_url}", err=True)
-    summary = None
-    if not offline:
-        fetcher = ingest.Fetcher(timeout=10, retries=0, max_wait=0)
-        with fetcher:
-            summary = ingest.ingest_feeds(app.engine, settings, fetcher=fetcher,
-                                          progress=_progress)
-        if summary.errors:
-            click.echo("arXiv is not reachable from here; using the sample feeds shipped "
-                       "with Paperwire instead.", err=True)
-            summary = None
-    if summary is None:
-        summary = ingest.ingest_files(app.engine, sample_feeds(), progress=_progress)
-    click.echo(summary.line(), err=True)
-    with Session(app.engine) as session:
-        day = latest_announcement_day(session)
-        found = papers_of_day(session, day)
-    click.echo(f"\n{len(found)} papers announced on {day}:")
-    for paper in found:
+    prepared = demo.prepare(app.engine, settings, offline=offline, progress=_progress)
+    click.echo(f"\n{len(prepared.papers)} papers announced on {prepared.day} "
+               f"(from {prepared.source}):")
+    for paper in prepared.papers:
         click.echo(f"  {paper.key:<14} {paper.title[:100]}")
         click.echo(f"  {'':<14} {', '.join(paper.authors[:3])}"
                    f"{' et al.' if len(paper.authors) > 3 else ''} · {paper.abs_url}")
+    newest = prepared.messages[0] if prepared.messages else None
+    click.echo(f"\noutbox: {prepared.outbox}")
+    if newest:
+        click.echo(f"digest for {demo.DEMO_EMAIL}: {newest}")
+    if no_serve:
+        return
+    assert port is not None and url is not None
+    try:
+        from newsletter.web import create_app
+
+        with demo.running_services(settings, progress=_progress) as services:
+            web = create_app(settings.model_copy(update={"redis_url": services.redis_url}),
+                             engine=app.engine)
+            click.echo(f"site: {url}  (the outbox: {url}/outbox)")
+            click.echo(f"worker and beat on an embedded Redis ({services.redis_url}); logs in "
+                       f"{services.workdir}. Ctrl-C stops everything.")
+            demo.serve_until_stopped(web, host, port, services)
+            _progress("stopping ...")
+    except (demo.DemoError, MailError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo("stopped", err=True)

@@ -76,6 +76,23 @@ class Settings(BaseSettings):
         "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"
     ] = "monday"
 
+    # Beat schedules, UTC: a five-field cron line ("30 5,13,21 * * *") or an interval in
+    # seconds ("90s"). arXiv's listing appears around 04:00-05:00 UTC: the 05:30 ingest has it.
+    ingest_schedule: str = "30 5,13,21 * * *"
+    summarize_schedule: str = "20,50 * * * *"
+    # Unset: daily at DIGEST_HOUR_UTC, weekly at that hour on WEEKLY_DIGEST_DAY.
+    digest_schedule: str | None = None
+    weekly_digest_schedule: str | None = None
+    expire_pending_schedule: str = "45 3 * * *"
+    # A delivery left `sending` by a dead worker is taken again after this many seconds;
+    # it must outlast one chunk's send, or a slow live worker's rows would be sent twice.
+    delivery_lease_seconds: int = Field(default=15 * 60, ge=1)
+    # Deliveries per mail task: smaller chunks spread an edition over more mail workers.
+    delivery_chunk_size: int = Field(default=1000, ge=1, le=1000)
+    # Redis broker: an unacknowledged task (its worker died) goes back to the queue after
+    # this many seconds. Longer than the longest task, or a running task is handed out twice.
+    broker_visibility_timeout: int = Field(default=2 * 3600, ge=1)
+
     # Sign-ups per client IP (Flask-Limiter syntax); counted in Redis when REDIS_URL is set.
     signup_rate_limit: str = "5/minute;30/hour"
     # How many reverse proxies (nginx, a load balancer) sit in front of the web app: their
@@ -112,6 +129,15 @@ class Settings(BaseSettings):
                 raise ValueError(f"feed {item!r} is not label=http(s)://url")
         return value
 
+    @field_validator("ingest_schedule", "summarize_schedule", "digest_schedule",
+                     "weekly_digest_schedule", "expire_pending_schedule")
+    @classmethod
+    def _check_schedule(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        schedule_spec(value)
+        return value.strip()
+
     @field_validator("database_url")
     @classmethod
     def _check_db(cls, value: str) -> str:
@@ -144,6 +170,15 @@ class Settings(BaseSettings):
         return self
 
     @property
+    def daily_digest_spec(self) -> float | tuple[str, ...]:
+        return schedule_spec(self.digest_schedule or f"0 {self.digest_hour_utc} * * *")
+
+    @property
+    def weekly_digest_spec(self) -> float | tuple[str, ...]:
+        return schedule_spec(self.weekly_digest_schedule or
+                             f"0 {self.digest_hour_utc} * * {self.weekly_digest_day[:3]}")
+
+    @property
     def extra_feeds(self) -> list[tuple[str, str]]:
         """(label, url) for each FEED_URLS entry; the label defaults to the host."""
         from urllib.parse import urlsplit
@@ -155,6 +190,31 @@ class Settings(BaseSettings):
                 label, url = "", item
             feeds.append((label or urlsplit(url).hostname or "feed", url))
         return feeds
+
+
+def schedule_spec(value: str) -> float | tuple[str, ...]:
+    """A schedule setting as seconds between runs, or as cron's five fields (minute hour
+    day-of-month month day-of-week). Raises ValueError naming the accepted forms."""
+    import re
+
+    text = value.strip()
+    interval = re.fullmatch(r"(\d+(?:\.\d+)?)\s*s", text)
+    if interval:
+        seconds = float(interval.group(1))
+        if seconds <= 0:
+            raise ValueError("an interval must be more than 0 seconds")
+        return seconds
+    fields = tuple(text.split())
+    if len(fields) != 5:
+        raise ValueError(f"{value!r} is neither a cron line like '30 5,13,21 * * *' "
+                         "nor an interval like '90s'")
+    from celery.schedules import crontab
+
+    try:  # celery parses each field as beat will: a typo fails here, not at 05:30
+        crontab(*fields)
+    except Exception as exc:
+        raise ValueError(f"{value!r} is not a valid cron line: {exc}") from None
+    return fields
 
 
 def load_settings() -> Settings:

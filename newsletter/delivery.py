@@ -72,6 +72,14 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def lease() -> timedelta:
+    """How long a claim holds before another worker may take its rows (LEASE unless
+    DELIVERY_LEASE_SECONDS says otherwise)."""
+    from newsletter.config import settings
+
+    return timedelta(seconds=settings().delivery_lease_seconds)
+
+
 class DigestEdition(SQLModel, table=True):
     __tablename__ = "editions"
     __table_args__ = (UniqueConstraint("frequency", "day", name="uq_editions_frequency_day"),)
@@ -178,7 +186,7 @@ def open_deliveries(session: Session, edition_id: int, now: datetime) -> list[in
         select_rows(deliveries.c.id).where(
             deliveries.c.edition_id == edition_id,
             or_(deliveries.c.status == "pending",
-                and_(deliveries.c.status == "sending", deliveries.c.claimed_at < now - LEASE)),
+                and_(deliveries.c.status == "sending", deliveries.c.claimed_at < now - lease())),
         ).order_by(deliveries.c.id)
     )
     return list(rows.scalars())
@@ -192,7 +200,7 @@ def claim(session: Session, delivery_ids: Sequence[int], now: datetime) -> tuple
         .where(
             deliveries.c.id.in_(delivery_ids),
             or_(deliveries.c.status == "pending",
-                and_(deliveries.c.status == "sending", deliveries.c.claimed_at < now - LEASE)),
+                and_(deliveries.c.status == "sending", deliveries.c.claimed_at < now - lease())),
         )
         .values(status="sending", claim=token, claimed_at=now,
                 attempts=deliveries.c.attempts + 1)

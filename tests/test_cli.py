@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
@@ -78,13 +79,15 @@ def test_secret_key_is_required_outside_dev_mode(database_url: str) -> None:
 
 
 def test_demo_falls_back_to_the_shipped_samples_when_arxiv_is_unreachable(
-    database_url: str,
+    database_url: str, tmp_path: Path,
 ) -> None:
     closed = f"http://127.0.0.1:{free_port()}/rss/"
-    result = run(database_url, "demo", ARXIV_RSS_URL=closed)
+    result = run(database_url, "demo", "--no-serve", ARXIV_RSS_URL=closed,
+                 OUTBOX_DIR=str(tmp_path / "outbox"))
     assert result.exit_code == 0, result.output
     assert "using the sample feeds shipped with Paperwire" in result.stderr
-    assert "4 papers announced on 2026-09-24:" in result.stdout
+    assert "4 papers announced on 2026-09-24 (from the shipped samples):" in result.stdout
+    assert len(list((tmp_path / "outbox").glob("*.eml"))) == 1
     assert "The Drift Contract: Spectral Updates" in result.stdout
 
 

@@ -124,7 +124,9 @@ def test_empty_site_still_works(client: FlaskClient) -> None:
 
 def test_health(client: FlaskClient) -> None:
     answer = client.get("/healthz")
-    assert answer.status_code == 200 and answer.json == {"status": "ok", "database": "ok"}
+    assert answer.status_code == 200 and answer.json == {
+        "status": "ok", "database": "ok", "broker": "not configured",
+        "last_ingest_age_seconds": None}
 
 
 def test_broken_database_is_unhealthy(web_settings: Settings, tmp_path) -> None:

@@ -1,11 +1,59 @@
-"""The Celery app: broker, queues and the beat schedule. Tasks live in workers.tasks."""
+"""The Celery app: broker, queues and the beat schedule. Tasks live in workers.tasks.
+
+Every schedule comes from the environment (INGEST_SCHEDULE, SUMMARIZE_SCHEDULE,
+DIGEST_SCHEDULE or DIGEST_HOUR_UTC, WEEKLY_DIGEST_SCHEDULE or WEEKLY_DIGEST_DAY,
+EXPIRE_PENDING_SCHEDULE): a cron line or an interval in seconds, checked by config.py.
+"""
 
 from __future__ import annotations
 
-from celery import Celery
-from celery.schedules import crontab
+from datetime import timedelta
 
-from newsletter.config import settings
+from celery import Celery
+from celery.schedules import crontab, schedule
+
+from newsletter.config import Settings, settings
+
+QUEUES = ("ingest", "llm", "mail", "default")
+
+
+def beat_schedule_for(spec: float | tuple[str, ...]) -> schedule:
+    if isinstance(spec, tuple):
+        minute, hour, day_of_month, month_of_year, day_of_week = spec
+        return crontab(minute=minute, hour=hour, day_of_month=day_of_month,
+                       month_of_year=month_of_year, day_of_week=day_of_week)
+    return schedule(timedelta(seconds=spec))
+
+
+def beat_entries(config: Settings) -> dict[str, dict[str, object]]:
+    from newsletter.config import schedule_spec
+
+    return {
+        # Ingest chains a summarize run right after it.
+        "ingest-every-8-hours": {
+            "task": "paperwire.ingest",
+            "schedule": beat_schedule_for(schedule_spec(config.ingest_schedule)),
+        },
+        # The sweep catches failures and papers added by hand (`newsletter ingest --file`).
+        "summarize-sweep": {
+            "task": "paperwire.summarize",
+            "schedule": beat_schedule_for(schedule_spec(config.summarize_schedule)),
+        },
+        "daily-digest": {
+            "task": "paperwire.send_digests",
+            "schedule": beat_schedule_for(config.daily_digest_spec),
+            "args": ("daily",),
+        },
+        "weekly-digest": {
+            "task": "paperwire.send_digests",
+            "schedule": beat_schedule_for(config.weekly_digest_spec),
+            "args": ("weekly",),
+        },
+        "expire-pending-signups": {
+            "task": "paperwire.expire_pending",
+            "schedule": beat_schedule_for(schedule_spec(config.expire_pending_schedule)),
+        },
+    }
 
 
 def make_celery() -> Celery:
@@ -23,42 +71,23 @@ def make_celery() -> Celery:
             # Sends wait on the mail provider: their own queue, their own workers.
             "paperwire.send_digests": {"queue": "mail"},
             "paperwire.deliver_chunk": {"queue": "mail"},
+            "paperwire.expire_pending": {"queue": "default"},
         },
-        # A worker that dies mid-task hands the task back: ingesting a feed twice is harmless.
+        # A worker that dies mid-task hands the task back: every task is safe to run twice
+        # (ingest upserts, cards are per paper, deliveries are claimed, expiry is idempotent).
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
         broker_connection_retry_on_startup=True,
+        # A killed worker's unacknowledged task returns to the queue after this long.
+        broker_transport_options={"visibility_timeout": config.broker_visibility_timeout},
+        result_backend_transport_options={"visibility_timeout": config.broker_visibility_timeout},
         result_expires=3600,
-        beat_schedule={
-            # arXiv's listing appears around midnight New York time (04:00-05:00 UTC):
-            # the 05:30 run has it, with cards written before the morning digest.
-            "ingest-every-8-hours": {
-                "task": "paperwire.ingest",
-                "schedule": crontab(minute=30, hour="5,13,21"),
-            },
-            # Ingest chains a summarize run; the sweep catches failures and papers added
-            # by hand (`newsletter ingest --file`).
-            "summarize-sweep": {
-                "task": "paperwire.summarize",
-                "schedule": crontab(minute="20,50"),
-            },
-            "daily-digest": {
-                "task": "paperwire.send_digests",
-                "schedule": crontab(minute=0, hour=config.digest_hour_utc),
-                "args": ("daily",),
-            },
-            "weekly-digest": {
-                "task": "paperwire.send_digests",
-                "schedule": crontab(minute=0, hour=config.digest_hour_utc,
-                                    day_of_week=config.weekly_digest_day[:3]),
-                "args": ("weekly",),
-            },
-            "expire-pending-signups": {
-                "task": "paperwire.expire_pending",
-                "schedule": crontab(minute=45, hour=3),
-            },
-        },
+        # SIGTERM is Celery's warm shutdown: running tasks finish, nothing new starts.
+        # A task cut off by a lost broker connection is redelivered rather than finished twice.
+        worker_cancel_long_running_tasks_on_connection_loss=True,
+        task_track_started=True,
+        beat_schedule=beat_entries(config),
     )
     return app
 

@@ -1,20 +1,41 @@
-"""Celery tasks. Each one calls one domain function and returns a small summary."""
+"""Celery tasks. Each one calls one domain function and returns a small summary.
+
+Retries: a database that is briefly away (a Postgres restart, a failover) raises
+OperationalError; the task is tried again with backoff instead of losing the run. Every
+task is safe to run again (see workers.app), which is also why acks_late is on.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import logging
+import time
 from datetime import date
 from typing import Any
 
+from sqlalchemy.exc import OperationalError
+
 from newsletter import delivery, ingest, subscriber, summarize
+from newsletter.config import settings
 from workers.app import app
 
+log = logging.getLogger(__name__)
 
-@app.task(name="paperwire.ingest", time_limit=30 * 60, soft_time_limit=25 * 60)
+# Backoff 10 s, 20 s, 40 s ... capped at 5 minutes, with jitter so workers do not retry
+# in step; five tries covers a database restart, not an outage (the next beat run does).
+RETRY = {"autoretry_for": (OperationalError,), "retry_backoff": 10, "retry_backoff_max": 300,
+         "retry_jitter": True, "max_retries": 5}
+
+
+@app.task(name="paperwire.ingest", time_limit=30 * 60, soft_time_limit=25 * 60, **RETRY)
 def ingest_feeds() -> dict[str, Any]:
+    started = time.monotonic()
     summary = ingest.ingest_configured()
     if summary.errors < len(summary.feeds):
         summarize_pending.delay()
+    log.info("ingest feeds=%d errors=%d added=%d updated=%d ms=%d", len(summary.feeds),
+             summary.errors, summary.total("added"), summary.total("updated"),
+             (time.monotonic() - started) * 1000)
     return {"line": summary.line(), "errors": summary.errors,
             "added": summary.total("added"), "updated": summary.total("updated")}
 
@@ -23,22 +44,33 @@ def ingest_feeds() -> dict[str, Any]:
 SUMMARIZE_BATCH = 2000
 
 
-@app.task(name="paperwire.summarize", time_limit=60 * 60, soft_time_limit=55 * 60)
+@app.task(name="paperwire.summarize", time_limit=60 * 60, soft_time_limit=55 * 60, **RETRY)
 def summarize_pending(limit: int | None = SUMMARIZE_BATCH) -> dict[str, Any]:
+    started = time.monotonic()
     report = summarize.summarize_configured(limit=limit)
+    log.info("summarize source=%s pending=%d written=%d failed=%d cost_usd=%.4f ms=%d",
+             report.source, report.pending, report.written, report.failed,
+             report.cost_usd or 0.0, (time.monotonic() - started) * 1000)
     return {"line": report.line(), "written": report.written, "failed": report.failed,
             "input_tokens": report.input_tokens, "output_tokens": report.output_tokens,
             "cost_usd": report.cost_usd}
 
 
-@app.task(name="paperwire.send_digests", time_limit=10 * 60)
+def rechunk(chunks: list[list[int]], size: int) -> list[list[int]]:
+    """Cut the planned chunks to DELIVERY_CHUNK_SIZE: more, smaller tasks for more workers."""
+    return [chunk[i:i + size] for chunk in chunks for i in range(0, len(chunk), size)]
+
+
+@app.task(name="paperwire.send_digests", time_limit=10 * 60, **RETRY)
 def send_digests(frequency: str = "daily", day: str | None = None) -> dict[str, Any]:
     """Plan the edition, then hand its chunks to however many mail workers there are.
 
-    `day` (ISO date) re-runs a past edition by hand; beat sends today's.
+    `day` (ISO date) re-runs a past edition by hand; beat sends today's. Running it again
+    hands out only what is still unsent (pending rows, and rows whose lease ran out).
     """
     edition_id, chunks = delivery.prepare_configured(
         frequency, date.fromisoformat(day) if day else None)
+    chunks = rechunk(chunks, settings().delivery_chunk_size)
     for chunk in chunks:
         deliver_chunk.delay(edition_id, chunk)
     return {"edition_id": edition_id, "chunks": len(chunks),
@@ -46,12 +78,14 @@ def send_digests(frequency: str = "daily", day: str | None = None) -> dict[str, 
 
 
 # Redelivery after a worker dies is safe: rows are claimed, and sent rows are never resent.
-@app.task(name="paperwire.deliver_chunk", acks_late=True, time_limit=30 * 60)
+@app.task(name="paperwire.deliver_chunk", acks_late=True, time_limit=30 * 60, **RETRY)
 def deliver_chunk(edition_id: int, delivery_ids: list[int]) -> dict[str, Any]:
     report = delivery.deliver_configured(edition_id, delivery_ids)
     return {k: v for k, v in dataclasses.asdict(report).items() if k != "errors"}
 
 
-@app.task(name="paperwire.expire_pending")
+@app.task(name="paperwire.expire_pending", **RETRY)
 def expire_pending() -> int:
-    return subscriber.expire_pending_configured()
+    expired = subscriber.expire_pending_configured()
+    log.info("expire_pending expired=%d", expired)
+    return expired

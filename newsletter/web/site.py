@@ -8,8 +8,7 @@ from datetime import date
 from flask import Blueprint, abort, jsonify, make_response, render_template
 from sqlmodel import Session
 
-from newsletter import archive, mail
-from newsletter.signup import database_ok
+from newsletter import archive, mail, status
 from newsletter.taxonomy import TOPICS
 from newsletter.web.common import services
 
@@ -57,9 +56,9 @@ def day(value: str):  # type: ignore[no-untyped-def]
 
 @blueprint.get("/healthz")
 def healthz():  # type: ignore[no-untyped-def]
-    ok = database_ok(services())
-    return jsonify(status="ok" if ok else "error", database="ok" if ok else "error"), (
-        200 if ok else 503)
+    svc = services()
+    body, code = status.health(svc.engine, svc.settings.redis_url)
+    return jsonify(body), code
 
 
 def _outbox_enabled() -> bool:
