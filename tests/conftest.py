@@ -11,7 +11,7 @@ from sqlalchemy import Engine, text
 
 from newsletter import db
 from newsletter.config import Settings
-from tests.support.servers import Postgres, postgres_server
+from tests.support.servers import Postgres, postgres_server, redis_server
 
 REPO = Path(__file__).resolve().parent.parent
 ARXIV_FIXTURES = REPO.parent / "shared" / "fixtures" / "arxiv"
@@ -92,3 +92,16 @@ def engine(database_url: str) -> Iterator[Engine]:
 def settings(database_url: str) -> Settings:
     return Settings(database_url=database_url, arxiv_api_delay=0, http_retries=2,
                     http_timeout=2, http_max_wait=5)
+
+
+@pytest.fixture
+def postgres_url(pg: Postgres, pg_template: str) -> str:
+    """A migrated, empty Postgres database, for tests that only make sense on Postgres."""
+    return _postgres_database(pg, pg_template)
+
+
+@pytest.fixture(scope="module")
+def redis_url() -> Iterator[str]:
+    """A real redis-server on a free loopback port, one per test module."""
+    with redis_server() as url:
+        yield url

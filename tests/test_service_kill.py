@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,10 +18,9 @@ from newsletter.config import Settings
 from newsletter.ingest import ingest_files
 from newsletter.subscriber import Preferences, Subscriber
 from newsletter.summarize import summarize_pending
-from tests.conftest import ARXIV_FIXTURES, _postgres_database
+from tests.conftest import ARXIV_FIXTURES
 from tests.support.celery_procs import kill_group, running, start_worker, wait_until
 from tests.support.sendgrid_server import Fault, SendGridServer
-from tests.support.servers import Postgres, redis_server
 
 READERS = 2000
 CHUNK = 100  # 20 mail tasks of one SendGrid request each
@@ -31,14 +29,9 @@ VISIBILITY = 6  # seconds before a dead worker's unacknowledged task is handed o
 
 
 @pytest.fixture
-def database_url(pg: Postgres, pg_template: str) -> str:
-    return _postgres_database(pg, pg_template)
+def database_url(postgres_url: str) -> str:
+    return postgres_url
 
-
-@pytest.fixture
-def redis_url() -> Iterator[str]:
-    with redis_server() as url:
-        yield url
 
 
 def sent_emails(engine: object) -> set[str]:

@@ -6,7 +6,6 @@ whose cards the LLM wrote."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,12 +15,11 @@ from sqlmodel import Session, select
 from newsletter import db
 from newsletter.card import Card
 from newsletter.paper import Paper
-from tests.conftest import _postgres_database, arxiv_fixture
+from tests.conftest import arxiv_fixture
 from tests.support.celery_procs import running, start_beat, start_worker, wait_until
 from tests.support.http import Reply, ScriptedServer
 from tests.support.openai_server import OpenAIServer
 from tests.support.sendgrid_server import SendGridServer
-from tests.support.servers import Postgres, redis_server
 
 READER = "reader@example.org"
 FIXTURE_DAY = "Thu, 24 Sep 2026"
@@ -36,14 +34,9 @@ def todays_listing() -> bytes:
 
 
 @pytest.fixture
-def database_url(pg: Postgres, pg_template: str) -> str:
-    return _postgres_database(pg, pg_template)
+def database_url(postgres_url: str) -> str:
+    return postgres_url
 
-
-@pytest.fixture
-def redis_url() -> Iterator[str]:
-    with redis_server() as url:
-        yield url
 
 
 @pytest.mark.postgres

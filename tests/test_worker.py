@@ -13,15 +13,10 @@ from sqlalchemy import text
 from newsletter import db
 from tests.conftest import arxiv_fixture
 from tests.support.http import Reply, ScriptedServer
-from tests.support.servers import celery_worker, redis_server
+from tests.support.servers import celery_worker
 
 COMBINED = arxiv_fixture("rss_cs.LG+cs.AI+cs.CL+stat.ML_2026-09-24.xml").read_bytes()
 
-
-@pytest.fixture(scope="module")
-def redis_url() -> Iterator[str]:
-    with redis_server() as url:
-        yield url
 
 
 @pytest.fixture
