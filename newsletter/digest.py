@@ -40,11 +40,12 @@ class Candidate:
     topics: tuple[str, ...]
     key_points: tuple[str, ...] = ()
     revised: bool = False  # a new version of a paper announced earlier
-    # For showing, not matching: where to read it, and who wrote its card.
-    abs_url: str | None = field(default=None, compare=False)
-    pdf_url: str | None = field(default=None, compare=False)
-    code_url: str | None = field(default=None, compare=False)
-    card_source: str | None = field(default=None, compare=False)  # llm, offline, None
+    # For showing, not matching: where to read it, and who wrote its card. Part of equality,
+    # so a rendered card cached by candidate changes when a new version changes a link.
+    abs_url: str | None = None
+    pdf_url: str | None = None
+    code_url: str | None = None
+    card_source: str | None = None  # llm, offline, None
     # Lower-cased text for keyword matching, built once per paper (see `candidate`).
     title_lc: str = field(default="", repr=False, compare=False)
     text_lc: str = field(default="", repr=False, compare=False)
