@@ -97,7 +97,7 @@ def ingest_live_or_samples(engine: Engine, settings: Settings, *, offline: bool,
                            progress: Progress = _quiet) -> tuple[str, ingest.IngestSummary]:
     """Live arXiv when reachable (one quick try, no retries); the shipped samples if not."""
     if not offline:
-        fetcher = ingest.Fetcher(timeout=10, retries=0, max_wait=0)
+        fetcher = ingest.Fetcher(timeout=10, retries=0, max_wait=0, site_url=settings.base_url)
         with fetcher:
             summary = ingest.ingest_feeds(engine, settings, fetcher=fetcher, progress=progress)
         if not summary.errors:

@@ -15,10 +15,10 @@ from newsletter import __version__
 
 log = logging.getLogger(__name__)
 
-USER_AGENT = (
-    f"Paperwire/{__version__} (self-hosted arXiv digest; "
-    "+https://github.com/paperwire/paperwire)"
-)
+def user_agent(site_url: str | None = None) -> str:
+    """Who is asking: arXiv asks bots to say so, and to give a way to reach their operator."""
+    contact = f"; +{site_url}" if site_url else ""
+    return f"Paperwire/{__version__} (self-hosted arXiv digest{contact})"
 RETRY_STATUSES = (429, 500, 502, 503, 504)
 
 
@@ -72,6 +72,7 @@ class Fetcher:
         pause: float = 0.0,
         sleep: Callable[[float], None] = time.sleep,
         transport: httpx.BaseTransport | None = None,
+        site_url: str | None = None,
     ) -> None:
         self.retries = retries
         self.max_wait = max_wait
@@ -80,7 +81,7 @@ class Fetcher:
         self._last_call = 0.0
         self._client = httpx.Client(
             timeout=httpx.Timeout(timeout),
-            headers={"User-Agent": USER_AGENT, "Accept-Encoding": "gzip, deflate"},
+            headers={"User-Agent": user_agent(site_url), "Accept-Encoding": "gzip, deflate"},
             follow_redirects=True,
             transport=transport,
         )

@@ -234,6 +234,7 @@ def make_fetcher(settings: Settings, *, pause: float = 0.0) -> Fetcher:
         retries=settings.http_retries,
         max_wait=settings.http_max_wait,
         pause=pause,
+        site_url=settings.base_url,
     )
 
 

@@ -89,11 +89,15 @@ def test_conditional_get_turns_a_repeat_into_a_304(
     assert status.papers_added == 4
 
 
-def test_requests_say_who_we_are(engine: Engine, settings: Settings, sleeps: Sleeps) -> None:
+def test_requests_say_who_we_are_and_where_to_reach_the_operator(
+    engine: Engine, settings: Settings
+) -> None:
+    config = settings.model_copy(update={"base_url": "https://papers.example-lab.org"})
     with ScriptedServer(lambda r: Reply(200, COMBINED)) as server:
-        ingest_feeds(engine, served(settings, server), fetcher=fetcher(sleeps))
+        ingest_feeds(engine, served(config, server))
     agent = server.requests[0].headers["user-agent"]
     assert agent.startswith("Paperwire/") and "arXiv digest" in agent
+    assert "+https://papers.example-lab.org" in agent
 
 
 def test_429_waits_as_long_as_retry_after_says(
