@@ -42,21 +42,16 @@ class Batch:
 
 @dataclass(frozen=True)
 class BatchResult:
-    """What happened to one batch: who was accepted, who failed for good, and why."""
+    """What happened to one batch: who was accepted, who failed for good, and why.
+
+    Anyone in neither list was not sent (the provider was down, or refused the account)
+    and stays pending for a later run.
+    """
 
     accepted: tuple[str, ...] = ()
     rejected: tuple[str, ...] = ()
     requests: int = 0
     error: str | None = None
-
-
-class SendError(Exception):
-    """The provider refused or could not take the mail."""
-
-    def __init__(self, message: str, *, permanent: bool, status: int | None = None) -> None:
-        super().__init__(message)
-        self.permanent = permanent
-        self.status = status
 
 
 def _fill(template: str, values: Mapping[str, str]) -> str:

@@ -42,7 +42,7 @@ from sqlalchemy import select as select_rows
 from sqlmodel import Field, Session, SQLModel, select
 
 from newsletter import message
-from newsletter.batch import Batch, SendError, personalize
+from newsletter.batch import Batch, personalize
 from newsletter.card import Card
 from newsletter.digest import (
     Candidate,
@@ -439,20 +439,8 @@ def _send_part(session: Session, token: str, part: Sequence[tuple[Reader, Select
                report: SendReport) -> None:
     started = time.monotonic()
     readers_ = [reader for reader, _ in part]
-    try:
-        result = sender.send_batch(batch)
-    except SendError as exc:
-        report.requests += 1
-        _mark_failed(session, token, readers_, str(exc), permanent=exc.permanent)
-        session.commit()
-        if exc.permanent:
-            report.failed += len(part)
-        else:
-            report.retry_later += len(part)
-        report.errors.append(str(exc))
-        log.warning("send failed recipients=%d permanent=%s error=%r", len(part),
-                    exc.permanent, str(exc))
-        return
+    # Senders report every outcome in the result: accepted, refused for good, or neither.
+    result = sender.send_batch(batch)
     report.requests += result.requests
     accepted, rejected = set(result.accepted), set(result.rejected)
     ok = [(r, s) for r, s in part if r.email in accepted]
