@@ -1,8 +1,8 @@
 """The ledger and the send: every confirmed subscriber gets each edition exactly once.
 
-An `Edition` is one day's (or week's) digest run. Planning inserts one `Delivery` row per
-(subscriber, edition) in a single set-based statement, under a unique constraint, so
-planning twice plans nothing new. Senders claim rows with a conditional UPDATE (a row
+An edition (`DigestEdition`) is one day's (or week's) digest run. Planning inserts one
+`Delivery` row per (subscriber, edition) in a single set-based statement, under a unique
+constraint, so planning twice plans nothing new. Senders claim rows with a conditional UPDATE (a row
 moves from pending to sending under one claim token), so two workers never take the same
 row; a row left in `sending` by a crashed worker is taken again after a lease. A delivery
 is marked sent, with the papers it carried, right after the request that sent it: after a
@@ -46,8 +46,8 @@ from newsletter.batch import Batch, personalize
 from newsletter.card import Card
 from newsletter.digest import (
     Candidate,
-    Edition,
     Interests,
+    PaperIndex,
     Pick,
     Selection,
     candidate,
@@ -405,7 +405,7 @@ def deliver(
             return report
         edition = session.get(DigestEdition, edition_id)
         assert edition is not None
-        day_papers = Edition(candidates(session, edition.window_start, edition.day))
+        day_papers = PaperIndex(candidates(session, edition.window_start, edition.day))
         people = readers(session, taken)
         sent_before = already_sent(session, [r.subscriber_id for r in people],
                                    [c.paper_id for c in day_papers.candidates])
@@ -589,7 +589,7 @@ def dry_run(engine: Any, *, frequency: str = "daily", day: date | None = None) -
             WHERE s.status = 'confirmed' AND p.frequency = :frequency
               AND NOT EXISTS (SELECT 1 FROM suppressions x WHERE x.email = s.email)
         """), {"frequency": frequency}).scalars())
-        papers = Edition(candidates(session, window(frequency, day), day))
+        papers = PaperIndex(candidates(session, window(frequency, day), day))
         people = subscribers_as_readers(session, ids)
         sent = already_sent(session, [r.subscriber_id for r in people],
                             [c.paper_id for c in papers.candidates])
@@ -694,7 +694,7 @@ def preview(engine: Any, settings: Any, email: str, *, day: date | None = None) 
             raise LookupError(f"no subscriber {email}")
         reader = _reader(row, delivery_id=0)
         frequency = row["frequency"]
-        papers = Edition(candidates(session, window(frequency, day), day))
+        papers = PaperIndex(candidates(session, window(frequency, day), day))
         sent = already_sent(session, [reader.subscriber_id],
                             [c.paper_id for c in papers.candidates])
     selection = papers.select(reader.interests, sent.get(reader.subscriber_id, frozenset()))

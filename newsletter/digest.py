@@ -6,7 +6,7 @@ its categories when it has no card yet). `Interests` are a subscriber's preferen
 ML", "keyword: quantization", "author: ..."), drops exclusions, revisions the reader did
 not ask for and papers already sent to them, ranks, and cuts at their maximum.
 
-At scale the same day's papers are matched against every subscriber, so `Edition`
+At scale the same day's papers are matched against every subscriber, so `PaperIndex`
 indexes the candidates once by topic, keyword and author: a subscriber is then scored
 only against the papers that can match them.
 """
@@ -210,7 +210,7 @@ def select(
     return Selection(picks=tuple(ranked[:limit]), more=max(0, len(ranked) - limit))
 
 
-class Edition:
+class PaperIndex:
     """One edition's candidates, indexed so each subscriber is scored only where it can match.
 
     Selections are memoized by interests: thousands of subscribers share the same few

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from newsletter.digest import Edition, Interests, author_key, candidate, headline, select
+from newsletter.digest import Interests, PaperIndex, author_key, candidate, headline, select
 
 QUANT = candidate(1, "2609.00001", "Post-training Quantization for LLMs at 2 Bits",
                   "We quantize large language models to two bits without retraining.",
@@ -136,7 +136,7 @@ interests = st.builds(
 @settings(max_examples=200, deadline=None)
 @given(interests, st.frozensets(st.integers(1, 5)))
 def test_the_index_selects_exactly_what_a_full_scan_does(wanted: Interests, sent) -> None:
-    edition = Edition(DAY)
-    assert edition.select(wanted, sent) == select(DAY, wanted, sent)
+    index = PaperIndex(DAY)
+    assert index.select(wanted, sent) == select(DAY, wanted, sent)
     # And again, from its memo.
-    assert edition.select(wanted, sent) == select(DAY, wanted, sent)
+    assert index.select(wanted, sent) == select(DAY, wanted, sent)
