@@ -152,11 +152,7 @@ def run_naive(url: str, sink: str, sample: int) -> dict[str, Any]:
     started = time.perf_counter()
     sent = requests = 0
     with Session(engine) as session:
-        people = delivery.subscribers_as_readers(
-            session, session.execute(text(
-                "SELECT s.id FROM subscribers s JOIN preferences p ON p.subscriber_id = s.id "
-                "WHERE p.frequency = 'daily' ORDER BY s.id LIMIT :n"), {"n": sample}
-            ).scalars().all())
+        people = delivery.confirmed_readers(session, "daily", limit=sample)
     for reader in people:
         with Session(engine) as session:
             papers = delivery.candidates(session, delivery.window("daily", DAY), DAY)

@@ -156,12 +156,19 @@ def open_edition(session: Session, frequency: str, day: date) -> DigestEdition:
     return edition
 
 
-_PLAN = text("""
+# Who gets digests: confirmed, and never suppressed by a bounce or complaint.
+_MAILABLE = ("s.status = 'confirmed' "
+             "AND NOT EXISTS (SELECT 1 FROM suppressions x WHERE x.email = s.email)")
+# What a digest needs of a subscriber (see `_reader`).
+_READER = ("s.id AS subscriber_id, s.email, s.link_key, p.frequency, p.topics, "
+           "p.include_keywords, p.exclude_keywords, p.authors, p.max_papers, "
+           "p.include_revised")
+
+_PLAN = text(f"""
     INSERT INTO deliveries (edition_id, subscriber_id, status, attempts, paper_count, more_count)
     SELECT :edition_id, s.id, 'pending', 0, 0, 0
     FROM subscribers s JOIN preferences p ON p.subscriber_id = s.id
-    WHERE s.status = 'confirmed' AND p.frequency = :frequency
-      AND NOT EXISTS (SELECT 1 FROM suppressions x WHERE x.email = s.email)
+    WHERE {_MAILABLE} AND p.frequency = :frequency
       AND NOT EXISTS (SELECT 1 FROM deliveries d
                       WHERE d.edition_id = :edition_id AND d.subscriber_id = s.id)
     ORDER BY CAST(p.topics AS TEXT), CAST(p.include_keywords AS TEXT),
@@ -223,18 +230,15 @@ class Reader:
 
 
 def readers(session: Session, delivery_ids: Sequence[int]) -> list[Reader]:
-    rows = session.execute(text("""
-        SELECT d.id AS delivery_id, s.id AS subscriber_id, s.email, s.link_key,
-               p.topics, p.include_keywords, p.exclude_keywords, p.authors, p.max_papers,
-               p.include_revised
+    rows = session.execute(text(f"""
+        SELECT d.id AS delivery_id, {_READER}
         -- CROSS JOIN makes SQLite start from the chunk's ids, not from every confirmed
         -- subscriber (its planner favours the status index); Postgres plans it as a join.
         FROM deliveries d CROSS JOIN subscribers s CROSS JOIN preferences p
         WHERE d.id IN :ids AND s.id = d.subscriber_id AND p.subscriber_id = s.id
-          AND s.status = 'confirmed'
-          AND NOT EXISTS (SELECT 1 FROM suppressions x WHERE x.email = s.email)
+          AND {_MAILABLE}
         ORDER BY d.id
-    """).bindparams(_expanding("ids")), {"ids": list(delivery_ids)}).mappings()
+    """).bindparams(bindparam("ids", expanding=True)), {"ids": list(delivery_ids)}).mappings()
     return [_reader(row, delivery_id=row["delivery_id"]) for row in rows]
 
 
@@ -248,10 +252,6 @@ def _reader(row: Any, delivery_id: int) -> Reader:
             max_papers=row["max_papers"], include_revised=bool(row["include_revised"]),
         ),
     )
-
-
-def _expanding(name: str) -> Any:
-    return bindparam(name, expanding=True)
 
 
 def _json(value: Any) -> list[str]:
@@ -584,13 +584,8 @@ def dry_run(engine: Any, *, frequency: str = "daily", day: date | None = None) -
     """What an edition would send, writing nothing."""
     day = day or today_utc()
     with Session(engine) as session:
-        ids = list(session.execute(text("""
-            SELECT s.id FROM subscribers s JOIN preferences p ON p.subscriber_id = s.id
-            WHERE s.status = 'confirmed' AND p.frequency = :frequency
-              AND NOT EXISTS (SELECT 1 FROM suppressions x WHERE x.email = s.email)
-        """), {"frequency": frequency}).scalars())
         papers = PaperIndex(candidates(session, window(frequency, day), day))
-        people = subscribers_as_readers(session, ids)
+        people = confirmed_readers(session, frequency)
         sent = already_sent(session, [r.subscriber_id for r in people],
                             [c.paper_id for c in papers.candidates])
     selections = [papers.select(r.interests, sent.get(r.subscriber_id, frozenset()))
@@ -601,15 +596,13 @@ def dry_run(engine: Any, *, frequency: str = "daily", day: date | None = None) -
                   distinct_digests=len({s.signature() for s in chosen}))
 
 
-def subscribers_as_readers(session: Session, subscriber_ids: Sequence[int]) -> list[Reader]:
-    if not subscriber_ids:
-        return []
-    rows = session.execute(text("""
-        SELECT s.id AS subscriber_id, s.email, s.link_key, p.topics, p.include_keywords,
-               p.exclude_keywords, p.authors, p.max_papers, p.include_revised
-        FROM subscribers s JOIN preferences p ON p.subscriber_id = s.id
-        WHERE s.id IN :ids ORDER BY s.id
-    """).bindparams(_expanding("ids")), {"ids": list(subscriber_ids)}).mappings()
+def confirmed_readers(session: Session, frequency: str, limit: int | None = None) -> list[Reader]:
+    """The subscribers an edition of this frequency would mail, by id."""
+    rows = session.execute(text(f"""
+        SELECT {_READER} FROM subscribers s JOIN preferences p ON p.subscriber_id = s.id
+        WHERE {_MAILABLE} AND p.frequency = :frequency ORDER BY s.id
+        {"LIMIT :limit" if limit else ""}
+    """), {"frequency": frequency, "limit": limit}).mappings()
     return [_reader(row, delivery_id=0) for row in rows]
 
 
@@ -625,10 +618,9 @@ class DeliveredDigest:
 
 def delivered_digest(session: Session, delivery_id: int, link_key: str) -> DeliveredDigest | None:
     """The digest a delivery carried, if the link key is still its reader's."""
-    row = session.execute(text("""
-        SELECT d.id AS delivery_id, d.more_count, e.day, e.frequency, s.id AS subscriber_id,
-               s.email, s.link_key, p.topics, p.include_keywords, p.exclude_keywords,
-               p.authors, p.max_papers, p.include_revised
+    row = session.execute(text(f"""
+        SELECT d.id AS delivery_id, d.more_count, e.day, e.frequency AS edition_frequency,
+               {_READER}
         FROM deliveries d JOIN editions e ON e.id = d.edition_id
         JOIN subscribers s ON s.id = d.subscriber_id
         JOIN preferences p ON p.subscriber_id = s.id
@@ -649,7 +641,7 @@ def delivered_digest(session: Session, delivery_id: int, link_key: str) -> Deliv
         for sent, paper, card in carried
     )
     day = row["day"] if isinstance(row["day"], date) else date.fromisoformat(str(row["day"]))
-    return DeliveredDigest(day=day, frequency=row["frequency"],
+    return DeliveredDigest(day=day, frequency=row["edition_frequency"],
                            selection=Selection(picks=picks, more=row["more_count"]),
                            reader=_reader(row, delivery_id=row["delivery_id"]))
 
@@ -683,11 +675,8 @@ def preview(engine: Any, settings: Any, email: str, *, day: date | None = None) 
     """
     day = day or today_utc()
     with Session(engine) as session:
-        row = session.execute(text("""
-            SELECT s.id AS subscriber_id, s.email, s.link_key, p.frequency, p.topics,
-                   p.include_keywords, p.exclude_keywords, p.authors, p.max_papers,
-                   p.include_revised
-            FROM subscribers s JOIN preferences p ON p.subscriber_id = s.id
+        row = session.execute(text(f"""
+            SELECT {_READER} FROM subscribers s JOIN preferences p ON p.subscriber_id = s.id
             WHERE lower(s.email) = lower(:email)
         """), {"email": email.strip()}).mappings().first()
         if row is None:
