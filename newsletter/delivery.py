@@ -710,7 +710,8 @@ def prepare_configured(frequency: str, day: date | None = None) -> tuple[int, li
 
     settings = current_settings()
     edition_id, planned, chunks = prepare_edition(
-        engine_for(settings.database_url), frequency, day or today_utc())
+        engine_for(settings.database_url), frequency, day or today_utc(),
+        chunk_size=settings.delivery_chunk_size)
     log.info("edition=%s frequency=%s planned=%d chunks=%d", edition_id, frequency, planned,
              len(chunks))
     return edition_id, chunks

@@ -16,7 +16,6 @@ from typing import Any
 from sqlalchemy.exc import OperationalError
 
 from newsletter import delivery, ingest, subscriber, summarize
-from newsletter.config import settings
 from workers.app import app
 
 log = logging.getLogger(__name__)
@@ -56,11 +55,6 @@ def summarize_pending(limit: int | None = SUMMARIZE_BATCH) -> dict[str, Any]:
             "cost_usd": report.cost_usd}
 
 
-def rechunk(chunks: list[list[int]], size: int) -> list[list[int]]:
-    """Cut the planned chunks to DELIVERY_CHUNK_SIZE: more, smaller tasks for more workers."""
-    return [chunk[i:i + size] for chunk in chunks for i in range(0, len(chunk), size)]
-
-
 @app.task(name="paperwire.send_digests", time_limit=10 * 60, **RETRY)
 def send_digests(frequency: str = "daily", day: str | None = None) -> dict[str, Any]:
     """Plan the edition, then hand its chunks to however many mail workers there are.
@@ -70,7 +64,6 @@ def send_digests(frequency: str = "daily", day: str | None = None) -> dict[str, 
     """
     edition_id, chunks = delivery.prepare_configured(
         frequency, date.fromisoformat(day) if day else None)
-    chunks = rechunk(chunks, settings().delivery_chunk_size)
     for chunk in chunks:
         deliver_chunk.delay(edition_id, chunk)
     return {"edition_id": edition_id, "chunks": len(chunks),
