@@ -7,8 +7,6 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 COPY pyproject.toml README.md ./
 COPY newsletter newsletter
 COPY workers workers
-COPY alembic alembic
-COPY email_templates email_templates
 RUN pip install --no-cache-dir -e . \
     && useradd --create-home paperwire \
     && mkdir -p /data/outbox && chown -R paperwire /data

@@ -27,7 +27,7 @@ from newsletter.price import cost_usd, price_of
 from newsletter.summarize import SummarizeReport, summarize_pending
 from tests.support.openai_server import Call, OpenAIServer, good_card
 
-SAMPLES = Path(__file__).resolve().parent.parent.parent / "shared" / "fixtures" / "arxiv"
+SAMPLES = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "arxiv"
 
 
 def real_entries() -> list[PaperEntry]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
-from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
@@ -14,7 +13,9 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, event
 from sqlmodel import Session, create_engine
 
-ALEMBIC_DIR = Path(__file__).resolve().parent.parent / "alembic"
+# Alembic reads the migrations as package data ("package:dir"), so an installed wheel
+# migrates exactly like a source checkout.
+MIGRATIONS = "newsletter:migrations"
 
 
 class SchemaOutOfDate(Exception):
@@ -60,7 +61,7 @@ def transaction(engine: Engine) -> Iterator[Session]:
 
 def _alembic_config(engine: Engine) -> Config:
     cfg = Config()
-    cfg.set_main_option("script_location", str(ALEMBIC_DIR))
+    cfg.set_main_option("script_location", MIGRATIONS)
     cfg.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False))
     return cfg
 

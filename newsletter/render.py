@@ -11,13 +11,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
+from importlib import resources
 from typing import Any
 
 from jinja2 import Environment, StrictUndefined, Template
 from mjml import mjml2html
 
-TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "email_templates"
+# Package data, so a built wheel renders the same emails as a source checkout.
+TEMPLATE_DIR = resources.files("newsletter") / "email_templates"
 
 _html_env = Environment(autoescape=True, undefined=StrictUndefined, keep_trailing_newline=True)
 _text_env = Environment(autoescape=False, undefined=StrictUndefined, keep_trailing_newline=True,

@@ -14,7 +14,7 @@ from newsletter.config import Settings
 from tests.support.servers import Postgres, postgres_server, redis_server
 
 REPO = Path(__file__).resolve().parent.parent
-ARXIV_FIXTURES = REPO.parent / "shared" / "fixtures" / "arxiv"
+ARXIV_FIXTURES = Path(__file__).resolve().parent / "fixtures" / "arxiv"
 LOCAL_FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 # Variables a developer's shell may carry that would change what the tests exercise.
@@ -33,7 +33,7 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 def arxiv_fixture(name: str) -> Path:
     path = ARXIV_FIXTURES / name
     if not path.exists():
-        pytest.fail(f"{path} is missing: the tests read ../shared/fixtures/arxiv", pytrace=False)
+        pytest.fail(f"{path} is missing from tests/fixtures/arxiv", pytrace=False)
     return path
 
 
