@@ -232,6 +232,7 @@ def feeds_command(app: App, as_json: bool) -> None:
             f"{f.label}\n  {f.url}\n  last fetch {when}, HTTP {f.http_status or '-'}, "
             f"state {f.state}; {f.items_seen} items, {f.papers_added} new, "
             f"{f.papers_updated} updated" + (f"\n  error: {f.last_error}" if f.last_error else "")
+            + (f"\n  warning: {f.last_warning}" if f.last_warning else "")
         )
 
 

@@ -29,3 +29,5 @@ class Feed(SQLModel, table=True):
     papers_updated: int = 0
     papers_unchanged: int = 0
     last_error: str | None = None
+    # A flaw the last document had that we repaired (e.g. whitespace before `<?xml`).
+    last_warning: str | None = None

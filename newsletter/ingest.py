@@ -47,6 +47,7 @@ class FeedReport:
     updated: int = 0
     unchanged: int = 0
     error: str | None = None
+    warning: str | None = None
     announced_on: date | None = None
 
     def line(self) -> str:
@@ -58,7 +59,7 @@ class FeedReport:
             return f"{self.label}: no announcement today ({self.announced_on or 'no date'})"
         return (
             f"{self.label}: {self.items} items, {self.added} new, {self.updated} updated, "
-            f"{self.unchanged} unchanged"
+            f"{self.unchanged} unchanged" + (f" (warning: {self.warning})" if self.warning else "")
         )
 
 
@@ -140,6 +141,7 @@ def _record_status(engine: Engine, report: FeedReport, kind: str, fetched: Fetch
         feed.http_status = report.http_status
         feed.state = report.state
         feed.last_error = report.error
+        feed.last_warning = report.warning
         if report.state != "error":
             feed.last_success_at = feed.last_fetched_at
             if fetched is not None and not fetched.not_modified:
@@ -183,6 +185,7 @@ def ingest_document(
             parsed = _parse_response(fetched, source)
             report.items = len(parsed.entries)
             report.announced_on = parsed.announced_on
+            report.warning = "; ".join(parsed.warnings) or None
             with transaction(engine) as session:
                 counts = store_entries(session, parsed.entries)
             report.added, report.updated, report.unchanged = (
@@ -195,12 +198,13 @@ def ingest_document(
         except FeedError as exc:
             report.state, report.error = "error", str(exc)
     _record_status(engine, report, kind, fetched)
-    log_fn = log.warning if report.state == "error" else log.info
+    log_fn = log.warning if report.state == "error" or report.warning else log.info
     log_fn(
         "ingest feed=%s state=%s status=%s items=%d new=%d updated=%d unchanged=%d ms=%d%s",
         label, report.state, report.http_status, report.items, report.added, report.updated,
         report.unchanged, (time.monotonic() - started) * 1000,
-        f" error={report.error!r}" if report.error else "",
+        (f" error={report.error!r}" if report.error else "")
+        + (f" warning={report.warning!r}" if report.warning else ""),
     )
     return report
 

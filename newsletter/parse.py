@@ -39,6 +39,8 @@ class ParsedFeed:
     # An arXiv listing with no items: weekends and holidays, not an error.
     no_announcement: bool = False
     total_results: int | None = None  # the API's opensearch:totalResults
+    # Flaws we repaired without losing anything, for the feed's status.
+    warnings: tuple[str, ...] = ()
 
 
 _ANNOUNCE = re.compile(
@@ -328,10 +330,41 @@ def _raise_reported_errors(parsed: Any) -> None:
             raise FeedError(f"arXiv API error: {_clean(entry.get('summary')) or entry['id']}")
 
 
+_UTF8_BOM = b"\xef\xbb\xbf"
+_XML_SPACE = b" \t\r\n"
+
+
+def _before_declaration(content: bytes) -> tuple[bytes, str | None]:
+    """Drop whitespace or byte-order marks in front of `<?xml`, saying what was dropped.
+
+    XML allows nothing before the declaration but one BOM, yet lab sites and CMS templates
+    emit a blank line or a stray BOM there; refusing the whole feed for it would lose every
+    paper in it. Anything else in front (text, a truncated tag) is still malformed.
+    """
+    start = 0
+    while True:
+        if content.startswith(_UTF8_BOM, start):
+            start += len(_UTF8_BOM)
+        elif start < len(content) and content[start] in _XML_SPACE:
+            start += 1
+        else:
+            break
+    lead = content[:start]
+    if lead in (b"", _UTF8_BOM) or not content.startswith(b"<?xml", start):
+        return content, None
+    # `lead` holds only BOMs and whitespace: whatever is not a BOM is whitespace.
+    found = [name for name, present in (("a byte-order mark", _UTF8_BOM in lead),
+                                        ("whitespace", bool(lead.replace(_UTF8_BOM, b""))))
+             if present]
+    what = " and ".join(found)
+    return content[start:], f"{what} before the XML declaration ({len(lead)} bytes) ignored"
+
+
 def parse_feed(content: bytes, *, source: str = "arxiv") -> ParsedFeed:
     """Parse one document. `source` labels the papers of a non-arXiv feed."""
     if not content or not content.strip():
         raise FeedError("empty document")
+    content, repaired = _before_declaration(content)
     parsed = feedparser.parse(content, sanitize_html=False, resolve_relative_uris=False)
     _check_well_formed(parsed)
     _raise_reported_errors(parsed)
@@ -361,6 +394,7 @@ def parse_feed(content: bytes, *, source: str = "arxiv") -> ParsedFeed:
         if not entries
         else False,
         total_results=int(total) if total and str(total).isdigit() else None,
+        warnings=(repaired,) if repaired else (),
     )
 
 

@@ -41,6 +41,7 @@ class FeedStatus:
     last_success_at: datetime | None
     http_status: int | None
     error: str | None
+    warning: str | None = None
 
 
 @dataclass(frozen=True)
@@ -97,7 +98,8 @@ class Status:
         for feed in self.feeds:
             out.append(f"  {feed.label}: {feed.state}, last fetch {when(feed.last_fetched_at)}"
                        f", HTTP {feed.http_status or '-'}"
-                       + (f", error: {feed.error}" if feed.error else ""))
+                       + (f", error: {feed.error}" if feed.error else "")
+                       + (f", warning: {feed.warning}" if feed.warning else ""))
         if self.last_edition is None:
             out.append("last edition: none sent yet")
         else:
@@ -157,7 +159,7 @@ def collect(engine: Engine, now: datetime | None = None) -> Status:
             select(func.count()).select_from(Card).where(Card.status == "failed")).one()
         feeds = [
             FeedStatus(f.label, f.kind, f.state, _utc(f.last_fetched_at),
-                       _utc(f.last_success_at), f.http_status, f.last_error)
+                       _utc(f.last_success_at), f.http_status, f.last_error, f.last_warning)
             for f in session.exec(select(Feed).order_by(Feed.label))
         ]
         last_ingest = max((f.last_success_at for f in feeds if f.last_success_at), default=None)

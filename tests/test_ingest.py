@@ -170,6 +170,23 @@ def test_weekend_listing_is_recorded_as_no_announcement(engine: Engine) -> None:
     assert "no announcement" in summary.feeds[0].line()
 
 
+def test_a_feed_with_whitespace_before_its_declaration_lands_with_a_warning(
+    engine: Engine, tmp_path: Path
+) -> None:
+    doc = b"\r\n\xef\xbb\xbf" + arxiv_fixture(COMBINED).read_bytes()
+    (tmp_path / "lab.xml").write_bytes(doc)
+    summary = ingest_files(engine, [tmp_path / "lab.xml"])
+    assert summary.errors == 0 and summary.total("added") == 4
+    status = feed_status(engine, "lab.xml")
+    assert status.state == "ok" and status.last_error is None
+    assert "before the XML declaration" in status.last_warning
+    assert "warning: a byte-order mark and whitespace" in summary.feeds[0].line()
+    # The next clean document clears the warning.
+    (tmp_path / "lab.xml").write_bytes(arxiv_fixture(COMBINED).read_bytes())
+    ingest_files(engine, [tmp_path / "lab.xml"])
+    assert feed_status(engine, "lab.xml").last_warning is None
+
+
 def test_error_then_success_clears_the_error(engine: Engine, tmp_path: Path) -> None:
     path = tmp_path / "feed.xml"
     path.write_text((LOCAL_FIXTURES / "malformed.xml").read_text())

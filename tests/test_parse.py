@@ -173,6 +173,43 @@ def test_truncated_listing_is_an_error() -> None:
         parse("malformed.xml")
 
 
+COMBINED = "rss_cs.LG+cs.AI+cs.CL+stat.ML_2026-09-24.xml"
+
+
+@pytest.mark.parametrize(
+    ("lead", "flaw"),
+    [
+        (b"\n\n  ", "whitespace"),
+        (b"\xef\xbb\xbf\r\n", "a byte-order mark and whitespace"),
+        (b"\n\xef\xbb\xbf", "a byte-order mark and whitespace"),
+    ],
+)
+def test_whitespace_or_a_bom_before_the_declaration_is_repaired_and_reported(
+    lead: bytes, flaw: str
+) -> None:
+    clean = parse(COMBINED)
+    repaired = parse_feed(lead + arxiv_fixture(COMBINED).read_bytes())
+    assert repaired.entries == clean.entries
+    assert repaired.warnings == (
+        f"{flaw} before the XML declaration ({len(lead)} bytes) ignored",)
+    assert clean.warnings == ()
+
+
+def test_a_lone_leading_bom_is_valid_xml_and_no_warning() -> None:
+    feed = parse_feed(b"\xef\xbb\xbf" + arxiv_fixture(COMBINED).read_bytes())
+    assert len(feed.entries) == 4 and feed.warnings == ()
+
+
+@pytest.mark.parametrize("lead", [b"x\n", b"<!-- proxy -->\n", b"\n"])
+def test_a_repaired_start_does_not_excuse_a_broken_or_prefixed_document(lead: bytes) -> None:
+    truncated = (LOCAL_FIXTURES / "malformed.xml").read_bytes()
+    with pytest.raises(FeedError, match="malformed"):
+        parse_feed(lead + truncated)
+    if lead.strip():
+        with pytest.raises(FeedError, match="malformed"):
+            parse_feed(lead + arxiv_fixture(COMBINED).read_bytes())
+
+
 def test_an_item_without_an_arxiv_id_is_an_error_not_a_guess() -> None:
     doc = (LOCAL_FIXTURES / "rss_weekend_2026-09-26.xml").read_text().replace(
         "</channel>",
