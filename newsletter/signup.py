@@ -459,6 +459,9 @@ def receive_events(svc: Services, signature: str | None, timestamp: str | None,
         raise WebhookRejected(503, "webhook key misconfigured") from None
     if not webhook.signature_valid(key, signature, timestamp, body):
         raise WebhookRejected(403, "bad signature")
+    if not webhook.timestamp_fresh(timestamp, _now()):
+        raise WebhookRejected(
+            403, f"timestamp is not within {webhook.MAX_SKEW} of now: a replayed request?")
     try:
         events = webhook.parse_events(body)
     except webhook.WebhookError as exc:

@@ -492,10 +492,14 @@ def delete(session: Session, subscriber: Subscriber) -> None:
     session.delete(subscriber)
 
 
-def suppress(session: Session, email: str, reason: str, now: datetime | None = None) -> None:
-    """Never mail this address again; its subscriber (if any) leaves the mailing list."""
+def suppress(session: Session, email: str, reason: str, now: datetime | None = None) -> bool:
+    """Never mail this address again; its subscriber (if any) leaves the mailing list.
+
+    True when the address was not suppressed before.
+    """
     now = now or _utcnow()
-    if not is_suppressed(session, email):
+    new = not is_suppressed(session, email)
+    if new:
         session.add(Suppression(email=email, reason=reason[:64], at=now))
     subscriber = find_by_email(session, email)
     if subscriber is not None:
@@ -506,6 +510,7 @@ def suppress(session: Session, email: str, reason: str, now: datetime | None = N
             subscriber.updated_at = now
             if status == "unsubscribed":
                 subscriber.unsubscribed_at = now
+    return new
 
 
 def expire_pending(session: Session, now: datetime | None = None,

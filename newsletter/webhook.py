@@ -2,8 +2,13 @@
 
 SendGrid signs `timestamp + raw body` with ECDSA P-256 / SHA-256 and sends the base64
 DER signature and the timestamp in headers; the public key (base64 DER, as the SendGrid
-console shows it, or PEM) is SENDGRID_WEBHOOK_PUBLIC_KEY. Events are retried and can be
-replayed, so each `sg_event_id` is acted on once.
+console shows it, or PEM) is SENDGRID_WEBHOOK_PUBLIC_KEY (see
+https://www.twilio.com/docs/sendgrid/for-developers/tracking-events/getting-started-event-webhook-security-features).
+Events are retried and can be replayed, so each `sg_event_id` is acted on once, and a
+signed request whose timestamp is far from now is refused: a captured request cannot be
+replayed later. SendGrid documents no tolerance; ten minutes is the one operators use.
+The body is signed, but the key may leak, so it is still parsed defensively: bounded
+nesting, a bounded number of events, addresses normalised like a sign-up's.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import binascii
 import json
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
@@ -25,13 +30,18 @@ from sqlmodel import Session, select
 from newsletter.subscriber import (
     MAX_EMAIL_LENGTH,
     SUPPRESSING_EVENTS,
+    InvalidInput,
     WebhookEvent,
+    parse_email,
     suppress,
 )
 
 SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
 TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
 MAX_EVENTS = 5000
+MAX_SKEW = timedelta(minutes=10)
+# An event is a flat object inside a list; a few levels spare for provider additions.
+MAX_DEPTH = 8
 
 
 class WebhookError(Exception):
@@ -50,6 +60,13 @@ def load_public_key(text: str) -> ec.EllipticCurvePublicKey:
     if not isinstance(key, ec.EllipticCurvePublicKey):
         raise WebhookError("SENDGRID_WEBHOOK_PUBLIC_KEY is not an ECDSA key")
     return key
+
+
+def timestamp_fresh(timestamp: str | None, now: datetime) -> bool:
+    """The signed timestamp is whole Unix seconds within MAX_SKEW of now (either way)."""
+    if not timestamp or not timestamp.isascii() or not timestamp.isdigit() or len(timestamp) > 12:
+        return False
+    return abs(now.timestamp() - int(timestamp)) <= MAX_SKEW.total_seconds()
 
 
 def signature_valid(key: ec.EllipticCurvePublicKey, signature: str | None,
@@ -72,6 +89,26 @@ class Event:
 
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.S)
+_BRACKET = re.compile(rb"[\[\]{}]")
+
+
+def _nesting(body: bytes) -> int:
+    """How deep a JSON document nests, read without parsing it (so without recursion)."""
+    depth = deepest = 0
+    for bracket in _BRACKET.finditer(_JSON_STRING.sub(b'""', body)):
+        depth += 1 if bracket.group() in (b"[", b"{") else -1
+        deepest = max(deepest, depth)
+    return deepest
+
+
+def _address(value: str) -> str:
+    """As a sign-up stores it (lower case, IDN domains in punycode), so a bounce finds its
+    reader; an address we could never have stored is kept lower-cased, for the record."""
+    try:
+        return parse_email(value)
+    except InvalidInput:
+        return value.strip().lower()
 
 
 def _plain(value: object, limit: int) -> bool:
@@ -81,6 +118,8 @@ def _plain(value: object, limit: int) -> bool:
 
 def parse_events(body: bytes) -> list[Event]:
     """The events of a batch; events without an id or type are ignored, not fatal."""
+    if _nesting(body) > MAX_DEPTH:
+        raise WebhookError(f"body nests deeper than {MAX_DEPTH} levels")
     try:
         data: Any = json.loads(body)
     except (ValueError, UnicodeDecodeError):
@@ -96,7 +135,7 @@ def parse_events(body: bytes) -> list[Event]:
         ident, kind, email = item.get("sg_event_id"), item.get("event"), item.get("email")
         if not _plain(ident, 200) or not _plain(kind, 64):
             continue
-        address = email.strip().lower() if _plain(email, MAX_EMAIL_LENGTH) else None
+        address = _address(email) if _plain(email, MAX_EMAIL_LENGTH) else None
         events.append(Event(ident, kind, address))
     return events
 
@@ -105,7 +144,7 @@ def parse_events(body: bytes) -> list[Event]:
 class EventReport:
     received: int
     duplicates: int
-    suppressed: int
+    suppressed: int  # addresses newly suppressed, each counted once
 
 
 def apply_events(session: Session, events: list[Event], now: datetime) -> EventReport:
@@ -116,7 +155,8 @@ def apply_events(session: Session, events: list[Event], now: datetime) -> EventR
         chunk = ids[start:start + 500]
         seen.update(session.exec(select(WebhookEvent.sg_event_id)
                                  .where(WebhookEvent.sg_event_id.in_(chunk))))  # type: ignore[attr-defined]
-    duplicates = suppressed = 0
+    duplicates = 0
+    suppressed: set[str] = set()
     for event in events:
         if event.sg_event_id in seen:
             duplicates += 1
@@ -125,7 +165,7 @@ def apply_events(session: Session, events: list[Event], now: datetime) -> EventR
         session.add(WebhookEvent(sg_event_id=event.sg_event_id, event=event.event,
                                  email=event.email, received_at=now))
         if event.event in SUPPRESSING_EVENTS and event.email:
-            suppress(session, event.email, event.event, now)
+            if suppress(session, event.email, event.event, now):
+                suppressed.add(event.email)
             session.flush()
-            suppressed += 1
-    return EventReport(len(events), duplicates, suppressed)
+    return EventReport(len(events), duplicates, len(suppressed))

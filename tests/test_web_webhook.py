@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
@@ -39,8 +40,9 @@ def client(web_settings: Settings, engine: Engine, key: ec.EllipticCurvePrivateK
     return create_app(configured, engine=engine).test_client(use_cookies=False)
 
 
-def _signed(key: ec.EllipticCurvePrivateKey, body: bytes, timestamp: str = "1790000000"
+def _signed(key: ec.EllipticCurvePrivateKey, body: bytes, timestamp: str | None = None
             ) -> dict[str, str]:
+    timestamp = timestamp if timestamp is not None else str(int(time.time()))
     signature = key.sign(timestamp.encode() + body, ec.ECDSA(hashes.SHA256()))
     return {"X-Twilio-Email-Event-Webhook-Signature": base64.b64encode(signature).decode(),
             "X-Twilio-Email-Event-Webhook-Timestamp": timestamp,
@@ -119,7 +121,7 @@ def test_forged_requests_are_refused(client: FlaskClient, engine: Engine,
     good = _signed(key, body)
     forged = [
         _signed(other, body),                                   # someone else's key
-        {**good, "X-Twilio-Email-Event-Webhook-Timestamp": "1790000001"},  # timestamp changed
+        {**good, "X-Twilio-Email-Event-Webhook-Timestamp": str(int(time.time()) + 1)},
         {"Content-Type": "application/json"},                   # unsigned
         {**good, "X-Twilio-Email-Event-Webhook-Signature": "not base64!"},
         {**good, "X-Twilio-Email-Event-Webhook-Signature": base64.b64encode(b"x" * 70).decode()},
@@ -159,3 +161,61 @@ def test_pem_keys_work_too(web_settings: Settings, engine: Engine,
     body = _events(("e9", "spamreport", "p@example.com"))
     answer = app.test_client().post("/webhooks/sendgrid", data=body, headers=_signed(key, body))
     assert answer.status_code == 200 and _suppressed(engine) == [("p@example.com", "spamreport")]
+
+
+@pytest.mark.parametrize("offset", [-601, 601, -86_400])
+def test_signed_requests_from_another_time_are_replays(
+    client: FlaskClient, engine: Engine, key: ec.EllipticCurvePrivateKey, offset: int
+) -> None:
+    _confirmed(engine, "b@example.com")
+    body = _events(("e1", "bounce", "b@example.com"))
+    stale = _signed(key, body, str(int(time.time()) + offset))
+    answer = client.post("/webhooks/sendgrid", data=body, headers=stale)
+    assert answer.status_code == 403 and "replayed" in answer.json["error"]
+    assert _status(engine, "b@example.com") == "confirmed" and _suppressed(engine) == []
+    # Within the window either way is fine: clocks drift.
+    fresh = _signed(key, body, str(int(time.time()) - 540))
+    assert client.post("/webhooks/sendgrid", data=body, headers=fresh).status_code == 200
+
+
+@pytest.mark.parametrize("timestamp", ["1.79e9", "-1", "\u0661\u0667\u0669", "", "9" * 40])
+def test_signed_requests_with_a_timestamp_that_is_no_unix_time_are_refused(
+    client: FlaskClient, engine: Engine, key: ec.EllipticCurvePrivateKey, timestamp: str
+) -> None:
+    body = _events(("e1", "bounce", "b@example.com"))
+    headers = _signed(key, body, timestamp)
+    answer = client.post("/webhooks/sendgrid", data=body,
+                         headers={k: v.encode().decode("latin-1") for k, v in headers.items()})
+    assert answer.status_code == 403
+    assert _suppressed(engine) == []
+
+
+@pytest.mark.parametrize("depth", [9, 100_000])
+def test_a_signed_body_nested_too_deep_is_a_400_not_a_crash(
+    client: FlaskClient, engine: Engine, key: ec.EllipticCurvePrivateKey, depth: int
+) -> None:
+    body = b"[" * depth + b"]" * depth
+    answer = client.post("/webhooks/sendgrid", data=body, headers=_signed(key, body))
+    assert answer.status_code == 400 and "nests deeper" in answer.json["error"]
+    # Brackets inside strings are text, not nesting.
+    text = json.dumps([{"sg_event_id": "e1", "event": "bounce", "email": "x@example.com",
+                        "reason": "[[[[[[[[[[{{{{{{{{{{" * 50}]).encode()
+    assert client.post("/webhooks/sendgrid", data=text, headers=_signed(key, text)
+                       ).status_code == 200
+
+
+def test_bounces_find_their_reader_whatever_the_case_or_idn_form(
+    client: FlaskClient, engine: Engine, key: ec.EllipticCurvePrivateKey
+) -> None:
+    email = subs.parse_email("Reader@B\u00fccher.example")
+    assert email == "reader@xn--bcher-kva.example"
+    _confirmed(engine, email)
+    body = _events(("e1", "bounce", "READER@B\u00dcCHER.EXAMPLE"),
+                   ("e2", "dropped", "reader@xn--bcher-kva.example"),
+                   ("e3", "spamreport", "Reader@Xn--Bcher-Kva.Example"))
+    answer = client.post("/webhooks/sendgrid", data=body, headers=_signed(key, body))
+    assert answer.status_code == 200
+    # Three events, one address: one suppression, counted once.
+    assert answer.json == {"received": 3, "duplicates": 0, "suppressed": 1}
+    assert _status(engine, email) == "complained"  # the latest event says why
+    assert _suppressed(engine) == [(email, "bounce")]
