@@ -21,6 +21,9 @@ from newsletter.config import Settings
 log = logging.getLogger(__name__)
 
 CONFIRM_MAX_AGE = timedelta(days=3)
+# Row ids are 32-bit on Postgres: a larger number can name no row, and would reach the
+# database as an error (or overflow SQLite's driver) instead of a plain "no such link".
+MAX_ROW_ID = 2**31 - 1
 
 _SALTS = {
     "confirm": "paperwire.confirm.v1",
@@ -132,16 +135,22 @@ class Links:
         try:
             number, _, key = self._plain[purpose].unsign(token).decode("ascii").partition(".")
             # Signed by us, so well-formed unless a future version changes the shape.
-            if not number.isdigit() or not key:
+            if not (number.isascii() and number.isdigit()) or not key:
                 raise ValueError(token)
-            return int(number), key
+            return _row_id(int(number)), key
         except (BadSignature, ValueError, UnicodeError):
             raise BadLink(f"not a {purpose} link") from None
 
 
 def _pair(value: object) -> tuple[int, str]:
     # Signed by us, so well-formed unless a future version changes the shape.
-    if (isinstance(value, list) and len(value) == 2 and isinstance(value[0], int)
+    if (isinstance(value, list) and len(value) == 2 and type(value[0]) is int
             and isinstance(value[1], str)):
-        return value[0], value[1]
+        return _row_id(value[0]), value[1]
     raise BadLink("unexpected link payload")
+
+
+def _row_id(number: int) -> int:
+    if not 0 < number <= MAX_ROW_ID:
+        raise BadLink("no such row")
+    return number
