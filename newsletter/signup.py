@@ -21,8 +21,8 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
+from newsletter import privacy, webhook
 from newsletter import subscriber as subs
-from newsletter import webhook
 from newsletter.config import Settings
 from newsletter.db import transaction
 from newsletter.links import CONFIRM_MAX_AGE, BadLink, LinkHolder, Links
@@ -64,8 +64,8 @@ def _now() -> datetime:
 # ---------------------------------------------------------------- messages (pure)
 
 
-def _topic_names(prefs: Preferences) -> list[str]:
-    return [topic_name(s) for s in prefs.topics]
+def _topic_names(topics: Sequence[str]) -> list[str]:
+    return [topic_name(s) for s in topics]
 
 
 def _holder(subscriber: Subscriber) -> LinkHolder:
@@ -73,13 +73,14 @@ def _holder(subscriber: Subscriber) -> LinkHolder:
     return LinkHolder(subscriber.id, subscriber.link_key)
 
 
-def confirmation_message(links: Links, subscriber: Subscriber, prefs: Preferences) -> Message:
+def confirmation_message(links: Links, subscriber: Subscriber, choices: PreferenceValues
+                         ) -> Message:
     assert subscriber.id is not None and subscriber.confirm_nonce
     rendered = render_email("confirmation", {
         "preheader": "Confirm your subscription: one click, and the digest starts.",
         "email": subscriber.email,
-        "topics": _topic_names(prefs),
-        "frequency": prefs.frequency,
+        "topics": _topic_names(choices.topics),
+        "frequency": choices.frequency,
         "confirm_url": links.confirm_url(subscriber.id, subscriber.confirm_nonce),
         "expires_days": CONFIRM_MAX_AGE.days,
         "site_url": links.base_url,
@@ -94,7 +95,7 @@ def welcome_message(links: Links, subscriber: Subscriber, prefs: Preferences) ->
     rendered = render_email("welcome", {
         "preheader": "You are in. Here is how to change your topics at any time.",
         "email": subscriber.email,
-        "topics": _topic_names(prefs),
+        "topics": _topic_names(prefs.topics),
         "frequency": prefs.frequency,
         "manage_url": links.manage_url(holder),
         "unsubscribe_url": unsubscribe_url,
@@ -129,7 +130,7 @@ class SendFailed(Exception):
 
 def _decision_mail(links: Links, decision: subs.SignupDecision) -> Message | None:
     if decision.send == "confirmation":
-        return confirmation_message(links, decision.subscriber, decision.preferences)
+        return confirmation_message(links, decision.subscriber, decision.choices)
     if decision.send == "already_subscribed":
         return already_subscribed_message(links, decision.subscriber)
     return None
@@ -152,14 +153,14 @@ def _parse_signup(email: str, topics: Sequence[str], frequency: str | None
     return address, values
 
 
-def _record_signup(svc: Services, address: str, values: PreferenceValues, client: Client,
-                   action: str, now: datetime) -> Message | None:
+def _record_signup(svc: Services, address: str, values: PreferenceValues, now: datetime
+                   ) -> Message | None:
     # Two sign-ups for one new address can race to insert it; the loser retries and then
     # finds the row, so both readers get the same answer.
     for attempt in (1, 2):
         try:
             with transaction(svc.engine) as session:
-                decision = subs.subscribe(session, address, values, client, now, action)
+                decision = subs.subscribe(session, address, values, now)
                 message = _decision_mail(svc.links, decision)
                 subscriber_id = decision.subscriber.id
             break
@@ -192,7 +193,7 @@ def sign_up(svc: Services, email: str, topics: Sequence[str], frequency: str | N
         log.info("sign-up with the honeypot filled in ignored (ip %s)", client.ip)
         return
     address, values = _parse_signup(email, topics, frequency)
-    _record_signup(svc, address, values, client, "signup", _now())
+    _record_signup(svc, address, values, _now())
 
 
 @dataclass(frozen=True)
@@ -217,8 +218,9 @@ def confirmation_page(svc: Services, token: str) -> PendingConfirmation:
     """
     with Session(svc.engine) as session:
         row = _claimed(svc, session, token)
-        prefs = subs.preferences_of(session, row)
-        return PendingConfirmation(row.email, tuple(_topic_names(prefs)), prefs.frequency)
+        choices = subs.requested_choices(row) or subs.values_of(subs.preferences_of(session, row))
+        return PendingConfirmation(row.email, tuple(_topic_names(choices.topics)),
+                                   choices.frequency)
 
 
 @dataclass(frozen=True)
@@ -312,7 +314,7 @@ def resubscribe(svc: Services, token: str, client: Client) -> Account:
 
 def export(svc: Services, token: str) -> dict[str, Any]:
     with Session(svc.engine) as session:
-        return subs.export(session, _managed(svc, session, token))
+        return privacy.export(session, _managed(svc, session, token))
 
 
 def delete(svc: Services, token: str) -> str:
@@ -320,7 +322,7 @@ def delete(svc: Services, token: str) -> str:
     with transaction(svc.engine) as session:
         row = _managed(svc, session, token)
         email = row.email
-        subs.delete(session, row)
+        privacy.erase(session, row)
     return email
 
 
@@ -342,12 +344,12 @@ def unsubscribe_page(svc: Services, token: str) -> Unsubscribing:
         return _unsubscribing(svc, subs.holder(session, holder.subscriber_id, holder.link_key))
 
 
-def unsubscribe(svc: Services, token: str) -> Unsubscribing:
+def unsubscribe(svc: Services, token: str, client: Client | None = None) -> Unsubscribing:
     """Stop the digests. Idempotent. Raises BadLink or LinkInvalid."""
     holder = svc.links.read_unsubscribe(token)
     with transaction(svc.engine) as session:
         row = subs.holder(session, holder.subscriber_id, holder.link_key)
-        subs.unsubscribe(session, row, _now())
+        subs.unsubscribe(session, row, client, _now())
         return _unsubscribing(svc, row)
 
 
@@ -373,7 +375,7 @@ def add(svc: Services, email: str, topics: Sequence[str], frequency: str | None 
             # Already a reader: an operator's list must not mail them "someone signed you up".
             return Added(address, existing.status, None)
     if not confirmed:
-        message = _record_signup(svc, address, values, client, action, _now())
+        message = _record_signup(svc, address, values, _now())
         with Session(svc.engine) as session:
             row = subs.find_by_email(session, address)
             status = row.status if row else "pending"

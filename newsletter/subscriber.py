@@ -7,6 +7,7 @@ a Session change state; the caller owns the transaction (`db.transaction`).
 
 from __future__ import annotations
 
+import hashlib
 import re
 import secrets
 from collections.abc import Iterable, Sequence
@@ -68,6 +69,9 @@ class Subscriber(SQLModel, table=True):
     confirmed_at: datetime | None = None
     unsubscribed_at: datetime | None = None
     last_confirmation_sent_at: datetime | None = None
+    # What an anonymous sign-up asked for, waiting for the mailbox's owner to confirm it:
+    # until then nobody's status or preferences change (see `subscribe`).
+    requested: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
 
 
 class Preferences(SQLModel, table=True):
@@ -95,7 +99,9 @@ class Consent(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     subscriber_id: int = Field(sa_column=Column(
         Integer, ForeignKey("subscribers.id", ondelete="CASCADE"), nullable=False, index=True))
-    action: str = Field(max_length=32)  # signup, confirm, resubscribe, admin, import
+    # Consents given (confirm, resubscribe, admin, import) and withdrawn (unsubscribe):
+    # never an anonymous attempt, which proves nothing about the mailbox's owner.
+    action: str = Field(max_length=32)
     at: datetime = Field(default_factory=_utcnow)
     ip: str | None = Field(default=None, max_length=64)
     user_agent: str | None = Field(default=None, max_length=512)
@@ -267,7 +273,8 @@ class SignupDecision:
     """What a sign-up should mail, decided inside the transaction, sent after it."""
 
     subscriber: Subscriber
-    preferences: Preferences
+    # The choices the confirmation mail lists and its link would confirm.
+    choices: PreferenceValues
     send: str | None = None  # "confirmation", "already_subscribed" or None
     reason: str = ""
 
@@ -276,9 +283,16 @@ def find_by_email(session: Session, email: str) -> Subscriber | None:
     return session.exec(select(Subscriber).where(Subscriber.email == email)).first()
 
 
+def erased_form(email: str) -> str:
+    """What a suppression keeps of an erased reader's address: enough to recognise the
+    address when it is typed again, and nothing to read it back from."""
+    return "sha256:" + hashlib.sha256(email.encode("utf-8")).hexdigest()
+
+
 def is_suppressed(session: Session, email: str) -> bool:
-    return session.exec(select(Suppression.id).where(Suppression.email == email)).first() \
-        is not None
+    forms = [email, erased_form(email)]
+    return session.exec(select(Suppression.id).where(
+        Suppression.email.in_(forms))).first() is not None  # type: ignore[attr-defined]
 
 
 def ensure(session: Session, email: str, now: datetime) -> Subscriber:
@@ -323,42 +337,53 @@ def _aware(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def subscribe(session: Session, email: str, values: PreferenceValues, client: Client,
-              now: datetime | None = None, action: str = "signup") -> SignupDecision:
-    """Record a sign-up and decide what to mail. Never reveals the address's state.
+def _as_json(values: PreferenceValues) -> dict[str, Any]:
+    return {"topics": list(values.topics), "frequency": values.frequency,
+            "include_keywords": list(values.include_keywords),
+            "exclude_keywords": list(values.exclude_keywords), "authors": list(values.authors),
+            "max_papers": values.max_papers, "include_revised": values.include_revised}
 
-    New, unsubscribed or pending: (back to) pending with these preferences, and a
-    confirmation mail unless one went out in the last ten minutes. Confirmed: nothing
-    changes (an unconfirmed form must not rewrite a reader's topics); the reader gets a
-    reminder with their manage link, at the same pace. Suppressed: nothing is mailed.
+
+def _from_json(data: dict[str, Any]) -> PreferenceValues:
+    return PreferenceValues(tuple(data["topics"]), data["frequency"],
+                            tuple(data["include_keywords"]), tuple(data["exclude_keywords"]),
+                            tuple(data["authors"]), data["max_papers"], data["include_revised"])
+
+
+def requested_choices(subscriber: Subscriber) -> PreferenceValues | None:
+    """The choices a pending confirmation would apply, if one is waiting."""
+    return _from_json(subscriber.requested) if subscriber.requested else None
+
+
+def subscribe(session: Session, email: str, values: PreferenceValues,
+              now: datetime | None = None) -> SignupDecision:
+    """Decide what an anonymous sign-up mails. Never reveals the address's state.
+
+    Anyone can type any address, so a sign-up changes nothing about an existing person:
+    a new, pending or unsubscribed address gets a confirmation mail listing these
+    choices, and only the link in it (clicked from that mailbox) applies them. Each mail
+    gets a fresh nonce, so a link confirms exactly what its mail listed; within ten
+    minutes of the last mail nothing is sent and nothing is stored. Confirmed: the reader
+    gets a reminder with their manage link, at the same pace. Suppressed: nothing at all.
     """
     now = now or _utcnow()
     subscriber = ensure(session, email, now)
-    prefs = preferences_of(session, subscriber)
-    decision = SignupDecision(subscriber, prefs)
+    decision = SignupDecision(subscriber, values)
 
     if is_suppressed(session, email) or subscriber.status in ("bounced", "complained"):
         decision.reason = "suppressed"
         return decision
+    if not _may_send_confirmation(subscriber, now):
+        decision.reason = "a mail went to this address less than 10 minutes ago"
+        return decision
+    subscriber.last_confirmation_sent_at = now
     if subscriber.status == "confirmed":
         decision.reason = "already confirmed"
-        if _may_send_confirmation(subscriber, now):
-            subscriber.last_confirmation_sent_at = now
-            decision.send = "already_subscribed"
+        decision.send = "already_subscribed"
         return decision
-
-    subscriber.status = "pending"
-    subscriber.confirm_nonce = subscriber.confirm_nonce or _key()
-    subscriber.updated_at = now
-    _apply(prefs, values, now)
-    c = client.trimmed()
-    session.add(Consent(subscriber_id=subscriber.id, action=action, at=now, ip=c.ip,
-                        user_agent=c.user_agent, agreed_to=agreement(values)))
-    if _may_send_confirmation(subscriber, now):
-        subscriber.last_confirmation_sent_at = now
-        decision.send = "confirmation"
-    else:
-        decision.reason = "confirmation sent less than 10 minutes ago"
+    subscriber.requested = _as_json(values)
+    subscriber.confirm_nonce = _key()
+    decision.send = "confirmation"
     return decision
 
 
@@ -368,11 +393,14 @@ class LinkInvalid(Exception):
 
 def confirm(session: Session, subscriber_id: int, nonce: str, client: Client,
             now: datetime | None = None) -> Subscriber:
-    """Confirm a pending subscription; the nonce is spent, so the link works once."""
+    """Apply the choices a confirmation mail listed; the nonce is spent, so it works once."""
     subscriber = session.get(Subscriber, subscriber_id)
     if (subscriber is None or not subscriber.confirm_nonce
             or not secrets.compare_digest(subscriber.confirm_nonce, nonce)):
         raise LinkInvalid("this confirmation link was already used or is no longer valid")
+    choices = requested_choices(subscriber)
+    if choices is not None:
+        update_preferences(session, subscriber, choices, now)
     return confirm_now(session, subscriber, "confirm", client, now)
 
 
@@ -385,17 +413,18 @@ def confirm_now(session: Session, subscriber: Subscriber, action: str, client: C
         raise LinkInvalid("this address can no longer receive mail from us")
     subscriber.status = "confirmed"
     subscriber.confirm_nonce = None
+    subscriber.requested = None
     subscriber.confirmed_at = now
     subscriber.unsubscribed_at = None
     subscriber.updated_at = now
     prefs = preferences_of(session, subscriber)
     c = client.trimmed()
     session.add(Consent(subscriber_id=subscriber.id, action=action, at=now, ip=c.ip,
-                        user_agent=c.user_agent, agreed_to=agreement(_values_of(prefs))))
+                        user_agent=c.user_agent, agreed_to=agreement(values_of(prefs))))
     return subscriber
 
 
-def _values_of(prefs: Preferences) -> PreferenceValues:
+def values_of(prefs: Preferences) -> PreferenceValues:
     return PreferenceValues(tuple(prefs.topics), prefs.frequency, tuple(prefs.include_keywords),
                             tuple(prefs.exclude_keywords), tuple(prefs.authors),
                             prefs.max_papers, prefs.include_revised)
@@ -418,14 +447,25 @@ def update_preferences(session: Session, subscriber: Subscriber, values: Prefere
     return prefs
 
 
-def unsubscribe(session: Session, subscriber: Subscriber,
+WITHDRAWAL = "Withdrew consent: no more Paperwire digests."
+
+
+def unsubscribe(session: Session, subscriber: Subscriber, client: Client | None = None,
                 now: datetime | None = None) -> Subscriber:
-    """Stop all mail to this subscriber. Idempotent; a suppressed status is kept."""
+    """Stop all mail to this subscriber. Idempotent; a suppressed status is kept.
+
+    A confirmed reader's withdrawal is recorded beside their consents.
+    """
     now = now or _utcnow()
     if subscriber.status in ("pending", "confirmed"):
+        if subscriber.status == "confirmed":
+            c = (client or Client()).trimmed()
+            session.add(Consent(subscriber_id=subscriber.id, action="unsubscribe", at=now,
+                                ip=c.ip, user_agent=c.user_agent, agreed_to=WITHDRAWAL))
         subscriber.status = "unsubscribed"
         subscriber.unsubscribed_at = now
         subscriber.confirm_nonce = None
+        subscriber.requested = None
         subscriber.updated_at = now
     return subscriber
 
@@ -443,26 +483,26 @@ def resubscribe(session: Session, subscriber: Subscriber, client: Client,
     prefs = preferences_of(session, subscriber)
     c = client.trimmed()
     session.add(Consent(subscriber_id=subscriber.id, action="resubscribe", at=now, ip=c.ip,
-                        user_agent=c.user_agent, agreed_to=agreement(_values_of(prefs))))
+                        user_agent=c.user_agent, agreed_to=agreement(values_of(prefs))))
     return subscriber
 
 
-def _iso(value: datetime | None) -> str | None:
+def iso(value: datetime | None) -> str | None:
     return _aware(value).isoformat() if value else None
 
 
-def export(session: Session, subscriber: Subscriber) -> dict[str, Any]:
-    """Everything we hold about a subscriber, as JSON-ready data."""
+def profile(session: Session, subscriber: Subscriber) -> dict[str, Any]:
+    """The subscriber's own rows, as JSON-ready data (privacy.export adds the rest)."""
     prefs = preferences_of(session, subscriber)
     consents = session.exec(select(Consent).where(Consent.subscriber_id == subscriber.id)
                             .order_by(Consent.at, Consent.id))  # type: ignore[arg-type]
     return {
         "email": subscriber.email,
         "status": subscriber.status,
-        "created_at": _iso(subscriber.created_at),
-        "confirmed_at": _iso(subscriber.confirmed_at),
-        "unsubscribed_at": _iso(subscriber.unsubscribed_at),
-        "last_confirmation_sent_at": _iso(subscriber.last_confirmation_sent_at),
+        "created_at": iso(subscriber.created_at),
+        "confirmed_at": iso(subscriber.confirmed_at),
+        "unsubscribed_at": iso(subscriber.unsubscribed_at),
+        "last_confirmation_sent_at": iso(subscriber.last_confirmation_sent_at),
         "preferences": {
             "topics": list(prefs.topics),
             "include_keywords": list(prefs.include_keywords),
@@ -473,20 +513,18 @@ def export(session: Session, subscriber: Subscriber) -> dict[str, Any]:
             "include_revised": prefs.include_revised,
         },
         "consents": [
-            {"action": c.action, "at": _iso(c.at), "ip": c.ip, "user_agent": c.user_agent,
+            {"action": c.action, "at": iso(c.at), "ip": c.ip, "user_agent": c.user_agent,
              "agreed_to": c.agreed_to}
             for c in consents
         ],
+        "awaiting_confirmation": subscriber.requested,
         "suppressed": is_suppressed(session, subscriber.email),
     }
 
 
 def delete(session: Session, subscriber: Subscriber) -> None:
-    """Erase a subscriber, preferences and consent records; their links stop working.
-
-    A suppression row stays if there is one: it holds no more than the address, and is
-    what keeps a bouncing or complaining address from ever being mailed again.
-    """
+    """Delete the subscriber row, preferences and consents: this module's part of
+    `privacy.erase`, which is what erases a person."""
     session.exec(sql_delete(Consent).where(Consent.subscriber_id == subscriber.id))  # type: ignore[call-overload]
     session.exec(sql_delete(Preferences).where(Preferences.subscriber_id == subscriber.id))  # type: ignore[call-overload]
     session.delete(subscriber)
@@ -513,40 +551,27 @@ def suppress(session: Session, email: str, reason: str, now: datetime | None = N
     return new
 
 
-def expire_pending(session: Session, now: datetime | None = None,
-                   lifetime: timedelta = PENDING_LIFETIME) -> int:
-    """Delete sign-ups never confirmed within `lifetime`; returns how many."""
-    now = now or _utcnow()
-    stale = list(session.exec(select(Subscriber).where(
-        Subscriber.status == "pending", Subscriber.created_at < now - lifetime,
-        Subscriber.confirmed_at.is_(None))))  # type: ignore[union-attr]
-    for subscriber in stale:
-        delete(session, subscriber)
-    return len(stale)
-
-
 def listing(session: Session) -> list[dict[str, Any]]:
     """One JSON-ready object per subscriber, by address (`newsletter subscribers --json`)."""
     rows = session.exec(select(Subscriber, Preferences)
                         .join(Preferences, Preferences.subscriber_id == Subscriber.id,  # type: ignore[arg-type]
                               isouter=True)
                         .order_by(Subscriber.email))
-    return [{"email": s.email, "status": s.status, "topics": list(p.topics) if p else [],
-             "frequency": p.frequency if p else "daily",
-             "max_papers": p.max_papers if p else DEFAULT_MAX_PAPERS,
-             "created_at": _iso(s.created_at), "confirmed_at": _iso(s.confirmed_at)}
-            for s, p in rows]
+    return [_listed(s, p) for s, p in rows]
+
+
+def _listed(subscriber: Subscriber, prefs: Preferences | None) -> dict[str, Any]:
+    # A pending reader has no preferences yet: show what they asked for.
+    wanted = (requested_choices(subscriber) if subscriber.status == "pending" else None) \
+        or (values_of(prefs) if prefs else None)
+    return {"email": subscriber.email, "status": subscriber.status,
+            "topics": list(wanted.topics) if wanted else [],
+            "frequency": wanted.frequency if wanted else "daily",
+            "max_papers": wanted.max_papers if wanted else DEFAULT_MAX_PAPERS,
+            "created_at": iso(subscriber.created_at),
+            "confirmed_at": iso(subscriber.confirmed_at)}
 
 
 def counts(session: Session) -> dict[str, int]:
     rows = session.exec(select(Subscriber.status, func.count()).group_by(Subscriber.status))
     return {status: n for status, n in rows}
-
-
-def expire_pending_configured() -> int:
-    """The scheduled job: forget sign-ups nobody confirmed."""
-    from newsletter.config import settings as current_settings
-    from newsletter.db import engine_for, transaction
-
-    with transaction(engine_for(current_settings().database_url)) as session:
-        return expire_pending(session)

@@ -14,7 +14,7 @@ from itsdangerous import URLSafeTimedSerializer
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
-from newsletter import db, signup
+from newsletter import db, privacy, signup
 from newsletter import subscriber as subs
 from newsletter.cli import main
 from newsletter.config import Settings
@@ -149,24 +149,60 @@ def _row(engine: Engine, email: str) -> subs.Subscriber | None:
         return subs.find_by_email(session, email)
 
 
-def test_signup_decides_what_to_mail(engine: Engine) -> None:
-    client = Client("192.0.2.1", "pytest")
-    with db.transaction(engine) as session:
-        first = subs.subscribe(session, "r@example.com", _values("llm"), client, NOW)
-        assert first.send == "confirmation" and first.subscriber.status == "pending"
-    with db.transaction(engine) as session:
-        again = subs.subscribe(session, "r@example.com", _values("nlp"), client,
-                               NOW + timedelta(minutes=3))
-        assert again.send is None  # at most one confirmation per ten minutes
-        assert again.preferences.topics == ["nlp"]
-    with db.transaction(engine) as session:
-        later = subs.subscribe(session, "r@example.com", _values("nlp"), client,
-                               NOW + timedelta(minutes=11))
-        assert later.send == "confirmation"
+def _confirm_link(engine: Engine, decision: subs.SignupDecision) -> tuple[int, str]:
+    ident, nonce = decision.subscriber.id, decision.subscriber.confirm_nonce
+    assert ident is not None and nonce
+    return ident, nonce
+
+
+def _prefs(engine: Engine, email: str) -> dict:
     with Session(engine) as session:
-        consents = session.exec(select(subs.Consent)).all()
-    assert [c.ip for c in consents] == ["192.0.2.1"] * 3
-    assert "nlp" in consents[-1].agreed_to
+        row = subs.find_by_email(session, email)
+        assert row is not None
+        return subs.profile(session, row)["preferences"]
+
+
+def _consents(engine: Engine) -> list[subs.Consent]:
+    with Session(engine) as session:
+        return list(session.exec(select(subs.Consent).order_by(subs.Consent.id)))
+
+
+def test_signup_decides_what_to_mail(engine: Engine) -> None:
+    with db.transaction(engine) as session:
+        first = subs.subscribe(session, "r@example.com", _values("llm"), NOW)
+        assert first.send == "confirmation" and first.subscriber.status == "pending"
+        link = _confirm_link(engine, first)
+    with db.transaction(engine) as session:
+        again = subs.subscribe(session, "r@example.com", _values("nlp"), NOW + timedelta(minutes=3))
+        assert again.send is None  # at most one mail per ten minutes...
+    with db.transaction(engine) as session:
+        # ...and the attempt in between stored nothing: the first link confirms what it listed.
+        subs.confirm(session, *link, Client("192.0.2.1", "pytest"), NOW + timedelta(minutes=5))
+    assert _prefs(engine, "r@example.com")["topics"] == ["llm"]
+    consents = _consents(engine)
+    assert [(c.action, c.ip) for c in consents] == [("confirm", "192.0.2.1")]
+    assert "llm" in consents[0].agreed_to
+
+
+def test_anonymous_signups_record_no_consent_and_each_mail_confirms_its_own_choices(
+    engine: Engine,
+) -> None:
+    with db.transaction(engine) as session:
+        first = _confirm_link(engine, subs.subscribe(session, "r@example.com", _values("llm"),
+                                                     NOW))
+    with db.transaction(engine) as session:
+        later = subs.subscribe(session, "r@example.com", _values("nlp"),
+                               NOW + timedelta(minutes=11))
+        assert later.send == "confirmation" and later.choices.topics == ("nlp",)
+        second = _confirm_link(engine, later)
+    assert _consents(engine) == []
+    assert _prefs(engine, "r@example.com")["topics"] == []  # nothing applied before a click
+    # The older mail's link no longer confirms: it listed other choices.
+    with pytest.raises(LinkInvalid), db.transaction(engine) as session:
+        subs.confirm(session, *first, Client(), NOW + timedelta(minutes=12))
+    with db.transaction(engine) as session:
+        subs.confirm(session, *second, Client(), NOW + timedelta(minutes=12))
+    assert _prefs(engine, "r@example.com")["topics"] == ["nlp"]
 
 
 def test_confirmed_readers_keep_their_topics(engine: Engine) -> None:
@@ -175,65 +211,67 @@ def test_confirmed_readers_keep_their_topics(engine: Engine) -> None:
         subs.update_preferences(session, row, _values("vision"), NOW)
         subs.confirm_now(session, row, "admin", Client(), NOW)
     with db.transaction(engine) as session:
-        decision = subs.subscribe(session, "r@example.com", _values("llm"), Client(), NOW)
+        decision = subs.subscribe(session, "r@example.com", _values("llm"), NOW)
         assert decision.send == "already_subscribed"
-        assert decision.preferences.topics == ["vision"]
         assert decision.subscriber.status == "confirmed"
+    assert _prefs(engine, "r@example.com")["topics"] == ["vision"]
+
+
+def test_a_signup_for_an_unsubscribed_reader_changes_nothing_until_they_confirm(
+    engine: Engine,
+) -> None:
+    with db.transaction(engine) as session:
+        row = subs.ensure(session, "r@example.com", NOW)
+        subs.update_preferences(session, row, _values("vision"), NOW)
+        subs.confirm_now(session, row, "admin", Client(), NOW)
+        subs.unsubscribe(session, row, Client("192.0.2.7"), NOW)
+    for minutes in range(0, 100, 11):  # a stranger keeps trying, every eleven minutes
+        with db.transaction(engine) as session:
+            decision = subs.subscribe(session, "r@example.com", _values("llm", "nlp"),
+                                      NOW + timedelta(minutes=minutes))
+            assert decision.send == "confirmation"
+    assert _row(engine, "r@example.com").status == "unsubscribed"  # type: ignore[union-attr]
+    assert _prefs(engine, "r@example.com")["topics"] == ["vision"]
+    assert [c.action for c in _consents(engine)] == ["admin", "unsubscribe"]
+    assert _consents(engine)[1].ip == "192.0.2.7"
+    with db.transaction(engine) as session:
+        subs.confirm(session, *_confirm_link(engine, decision), Client(), NOW + timedelta(hours=2))
+    assert _row(engine, "r@example.com").status == "confirmed"  # type: ignore[union-attr]
+    assert _prefs(engine, "r@example.com")["topics"] == ["llm", "nlp"]
+    assert [c.action for c in _consents(engine)] == ["admin", "unsubscribe", "confirm"]
 
 
 def test_confirm_works_once(engine: Engine) -> None:
     with db.transaction(engine) as session:
-        decision = subs.subscribe(session, "r@example.com", _values(), Client(), NOW)
-        ident, nonce = decision.subscriber.id, decision.subscriber.confirm_nonce
-    assert ident is not None and nonce
+        decision = subs.subscribe(session, "r@example.com", _values(), NOW)
+        link = _confirm_link(engine, decision)
     with db.transaction(engine) as session:
-        assert subs.confirm(session, ident, nonce, Client(), NOW).status == "confirmed"
+        assert subs.confirm(session, *link, Client(), NOW).status == "confirmed"
     with db.transaction(engine) as session:
-        subs.unsubscribe(session, subs.find_by_email(session, "r@example.com"), NOW)
+        subs.unsubscribe(session, subs.find_by_email(session, "r@example.com"), None, NOW)
     with pytest.raises(LinkInvalid), db.transaction(engine) as session:
-        subs.confirm(session, ident, nonce, Client(), NOW)
+        subs.confirm(session, *link, Client(), NOW)
     assert _row(engine, "r@example.com").status == "unsubscribed"  # type: ignore[union-attr]
 
 
 def test_suppression_wins_over_everything(engine: Engine) -> None:
     with db.transaction(engine) as session:
-        subs.subscribe(session, "r@example.com", _values(), Client(), NOW)
+        subs.subscribe(session, "r@example.com", _values(), NOW)
         subs.suppress(session, "r@example.com", "spamreport", NOW)
     assert _row(engine, "r@example.com").status == "complained"  # type: ignore[union-attr]
     with db.transaction(engine) as session:
-        decision = subs.subscribe(session, "r@example.com", _values(), Client(),
-                                  NOW + timedelta(days=1))
+        decision = subs.subscribe(session, "r@example.com", _values(), NOW + timedelta(days=1))
         assert decision.send is None and decision.subscriber.status == "complained"
         with pytest.raises(LinkInvalid):
             subs.confirm_now(session, decision.subscriber, "admin", Client(), NOW)
 
 
-def test_delete_erases_and_revokes(engine: Engine) -> None:
-    with db.transaction(engine) as session:
-        row = subs.subscribe(session, "r@example.com", _values(), Client("192.0.2.9"),
-                             NOW).subscriber
-        ident, key = row.id, row.link_key
-    with db.transaction(engine) as session:
-        data = subs.export(session, subs.holder(session, ident, key))
-        assert data["email"] == "r@example.com" and data["consents"][0]["ip"] == "192.0.2.9"
-        json.dumps(data)
-        subs.delete(session, subs.holder(session, ident, key))
-    with Session(engine) as session:
-        assert session.exec(select(subs.Consent)).all() == []
-        assert session.exec(select(subs.Preferences)).all() == []
-        with pytest.raises(LinkInvalid):
-            subs.holder(session, ident, key)
-    with db.transaction(engine) as session:
-        again = subs.subscribe(session, "r@example.com", _values(), Client(), NOW).subscriber
-        assert again.link_key != key
-
-
 def test_pending_signups_expire(engine: Engine) -> None:
     with db.transaction(engine) as session:
-        subs.subscribe(session, "old@example.com", _values(), Client(), NOW - timedelta(days=8))
-        subs.subscribe(session, "new@example.com", _values(), Client(), NOW)
+        subs.subscribe(session, "old@example.com", _values(), NOW - timedelta(days=8))
+        subs.subscribe(session, "new@example.com", _values(), NOW)
     with db.transaction(engine) as session:
-        assert subs.expire_pending(session, NOW) == 1
+        assert privacy.expire_pending(session, NOW) == 1
     assert _row(engine, "old@example.com") is None and _row(engine, "new@example.com")
 
 

@@ -43,7 +43,10 @@ def _status_and_topics(engine: Engine, email: str) -> tuple[str, list[str]] | No
         row = subs.find_by_email(session, email)
         if row is None:
             return None
-        return row.status, list(subs.preferences_of(session, row).topics)
+        # A pending sign-up's choices wait for the click; then they are the preferences.
+        wanted = subs.requested_choices(row) if row.status == "pending" else None
+        return row.status, list(wanted.topics if wanted
+                                else subs.preferences_of(session, row).topics)
 
 
 def test_reader_journey(site: str, engine: Engine) -> None:

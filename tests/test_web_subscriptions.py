@@ -84,7 +84,7 @@ def test_double_opt_in(client: FlaskClient, web_settings: Settings, engine: Engi
     assert welcome["List-Unsubscribe"] == f"<http://paperwire.test{link(welcome, 'unsubscribe')}>"
     with Session(engine) as session:
         actions = [c.action for c in session.exec(select(subs.Consent))]
-    assert actions == ["signup", "confirm"]
+    assert actions == ["confirm"]  # an anonymous sign-up proves no consent; the click does
 
 
 def test_confirmation_link_works_once(client: FlaskClient, web_settings: Settings,
@@ -273,7 +273,7 @@ def test_hostile_preferences_never_crash(client: FlaskClient, web_settings: Sett
     with Session(engine) as session:
         row = subs.find_by_email(session, "reader@example.com")
         assert row is not None
-        before = subs.export(session, row)["preferences"]
+        before = subs.profile(session, row)["preferences"]
     data: dict[str, object] = {"csrf_token": csrf_token(client, manage), "topics": topics,
                                "include_keywords": include, "exclude_keywords": exclude,
                                "authors": authors, "max_papers": max_papers}
@@ -284,7 +284,7 @@ def test_hostile_preferences_never_crash(client: FlaskClient, web_settings: Sett
     with Session(engine) as session:
         row = subs.find_by_email(session, "reader@example.com")
         assert row is not None
-        after = subs.export(session, row)["preferences"]
+        after = subs.profile(session, row)["preferences"]
     if answer.status_code == 400:
         assert after == before
     else:
@@ -325,7 +325,7 @@ def test_manage_preferences(client: FlaskClient, web_settings: Settings,
     assert saved.headers["Location"].startswith("/manage/")  # never where `next` says
     with Session(engine) as session:
         row = subs.find_by_email(session, "reader@example.com")
-        prefs = subs.export(session, row)["preferences"]  # type: ignore[arg-type]
+        prefs = subs.profile(session, row)["preferences"]  # type: ignore[arg-type]
     assert prefs == {"topics": ["rl", "robotics"], "frequency": "weekly",
                      "include_keywords": ["world models", "<b>sim2real</b>"],
                      "exclude_keywords": ["survey"], "authors": ["Sergey Levine"],
@@ -350,7 +350,7 @@ def test_export_and_delete(client: FlaskClient, web_settings: Settings,
         "Content-Disposition"]
     data = json.loads(exported.get_data(as_text=True))
     assert data["email"] == "reader@example.com" and data["status"] == "confirmed"
-    assert [c["action"] for c in data["consents"]] == ["signup", "confirm"]
+    assert [c["action"] for c in data["consents"]] == ["confirm"]
     assert data["preferences"]["topics"] == ["llm"]
 
     assert client.get(manage + "/delete").status_code == 200

@@ -90,8 +90,7 @@ def test_signed_events_suppress_for_good(client: FlaskClient, engine: Engine,
                                    ("u@example.com", "group_unsubscribe")]
     # Suppressed for good: a new sign-up mails nothing and confirms nothing.
     with db.transaction(engine) as session:
-        decision = subs.subscribe(session, "never@example.com", subs.parse_preferences(["llm"]),
-                                  subs.Client())
+        decision = subs.subscribe(session, "never@example.com", subs.parse_preferences(["llm"]))
         assert decision.send is None
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy.exc import OperationalError
 
-from newsletter import delivery, ingest, subscriber, summarize
+from newsletter import delivery, ingest, privacy, summarize
 from workers.app import app
 
 log = logging.getLogger(__name__)
@@ -79,6 +79,6 @@ def deliver_chunk(edition_id: int, delivery_ids: list[int]) -> dict[str, Any]:
 
 @app.task(name="paperwire.expire_pending", **RETRY)
 def expire_pending() -> int:
-    expired = subscriber.expire_pending_configured()
+    expired = privacy.expire_pending_configured()
     log.info("expire_pending expired=%d", expired)
     return expired

@@ -135,7 +135,7 @@ def unsubscribe_page(token: str):  # type: ignore[no-untyped-def]
 @blueprint.post("/unsubscribe/<token>")
 def unsubscribe(token: str):  # type: ignore[no-untyped-def]
     """RFC 8058: no cookie, no form token, 200 and never a redirect."""
-    who = flows.unsubscribe(services(), token)
+    who = flows.unsubscribe(services(), token, client())
     if request.form.get("List-Unsubscribe") == "One-Click":
         return Response("You are unsubscribed.\n", mimetype="text/plain")
     return render_template("unsubscribed.html", who=who)

@@ -1,0 +1,96 @@
+"""What Paperwire holds about a reader: all of it in the export, none of it after erasure.
+
+A reader's data lies all along the flow: the subscriber row, preferences and consents;
+the ledger (deliveries, and the papers each one carried, with the reasons); provider
+events that name the address; and a suppression if the address bounced or complained.
+`export` gathers every piece. `erase` removes every row that names the person, but one:
+a suppression keeps a one-way digest of the address (`subscriber.erased_form`), so a
+mailbox that bounced or complained is still never mailed again.
+
+tests/test_privacy.py walks every table and column after an erasure, and fails for a
+table nobody has reviewed, so a table added later cannot be forgotten here.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, update
+from sqlmodel import Session, select
+
+from newsletter import subscriber as subs
+from newsletter.delivery import Delivery, DigestEdition, SentPaper
+from newsletter.paper import Paper
+from newsletter.subscriber import Subscriber, Suppression, WebhookEvent
+
+
+def _deliveries(session: Session, subscriber_id: int) -> list[dict[str, Any]]:
+    rows = session.exec(
+        select(Delivery, DigestEdition).join(DigestEdition, DigestEdition.id == Delivery.edition_id)  # type: ignore[arg-type]
+        .where(Delivery.subscriber_id == subscriber_id).order_by(DigestEdition.day, Delivery.id))
+    papers: dict[int, list[dict[str, Any]]] = {}
+    sent = session.exec(
+        select(SentPaper, Paper).join(Paper, Paper.id == SentPaper.paper_id)  # type: ignore[arg-type]
+        .where(SentPaper.subscriber_id == subscriber_id)
+        .order_by(SentPaper.delivery_id, SentPaper.position))
+    for item, paper in sent:
+        papers.setdefault(item.delivery_id, []).append({
+            "paper": paper.key, "title": paper.title, "position": item.position,
+            "score": item.score, "reasons": [r for r in item.reasons.splitlines() if r]})
+    return [{"edition": {"frequency": edition.frequency, "day": edition.day.isoformat()},
+             "status": delivery.status, "sent_at": subs.iso(delivery.sent_at),
+             "attempts": delivery.attempts, "error": delivery.error,
+             "papers": papers.get(delivery.id or 0, []), "more_on_the_site": delivery.more_count}
+            for delivery, edition in rows]
+
+
+def _events(session: Session, email: str) -> list[dict[str, Any]]:
+    rows = session.exec(select(WebhookEvent).where(WebhookEvent.email == email)
+                        .order_by(WebhookEvent.received_at, WebhookEvent.id))  # type: ignore[arg-type]
+    return [{"event": e.event, "received_at": subs.iso(e.received_at), "id": e.sg_event_id}
+            for e in rows]
+
+
+def export(session: Session, subscriber: Subscriber) -> dict[str, Any]:
+    """Everything we hold about a reader, as JSON-ready data."""
+    assert subscriber.id is not None
+    return {
+        **subs.profile(session, subscriber),
+        "deliveries": _deliveries(session, subscriber.id),
+        "provider_events": _events(session, subscriber.email),
+    }
+
+
+def erase(session: Session, subscriber: Subscriber) -> None:
+    """Remove every row that names this reader; their links stop working at once."""
+    email = subscriber.email
+    session.exec(delete(SentPaper).where(SentPaper.subscriber_id == subscriber.id))  # type: ignore[call-overload, arg-type]
+    session.exec(delete(Delivery).where(Delivery.subscriber_id == subscriber.id))  # type: ignore[call-overload, arg-type]
+    # The event id stays, so a provider's retry of an old event is still seen as a repeat.
+    session.exec(update(WebhookEvent).where(WebhookEvent.email == email)  # type: ignore[call-overload, arg-type]
+                 .values(email=None))
+    session.exec(update(Suppression).where(Suppression.email == email)  # type: ignore[call-overload, arg-type]
+                 .values(email=subs.erased_form(email)))
+    subs.delete(session, subscriber)
+
+
+def expire_pending(session: Session, now: datetime | None = None,
+                   lifetime: timedelta = subs.PENDING_LIFETIME) -> int:
+    """Forget sign-ups never confirmed within `lifetime`; returns how many."""
+    now = now or datetime.now(UTC)
+    stale = list(session.exec(select(Subscriber).where(
+        Subscriber.status == "pending", Subscriber.created_at < now - lifetime,
+        Subscriber.confirmed_at.is_(None))))  # type: ignore[union-attr]
+    for subscriber in stale:
+        erase(session, subscriber)
+    return len(stale)
+
+
+def expire_pending_configured() -> int:
+    """The scheduled job: forget sign-ups nobody confirmed."""
+    from newsletter.config import settings as current_settings
+    from newsletter.db import engine_for, transaction
+
+    with transaction(engine_for(current_settings().database_url)) as session:
+        return expire_pending(session)

@@ -1,0 +1,153 @@
+"""Export holds everything we keep about a reader; erasure leaves nothing that names them.
+
+The erasure check walks every table and every column, and fails for a table nobody has
+reviewed here: a table added later cannot be forgotten by `privacy.erase`.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime
+
+from sqlalchemy import Engine, text
+from sqlmodel import Session, SQLModel, select
+
+import newsletter.models  # noqa: F401  (every table on the metadata)
+from newsletter import db, privacy, webhook
+from newsletter import subscriber as subs
+from newsletter.delivery import Delivery, DigestEdition, SentPaper
+from newsletter.ingest import ingest_files
+from newsletter.paper import Paper
+from tests.conftest import arxiv_fixture
+
+NOW = datetime(2026, 9, 24, 9, 0, tzinfo=UTC)
+EMAIL = "Reader@B\u00fccher.example"
+STORED = "reader@xn--bcher-kva.example"
+IP, AGENT = "192.0.2.55", "ReaderBrowser/1.0 (personal)"
+
+# Every table, and whether it can name a reader. A new table fails the test until it is
+# added here and, if it can name a reader, handled by privacy.export and privacy.erase.
+REVIEWED = {
+    "subscribers": "the address itself",
+    "preferences": "a reader's choices",
+    "consents": "IP and user agent of each consent",
+    "deliveries": "which editions a reader got",
+    "sent_papers": "which papers a reader got, and why",
+    "webhook_events": "provider events name the address",
+    "suppressions": "the address of a bounced or complaining mailbox",
+    "editions": "no: one row per day and frequency",
+    "papers": "no: arXiv's data",
+    "cards": "no: written once per paper",
+    "feeds": "no: the sources we read",
+}
+
+
+def _reader_with_a_history(engine: Engine) -> subs.Subscriber:
+    ingest_files(engine, [arxiv_fixture("rss_cs.LG+cs.AI+cs.CL+stat.ML_2026-09-24.xml")])
+    with db.transaction(engine) as session:
+        row = subs.ensure(session, subs.parse_email(EMAIL), NOW)
+        subs.update_preferences(session, row, subs.parse_preferences(["llm"], "daily",
+                                                                     "quantization"), NOW)
+        subs.confirm_now(session, row, "confirm", subs.Client(IP, AGENT), NOW)
+        edition = DigestEdition(frequency="daily", day=date(2026, 9, 24),
+                                window_start=date(2026, 9, 22))
+        session.add(edition)
+        session.flush()
+        delivery = Delivery(edition_id=edition.id, subscriber_id=row.id, status="sent",
+                            sent_at=NOW, paper_count=2)
+        session.add(delivery)
+        session.flush()
+        papers = session.exec(select(Paper).order_by(Paper.key)).all()[:2]
+        for position, paper in enumerate(papers):
+            session.add(SentPaper(delivery_id=delivery.id, subscriber_id=row.id,
+                                  paper_id=paper.id, position=position, score=80,
+                                  reasons="topic: Large Language Models\nkeyword: quantization"))
+        events = [webhook.Event("ev-1", "delivered", STORED),
+                  webhook.Event("ev-2", "open", STORED),
+                  webhook.Event("ev-3", "bounce", STORED)]
+        webhook.apply_events(session, events, NOW)
+        session.expunge(row)
+    return row
+
+
+def test_export_holds_deliveries_papers_events_and_consents(engine: Engine) -> None:
+    reader = _reader_with_a_history(engine)
+    with Session(engine) as session:
+        data = privacy.export(session, session.get(subs.Subscriber, reader.id))
+    json.dumps(data)
+    assert data["email"] == STORED and data["suppressed"] is True
+    assert [(c["action"], c["ip"], c["user_agent"]) for c in data["consents"]] == [
+        ("confirm", IP, AGENT)]
+    [delivery] = data["deliveries"]
+    assert delivery["edition"] == {"frequency": "daily", "day": "2026-09-24"}
+    assert delivery["status"] == "sent" and len(delivery["papers"]) == 2
+    assert delivery["papers"][0]["reasons"] == ["topic: Large Language Models",
+                                                "keyword: quantization"]
+    assert delivery["papers"][0]["title"]
+    assert [e["event"] for e in data["provider_events"]] == ["delivered", "open", "bounce"]
+
+
+def _every_value(engine: Engine) -> dict[tuple[str, str], list[object]]:
+    values: dict[tuple[str, str], list[object]] = {}
+    with engine.connect() as conn:
+        for table in SQLModel.metadata.sorted_tables:
+            for row in conn.execute(table.select()).mappings():
+                for column, value in row.items():
+                    values.setdefault((table.name, column), []).append(value)
+    return values
+
+
+def test_erasure_leaves_no_row_that_names_the_reader(engine: Engine) -> None:
+    assert set(SQLModel.metadata.tables) == set(REVIEWED), (
+        "a table was added or removed: review it for personal data in privacy.py and here")
+    reader = _reader_with_a_history(engine)
+    with db.transaction(engine) as session:
+        privacy.erase(session, session.get(subs.Subscriber, reader.id))
+
+    traces = [STORED, EMAIL.lower(), "reader@", IP, AGENT, reader.link_key]
+    for (table, column), values in _every_value(engine).items():
+        for value in values:
+            flat = json.dumps(value, default=str).lower()
+            for trace in traces:
+                assert trace.lower() not in flat, (table, column, value)
+            if column == "subscriber_id":
+                assert value != reader.id, (table, column)
+    with engine.connect() as conn:
+        for table in ("subscribers", "preferences", "consents", "deliveries", "sent_papers"):
+            assert conn.execute(text(f"SELECT count(*) FROM {table}")).scalar() == 0, table
+        # Provider events stay as bare ids, so a retried event is still seen as a repeat.
+        assert conn.execute(text("SELECT count(*) FROM webhook_events")).scalar() == 3
+
+
+def test_an_erased_address_that_bounced_is_still_never_mailed(engine: Engine) -> None:
+    reader = _reader_with_a_history(engine)
+    with db.transaction(engine) as session:
+        privacy.erase(session, session.get(subs.Subscriber, reader.id))
+    with db.transaction(engine) as session:
+        assert subs.is_suppressed(session, STORED)
+        decision = subs.subscribe(session, subs.parse_email(EMAIL.upper()),
+                                  subs.parse_preferences(["llm"]), NOW)
+        assert decision.send is None and decision.reason == "suppressed"
+    with db.transaction(engine) as session:
+        # A replay of an old event is recognised and does not name the address again.
+        report = webhook.apply_events(session, [webhook.Event("ev-3", "bounce", STORED)], NOW)
+        assert report.duplicates == 1
+
+
+def test_expired_signups_are_erased_like_a_deleted_reader(engine: Engine) -> None:
+    old = datetime(2026, 9, 1, tzinfo=UTC)
+    with db.transaction(engine) as session:
+        stale = subs.subscribe(session, "old@example.com", subs.parse_preferences(["llm"]), old)
+        # The confirmation mail to the address was delivered: the event names it.
+        webhook.apply_events(session, [webhook.Event("ev-9", "delivered", "old@example.com")],
+                             old)
+        reader = subs.ensure(session, "reader@example.com", old)
+        subs.confirm_now(session, reader, "admin", subs.Client(), old)
+        stale_id, reader_id = stale.subscriber.id, reader.id
+    with db.transaction(engine) as session:
+        assert privacy.expire_pending(session, NOW) == 1
+    with Session(engine) as session:
+        assert session.get(subs.Subscriber, stale_id) is None
+        assert session.get(subs.Subscriber, reader_id) is not None
+        event = session.exec(select(subs.WebhookEvent)).one()
+        assert event.sg_event_id == "ev-9" and event.email is None
