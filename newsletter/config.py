@@ -95,6 +95,12 @@ class Settings(BaseSettings):
 
     # Sign-ups per client IP (Flask-Limiter syntax); counted in Redis when REDIS_URL is set.
     signup_rate_limit: str = "5/minute;30/hour"
+    # Confirmation mails, whoever asks (limits syntax, counted like the above): per mailbox
+    # (lower case, +tag and Gmail dots removed), per recipient domain, and in all per hour.
+    # They stop mail-bombing one inbox through plus-addresses from many IPs.
+    signup_mailbox_limit: str = "3/hour;6/day"
+    signup_domain_limit: str = "60/hour"
+    signup_mail_limit: str = "1000/hour"
     # How many reverse proxies (nginx, a load balancer) sit in front of the web app: their
     # X-Forwarded-For is then trusted for the client IP that rate limits and consent record.
     trusted_proxies: int = Field(default=0, ge=0, le=5)
@@ -137,6 +143,18 @@ class Settings(BaseSettings):
             return None
         schedule_spec(value)
         return value.strip()
+
+    @field_validator("signup_rate_limit", "signup_mailbox_limit", "signup_domain_limit",
+                     "signup_mail_limit")
+    @classmethod
+    def _check_limit(cls, value: str) -> str:
+        from limits import parse_many
+
+        try:
+            parse_many(value)
+        except ValueError:
+            raise ValueError("use rates like 5/minute;30/hour") from None
+        return value
 
     @field_validator("database_url")
     @classmethod

@@ -28,6 +28,7 @@ from newsletter.db import transaction
 from newsletter.links import CONFIRM_MAX_AGE, BadLink, LinkHolder, Links
 from newsletter.mail import MailError, Message, Sender, list_headers, sender_for
 from newsletter.render import render_email
+from newsletter.signup_limits import MailLimitHit, MailLimits
 from newsletter.subscriber import (
     Client,
     InvalidInput,
@@ -49,12 +50,13 @@ class Services:
     engine: Engine
     sender: Sender
     links: Links
+    mail_limits: MailLimits
 
     @classmethod
     def build(cls, settings: Settings, engine: Engine, sender: Sender | None = None,
               links: Links | None = None) -> Services:
         return cls(settings, engine, sender or sender_for(settings),
-                   links or Links.from_settings(settings))
+                   links or Links.from_settings(settings), MailLimits.from_settings(settings))
 
 
 def _now() -> datetime:
@@ -153,20 +155,37 @@ def _parse_signup(email: str, topics: Sequence[str], frequency: str | None
     return address, values
 
 
-def _record_signup(svc: Services, address: str, values: PreferenceValues, now: datetime
-                   ) -> Message | None:
+class _LimitReached(Exception):
+    def __init__(self, limit: str) -> None:
+        super().__init__(limit)
+        self.limit = limit
+
+
+def _record_signup(svc: Services, address: str, values: PreferenceValues, now: datetime,
+                   *, limited: bool) -> Message | None:
+    """Decide, store and send a sign-up's mail. `limited`: the mail limits apply (the
+    site's anonymous sign-ups; not an operator's)."""
     # Two sign-ups for one new address can race to insert it; the loser retries and then
     # finds the row, so both readers get the same answer.
     for attempt in (1, 2):
         try:
             with transaction(svc.engine) as session:
                 decision = subs.subscribe(session, address, values, now)
+                if decision.send and limited:
+                    refused = svc.mail_limits.refused_by(address)
+                    if refused:
+                        raise _LimitReached(refused)  # and nothing of this attempt stays
                 message = _decision_mail(svc.links, decision)
                 subscriber_id = decision.subscriber.id
             break
         except IntegrityError:
             if attempt == 2:
                 raise
+        except _LimitReached as reached:
+            log.warning("sign-up mail not sent: the %s limit is reached", reached.limit)
+            with transaction(svc.engine) as session:
+                session.add(MailLimitHit(limit=reached.limit, at=now))
+            return None
     if message is not None:
         try:
             svc.sender.send(message)
@@ -193,7 +212,7 @@ def sign_up(svc: Services, email: str, topics: Sequence[str], frequency: str | N
         log.info("sign-up with the honeypot filled in ignored (ip %s)", client.ip)
         return
     address, values = _parse_signup(email, topics, frequency)
-    _record_signup(svc, address, values, _now())
+    _record_signup(svc, address, values, _now(), limited=True)
 
 
 @dataclass(frozen=True)
@@ -375,7 +394,7 @@ def add(svc: Services, email: str, topics: Sequence[str], frequency: str | None 
             # Already a reader: an operator's list must not mail them "someone signed you up".
             return Added(address, existing.status, None)
     if not confirmed:
-        message = _record_signup(svc, address, values, _now())
+        message = _record_signup(svc, address, values, _now(), limited=False)
         with Session(svc.engine) as session:
             row = subs.find_by_email(session, address)
             status = row.status if row else "pending"

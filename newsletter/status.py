@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, and_, func, or_, text
@@ -18,6 +18,7 @@ from newsletter.card import Card
 from newsletter.delivery import Delivery, DigestEdition
 from newsletter.feed import Feed
 from newsletter.paper import Paper
+from newsletter.signup_limits import MailLimitHit
 from newsletter.subscriber import Suppression
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,8 @@ class Status:
     llm_cards_today: int
     llm_cost_today_usd: float
     llm_cost_unknown_today: int = 0  # LLM cards whose model has no known price
+    # Confirmation mails held back in the last 24 hours, by limit (mailbox, domain, all).
+    mail_limit_hits: dict[str, int] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -111,6 +114,10 @@ class Status:
                            for s in ("sent", "failed", "skipped"))
         out.append(f"deliveries, all editions: {totals}")
         out.append(f"suppressed addresses: {self.suppressed}")
+        if any(self.mail_limit_hits.values()):
+            held = ", ".join(f"{n} by the {limit} limit"
+                             for limit, n in self.mail_limit_hits.items() if n)
+            out.append(f"sign-up mails held back in the last 24 h: {held}")
         unknown = (f" (+{self.llm_cost_unknown_today} cards of unknown price)"
                    if self.llm_cost_unknown_today else "")
         out.append(f"LLM today: {self.llm_cards_today} cards, "
@@ -177,6 +184,10 @@ def collect(engine: Engine, now: datetime | None = None) -> Status:
                                     _by_status(session, Delivery.edition_id == row.id))
         deliveries = _by_status(session)
         suppressed = session.exec(select(func.count()).select_from(Suppression)).one()
+        limit_hits = dict(session.execute(
+            select(MailLimitHit.limit, func.count())
+            .where(MailLimitHit.at >= now - timedelta(days=1)).group_by(MailLimitHit.limit)
+        ).all())
         llm_today = and_(Card.source == "llm", Card.updated_at >= midnight)
         cards_today, cost_today, unknown = session.execute(
             select(func.count(), func.coalesce(func.sum(Card.cost_usd), 0.0),
@@ -190,6 +201,7 @@ def collect(engine: Engine, now: datetime | None = None) -> Status:
         last_edition=edition, deliveries=deliveries, suppressed=suppressed,
         llm_cards_today=cards_today, llm_cost_today_usd=float(cost_today),
         llm_cost_unknown_today=unknown,
+        mail_limit_hits={name: limit_hits.get(name, 0) for name in ("mailbox", "domain", "all")},
     )
 
 

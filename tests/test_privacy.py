@@ -39,6 +39,7 @@ REVIEWED = {
     "papers": "no: arXiv's data",
     "cards": "no: written once per paper",
     "feeds": "no: the sources we read",
+    "mail_limit_hits": "no: which limit held a mail back, and when; never the address",
 }
 
 

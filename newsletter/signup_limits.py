@@ -1,0 +1,116 @@
+"""Limits on confirmation mail, so nobody can mail-bomb an inbox through our sign-up form.
+
+A form anyone can post makes us mail any address. The web app's per-client limit stops
+one client; these stop many clients aimed at one inbox: per mailbox, with the aliases one
+inbox answers to folded together (case, `+tag`, Gmail's dots), per recipient domain, and
+a cap on all confirmation mail per hour. Counters live where the web app's rate limits
+live (Redis when REDIS_URL is set, else this process); if Redis is down they fall back to
+this process and say so, because a sign-up must never depend on the broker. A refused
+mail is counted per limit in `mail_limit_hits`, without the address, for `newsletter
+status`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from limits import RateLimitItem, parse_many
+from limits.storage import Storage, storage_from_string
+from limits.strategies import FixedWindowRateLimiter
+from sqlmodel import Field, SQLModel
+
+from newsletter.config import Settings
+
+log = logging.getLogger(__name__)
+
+# Providers whose mailboxes ignore dots in the local part.
+_DOTLESS = frozenset({"gmail.com", "googlemail.com"})
+
+
+def mailbox(address: str) -> str:
+    """The inbox an address reaches: `Bo.b+news@GMail.com` and `bob@gmail.com` are one."""
+    local, _, domain = address.strip().lower().rpartition("@")
+    local = local.split("+", 1)[0]
+    if domain in _DOTLESS:
+        local, domain = local.replace(".", ""), "gmail.com"
+    return f"{local}@{domain}"
+
+
+def domain(address: str) -> str:
+    return address.strip().lower().rpartition("@")[2]
+
+
+def client_network(ip: str | None) -> str:
+    """What a per-client limit counts: an IPv4 address, or an IPv6 client's /64.
+
+    One IPv6 host is handed a whole /64, so counting single addresses would let it
+    take a fresh address for every request.
+    """
+    try:
+        parsed = ipaddress.ip_address((ip or "").strip())
+    except ValueError:
+        return ip or "unknown"
+    if isinstance(parsed, ipaddress.IPv6Address):
+        if parsed.ipv4_mapped is not None:
+            return str(parsed.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{parsed}/64", strict=False))
+    return str(parsed)
+
+
+class MailLimitHit(SQLModel, table=True):
+    """A confirmation mail not sent because a limit was reached; the address is not kept."""
+
+    __tablename__ = "mail_limit_hits"
+
+    id: int | None = Field(default=None, primary_key=True)
+    limit: str = Field(max_length=16)  # mailbox, domain, all
+    at: datetime = Field(default_factory=lambda: datetime.now(UTC), index=True)
+
+
+@dataclass
+class MailLimits:
+    """The three limits over one counter store."""
+
+    storage_uri: str
+    rules: list[tuple[str, list[RateLimitItem], Callable[[str], str]]]
+    _storage: Storage | None = field(default=None, init=False)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> MailLimits:
+        return cls(settings.redis_url or "memory://", [
+            ("mailbox", parse_many(settings.signup_mailbox_limit), mailbox),
+            ("domain", parse_many(settings.signup_domain_limit), domain),
+            ("all", parse_many(settings.signup_mail_limit), lambda _address: "all"),
+        ])
+
+    def _limiter(self) -> FixedWindowRateLimiter:
+        if self._storage is None:
+            self._storage = storage_from_string(self.storage_uri)
+        return FixedWindowRateLimiter(self._storage)
+
+    def refused_by(self, address: str) -> str | None:
+        """The name of the first limit this mail would pass, or None and the mail counts."""
+        try:
+            return self._count(address)
+        except Exception as exc:  # the store is Redis, and it is down or refusing
+            if self.storage_uri.startswith("memory://"):
+                raise
+            log.error("sign-up mail limits: %s unreachable (%s); counting in this process "
+                      "until restart", self.storage_uri.split("@")[-1], exc)
+            self.storage_uri, self._storage = "memory://", None
+            return self._count(address)
+
+    def _count(self, address: str) -> str | None:
+        limiter = self._limiter()
+        keys = [(name, items, key(address)) for name, items, key in self.rules]
+        for name, items, key in keys:
+            if not all(limiter.test(item, "signup-mail", name, key) for item in items):
+                return name
+        for name, items, key in keys:
+            for item in items:
+                limiter.hit(item, "signup-mail", name, key)
+        return None
