@@ -181,13 +181,60 @@ def send_command(app: App, dry_run: bool, day: date | None, weekly: bool, worker
     if dry_run:
         click.echo(delivery.dry_run(app.engine, frequency=frequency, day=day).line())
         return
-    report = delivery.send_edition(app.engine, app.settings, frequency=frequency, day=day,
-                                   workers=workers, progress=_progress)
+    from newsletter.mail import MailError
+
+    try:
+        report = delivery.send_edition(app.engine, app.settings, frequency=frequency, day=day,
+                                       workers=workers, progress=_progress)
+    except MailError as exc:  # e.g. SendGrid's template is outdated: nobody was claimed
+        raise click.ClickException(str(exc)) from None
     for error in dict.fromkeys(report.errors):
         _progress(f"error: {error}")
     click.echo(report.line())
     if report.failed or report.retry_later:
         sys.exit(1)
+
+
+@main.group("sendgrid")
+def sendgrid_group() -> None:
+    """SendGrid's copy of the digest template."""
+
+
+def _sendgrid(app: App):  # type: ignore[no-untyped-def]
+    from newsletter.sendgrid import SendGridSender
+
+    try:
+        return SendGridSender.from_settings(app.settings)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@sendgrid_group.command("sync")
+@click.pass_obj
+def sendgrid_sync_command(app: App) -> None:
+    """Upload the digest template as a new version and activate it, if it changed."""
+    from newsletter.sendgrid import TemplateError
+
+    try:
+        click.echo(_sendgrid(app).sync().line())
+    except TemplateError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@sendgrid_group.command("status")
+@click.pass_obj
+def sendgrid_status_command(app: App) -> None:
+    """Say whether SendGrid's active digest template is this release's; exit 1 if not."""
+    from newsletter.sendgrid import TemplateError
+
+    try:
+        state = _sendgrid(app).template_state()
+    except TemplateError as exc:
+        raise click.ClickException(str(exc)) from None
+    if not state.current:
+        click.echo(f"{state.problem()}: run `newsletter sendgrid sync`")
+        sys.exit(1)
+    click.echo(f"template {state.template_id}: version {state.wanted} is active")
 
 
 @main.command("preview")
@@ -377,6 +424,7 @@ def demo_command(app: App, offline: bool, no_serve: bool, port: int | None) -> N
     from newsletter import demo
     from newsletter.mail import MailError
 
+    demo.enter_dev_mode()  # before the first setting is read
     host = "127.0.0.1"
     try:
         port = None if no_serve else demo.pick_port(host, port)

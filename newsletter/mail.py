@@ -1,10 +1,11 @@
 """Outgoing mail: a `Message` value, its MIME form, and the senders that deliver it.
 
 Every sender has the same shape, `send(message) -> str` (an id for logs), so the
-digest, the confirmation and the welcome mail never know where mail goes. MAIL_BACKEND
-picks one: `file` (the embedded default: `.eml` files in OUTBOX_DIR), `console`, `smtp` or
-`sendgrid`. Digests go out in batches (`batch_sender_for`): SendGrid takes up to 1,000
-readers of the same digest in one request; the others send message by message.
+confirmation and the welcome mail never know where mail goes. MAIL_BACKEND picks one:
+`file` (the embedded default: `.eml` files in OUTBOX_DIR), `console`, `smtp` or `sendgrid`.
+Digests go out in batches (`batch_sender_for`): SendGrid renders up to a request's limit of
+readers from its copy of the digest template; the others render the same template here
+(`render_digest`) and send message by message.
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ from pathlib import Path
 from typing import Protocol, TextIO
 from urllib.parse import urlsplit
 
-from newsletter.batch import Batch, BatchResult, Recipient, personalize
+from newsletter.batch import Batch, BatchResult
 from newsletter.config import Settings
+from newsletter.render import render_digest
 
 # Outbox file names are ours; anything else asked of /outbox is refused.
 OUTBOX_NAME = re.compile(r"\d{8}T\d{6}\d{6}Z-[0-9a-f]{32}\.eml")
@@ -141,23 +143,9 @@ class SmtpSender:
         return str(mime["Message-ID"])
 
 
-class BatchOfOne:
-    """A batch sender used for single messages (confirmation, welcome)."""
-
-    def __init__(self, batch_sender: BatchSender) -> None:
-        self.batch_sender = batch_sender
-
-    def send(self, message: Message) -> str:
-        batch = Batch(subject=message.subject, html=message.html, text=message.text,
-                      recipients=[Recipient(to=message.to, headers=dict(message.headers))])
-        result = self.batch_sender.send_batch(batch)
-        if message.to not in result.accepted:
-            raise MailError(result.error or "the mail provider did not take the message")
-        return message.to
-
-
 class OneByOne:
-    """Sends a batch through a one-message-at-a-time sender, filling each reader's links.
+    """Sends a batch through a one-message-at-a-time sender, rendering each reader's digest
+    from the digest template, as SendGrid would.
 
     Each message is its own request, so a batch is one reader: a crash can repeat at most
     the message being written.
@@ -168,15 +156,15 @@ class OneByOne:
     def __init__(self, sender: Sender) -> None:
         self.sender = sender
 
+    def prepare(self) -> None:
+        """Nothing to check: the template is rendered here, from the package."""
+
     def send_batch(self, batch: Batch) -> BatchResult:
         accepted: list[str] = []
         for recipient in batch.recipients:
-            message = Message(
-                to=recipient.to, subject=recipient.subject or batch.subject,
-                html=personalize(batch.html, recipient.substitutions, batch.sections),
-                text=personalize(batch.text, recipient.substitutions, batch.sections),
-                headers={**batch.headers, **recipient.headers},
-            )
+            digest = render_digest(recipient.data)
+            message = Message(to=recipient.to, subject=digest.subject, html=digest.html,
+                              text=digest.text, headers={**batch.headers, **recipient.headers})
             try:
                 self.sender.send(message)
             except MailError as exc:
@@ -188,6 +176,10 @@ class OneByOne:
 
 class BatchSender(Protocol):
     max_batch: int
+
+    def prepare(self) -> None:
+        """Make sure the digest template can be rendered where it will be, before anyone
+        is claimed; raises MailError (with what to do) when it cannot."""
 
     def send_batch(self, batch: Batch) -> BatchResult: ...
 
@@ -213,7 +205,9 @@ def sender_for(settings: Settings) -> Sender:
         return ConsoleSender(settings.mail_from)
     if settings.mail_backend == "smtp":
         return SmtpSender(settings)
-    return BatchOfOne(batch_sender_for(settings))
+    from newsletter.sendgrid import SendGridSender
+
+    return SendGridSender.from_settings(settings)
 
 
 @dataclass(frozen=True)

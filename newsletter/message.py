@@ -1,35 +1,55 @@
-"""Digests become one batch: subject, preheader, HTML and text, headers. Pure.
+"""Digests become one batch: each reader's digest as compact template data. Pure.
 
-The MJML layout is compiled once and filled once per batch (date, site); each paper's
-card is rendered once per batch as a shared section (Jinja, autoescaped), and so is each
-distinct "why it matched" line. A reader's own digest is then only a list of section tags
-plus their links and headline, as substitutions: SendGrid assembles it server-side, so
-1,000 readers cost one request however different their digests are.
+A reader's data holds everything their digest shows (subject, headline, papers with their
+why-lines and scores, their own links) under short keys, for the one digest template
+(email_templates/digest.mjml and digest.txt, Handlebars). Each paper's part is built once
+per process and shared by every reader who gets it; only position, score and "why" are
+the reader's own.
+
+SendGrid caps one personalization's `dynamic_template_data` at 10,000 bytes, so the data
+is kept small: short keys, arXiv links rebuilt by the template from the paper's id, fields
+clipped. A digest still too big is built again with tighter clips; one that does not fit
+even then keeps that data, and the SendGrid sender sends it by another route (content
+rendered here, in a request of its own).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
+from typing import Any
 from urllib.parse import quote
-
-from markupsafe import Markup, escape
 
 from newsletter.batch import Batch, Recipient
 from newsletter.digest import Candidate, Pick, Selection, headline
 from newsletter.mail import list_headers
-from newsletter.render import render_email, render_fragment
 from newsletter.taxonomy import topic_name
 
-ABSTRACT_CHARS = 600
-_CUT = "\x00why\x00"  # where the reader's "why" line goes inside a paper's card
+# "The total collective size of your dynamic_template_data may not exceed 10,000 bytes per
+# personalization object" (SendGrid's client libraries, e.g. sendgrid-java's Personalization
+# docs; the v3 reference states the same cap for substitutions and custom_args:
+# https://www.twilio.com/docs/sendgrid/api-reference/mail-send/mail-send).
+DATA_LIMIT = 10_000
+
+PREHEADER_CHARS = 140
 
 
-def tag(name: str) -> str:
-    """A substitution or section tag. Feed and reader text can never contain one (`_inert`)."""
-    return f"[[pw:{name}]]"
+@dataclass(frozen=True)
+class Detail:
+    """How much of each paper a digest carries: key points (how many, characters each) and
+    characters of abstract. The paper's page on the site always has the whole card."""
+
+    key_points: int
+    key_point: int
+    abstract: int
+
+
+FULL = Detail(key_points=4, key_point=240, abstract=600)
+# About 400 bytes a paper: a digest of 20 papers still fits DATA_LIMIT.
+TIGHT = Detail(key_points=2, key_point=100, abstract=200)
 
 
 @dataclass(frozen=True)
@@ -61,61 +81,104 @@ def _clip(text: str, limit: int) -> str:
     return text[:limit].rsplit(" ", 1)[0] + " …"
 
 
-def _inert(text: str, html: bool) -> str:
-    """Break any "[[" so text from a feed or a reader can never name one of our tags."""
-    return text.replace("[[", "&#91;[" if html else "[ [")
-
-
 def paper_url(site_url: str, key: str) -> str:
     return f"{site_url}/papers/{quote(key, safe='/')}"
 
 
-def _paper_values(paper: Candidate, site_url: str) -> dict[str, object]:
-    note = None
-    if paper.card_source == "offline":
-        note = "Offline summary: sentences picked from the abstract, not written by an LLM"
-    elif paper.card_source is None:
-        note = "No summary yet: this is the abstract"
-    url = paper_url(site_url, paper.key)
-    return {
-        "title": _line(paper.title),
-        "url": url,
-        "topics": [topic_name(t) for t in paper.topics],
-        "authors": _line(short_authors(paper.authors)),
-        "key_points": [_line(k) for k in paper.key_points],
-        "abstract": _clip(_line(paper.abstract), ABSTRACT_CHARS),
-        "abs_url": paper.abs_url or url,
-        "pdf_url": paper.pdf_url,
-        "code_url": paper.code_url,
-        "revised": paper.revised,
-        "note": note,
-    }
+@lru_cache(maxsize=8192)
+def _paper(paper: Candidate, detail: Detail) -> tuple[tuple[tuple[str, Any], ...], int]:
+    """A paper's part of the data, the same for every reader who gets it, and the length
+    of its JSON.
 
-
-@lru_cache(maxsize=4096)
-def _paper_sections(paper: Candidate, site_url: str) -> tuple[tuple[str, str], ...]:
-    """A paper's card, cut around the "why" line: two HTML and two text sections.
-
-    Cached: a day's 200 cards are rendered once per process, not once per 1,000 readers.
+    Cached: a day's 200 papers are built (and measured) once per process, not once per
+    reader. The template rebuilds arXiv's standard links from the id, so only other links
+    are sent.
     """
-    values = {"p": _paper_values(paper, site_url), "why": Markup(_CUT)}
-    html_head, html_foot = render_fragment("paper_card.html", values).split(_CUT)
-    text_head, text_foot = render_fragment("paper_card.txt", values).split(_CUT)
-    n = paper.paper_id
-    return ((tag(f"h{n}"), _inert(html_head, True)), (tag(f"f{n}"), _inert(html_foot, True)),
-            (tag(f"t{n}"), _inert(text_head, False)), (tag(f"u{n}"), _inert(text_foot, False)))
+    key = paper.key
+    part: dict[str, Any] = {
+        "t": _line(paper.title),
+        "k": quote(key, safe="/"),
+        "tp": [topic_name(t) for t in paper.topics],
+        "a": _clip(_line(short_authors(paper.authors)), 200),
+    }
+    if paper.key_points:
+        part["kp"] = [_clip(_line(k), detail.key_point)
+                      for k in paper.key_points[:detail.key_points]]
+    else:
+        part["ab"] = _clip(_line(paper.abstract), detail.abstract)
+    if paper.revised:
+        part["r"] = 1
+    if paper.abs_url and paper.abs_url != f"https://arxiv.org/abs/{key}":
+        part["abs"] = paper.abs_url
+    pdf = paper.pdf_url
+    if pdf and pdf.startswith(f"https://arxiv.org/pdf/{key}v"):
+        part["pv"] = pdf.removeprefix(f"https://arxiv.org/pdf/{key}")
+    elif pdf:
+        part["pdf"] = pdf
+    if paper.code_url:
+        part["code"] = paper.code_url
+    if paper.card_source == "offline":
+        part["o"] = 1  # "Offline summary: ... not written by an LLM"
+    elif paper.card_source is None:
+        part["na"] = 1  # "No summary yet: this is the abstract"
+    return tuple(part.items()), len(json.dumps(part))
 
 
-def _why(pick: Pick) -> tuple[str, str]:
-    reasons = ", ".join(pick.reasons)
-    html = (f'<div style="margin:8px 0 0"><span class="score">{pick.score}</span> '
-            f'<span class="why">Why: {escape(reasons)}</span></div>')
-    text = f"   Why ({pick.score}/100): {_line(reasons)}\n"
-    return _inert(html, True), _inert(text, False)
+def _pick(position: int, pick: Pick, detail: Detail) -> tuple[dict[str, Any], int]:
+    """A paper as one reader gets it (position, score, why), and the length of its JSON:
+    the shared part's, plus what json.dumps adds for the reader's three keys."""
+    part, part_bytes = _paper(pick.candidate, detail)
+    why = _line(", ".join(pick.reasons))
+    tail = f', "i": {position}, "sc": {pick.score}, "w": {json.dumps(why)}'
+    return {**dict(part), "i": position, "sc": pick.score, "w": why}, part_bytes + len(tail)
 
 
 def subject_line(selection: Selection, day: date) -> str:
     return f"{headline(selection)} · Paperwire, {day:%a %-d %b}"
+
+
+def digest_data(a: Addressee, *, day: date, frequency: str, site_url: str,
+                detail: Detail = FULL) -> tuple[dict[str, Any], int]:
+    """One reader's `dynamic_template_data` (everything their digest shows) and its size:
+    len(json.dumps(data)), counted without serialising the papers again.
+
+    json.dumps' default form (ASCII escapes, spaced separators) is what the client sends,
+    and the largest way of counting these bytes: a digest that fits here fits there.
+    """
+    selection = a.selection
+    first = _line(selection.picks[0].candidate.title) if selection.picks else ""
+    preheader = (f"{first} — and {len(selection.picks) - 1} more"
+                 if len(selection.picks) > 1 else first)
+    data: dict[str, Any] = {
+        "s": subject_line(selection, day),
+        "h": headline(selection),
+        "pre": _clip(preheader, PREHEADER_CHARS),
+        "d": f"{day:%A, %-d %B %Y}",
+        "f": frequency,
+        "u": site_url,
+        "m": a.manage_url,
+        "x": a.unsubscribe_url,
+        "v": a.view_url,
+        "p": [],
+    }
+    if selection.more:
+        data["mn"] = selection.more
+        data["mu"] = f"{site_url}/days/{day.isoformat()}"
+    size = len(json.dumps(data))  # the reader's own fields, with an empty list of papers
+    for position, pick in enumerate(selection.picks, start=1):
+        item, item_bytes = _pick(position, pick, detail)
+        data["p"].append(item)
+        size += item_bytes + (2 if position > 1 else 0)  # ", " between items
+    return data, size
+
+
+def _fitted(a: Addressee, **context: Any) -> tuple[dict[str, Any], int]:
+    """The reader's data at the most detail that fits DATA_LIMIT, and its size."""
+    for detail in (FULL, TIGHT):
+        data, size = digest_data(a, detail=detail, **context)
+        if size <= DATA_LIMIT:
+            break
+    return data, size
 
 
 def compose(
@@ -123,60 +186,17 @@ def compose(
 ) -> Batch:
     """One batch for these readers, whatever each one's digest holds."""
     site_url = site_url.rstrip("/")
-    sections: dict[str, str] = {}
-    # Tags per paper and per distinct "why" line, built once per batch, not once per reader.
-    paper_tags: dict[int, tuple[str, str, str, str]] = {}
-    why_tags: dict[tuple[int, tuple[str, ...]], tuple[str, str]] = {}
     recipients = []
     for a in addressees:
-        papers_html, papers_text = [], []
-        for position, pick in enumerate(a.selection.picks, start=1):
-            paper = pick.candidate
-            n = paper.paper_id
-            tags = paper_tags.get(n)
-            if tags is None:
-                sections.update(_paper_sections(paper, site_url))
-                tags = paper_tags[n] = (tag(f"h{n}"), tag(f"f{n}"), tag(f"t{n}"), tag(f"u{n}"))
-            key = (pick.score, pick.reasons)
-            why = why_tags.get(key)
-            if why is None:
-                why = why_tags[key] = (tag(f"w{len(why_tags)}"), tag(f"x{len(why_tags)}"))
-                sections[why[0]], sections[why[1]] = _why(pick)
-            papers_html.append(tags[0] + why[0] + tags[1])
-            papers_text.append(f"{position}. {tags[2]}{why[1]}{tags[3]}")
-        selection = a.selection
-        first = _line(selection.picks[0].candidate.title) if selection.picks else ""
-        more = selection.more
-        more_url = f"{site_url}/days/{day.isoformat()}"
-        own = list_headers(a.unsubscribe_url, site_url)
+        data, size = _fitted(a, day=day, frequency=frequency, site_url=site_url)
         recipients.append(Recipient(
             to=a.email,
-            subject=subject_line(selection, day),
-            substitutions={
-                tag("headline"): str(escape(headline(selection))),
-                tag("preheader"): _inert(str(escape(_clip(
-                    f"{first} — and {len(selection.picks) - 1} more"
-                    if len(selection.picks) > 1 else first, 140))), True),
-                tag("papers_html"): "".join(papers_html),
-                tag("papers_text"): "\n".join(papers_text),
-                tag("more_html"): (
-                    f'<p style="text-align:center"><a href="{more_url}" '
-                    f'style="color:#0b4f8a;font-weight:600">…and {more} more on the site</a></p>'
-                    if more else ""),
-                tag("more_text"): f"\n...and {more} more on the site: {more_url}\n" if more else "",
-                tag("manage"): a.manage_url,
-                tag("unsubscribe"): a.unsubscribe_url,
-                tag("view"): a.view_url,
-            },
+            data=data,
+            data_bytes=size,
             # Only List-Unsubscribe names the reader; the rest is the same for the batch.
-            headers={"List-Unsubscribe": own["List-Unsubscribe"]},
+            headers={"List-Unsubscribe": f"<{a.unsubscribe_url}>"},
             custom_args={"delivery_id": str(a.delivery_id)},
         ))
-    layout = render_email("digest", {
-        "date_label": f"{day:%A, %-d %B %Y}", "frequency": frequency, "site_url": site_url,
-        "tag": tag,
-    })
     shared = list_headers("", site_url)
     del shared["List-Unsubscribe"]
-    return Batch(subject="Your Paperwire digest", html=layout.html, text=layout.text,
-                 recipients=recipients, headers=shared, sections=sections)
+    return Batch(recipients=recipients, headers=shared)

@@ -23,7 +23,7 @@ from newsletter import delivery
 from newsletter.batch import Batch, BatchResult
 from newsletter.config import Settings
 from newsletter.ingest import ingest_files
-from newsletter.mail import FileSender, OneByOne
+from newsletter.mail import FileSender, MailError, OneByOne
 from newsletter.sendgrid import SendGridSender
 from newsletter.subscriber import Preferences, Subscriber, Suppression
 from newsletter.summarize import summarize_pending
@@ -59,8 +59,12 @@ def sg() -> Iterator[SendGridServer]:
 
 
 def sendgrid(server: SendGridServer, **options: object) -> SendGridSender:
+    """A sender whose digest template is already on the server (synced on first use), so
+    the faults a test injects afterwards meet its mail requests."""
     options = {"timeout": 1.0, "max_attempts": 4, "sleep": lambda _s: None, **options}
-    return SendGridSender(KEY, "Paperwire <digest@example.org>", host=server.url, **options)
+    sender = SendGridSender(KEY, "Paperwire <digest@example.org>", host=server.url, **options)
+    sender.prepare()
+    return sender
 
 
 def statuses(engine: Engine) -> Counter[str]:
@@ -105,10 +109,14 @@ def test_each_confirmed_reader_gets_one_digest_and_nobody_else_any(
         assert unsubscribe.startswith(f"<{settings.base_url}/unsubscribe/")
         assert mail.headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
         assert mail.headers["List-Id"].startswith("Paperwire <")
-        # The reader's own links, filled in by the provider, in both parts.
+        # The reader's own links, rendered by the provider from the template, in both parts.
         assert unsubscribe.strip("<>") in mail.html and unsubscribe.strip("<>") in mail.text
-        assert "[[pw:" not in mail.subject + mail.html + mail.text
         assert "/manage/" in mail.text and "/digest/" in mail.text
+        assert "{{" not in mail.subject + mail.html + mail.text
+    # Every digest request names the dynamic template and carries no retired feature.
+    (request,) = sg.requests
+    assert request.payload["template_id"].startswith("d-")
+    assert "sections" not in request.payload and "content" not in request.payload
     links = {m.headers["List-Unsubscribe"] for m in sg.messages}
     assert len(links) == 7  # nobody got someone else's link
 
@@ -140,12 +148,12 @@ def test_readers_share_requests_of_at_most_1000_whatever_their_digests(
     assert report.sent == 2500
     assert [r.personalizations for r in sg.requests] == [1000, 1000, 500]
     assert set(sg.recipient_counts().values()) == {1}
-    # Different readers, different digests, each assembled from the shared sections.
+    # Different readers, different digests, each rendered from the one template.
     digests = {m.text.split("--")[0] for m in sg.messages}
     assert len(digests) > 5
     for mail in sg.messages[:50]:
-        assert "[[pw:" not in mail.text + mail.html
         assert mail.subject.split(" · ")[0] in mail.text
+        assert mail.headers["List-Unsubscribe"].strip("<>") in mail.html
 
 
 def test_faults_are_retried_and_nobody_gets_two(
@@ -153,11 +161,13 @@ def test_faults_are_retried_and_nobody_gets_two(
 ) -> None:
     add_readers(engine, [(f"r{i}@example.org", "confirmed", [topic])
                          for i, topic in enumerate(["llm", "vision", "rl", "nlp"] * 3)])
+    sender = sendgrid(sg, max_attempts=6)
     sg.fail_next(status=429, headers={"X-RateLimit-Reset": "0"})
     sg.fail_next(status=500)
     sg.stall_next(3.0)
     sg.reset_next()
-    report = send(engine, settings, sendgrid(sg, max_attempts=6))
+    report = send(engine, settings, sender)
+    assert [r.status for r in sg.requests] == [429, 500, None, None, 202]
     assert report.failed == 0 and report.retry_later == 0
     counts = sg.recipient_counts()
     assert len(counts) == report.sent and set(counts.values()) == {1}
@@ -167,8 +177,9 @@ def test_provider_down_leaves_readers_pending_for_the_next_run(
     engine: Engine, settings: Settings, papers: None, sg: SendGridServer
 ) -> None:
     add_readers(engine, [("ada@example.org", "confirmed", ["llm"])])
+    sender = sendgrid(sg, max_attempts=2)
     sg.fail_next(status=503, times=2)
-    down = send(engine, settings, sendgrid(sg, max_attempts=2))
+    down = send(engine, settings, sender)
     assert (down.sent, down.retry_later) == (0, 1)
     assert statuses(engine) == {"pending": 1}
     back = send(engine, settings, sendgrid(sg))
@@ -180,10 +191,11 @@ def test_a_refused_request_fails_for_good_and_is_not_resent(
     engine: Engine, settings: Settings, papers: None, sg: SendGridServer
 ) -> None:
     add_readers(engine, [("ada@example.org", "confirmed", ["llm"])])
-    sg.fail_next(status=400, message="Invalid substitution tag")
-    refused = send(engine, settings, sendgrid(sg))
+    sender = sendgrid(sg)
+    sg.fail_next(status=400, message="Invalid dynamic_template_data")
+    refused = send(engine, settings, sender)
     assert refused.failed == 1
-    assert "Invalid substitution tag" in refused.errors[0]
+    assert "Invalid dynamic_template_data" in refused.errors[0]
     assert statuses(engine) == {"failed": 1}
     assert send(engine, settings, sendgrid(sg)).requests == 0
 
@@ -202,6 +214,9 @@ class CrashAfter:
 
     def __init__(self, sender: SendGridSender, batches: int) -> None:
         self.sender, self.left = sender, batches
+
+    def prepare(self) -> None:
+        self.sender.prepare()
 
     def send_batch(self, batch: Batch) -> BatchResult:
         result = self.sender.send_batch(batch)
@@ -249,11 +264,11 @@ def test_two_workers_on_one_edition_never_send_the_same_delivery(
     compose = delivery.composer_for(settings, DAY, "daily")
     reports: list[delivery.SendReport] = []
 
-    def worker() -> None:
+    def worker(sender: SendGridSender) -> None:
         reports.append(delivery.deliver(engine, edition_id, chunks[0],
-                                        sender=sendgrid(sg), compose=compose))
+                                        sender=sender, compose=compose))
 
-    threads = [threading.Thread(target=worker) for _ in range(2)]
+    threads = [threading.Thread(target=worker, args=(sendgrid(sg),)) for _ in range(2)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -313,7 +328,7 @@ def test_hostile_paper_text_arrives_escaped(
     send(engine, settings, sendgrid(sg))
     mail = sg.messages_for("ada@example.org")[0]
     assert "<script>" not in mail.html and "&lt;script&gt;" in mail.html
-    # Jinja never evaluated the title: the braces arrive as text in both parts.
+    # Handlebars never evaluated the title: the braces arrive as text in both parts.
     assert "{{ 7*7 }}" in mail.html and "{{ 7*7 }}" in mail.text
     assert not any(line.startswith("Bcc:") for line in mail.text.splitlines())
     assert "victim@example.org" not in mail.headers.get("Bcc", "")
@@ -373,3 +388,18 @@ def test_two_worker_processes_share_an_edition(
     assert len(sg.requests) == 4  # one per chunk of 30
     assert len(sg.recipient_counts()) == 120 and set(sg.recipient_counts().values()) == {1}
     assert statuses(engine) == {"sent": 120}
+
+
+def test_an_outdated_template_stops_the_send_before_anyone_is_claimed(
+    engine: Engine, settings: Settings, papers: None, sg: SendGridServer
+) -> None:
+    add_readers(engine, [("ada@example.org", "confirmed", ["llm"])])
+    strict = SendGridSender(KEY, "Paperwire <digest@example.org>", host=sg.url,
+                            sync_template=False, sleep=lambda _s: None)
+    with pytest.raises(MailError, match="newsletter sendgrid sync"):
+        send(engine, settings, strict)
+    assert statuses(engine) == {} and sg.requests == []  # nobody planned, claimed or failed
+
+    strict.sync()  # what the operator runs
+    assert send(engine, settings, strict).sent == 1
+    assert sg.recipient_counts() == {"ada@example.org": 1}

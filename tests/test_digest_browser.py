@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.batch import personalize
 from newsletter.digest import Interests, candidate, select
 from newsletter.message import Addressee, compose
+from newsletter.render import render_digest
 from tests.support.servers import missing
 from tests.test_web_browser import CHROMIUM, CHROMIUM_ARGS
 
@@ -37,7 +37,7 @@ def digest_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     batch = compose([reader], day=date(2026, 9, 24), frequency="daily",
                     site_url="https://paperwire.example.org")
     path = tmp_path_factory.mktemp("digest") / "digest.html"
-    path.write_text(personalize(batch.html, batch.recipients[0].substitutions, batch.sections))
+    path.write_text(render_digest(batch.recipients[0].data).html)
     return path
 
 

@@ -41,14 +41,14 @@ def test_smtp_sender_delivers_a_batch_reader_by_reader(smtp: tuple[Inbox, int]) 
                         mail_from="Paperwire <digest@example.org>")
     sender = batch_sender_for(settings)
     assert isinstance(sender, OneByOne)
+    sender.prepare()  # nothing to check: the template is rendered here
     batch = Batch(
-        subject="Your Paperwire digest", html="<p>[[pw:papers]]</p>", text="[[pw:papers]]",
-        recipients=[Recipient(to=f"r{i}@example.org", subject=f"{i} papers",
-                              substitutions={"[[pw:papers]]": f"[[pw:p{i}]] for r{i}"},
+        recipients=[Recipient(to=f"r{i}@example.org",
+                              data={"s": f"{i} papers", "h": f"Digest for r{i}",
+                                    "x": f"https://x.org/u/{i}"},
                               headers={"List-Unsubscribe": f"<https://x.org/u/{i}>"})
                     for i in range(3)],
         headers={"List-Unsubscribe-Post": "List-Unsubscribe=One-Click"},
-        sections={f"[[pw:p{i}]]": f"Paper {i}" for i in range(3)},
     )
     result = sender.send_batch(batch)
     assert result.accepted == ("r0@example.org", "r1@example.org", "r2@example.org")
@@ -56,8 +56,11 @@ def test_smtp_sender_delivers_a_batch_reader_by_reader(smtp: tuple[Inbox, int]) 
     mail = message_from_bytes(inbox.received[1][2], policy=default)
     assert mail["Subject"] == "1 papers"
     assert mail["List-Unsubscribe"] == "<https://x.org/u/1>"
-    assert mail.get_body(("plain",)).get_content().strip() == "Paper 1 for r1"
-    assert "<p>Paper 1 for r1</p>" in mail.get_body(("html",)).get_content()
+    assert mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    # The digest template, rendered here from the reader's data.
+    text = mail.get_body(("plain",)).get_content()
+    assert "Digest for r1" in text and "Unsubscribe: https://x.org/u/1" in text
+    assert 'href="https://x.org/u/1"' in mail.get_body(("html",)).get_content()
 
 
 def test_smtp_server_down_is_a_clear_error_and_leaves_readers_unsent() -> None:
@@ -66,6 +69,6 @@ def test_smtp_server_down_is_a_clear_error_and_leaves_readers_unsent() -> None:
     with pytest.raises(MailError, match=r"SMTP 127\.0\.0\.1"):
         SmtpSender(settings).send(Message("a@example.org", "s", "<p>h</p>", "t"))
     result = batch_sender_for(settings).send_batch(Batch(
-        subject="s", html="h", text="t", recipients=[Recipient(to="a@example.org")]))
+        recipients=[Recipient(to="a@example.org", data={"s": "s"})]))
     assert result.accepted == () and result.rejected == ()
     assert result.error is not None and "SMTP" in result.error

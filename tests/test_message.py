@@ -1,59 +1,118 @@
-"""A batch of different digests: layout, shared sections, per-reader tags. Pure."""
+"""A batch of different digests: each reader's compact template data, and the digest the
+one template renders from it. Pure."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
 from datetime import date
 
-from newsletter.batch import personalize
 from newsletter.digest import Interests, candidate, select
-from newsletter.message import Addressee, compose
+from newsletter.message import DATA_LIMIT, Addressee, compose
+from newsletter.render import render_digest
 
 SITE = "https://paperwire.example.org"
 DAY = date(2026, 9, 24)
 QUANT = candidate(1, "2609.00001", "Quantization at 2 Bits", "abs", ["Ana Perez"],
                   ["efficient-ml"], ["q1", "q2", "q3", "q4"],
+                  abs_url="https://arxiv.org/abs/2609.00001",
                   pdf_url="https://arxiv.org/pdf/2609.00001v1", card_source="llm")
-# A feed title that tries to pull another paper's card into the reader's digest.
-SNEAKY = candidate(2, "2609.00002", "Agents [[pw:h1]] and [[pw:manage]]", "abs", ["Kim Lee"],
-                   ["llm"], ["s1", "s2", "s3", "s4"], card_source="offline")
+AGENTS = candidate(2, "2609.00002", "Agents that Plan", "abs", ["Kim Lee"],
+                   ["llm"], ["s1", "s2", "s3", "s4"], card_source="offline",
+                   code_url="https://github.com/example/agents")
 
 
-def reader(email: str, wanted: Interests, papers=(QUANT, SNEAKY)) -> Addressee:
+def reader(email: str, wanted: Interests, papers=(QUANT, AGENTS)) -> Addressee:
     return Addressee(email, 7, select(papers, wanted), f"{SITE}/manage/{email}",
                      f"{SITE}/unsubscribe/{email}", f"{SITE}/digest/{email}")
-
-
-def read(batch, i: int) -> tuple[str, str]:
-    r = batch.recipients[i]
-    return (personalize(batch.html, r.substitutions, batch.sections),
-            personalize(batch.text, r.substitutions, batch.sections))
 
 
 def test_one_batch_carries_different_digests_each_with_its_own_links() -> None:
     batch = compose([reader("a@x.org", Interests(topics=("efficient-ml",))),
                      reader("b@x.org", Interests(topics=("llm",)))],
                     day=DAY, frequency="daily", site_url=SITE)
-    a_html, a_text = read(batch, 0)
-    b_html, b_text = read(batch, 1)
-    assert "Quantization at 2 Bits" in a_text and "Agents" not in a_text
-    assert "Agents" in b_text and "Quantization" not in b_text
-    assert f"{SITE}/unsubscribe/a@x.org" in a_html and "b@x.org" not in a_html + a_text
-    assert [r.subject for r in batch.recipients] == [
+    a, b = (render_digest(r.data) for r in batch.recipients)
+    assert "Quantization at 2 Bits" in a.text and "Agents" not in a.text
+    assert "Agents that Plan" in b.text and "Quantization" not in b.text
+    assert f"{SITE}/unsubscribe/a@x.org" in a.html and "b@x.org" not in a.html + a.text
+    assert [a.subject, b.subject] == [
         "1 paper on Efficient ML · Paperwire, Thu 24 Sep",
         "1 paper on Large Language Models · Paperwire, Thu 24 Sep",
     ]
-    assert "Offline summary" in b_text and "Offline summary" not in a_text
-    assert "[[pw:" not in a_html + a_text + b_html + b_text.replace("[ [pw:", "")
+    assert "Offline summary" in b.text and "Offline summary" not in a.text
+    # arXiv's own links are rebuilt from the id; others are carried as they are.
+    assert "PDF: https://arxiv.org/pdf/2609.00001v1" in a.text
+    assert "arXiv: https://arxiv.org/abs/2609.00001" in a.text
+    assert "Code: https://github.com/example/agents" in b.text
+    assert [r.headers for r in batch.recipients] == [
+        {"List-Unsubscribe": f"<{SITE}/unsubscribe/a@x.org>"},
+        {"List-Unsubscribe": f"<{SITE}/unsubscribe/b@x.org>"}]
+    assert batch.headers == {"List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+                             "List-Id": "Paperwire <paperwire.paperwire.example.org>"}
+    assert batch.recipients[0].custom_args == {"delivery_id": "7"}
 
 
-def test_feed_text_cannot_name_a_tag() -> None:
-    batch = compose([reader("b@x.org", Interests(topics=("llm",)))], day=DAY,
+def test_the_data_is_compact_and_measured() -> None:
+    batch = compose([reader("a@x.org", Interests(topics=("efficient-ml",)))], day=DAY,
                     frequency="daily", site_url=SITE)
-    html, text = read(batch, 0)
-    assert "q1" not in html + text  # QUANT's card was not pulled in
-    assert "/manage/b@x.org" not in text.split("Manage topics:")[0]
-    assert "Agents [ [pw:h1]] and [ [pw:manage]]" in text
+    (own,) = batch.recipients
+    assert own.data_bytes == len(json.dumps(own.data))
+    (paper,) = own.data["p"]
+    assert paper == {"t": "Quantization at 2 Bits", "k": "2609.00001", "tp": ["Efficient ML"],
+                     "a": "Ana Perez", "kp": ["q1", "q2", "q3", "q4"], "pv": "v1", "i": 1,
+                     "sc": paper["sc"], "w": "topic: Efficient ML"}
+
+
+def test_the_measured_size_is_exactly_what_the_client_sends() -> None:
+    odd = candidate(9, "hep-th/9901001", "Ünïcode — “quotes” \\ back\\slash", "Résumé",
+                    ["Zoë Ø"], ["llm", "nlp"], [], card_source=None,
+                    pdf_url="https://example.org/x.pdf")
+    batch = compose([reader("a@x.org", Interests(topics=("llm",), max_papers=1),
+                            (QUANT, AGENTS, odd)),
+                     reader("b@x.org", Interests(topics=("llm", "nlp")), (AGENTS, odd))],
+                    day=DAY, frequency="weekly", site_url=SITE)
+    assert [r.data_bytes for r in batch.recipients] == [
+        len(json.dumps(r.data)) for r in batch.recipients]
+    assert batch.recipients[0].data["mn"] == 1
+
+
+def long_paper(i: int, words: int) -> object:
+    point = " ".join(["word"] * words)
+    return candidate(100 + i, f"2609.{10000 + i}", f"Paper {i} " + "T" * 60, "abs",
+                     [f"Author {k}" for k in range(5)], ["llm"], [point] * 4,
+                     card_source="llm")
+
+
+def test_a_big_digest_is_clipped_to_fit_the_data_cap() -> None:
+    papers = [long_paper(i, 40) for i in range(20)]
+    batch = compose([reader("a@x.org", Interests(topics=("llm",), max_papers=20), papers)],
+                    day=DAY, frequency="daily", site_url=SITE)
+    (own,) = batch.recipients
+    assert len(own.data["p"]) == 20  # every paper is still there
+    assert own.data_bytes <= DATA_LIMIT
+    assert [len(p) < 110 for p in own.data["p"][0]["kp"]] == [True, True]
+
+
+def test_a_digest_that_cannot_fit_says_so_by_its_size() -> None:
+    papers = [long_paper(i, 200) for i in range(60)]
+    batch = compose([reader("a@x.org", Interests(topics=("llm",), max_papers=60), papers)],
+                    day=DAY, frequency="daily", site_url=SITE)
+    (own,) = batch.recipients
+    assert own.data_bytes > DATA_LIMIT and len(own.data["p"]) == 60
+
+
+def test_hostile_text_renders_literally_and_inert() -> None:
+    hostile = "{{ 7*7 }} }}{{ <script>x</script> [[pw:manage]] {{{raw}}}\r\nBcc: v@example.org"
+    paper = candidate(3, "2609.00003", hostile, hostile, [hostile], ["llm"], [],
+                      card_source=None)
+    batch = compose([reader("c@x.org", Interests(topics=("llm",)), (paper,))], day=DAY,
+                    frequency="daily", site_url=SITE)
+    digest = render_digest(batch.recipients[0].data)
+    flat = "{{ 7*7 }} }}{{ <script>x</script> [[pw:manage]] {{{raw}}} Bcc: v@example.org"
+    assert f"1. {flat}" in digest.text and "49" not in digest.text
+    assert not any(line.startswith("Bcc:") for line in digest.text.splitlines())
+    assert "&lt;script&gt;x&lt;/script&gt;" in digest.html and "<script>" not in digest.html
+    assert "{{ 7*7 }} }}{{" in digest.html and "No summary yet" in digest.text
 
 
 def test_a_new_link_on_the_same_paper_is_not_served_from_the_cache() -> None:
@@ -62,5 +121,6 @@ def test_a_new_link_on_the_same_paper_is_not_served_from_the_cache() -> None:
     v2 = dataclasses.replace(QUANT, pdf_url="https://arxiv.org/pdf/2609.00001v2")
     second = compose([reader("a@x.org", Interests(topics=("efficient-ml",)), papers=(v2,))],
                      day=DAY, frequency="daily", site_url=SITE)
-    assert "2609.00001v1" in read(first, 0)[0]
-    assert "2609.00001v2" in read(second, 0)[0] and "2609.00001v1" not in read(second, 0)[0]
+    assert "2609.00001v1" in render_digest(first.recipients[0].data).html
+    html = render_digest(second.recipients[0].data).html
+    assert "2609.00001v2" in html and "2609.00001v1" not in html
