@@ -11,7 +11,7 @@ $(VENV)/.installed: pyproject.toml
 
 .PHONY: demo test lint bench
 demo: $(VENV)/.installed
-	$(VENV)/bin/newsletter demo
+	PAPERWIRE_DEV=1 $(VENV)/bin/newsletter demo
 
 test: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
@@ -21,3 +21,4 @@ bench: $(VENV)/.installed
 	$(VENV)/bin/python -m bench.ingest
 	$(VENV)/bin/python -m bench.summarize
 	$(VENV)/bin/python -m bench.deliver
+	$(VENV)/bin/python -m bench.web

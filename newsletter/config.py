@@ -1,4 +1,10 @@
-"""Settings from environment variables, validated once at start."""
+"""Settings from environment variables, validated once at start.
+
+Production is the default. Development mode (`PAPERWIRE_DEV=1`, set by `newsletter demo`
+and `make demo`) is the only mode that may run without SECRET_KEY (links are then signed
+with a key derived from DATABASE_URL), over plain http, and with the outbox viewer. A
+production start that lacks what it needs is refused with every problem named at once.
+"""
 
 from __future__ import annotations
 
@@ -24,7 +30,8 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///paperwire.db"
     redis_url: str | None = None
     secret_key: str | None = None
-    dev_mode: bool = Field(default=True, alias="PAPERWIRE_DEV")
+    dev_mode: bool = Field(default=False, alias="PAPERWIRE_DEV")
+    # The public address readers use; https in production (links, cookies, form origin).
     base_url: str = "http://127.0.0.1:8000"
 
     openai_api_key: str | None = None
@@ -53,6 +60,11 @@ class Settings(BaseSettings):
     sendgrid_timeout: float = Field(default=30.0, gt=0)
     sendgrid_max_attempts: int = Field(default=5, ge=1, le=10)
     sendgrid_max_wait: float = Field(default=60.0, ge=0)
+    # The digest's dynamic template on SendGrid (`newsletter sendgrid sync`), and whether a
+    # send syncs it when it is missing or outdated (off: the send stops and says so).
+    sendgrid_template_name: str = Field(default="paperwire-digest", min_length=1,
+                                        max_length=80)
+    sendgrid_template_sync: bool = True
     sendgrid_webhook_public_key: str | None = None
     smtp_host: str = "localhost"
     smtp_port: int = Field(default=25, ge=1, le=65535)
@@ -99,7 +111,7 @@ class Settings(BaseSettings):
     # (lower case, +tag and Gmail dots removed), per recipient domain, and in all per hour.
     # They stop mail-bombing one inbox through plus-addresses from many IPs.
     signup_mailbox_limit: str = "3/hour;6/day"
-    signup_domain_limit: str = "60/hour"
+    signup_domain_limit: str = "300/hour"
     signup_mail_limit: str = "1000/hour"
     # How many reverse proxies (nginx, a load balancer) sit in front of the web app: their
     # X-Forwarded-For is then trusted for the client IP that rate limits and consent record.
@@ -181,10 +193,19 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_production(self) -> Settings:
+        # One line per problem, each naming its variable: one restart fixes them all.
+        problems = []
         if not self.dev_mode and not self.secret_key:
-            raise ValueError("SECRET_KEY is required when PAPERWIRE_DEV=0")
+            problems.append("SECRET_KEY is required in production (the default mode): set it "
+                            "to a long random string, or PAPERWIRE_DEV=1 for development")
+        if not self.dev_mode and not self.base_url.startswith("https://"):
+            problems.append(f"BASE_URL must be https in production, not {self.base_url}: "
+                            "forms, cookies and signed links are served over TLS only "
+                            "(or set PAPERWIRE_DEV=1 for development)")
         if self.mail_backend == "sendgrid" and not self.sendgrid_api_key:
-            raise ValueError("MAIL_BACKEND=sendgrid needs SENDGRID_API_KEY")
+            problems.append("MAIL_BACKEND=sendgrid needs SENDGRID_API_KEY")
+        if problems:
+            raise ValueError("\n".join(problems))
         return self
 
     @property
@@ -242,8 +263,12 @@ def load_settings() -> Settings:
     except ValidationError as exc:
         lines = []
         for err in exc.errors():
-            name = "_".join(str(p) for p in err["loc"]).upper() or "settings"
-            lines.append(f"  {name}: {err['msg'].removeprefix('Value error, ')}")
+            message = err["msg"].removeprefix("Value error, ")
+            if not err["loc"]:  # the checks across variables name their own
+                lines.extend(f"  {line}" for line in message.splitlines())
+                continue
+            name = "_".join(str(p) for p in err["loc"]).upper()
+            lines.append(f"  {name}: {message}")
         raise ConfigError("invalid configuration:\n" + "\n".join(lines)) from None
 
 

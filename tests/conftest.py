@@ -28,6 +28,9 @@ _ENV = ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "PAPERWIRE_DEV", "BASE_URL", 
 def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in _ENV:
         monkeypatch.delenv(name, raising=False)
+    # Production is the service's default; most tests exercise development mode (no
+    # SECRET_KEY, http BASE_URL, the outbox viewer), and say PAPERWIRE_DEV=0 when they do not.
+    monkeypatch.setenv("PAPERWIRE_DEV", "1")
 
 
 def arxiv_fixture(name: str) -> Path:

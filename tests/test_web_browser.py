@@ -15,10 +15,7 @@ from newsletter import subscriber as subs
 from newsletter.config import Settings
 from newsletter.web import create_app
 from tests.support.servers import free_port, missing
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+from tests.support.web import CHROMIUM, CHROMIUM_ARGS
 
 
 @pytest.fixture

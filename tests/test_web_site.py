@@ -140,7 +140,7 @@ def test_security_headers(client: FlaskClient) -> None:
     assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
     assert "script-src 'none'" in headers["Content-Security-Policy"]
     assert headers["X-Content-Type-Options"] == "nosniff"
-    assert headers["Referrer-Policy"] == "no-referrer"
+    assert headers["Referrer-Policy"] == "same-origin"
     assert headers["X-Frame-Options"] == "DENY"
 
 

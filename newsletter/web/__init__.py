@@ -9,9 +9,7 @@ import logging
 from datetime import date
 
 from flask import Flask, Response, render_template, request
-from flask_limiter import Limiter
-from flask_limiter.util import get_remote_address
-from flask_wtf.csrf import CSRFError, CSRFProtect
+from flask_wtf.csrf import CSRFError
 from sqlalchemy import Engine
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -24,6 +22,7 @@ from newsletter.signup import Services
 from newsletter.subscriber import LinkInvalid
 from newsletter.web import site, subscriptions, webhooks
 from newsletter.web.common import SERVICES
+from newsletter.web.origin import REFERRER_POLICY, OriginCheckedCSRF
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +52,6 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         SESSION_COOKIE_SECURE=https,
         # A manage page left open for an afternoon must still save.
         WTF_CSRF_TIME_LIMIT=None,
-        WTF_CSRF_SSL_STRICT=https,
-        RATELIMIT_STORAGE_URI=settings.redis_url or "memory://",
-        RATELIMIT_HEADERS_ENABLED=True,
     )
     if settings.trusted_proxies:
         n = settings.trusted_proxies
@@ -66,25 +62,21 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.extensions[SERVICES] = Services.build(settings, engine, sender,
                                               Links(key, settings.base_url))
 
-    csrf = CSRFProtect(app)
+    csrf = OriginCheckedCSRF(app, settings.base_url)
     # One-click unsubscribe comes from mail providers with no cookie and no form token
     # (RFC 8058), and SendGrid signs its own requests.
     csrf.exempt(subscriptions.unsubscribe)
     csrf.exempt(webhooks.blueprint)
 
-    limiter = Limiter(get_remote_address, app=app, default_limits=[])
-    limiter.limit(settings.signup_rate_limit, methods=["POST"])(subscriptions.signup)
 
     app.register_blueprint(site.blueprint)
-    app.register_blueprint(subscriptions.signup)
     app.register_blueprint(subscriptions.blueprint)
     app.register_blueprint(webhooks.blueprint)
     _register_errors(app)
     app.after_request(_security_headers(https))
     app.add_template_filter(_long_date, "long_date")
-    app.jinja_env.globals.update(dev_mode=settings.dev_mode,
-                                 outbox_enabled=settings.dev_mode
-                                 and settings.mail_backend == "file")
+    app.jinja_env.globals.update(dev_mode=settings.dev_mode)
+    app.context_processor(lambda: {"outbox_enabled": site.outbox_open()})
     return app
 
 
@@ -98,8 +90,9 @@ def _security_headers(https: bool):  # type: ignore[no-untyped-def]
         headers.setdefault("Content-Security-Policy", CSP)
         headers.setdefault("X-Content-Type-Options", "nosniff")
         headers.setdefault("X-Frame-Options", "DENY")
-        # Manage and unsubscribe URLs carry tokens: never hand them to another site.
-        headers.setdefault("Referrer-Policy", "no-referrer")
+        # Manage and unsubscribe URLs carry tokens: never hand them to another site, yet
+        # let our own forms say where they come from (newsletter/web/origin.py).
+        headers.setdefault("Referrer-Policy", REFERRER_POLICY)
         headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
         headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
         if https:
@@ -132,7 +125,9 @@ def _register_errors(app: Flask) -> None:
         return error_page(status, title, message)
 
     @app.errorhandler(CSRFError)
-    def csrf_error(_exc: CSRFError):  # type: ignore[no-untyped-def]
+    def csrf_error(exc: CSRFError):  # type: ignore[no-untyped-def]
+        # The reader sees one page; the log says which check refused the form.
+        log.warning("form refused on %s: %s", request.path, exc.description)
         return error_page(400, "This form has expired",
                           "The form was sent without its security token, or from another "
                           "site. Go back, reload the page and try again.")

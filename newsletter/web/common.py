@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 from flask import current_app, request
 
 from newsletter.signup import Services
@@ -16,6 +18,22 @@ def services() -> Services:
 
 def client() -> Client:
     return Client(ip=request.remote_addr, user_agent=request.user_agent.string)
+
+
+# Headers a reverse proxy adds: a request carrying one was relayed, whoever connected.
+_RELAYED = ("Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto",
+            "X-Real-IP")
+
+
+def from_loopback() -> bool:
+    """A client on this machine talking to us directly. A proxy on the same machine
+    connects from loopback too, for every visitor: what it relays is not loopback."""
+    if any(name in request.headers for name in _RELAYED):
+        return False
+    try:
+        return ipaddress.ip_address(request.remote_addr or "").is_loopback
+    except ValueError:
+        return False
 
 
 def no_store(response):  # type: ignore[no-untyped-def]

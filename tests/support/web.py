@@ -1,9 +1,18 @@
-"""Helpers for the web tests: an app on a test database, form tokens, the outbox."""
+"""Helpers for the web tests: an app on a test database, form tokens, the outbox, and the
+real pieces of an https deployment (a self-signed certificate, gunicorn, nginx, Chromium)."""
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
+import os
 import re
+import shutil
+import subprocess
+import sys
+import tempfile
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
 from email.message import EmailMessage
 from email.policy import default
@@ -16,8 +25,14 @@ from sqlalchemy import Engine
 
 from newsletter.config import Settings
 from newsletter.web import create_app
+from tests.conftest import REPO
+from tests.support.servers import _unprivileged, missing, wait_for_port
 
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
 @pytest.fixture
@@ -46,7 +61,11 @@ def csrf_token(client: FlaskClient, path: str = "/") -> str:
 
 
 def outbox(settings: Settings) -> list[EmailMessage]:
-    folder = settings.outbox_dir
+    return mails_in(settings.outbox_dir)
+
+
+def mails_in(folder: Path) -> list[EmailMessage]:
+    """The file backend's mails in `folder`, oldest first."""
     if not folder.exists():
         return []
     return [message_from_bytes(p.read_bytes(), policy=default)  # type: ignore[misc]
@@ -77,3 +96,114 @@ def subscribe(client: FlaskClient, email: str, topics: tuple[str, ...] = ("llm",
     data = {"email": email, "topics": list(topics), "frequency": frequency,
             "csrf_token": csrf_token(client), **extra}
     return client.post("/subscribe", data=data)
+
+
+# ------------------------------------------------------------------ https, for real
+
+
+def self_signed(folder: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and localhost, and its key, as PEM files."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5)).not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName(
+            [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+@contextlib.contextmanager
+def gunicorn(env: dict[str, str], port: int, log: Path, *tls: str) -> Iterator[None]:
+    """The production entry point, `gunicorn 'newsletter.web:create_app()'`, on loopback;
+    `tls` adds gunicorn options such as --certfile and --keyfile."""
+    command = [sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{port}",
+               "--workers", "1", "--threads", "4", *tls, "newsletter.web:create_app()"]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(command, cwd=REPO, env={**os.environ, **env}, stdout=out,
+                                stderr=subprocess.STDOUT)
+    try:
+        wait_for_port(port)
+        yield
+    finally:
+        proc.terminate()
+        proc.wait(20)
+
+
+_NGINX_CONF = """\
+worker_processes 1;
+pid {root}/nginx.pid;
+error_log {root}/error.log;
+events {{ worker_connections 64; }}
+http {{
+    access_log {root}/access.log;
+    client_body_temp_path {root}/body;
+    proxy_temp_path {root}/proxy;
+    fastcgi_temp_path {root}/fastcgi;
+    uwsgi_temp_path {root}/uwsgi;
+    scgi_temp_path {root}/scgi;
+    server {{
+        listen 127.0.0.1:{port} ssl;
+        ssl_certificate {root}/cert.pem;
+        ssl_certificate_key {root}/key.pem;
+        location / {{
+            proxy_pass http://127.0.0.1:{upstream};
+            proxy_set_header Host $http_host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_set_header X-Forwarded-Host $http_host;
+        }}
+    }}
+}}
+"""
+
+
+@contextlib.contextmanager
+def nginx(port: int, upstream: int) -> Iterator[Path]:
+    """Debian's nginx terminating TLS on 127.0.0.1:`port` for the app on `upstream`, as the
+    README's deployment does, run as an unprivileged user from a prefix of its own.
+    Yields the prefix, where error.log and access.log are."""
+    binary = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not os.access(binary, os.X_OK):
+        missing("nginx")
+    user = _unprivileged()
+    root = Path(tempfile.mkdtemp(prefix="paperwire-nginx-"))
+    self_signed(root)
+    (root / "nginx.conf").write_text(_NGINX_CONF.format(root=root, port=port,
+                                                        upstream=upstream))
+    if user:
+        for path in (root, *root.iterdir()):
+            os.chown(path, user.pw_uid, user.pw_gid)
+
+    def as_user() -> None:
+        if user:
+            os.setgid(user.pw_gid)
+            os.setuid(user.pw_uid)
+
+    # -e: the error log before the config is read (the default is under /var/log).
+    proc = subprocess.Popen(
+        [binary, "-p", str(root), "-c", str(root / "nginx.conf"), "-e", str(root / "error.log"),
+         "-g", "daemon off;"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=as_user)
+    try:
+        wait_for_port(port)
+        yield root
+    finally:
+        proc.terminate()
+        proc.wait(20)
+        shutil.rmtree(root, ignore_errors=True)

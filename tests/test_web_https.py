@@ -1,0 +1,179 @@
+"""Every form over real TLS, in Chromium, with the app in production mode.
+
+Two deployments the README documents: nginx terminating TLS in front of gunicorn (with
+X-Forwarded-For/-Proto and TRUSTED_PROXIES=1), and gunicorn serving TLS itself. Both run
+`gunicorn 'newsletter.web:create_app()'` with PAPERWIRE_DEV=0, a SECRET_KEY and an https
+BASE_URL, behind a self-signed certificate made here. A reader signs up, confirms from the
+mail, saves their settings, unsubscribes, subscribes again and deletes their data; every one
+of those forms carries a CSRF token and passes the origin check. On the way, a link from a
+token page to another https site must reach it with no Referer.
+"""
+
+from __future__ import annotations
+
+import http.server
+import ssl
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+from sqlmodel import Session
+
+from newsletter import db
+from newsletter import subscriber as subs
+from tests.support.servers import free_port, missing
+from tests.support.web import CHROMIUM, CHROMIUM_ARGS, gunicorn, link, mails_in, nginx, self_signed
+
+EMAIL = "tls-reader@example.com"
+
+
+@pytest.fixture
+def database(tmp_path: Path) -> Iterator[tuple[str, Engine]]:
+    url = f"sqlite:///{tmp_path / 'paperwire.db'}"
+    engine = db.make_engine(url)
+    db.upgrade(engine)
+    yield url, engine
+    engine.dispose()
+
+
+def production(base_url: str, database_url: str, outbox_dir: Path) -> dict[str, str]:
+    return {"PAPERWIRE_DEV": "0", "SECRET_KEY": "tls-test-" + "k" * 32, "BASE_URL": base_url,
+            "DATABASE_URL": database_url, "MAIL_BACKEND": "file",
+            "OUTBOX_DIR": str(outbox_dir), "LOG_LEVEL": "WARNING"}
+
+
+class _Recorder(http.server.BaseHTTPRequestHandler):
+    referers: dict[str, str | None] = {}
+
+    def do_GET(self) -> None:
+        self.referers[self.path] = self.headers.get("Referer")
+        body = b"<!doctype html><title>elsewhere</title><h1>Another site</h1>"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_: object) -> None:
+        return None
+
+
+@pytest.fixture
+def other_site(tmp_path: Path) -> Iterator[tuple[str, dict[str, str | None]]]:
+    """Another https origin that records the Referer each visit brings, by path."""
+    folder = tmp_path / "other"
+    folder.mkdir()
+    cert, key = self_signed(folder)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    handler = type("Recorder", (_Recorder,), {"referers": {}})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), handler)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"https://127.0.0.1:{server.server_port}/landing", handler.referers
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
+def _state(engine: Engine) -> tuple[str, list[str]] | None:
+    with Session(engine) as session:
+        row = subs.find_by_email(session, EMAIL)
+        if row is None:
+            return None
+        return row.status, list(subs.preferences_of(session, row).topics)
+
+
+def walk_every_form(base: str, engine: Engine, outbox_dir: Path,
+                    other: tuple[str, dict[str, str | None]]) -> None:
+    if not CHROMIUM.exists():
+        missing("chromium")
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            # The certificate is self-signed: trusting it is the only thing relaxed.
+            context = browser.new_context(ignore_https_errors=True)
+            page = context.new_page()
+            response = page.goto(base + "/")
+            assert response is not None and response.headers["referrer-policy"] == "same-origin"
+            assert "max-age" in response.headers["strict-transport-security"]
+
+            page.get_by_label("Email address").fill(EMAIL)
+            page.get_by_label("Large Language Models").check()
+            page.get_by_role("button", name="Subscribe").click()
+            expect(page.get_by_role("heading", name="Check your inbox")).to_be_visible()
+            assert _state(engine) == ("pending", [])  # choices apply once confirmed
+            cookies = {c["name"]: c for c in context.cookies()}
+            assert cookies["session"]["secure"] and cookies["session"]["httpOnly"]
+
+            [mail] = mails_in(outbox_dir)
+            page.goto(base + link(mail, "confirm"))
+            page.get_by_role("button", name="Yes, subscribe me").click()
+            expect(page.get_by_role("heading", name="You are subscribed")).to_be_visible()
+            assert _state(engine) == ("confirmed", ["llm"])
+
+            page.get_by_role("link", name="Fine-tune your topics").click()
+            page.get_by_label("Reinforcement Learning").check()
+            page.get_by_label("Large Language Models").uncheck()
+            page.get_by_role("button", name="Save my settings").click()
+            expect(page.get_by_role("status")).to_contain_text("Saved")
+            assert _state(engine) == ("confirmed", ["rl"])
+
+            # A link from this token page to another site: it must learn nothing of the URL.
+            other_url, referers = other
+            assert "/manage/" in page.url
+            page.evaluate("url => { const a = document.createElement('a'); a.href = url; "
+                          "a.textContent = 'elsewhere'; document.body.append(a); }", other_url)
+            page.get_by_role("link", name="elsewhere").click()
+            expect(page.get_by_role("heading", name="Another site")).to_be_visible()
+            assert "/landing" in referers and referers["/landing"] is None
+            page.go_back()
+
+            page.get_by_role("link", name="Unsubscribe").last.click()
+            page.get_by_role("button", name="Unsubscribe").click()
+            expect(page.get_by_role("heading", name="Goodbye")).to_be_visible()
+            assert _state(engine) == ("unsubscribed", ["rl"])
+
+            page.get_by_role("link", name="Subscribe again or delete your data").click()
+            page.get_by_role("button", name="Subscribe again").click()
+            expect(page.get_by_text("status: confirmed")).to_be_visible()
+            assert _state(engine) == ("confirmed", ["rl"])
+
+            page.get_by_role("link", name="Delete me").click()
+            page.get_by_role("button", name="Delete everything").click()
+            expect(page.get_by_role("heading", name="Your data is deleted")).to_be_visible()
+            assert _state(engine) is None
+        finally:
+            browser.close()
+
+
+def test_every_form_behind_nginx_terminating_tls(
+    database: tuple[str, Engine], tmp_path: Path, other_site: tuple[str, dict[str, str | None]],
+) -> None:
+    url, engine = database
+    public, app_port = free_port(), free_port()
+    base = f"https://127.0.0.1:{public}"
+    env = {**production(base, url, tmp_path / "outbox"), "TRUSTED_PROXIES": "1"}
+    with gunicorn(env, app_port, tmp_path / "gunicorn.log"), nginx(public, app_port) as proxy:
+        walk_every_form(base, engine, tmp_path / "outbox", other_site)
+        # The requests did go through the proxy, over TLS.
+        assert "POST /manage/" in (proxy / "access.log").read_text()
+
+
+def test_every_form_with_gunicorn_serving_tls(
+    database: tuple[str, Engine], tmp_path: Path, other_site: tuple[str, dict[str, str | None]],
+) -> None:
+    url, engine = database
+    cert, key = self_signed(tmp_path)
+    port = free_port()
+    base = f"https://127.0.0.1:{port}"
+    with gunicorn(production(base, url, tmp_path / "outbox"), port, tmp_path / "gunicorn.log",
+                  "--certfile", str(cert), "--keyfile", str(key)):
+        walk_every_form(base, engine, tmp_path / "outbox", other_site)
