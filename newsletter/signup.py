@@ -28,7 +28,7 @@ from newsletter.db import transaction
 from newsletter.links import CONFIRM_MAX_AGE, BadLink, LinkHolder, Links
 from newsletter.mail import MailError, Message, Sender, list_headers, sender_for
 from newsletter.render import render_email
-from newsletter.signup_limits import MailLimitHit, MailLimits
+from newsletter.signup_limits import MailLimitHit, SignupLimits
 from newsletter.subscriber import (
     Client,
     InvalidInput,
@@ -50,13 +50,14 @@ class Services:
     engine: Engine
     sender: Sender
     links: Links
-    mail_limits: MailLimits
+    limits: SignupLimits
 
     @classmethod
     def build(cls, settings: Settings, engine: Engine, sender: Sender | None = None,
               links: Links | None = None) -> Services:
         return cls(settings, engine, sender or sender_for(settings),
-                   links or Links.from_settings(settings), MailLimits.from_settings(settings))
+                   links or Links.from_settings(settings),
+                   SignupLimits.from_settings(settings))
 
 
 def _now() -> datetime:
@@ -130,6 +131,10 @@ class SendFailed(Exception):
     """The mail backend refused a message; the reader may try again."""
 
 
+class TooManySignups(Exception):
+    """This client has posted the sign-up form more often than SIGNUP_RATE_LIMIT allows."""
+
+
 def _decision_mail(links: Links, decision: subs.SignupDecision) -> Message | None:
     if decision.send == "confirmation":
         return confirmation_message(links, decision.subscriber, decision.choices)
@@ -172,7 +177,7 @@ def _record_signup(svc: Services, address: str, values: PreferenceValues, now: d
             with transaction(svc.engine) as session:
                 decision = subs.subscribe(session, address, values, now)
                 if decision.send and limited:
-                    refused = svc.mail_limits.refused_by(address)
+                    refused = svc.limits.mail_refused(address)
                     if refused:
                         raise _LimitReached(refused)  # and nothing of this attempt stays
                 message = _decision_mail(svc.links, decision)
@@ -205,8 +210,11 @@ def sign_up(svc: Services, email: str, topics: Sequence[str], frequency: str | N
             honeypot: str, client: Client) -> None:
     """A sign-up from the site. Same outcome for new, pending and confirmed addresses.
 
-    Raises InvalidInput (nothing stored) or SendFailed.
+    Raises TooManySignups, InvalidInput (nothing stored) or SendFailed.
     """
+    if svc.limits.client_refused(client.ip):
+        log.info("sign-up refused: client %s is over the rate limit", client.ip)
+        raise TooManySignups()
     if honeypot.strip():
         # A bot filled the field people cannot see: tell it all went well, do nothing.
         log.info("sign-up with the honeypot filled in ignored (ip %s)", client.ip)

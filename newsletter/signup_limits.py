@@ -1,13 +1,18 @@
-"""Limits on confirmation mail, so nobody can mail-bomb an inbox through our sign-up form.
+"""Limits on sign-ups, so nobody can flood the form or mail-bomb an inbox through it.
 
-A form anyone can post makes us mail any address. The web app's per-client limit stops
-one client; these stop many clients aimed at one inbox: per mailbox, with the aliases one
-inbox answers to folded together (case, `+tag`, Gmail's dots), per recipient domain, and
-a cap on all confirmation mail per hour. Counters live where the web app's rate limits
-live (Redis when REDIS_URL is set, else this process); if Redis is down they fall back to
-this process and say so, because a sign-up must never depend on the broker. A refused
-mail is counted per limit in `mail_limit_hits`, without the address, for `newsletter
-status`.
+A form anyone can post makes us mail any address. Two kinds of limit guard it:
+
+- per client: sign-up posts per IP address (an IPv6 client's whole /64, which one host
+  is handed), like any form's rate limit;
+- per confirmation mail: per mailbox, with the aliases one inbox answers to folded
+  together (case, `+tag`, Gmail's dots), per recipient domain, and a cap on all such mail
+  per hour. They stop many clients aimed at one inbox.
+
+Counters live in Redis when REDIS_URL is set, else in this process. If Redis is down they
+fall back to this process and log it, because a sign-up must never depend on the broker
+(Flask-Limiter's own fallback cannot be kept to one route: it would throttle every page).
+A held-back mail is counted per limit in `mail_limit_hits`, without the address, for
+`newsletter status`.
 """
 
 from __future__ import annotations
@@ -71,46 +76,60 @@ class MailLimitHit(SQLModel, table=True):
     at: datetime = Field(default_factory=lambda: datetime.now(UTC), index=True)
 
 
+Rule = tuple[str, list[RateLimitItem], Callable[[str], str]]
+
+
 @dataclass
-class MailLimits:
-    """The three limits over one counter store."""
+class SignupLimits:
+    """Every sign-up limit, over one counter store."""
 
     storage_uri: str
-    rules: list[tuple[str, list[RateLimitItem], Callable[[str], str]]]
+    client_rules: list[Rule]
+    mail_rules: list[Rule]
     _storage: Storage | None = field(default=None, init=False)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> MailLimits:
-        return cls(settings.redis_url or "memory://", [
-            ("mailbox", parse_many(settings.signup_mailbox_limit), mailbox),
-            ("domain", parse_many(settings.signup_domain_limit), domain),
-            ("all", parse_many(settings.signup_mail_limit), lambda _address: "all"),
-        ])
+    def from_settings(cls, settings: Settings) -> SignupLimits:
+        return cls(
+            settings.redis_url or "memory://",
+            [("client", parse_many(settings.signup_rate_limit), client_network)],
+            [("mailbox", parse_many(settings.signup_mailbox_limit), mailbox),
+             ("domain", parse_many(settings.signup_domain_limit), domain),
+             ("all", parse_many(settings.signup_mail_limit), lambda _address: "all")],
+        )
+
+    def client_refused(self, ip: str | None) -> bool:
+        """True when this client has posted the form too often; else the post counts."""
+        return self._counted(self.client_rules, ip or "") is not None
+
+    def mail_refused(self, address: str) -> str | None:
+        """The name of the limit a confirmation mail to `address` would pass, or None and
+        the mail counts."""
+        return self._counted(self.mail_rules, address)
 
     def _limiter(self) -> FixedWindowRateLimiter:
         if self._storage is None:
             self._storage = storage_from_string(self.storage_uri)
         return FixedWindowRateLimiter(self._storage)
 
-    def refused_by(self, address: str) -> str | None:
-        """The name of the first limit this mail would pass, or None and the mail counts."""
+    def _counted(self, rules: list[Rule], subject: str) -> str | None:
         try:
-            return self._count(address)
+            return self._count(rules, subject)
         except Exception as exc:  # the store is Redis, and it is down or refusing
             if self.storage_uri.startswith("memory://"):
                 raise
-            log.error("sign-up mail limits: %s unreachable (%s); counting in this process "
-                      "until restart", self.storage_uri.split("@")[-1], exc)
+            log.error("sign-up limits: %s unreachable (%s); counting in this process until "
+                      "restart", self.storage_uri.split("@")[-1], exc)
             self.storage_uri, self._storage = "memory://", None
-            return self._count(address)
+            return self._count(rules, subject)
 
-    def _count(self, address: str) -> str | None:
+    def _count(self, rules: list[Rule], subject: str) -> str | None:
         limiter = self._limiter()
-        keys = [(name, items, key(address)) for name, items, key in self.rules]
+        keys = [(name, items, key(subject)) for name, items, key in rules]
         for name, items, key in keys:
-            if not all(limiter.test(item, "signup-mail", name, key) for item in items):
+            if not all(limiter.test(item, "signup", name, key) for item in items):
                 return name
         for name, items, key in keys:
             for item in items:
-                limiter.hit(item, "signup-mail", name, key)
+                limiter.hit(item, "signup", name, key)
         return None

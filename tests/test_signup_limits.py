@@ -10,13 +10,18 @@ import logging
 from pathlib import Path
 
 import pytest
+from flask.testing import FlaskClient
 from sqlalchemy import Engine
 
 from newsletter import signup, status
 from newsletter.config import Settings
 from newsletter.signup_limits import client_network, domain, mailbox
 from newsletter.subscriber import Client
+from newsletter.web import create_app
+from tests.support import web
 from tests.support.web import outbox
+
+web_settings = web.web_settings
 
 
 @pytest.mark.parametrize(("address", "inbox"), [
@@ -45,7 +50,8 @@ def test_ipv6_clients_count_by_their_64(ip: str, key: str) -> None:
 
 def _services(settings: Settings, engine: Engine, tmp_path: Path, **limits: str
               ) -> signup.Services:
-    configured = settings.model_copy(update={"outbox_dir": tmp_path / "outbox", **limits})
+    configured = settings.model_copy(update={"outbox_dir": tmp_path / "outbox",
+                                             "signup_rate_limit": "1000/minute", **limits})
     return signup.Services.build(configured, engine)
 
 
@@ -107,3 +113,39 @@ def test_operators_are_not_held_back(settings: Settings, engine: Engine,
     for n in range(3):
         signup.add(svc, f"member{n}@lab.example", ["llm"])
     assert len(outbox(svc.settings)) == 3
+
+
+# ---------------------------------------------------------------- through the site
+
+
+def _site(web_settings: Settings, engine: Engine, **update: object) -> FlaskClient:
+    return create_app(web_settings.model_copy(update=update), engine=engine).test_client()
+
+
+def _post(client: FlaskClient, email: str, forwarded_for: str | None = None) -> int:
+    headers = {"X-Forwarded-For": forwarded_for} if forwarded_for else {}
+    data = {"email": email, "topics": ["llm"], "frequency": "daily",
+            "csrf_token": web.csrf_token(client)}
+    return client.post("/subscribe", data=data, headers=headers).status_code
+
+
+def test_one_client_may_post_the_form_only_so_often(web_settings: Settings,
+                                                    engine: Engine) -> None:
+    client = _site(web_settings, engine, signup_rate_limit="3/minute", trusted_proxies=1)
+    same_host = ["2001:db8:7:7::1", "2001:db8:7:7::2", "2001:db8:7:7:ffff::9"]
+    assert [_post(client, f"r{n}@example.com", ip) for n, ip in enumerate(same_host)] == [
+        200, 200, 200]
+    # A fresh address in the same /64 is the same client.
+    assert _post(client, "r9@example.com", "2001:db8:7:7::abcd") == 429
+    assert _post(client, "r9@example.com", "2001:db8:7:8::1") == 200
+    assert _post(client, "r10@example.com", "192.0.2.1") == 200
+
+
+def test_signups_work_when_redis_is_down(web_settings: Settings, engine: Engine,
+                                         caplog: pytest.LogCaptureFixture) -> None:
+    client = _site(web_settings, engine, redis_url="redis://127.0.0.1:9/0",
+                   signup_rate_limit="2/minute")
+    with caplog.at_level(logging.ERROR):
+        assert [_post(client, f"r{n}@example.com") for n in range(3)] == [200, 200, 429]
+    assert len(outbox(web_settings)) == 2
+    assert "counting in this process" in caplog.text

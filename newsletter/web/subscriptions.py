@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from flask import Blueprint, Response, redirect, render_template, request, url_for
+from flask import Blueprint, Response, abort, redirect, render_template, request, url_for
 
 from newsletter import delivery
 from newsletter import signup as flows
@@ -12,15 +12,13 @@ from newsletter.subscriber import InvalidInput
 from newsletter.taxonomy import TOPICS
 from newsletter.web.common import client, no_store, services
 
-# The sign-up form's POST has a blueprint of its own so the rate limit covers it alone.
-signup = Blueprint("signup", __name__)
 blueprint = Blueprint("subscriptions", __name__)
 blueprint.after_request(no_store)
 
 ONE_CLICK = "List-Unsubscribe=One-Click"
 
 
-@signup.post("/subscribe")
+@blueprint.post("/subscribe")
 def subscribe():  # type: ignore[no-untyped-def]
     form = request.form
     topics = form.getlist("topics")
@@ -32,6 +30,8 @@ def subscribe():  # type: ignore[no-untyped-def]
                   "frequency": form.get("frequency", "daily")}
         return render_template("subscribe.html", topics=TOPICS, form=values,
                                errors=exc.errors), 400
+    except flows.TooManySignups:
+        abort(429)
     except flows.SendFailed:
         return render_template("error.html", title="We could not send the email",
                                message="Our mail system did not take the message. Please "
