@@ -123,17 +123,19 @@ def _last_update(session: Session) -> datetime | None:
 
 
 def day(session: Session, when: date | None) -> DayView:
-    """A day's new papers, then the ones revised that day."""
+    """A day's new papers, then the ones revised that day.
+
+    One query for the day's papers and one for their cards, however many papers it holds.
+    """
     if when is None:
         return DayView(None, (), (), _last_update(session))
-    new = session.exec(select(Paper).where(Paper.announced_on == when)
-                       .order_by(Paper.key))
-    revised = session.exec(select(Paper).where(Paper.revised_on == when,
-                                               or_(Paper.announced_on.is_(None),  # type: ignore[union-attr]
-                                                   Paper.announced_on != when))
-                           .order_by(Paper.key))
-    return DayView(when, tuple(_with_cards(session, list(new))),
-                   tuple(_with_cards(session, list(revised))), _last_update(session))
+    papers = list(session.exec(select(Paper)
+                               .where(or_(Paper.announced_on == when, Paper.revised_on == when))
+                               .order_by(Paper.key)))
+    views = _with_cards(session, papers)
+    new = tuple(v for v in views if v.announced_on == when)
+    revised = tuple(v for v in views if v.announced_on != when)
+    return DayView(when, new, revised, _last_update(session))
 
 
 def latest(session: Session) -> DayView:

@@ -1,27 +1,68 @@
-"""The public site: today's papers, a paper's page, the last days, health, dev outbox."""
+"""The public site: today's papers, a paper's page, the last days, health, dev outbox.
+
+The outbox viewer shows every mail with its signed links, so it opens only in dev mode
+with the file backend, and only to a browser on this machine (never through a proxy).
+"""
 
 from __future__ import annotations
 
 import re
+import time
+from dataclasses import dataclass
 from datetime import date
 
-from flask import Blueprint, abort, jsonify, make_response, render_template
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    get_template_attribute,
+    jsonify,
+    make_response,
+    render_template,
+)
+from markupsafe import Markup
 from sqlmodel import Session
 
 from newsletter import archive, mail, status
 from newsletter.taxonomy import TOPICS
-from newsletter.web.common import services
+from newsletter.web.common import from_loopback, services
 
 blueprint = Blueprint("site", __name__)
 
 _ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
+# The landing page is the one everybody opens, and its papers change a few times a day
+# (an ingest, then cards as they are written). Each process renders that list at most once
+# every TODAY_TTL seconds and reuses it; the sign-up form beside it, with its per-visitor
+# CSRF token, is rendered on every request. bench/web.py measures why.
+TODAY_TTL = 30.0
+_TODAY = "paperwire.today"
+
+
+@dataclass(frozen=True)
+class _RenderedDay:
+    view: archive.DayView
+    papers: Markup
+    expires: float
+
+
+def _today() -> _RenderedDay:
+    now = time.monotonic()
+    cached: _RenderedDay | None = current_app.extensions.get(_TODAY)
+    if cached is None or cached.expires <= now:
+        with Session(services().engine) as session:
+            view = archive.latest(session)
+        papers = get_template_attribute("_macros.html", "day_papers")(view)
+        cached = current_app.extensions[_TODAY] = _RenderedDay(view, papers, now + TODAY_TTL)
+    return cached
+
+
 @blueprint.get("/")
 def index():  # type: ignore[no-untyped-def]
-    with Session(services().engine) as session:
-        today = archive.latest(session)
-    return render_template("index.html", view=today, topics=TOPICS, form={}, errors={})
+    today = _today()
+    return render_template("index.html", view=today.view, papers=today.papers, topics=TOPICS,
+                           form={}, errors={})
 
 
 @blueprint.get("/papers/<path:key>")
@@ -61,14 +102,14 @@ def healthz():  # type: ignore[no-untyped-def]
     return jsonify(body), code
 
 
-def _outbox_enabled() -> bool:
+def outbox_open() -> bool:
     settings = services().settings
-    return settings.dev_mode and settings.mail_backend == "file"
+    return settings.dev_mode and settings.mail_backend == "file" and from_loopback()
 
 
 @blueprint.get("/outbox")
 def outbox():  # type: ignore[no-untyped-def]
-    if not _outbox_enabled():
+    if not outbox_open():
         abort(404)
     entries = mail.outbox_entries(services().settings.outbox_dir)
     return render_template("outbox.html", entries=entries)
@@ -76,7 +117,7 @@ def outbox():  # type: ignore[no-untyped-def]
 
 @blueprint.get("/outbox/<name>")
 def outbox_message(name: str):  # type: ignore[no-untyped-def]
-    if not _outbox_enabled():
+    if not outbox_open():
         abort(404)
     message = mail.read_outbox(services().settings.outbox_dir, name)
     if message is None:
@@ -87,7 +128,7 @@ def outbox_message(name: str):  # type: ignore[no-untyped-def]
 
 @blueprint.get("/outbox/<name>/html")
 def outbox_html(name: str):  # type: ignore[no-untyped-def]
-    if not _outbox_enabled():
+    if not outbox_open():
         abort(404)
     message = mail.read_outbox(services().settings.outbox_dir, name)
     if message is None or message.html is None:
