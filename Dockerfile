@@ -1,15 +1,26 @@
 # The one image every service of docker-compose.yml runs: the site, the workers, beat and
-# the migration step. Installed in place (-e) because the email templates and the Alembic
-# migrations are read from the source tree next to the package.
-FROM python:3.11-slim
-WORKDIR /app
-ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+# the migration step. Two stages: the first builds Paperwire's wheel from the source tree,
+# the second installs that wheel (its dependencies from the package index) and nothing else,
+# so the image runs exactly what `pip install paperwire-*.whl` gives a user: the migrations
+# and email templates come from inside the installed package, not from a checkout.
+FROM python:3.11-slim AS wheel
+WORKDIR /src
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
+RUN pip install build
 COPY pyproject.toml README.md ./
 COPY newsletter newsletter
 COPY workers workers
-RUN pip install --no-cache-dir -e . \
-    && useradd --create-home paperwire \
+RUN python -m build --wheel --outdir /dist
+
+FROM python:3.11-slim
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+COPY --from=wheel /dist /tmp/dist
+RUN pip install --no-cache-dir /tmp/dist/paperwire-*.whl \
+    && rm -rf /tmp/dist \
+    && useradd --create-home --uid 10001 paperwire \
     && mkdir -p /data/outbox && chown -R paperwire /data
 USER paperwire
+# The working directory holds nothing the app reads: state lives in /data and Postgres.
+WORKDIR /home/paperwire
 EXPOSE 8000
 CMD ["newsletter", "--help"]

@@ -117,9 +117,68 @@ def test_state_lives_in_volumes_and_beat_runs_once() -> None:
         assert depends["migrate"]["condition"] == "service_completed_successfully"
 
 
-def test_the_image_holds_what_the_package_reads_at_run_time() -> None:
-    dockerfile = (REPO / "Dockerfile").read_text()
-    for folder in ("newsletter", "workers"):
-        assert re.search(rf"^COPY {folder} {folder}$", dockerfile, re.M), folder
-        assert (REPO / folder).is_dir()
-    assert "pip install" in dockerfile
+def dockerfile_stages() -> list[list[str]]:
+    """The Dockerfile's instructions (continuation lines joined), one list per stage."""
+    text = re.sub(r"\\\n", " ", (REPO / "Dockerfile").read_text())
+    stages: list[list[str]] = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.upper().startswith("FROM "):
+            stages.append([])
+        stages[-1].append(line)
+    return stages
+
+
+def test_the_image_installs_the_built_wheel_and_nothing_else() -> None:
+    build, final = dockerfile_stages()
+    # The build stage has what the wheel is built from, and builds it as a user would.
+    copied = {line.split()[1] for line in build if line.startswith("COPY ")}
+    assert copied >= {"pyproject.toml", "newsletter", "workers"}
+    assert all((REPO / name).exists() for name in copied)
+    assert any("python -m build --wheel" in line for line in build)
+    # The final stage takes only the wheel from it: no source tree, no editable install.
+    stage_name = build[0].split()[-1]
+    copies = [line for line in final if line.startswith("COPY ")]
+    assert copies and all(line.startswith(f"COPY --from={stage_name} ") for line in copies)
+    installs = [line for line in final if "pip install" in line]
+    assert installs and all(".whl" in line and " -e " not in line for line in installs)
+    users = [line.split()[1] for line in final if line.startswith("USER ")]
+    assert users and users[-1] not in {"root", "0"}
+
+
+def test_the_build_context_leaves_out_local_state() -> None:
+    """.dockerignore admits the wheel's sources only: no venv, git, outbox, databases or
+    .env reach the build context (patterns are Go's filepath.Match, later lines win)."""
+    from fnmatch import fnmatch
+
+    patterns = [line.strip() for line in (REPO / ".dockerignore").read_text().splitlines()
+                if line.strip() and not line.startswith("#")]
+
+    def ignored(path: str) -> bool:
+        verdict = False
+        for pattern in patterns:
+            negate = pattern.startswith("!")
+            bare = pattern.removeprefix("!").removeprefix("**/")
+            if fnmatch(path, bare) or fnmatch(path.rsplit("/", 1)[-1], bare) or \
+                    path.startswith(bare.rstrip("/") + "/"):
+                verdict = not negate
+        return verdict
+
+    for kept in ("pyproject.toml", "README.md", "newsletter/cli.py", "workers/app.py"):
+        assert not ignored(kept), kept
+    for left_out in (".venv/bin/python", ".git/HEAD", "outbox/1.eml", "paperwire.db", ".env",
+                     "tests/conftest.py", "newsletter/__pycache__/cli.cpython-311.pyc"):
+        assert ignored(left_out), left_out
+
+
+def test_the_compose_test_only_adds_services_and_never_changes_the_apps() -> None:
+    """deploy/compose-test runs this file for real; its override may add test services and
+    dependencies, never replace what an app service runs."""
+    override = yaml.safe_load((REPO / "deploy/compose-test.yml").read_text())["services"]
+    for name, service in override.items():
+        if name in OURS:
+            assert set(service) <= {"depends_on"}, f"{name}: {set(service)}"
+        else:
+            assert name not in SERVICES and "image" in service and "build" not in service
