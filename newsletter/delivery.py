@@ -13,6 +13,7 @@ paper never reaches the same reader twice.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import multiprocessing
@@ -457,6 +458,12 @@ def deliver(
     compose: Composer, now: Callable[[], datetime] = _utcnow,
 ) -> SendReport:
     """Send one chunk of an edition: claim, select, group identical digests, send, record."""
+    # A chunk makes millions of short-lived objects, and what earlier chunks built lives on
+    # in this process (rendered papers, the engine's caches). The collector's defaults
+    # re-scanned all of it every few hundred allocations, a third of delivery's CPU: freeze
+    # what exists, and collect young objects less often (docs/BENCHMARKS.md).
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
     report = SendReport(edition_id=edition_id)
     with Session(engine) as session:
         token, taken = claim(session, delivery_ids, now())
