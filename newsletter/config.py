@@ -116,12 +116,28 @@ class Settings(BaseSettings):
     # How many reverse proxies (nginx, a load balancer) sit in front of the web app: their
     # X-Forwarded-For is then trusted for the client IP that rate limits and consent record.
     trusted_proxies: int = Field(default=0, ge=0, le=5)
+    # Where those proxies connect from: X-Forwarded-* from any other peer is ignored (a
+    # client reaching the site directly could otherwise pick its own address).
+    trusted_proxy_networks: Annotated[tuple[str, ...], NoDecode] = (
+        "127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7")
 
-    @field_validator("arxiv_categories", "feed_urls", mode="before")
+    @field_validator("arxiv_categories", "feed_urls", "trusted_proxy_networks", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("trusted_proxy_networks")
+    @classmethod
+    def _check_networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        import ipaddress
+
+        for spec in value:
+            try:
+                ipaddress.ip_network(spec, strict=False)
+            except ValueError:
+                raise ValueError(f"{spec!r} is not a network, e.g. 10.0.0.0/8") from None
         return value
 
     @field_validator("arxiv_categories")

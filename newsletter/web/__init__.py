@@ -12,7 +12,6 @@ from flask import Flask, Response, render_template, request
 from flask_wtf.csrf import CSRFError
 from sqlalchemy import Engine
 from werkzeug.exceptions import HTTPException
-from werkzeug.middleware.proxy_fix import ProxyFix
 
 from newsletter import db
 from newsletter.config import Settings, load_settings
@@ -23,6 +22,7 @@ from newsletter.subscriber import LinkInvalid
 from newsletter.web import site, subscriptions, webhooks
 from newsletter.web.common import SERVICES
 from newsletter.web.origin import REFERRER_POLICY, OriginCheckedCSRF
+from newsletter.web.proxy import TrustedProxies, networks
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +53,8 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         # A manage page left open for an afternoon must still save.
         WTF_CSRF_TIME_LIMIT=None,
     )
-    if settings.trusted_proxies:
-        n = settings.trusted_proxies
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
+    app.wsgi_app = TrustedProxies(  # type: ignore[method-assign]
+        app.wsgi_app, settings.trusted_proxies, networks(settings.trusted_proxy_networks))
 
     if engine is None:
         engine = db.engine_for(settings.database_url)
