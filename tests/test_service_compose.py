@@ -68,6 +68,10 @@ def test_every_command_names_a_real_entry_point(name: str) -> None:
         module, _, call = command[-1].partition(":")
         factory = getattr(importlib.import_module(module), call.removesuffix("()"))
         assert callable(factory)
+        if "--logger-class" in command:
+            path = option_value(command, "--logger-class")
+            owner, _, name = path.rpartition(".")
+            assert getattr(importlib.import_module(owner), name)
     else:
         pytest.fail(f"{name}: unknown program {program}")
 
