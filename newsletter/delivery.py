@@ -718,8 +718,17 @@ def delivered_digest(session: Session, delivery_id: int, link_key: str) -> Deliv
                            reader=_reader(row, delivery_id=row["delivery_id"]))
 
 
+# Where "Manage topics" and "Unsubscribe" lead in a digest viewed in the browser.
+PERSONAL_LINKS_PATH = "/digest/personal-links"
+
+
 def digest_in_browser(engine: Any, settings: Any, links: Links, token: str) -> str:
-    """The HTML of a delivered digest, with its reader's working links; BadLink otherwise."""
+    """The HTML of a delivered digest; BadLink otherwise.
+
+    A "view in browser" address gets forwarded and pasted, so the page carries no key to
+    the reader's subscription: its Manage and Unsubscribe lead to a page saying they are
+    in the email itself.
+    """
     delivery_id, link_key = links.read_digest(token)
     with Session(engine) as session:
         found = delivered_digest(session, delivery_id, link_key)
@@ -728,7 +737,9 @@ def digest_in_browser(engine: Any, settings: Any, links: Links, token: str) -> s
     batch = message.compose([_addressee(links, found.reader, found.selection)],
                             day=found.day, frequency=found.frequency,
                             site_url=settings.base_url)
-    return render_digest(batch.recipients[0].data).html
+    elsewhere = f"{settings.base_url.rstrip('/')}{PERSONAL_LINKS_PATH}"
+    data = {**batch.recipients[0].data, "m": elsewhere, "x": elsewhere}
+    return render_digest(data).html
 
 
 @dataclass(frozen=True)

@@ -355,6 +355,11 @@ def test_file_backend_writes_real_list_unsubscribe_headers_and_view_in_browser(
     page = client.get(view.removeprefix(settings.base_url))
     assert page.status_code == 200
     assert "Shared Lexical Task Representations" in page.get_data(as_text=True)
+    # A forwarded "view in browser" address hands over no key to the subscription.
+    body = page.get_data(as_text=True)
+    assert "/manage/" not in body and "/unsubscribe/" not in body
+    assert f"{settings.base_url}/digest/personal-links" in body
+    assert "in the email" in client.get("/digest/personal-links").get_data(as_text=True)
     assert "script-src" not in page.headers["Content-Security-Policy"]
     assert client.get(view.removeprefix(settings.base_url)[:-3] + "xyz").status_code == 404
 

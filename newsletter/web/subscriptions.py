@@ -141,6 +141,15 @@ def unsubscribe(token: str):  # type: ignore[no-untyped-def]
     return render_template("unsubscribed.html", who=who)
 
 
+@blueprint.get(delivery.PERSONAL_LINKS_PATH)
+def personal_links():  # type: ignore[no-untyped-def]
+    return render_template(
+        "error.html", title="Your links are in the email",
+        message="A digest opened in the browser leaves out the links to manage or end your "
+                "subscription, so that a forwarded address hands nobody your subscription. "
+                "Use the Manage topics and Unsubscribe links at the end of the email itself.")
+
+
 @blueprint.get("/digest/<token>")
 def digest(token: str):  # type: ignore[no-untyped-def]
     """"View in browser": the digest exactly as mailed, with the reader's own links."""
