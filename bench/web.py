@@ -51,6 +51,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+# The same topics and words as the delivery benchmark's papers and readers.
+from bench.deliver import TOPICS, WORDS
+
 REPO = Path(__file__).resolve().parent.parent
 PUBLIC_HOST = "paperwire.example.org"
 ORIGIN = f"https://{PUBLIC_HOST}"
@@ -61,14 +64,6 @@ VISITORS = 100
 WARMUP_SECONDS = 5
 PAPERS_A_DAY = 200
 DAYS = 7
-TOPICS = ["optimization", "theory", "llm", "efficient-ml", "nlp", "rl", "interpretability",
-          "graphs", "robotics", "generative", "time-series", "federated", "vision",
-          "multimodal"]
-WORDS = ["quantization", "diffusion", "transformer", "benchmark", "retrieval", "agents",
-         "pruning", "distillation", "alignment", "reasoning", "graph", "robustness",
-         "privacy", "sparsity", "scaling", "tokenizer", "segmentation", "policy",
-         "contrastive", "kernel", "bandit", "causal", "federated", "speech", "video",
-         "protein", "climate", "planning", "memory", "attention"]
 CATEGORIES = ["cs.LG", "cs.CL", "cs.CV", "cs.AI", "stat.ML", "cs.RO", "math.OC"]
 
 
@@ -237,32 +232,17 @@ http {{
 def proxy(upstream: int, work: Path) -> Iterator[str]:
     """Debian's nginx in front of `upstream`, run as an unprivileged user from a prefix of
     its own."""
-    from tests.support.servers import _unprivileged, free_port, wait_for_port
+    from tests.support.servers import _unprivileged, free_port
+    from tests.support.web import nginx_process
 
     root = Path(tempfile.mkdtemp(prefix="nginx-", dir=work))
     port = free_port()
-    (root / "nginx.conf").write_text(_NGINX_CONF.format(root=root, port=port,
-                                                        upstream=upstream))
     user = _unprivileged()
-    if user:
-        for path in (work, root, *root.iterdir()):
-            os.chown(path, user.pw_uid, user.pw_gid)
-
-    def as_user() -> None:
-        if user:
-            os.setgid(user.pw_gid)
-            os.setuid(user.pw_uid)
-
-    proc = subprocess.Popen(
-        ["nginx", "-p", str(root), "-c", str(root / "nginx.conf"), "-e",
-         str(root / "error.log"), "-g", "daemon off;"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=as_user)
-    try:
-        wait_for_port(port)
+    if user:  # nginx's user must reach its prefix inside the bench's folder
+        os.chown(work, user.pw_uid, user.pw_gid)
+    with nginx_process(root, _NGINX_CONF.format(root=root, port=port, upstream=upstream),
+                       port):
         yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(20)
 
 
 def site_env(database_url: str, redis_url: str, outbox: Path) -> dict[str, str]:

@@ -174,18 +174,14 @@ http {{
 
 
 @contextlib.contextmanager
-def nginx(port: int, upstream: int) -> Iterator[Path]:
-    """Debian's nginx terminating TLS on 127.0.0.1:`port` for the app on `upstream`, as the
-    README's deployment does, run as an unprivileged user from a prefix of its own.
-    Yields the prefix, where error.log and access.log are."""
+def nginx_process(root: Path, conf: str, port: int) -> Iterator[None]:
+    """Debian's nginx with `conf` (written to `root`/nginx.conf), run as an unprivileged
+    user from the prefix `root`, until the block ends."""
     binary = shutil.which("nginx") or "/usr/sbin/nginx"
     if not os.access(binary, os.X_OK):
         missing("nginx")
+    (root / "nginx.conf").write_text(conf)
     user = _unprivileged()
-    root = Path(tempfile.mkdtemp(prefix="paperwire-nginx-"))
-    self_signed(root)
-    (root / "nginx.conf").write_text(_NGINX_CONF.format(root=root, port=port,
-                                                        upstream=upstream))
     if user:
         for path in (root, *root.iterdir()):
             os.chown(path, user.pw_uid, user.pw_gid)
@@ -202,8 +198,21 @@ def nginx(port: int, upstream: int) -> Iterator[Path]:
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=as_user)
     try:
         wait_for_port(port)
-        yield root
+        yield
     finally:
         proc.terminate()
         proc.wait(20)
+
+
+@contextlib.contextmanager
+def nginx(port: int, upstream: int) -> Iterator[Path]:
+    """nginx terminating TLS on 127.0.0.1:`port` for the app on `upstream`, as the README's
+    deployment does. Yields the prefix, where error.log and access.log are."""
+    root = Path(tempfile.mkdtemp(prefix="paperwire-nginx-"))
+    try:
+        self_signed(root)
+        with nginx_process(root, _NGINX_CONF.format(root=root, port=port, upstream=upstream),
+                           port):
+            yield root
+    finally:
         shutil.rmtree(root, ignore_errors=True)
