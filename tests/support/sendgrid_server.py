@@ -106,6 +106,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import orjson
 from pybars import Compiler, PybarsError
 
 # ERRORS: "limited to 1000 personalizations per API request"; "a limit of 1000 total
@@ -479,7 +480,9 @@ def _size(mapping: Mapping[str, str]) -> int:
 
 
 def _json_bytes(value: Any) -> int:
-    return len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
+    # Compact UTF-8, as json.dumps(ensure_ascii=False, separators=(",", ":")) gives, and
+    # about ten times faster: the delivery benchmark measures 100,000 of these per run.
+    return len(orjson.dumps(value))
 
 
 def _check_headers(value: object, where: str, errors: list[dict[str, Any]]) -> None:
@@ -786,8 +789,8 @@ class SendGridServer:
                 f"{STATUS_MESSAGES[413]}: {received.size} bytes, the limit is "
                 f"{self.max_bytes}.")]}
         try:
-            payload = json.loads(body) if body else None
-        except ValueError:
+            payload = orjson.loads(body) if body else None
+        except orjson.JSONDecodeError:
             return 400, {}, {"errors": [_error("Bad Request: the body is not valid JSON.")]}
         if self.record:
             received.payload = payload
