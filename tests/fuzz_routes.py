@@ -1,0 +1,145 @@
+"""A long fuzz run of the routes hostile input reaches: sign-up, manage and the webhook.
+
+Not part of the suite (it runs for minutes): `python -m tests.fuzz_routes --minutes 10`.
+Hypothesis throws arbitrary forms, tokens and (validly signed) webhook bodies at the app
+in-process, on a SQLite database with a confirmed reader whose real manage and
+unsubscribe tokens are in play too. Any 500 is printed with its input and fails the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import logging
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from newsletter import db
+from newsletter import subscriber as subs
+from newsletter.config import Settings
+from newsletter.links import LinkHolder, Links, signing_key
+from newsletter.web import create_app
+
+TEXT = st.text(max_size=300)
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | TEXT,
+    lambda inner: st.lists(inner, max_size=6) | st.dictionaries(TEXT, inner, max_size=6),
+    max_leaves=40)
+EVENT = st.fixed_dictionaries(
+    {"sg_event_id": TEXT, "event": st.sampled_from(
+        ["bounce", "dropped", "spamreport", "unsubscribe", "delivered", "open"]) | TEXT,
+     "email": st.emails().map(str) | TEXT},
+    optional={"timestamp": st.integers() | TEXT, "extra": JSON})
+FORM = st.dictionaries(st.sampled_from(
+    ["email", "topics", "frequency", "website", "include_keywords", "exclude_keywords",
+     "authors", "max_papers", "include_revised", "csrf_token"]) | TEXT,
+    st.lists(TEXT, max_size=4) | TEXT, max_size=8)
+
+
+def build(folder: Path) -> tuple[object, object, ec.EllipticCurvePrivateKey, list[str]]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    public = base64.b64encode(key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)).decode()
+    config = Settings(PAPERWIRE_DEV=True, database_url=f"sqlite:///{folder / 'fuzz.db'}",
+                      outbox_dir=folder / "outbox", signup_rate_limit="100000/minute",
+                      signup_mailbox_limit="100000/hour", signup_domain_limit="100000/hour",
+                      signup_mail_limit="100000/hour", sendgrid_webhook_public_key=public,
+                      base_url="http://paperwire.test")
+    engine = db.make_engine(config.database_url)
+    db.upgrade(engine)
+    with db.transaction(engine) as session:
+        row = subs.ensure(session, "reader@example.org", subs._utcnow())
+        subs.update_preferences(session, row, subs.parse_preferences(["llm"]))
+        subs.confirm_now(session, row, "admin", subs.Client())
+        holder = LinkHolder(row.id, row.link_key)  # type: ignore[arg-type]
+    links = Links(signing_key(config), config.base_url)
+    tokens = [links.manage_token(holder), links.unsubscribe_token(holder)]
+    return create_app(config, engine=engine), engine, key, tokens
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=10.0)
+    args = parser.parse_args()
+    logging.disable(logging.CRITICAL)
+    with tempfile.TemporaryDirectory() as tmp:
+        app, _engine, key, tokens = build(Path(tmp))
+        client = app.test_client()  # type: ignore[attr-defined]
+        statuses: Counter[tuple[str, int]] = Counter()
+        failures: list[str] = []
+
+        def check(route: str, answer: object, given_input: object) -> None:
+            code = answer.status_code  # type: ignore[attr-defined]
+            statuses[(route, code)] += 1
+            if code >= 500:
+                failures.append(f"{route} -> {code} for {given_input!r}"[:2000])
+
+        def csrf() -> str:
+            page = client.get("/").get_data(as_text=True)
+            return page.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+
+        common = settings(max_examples=300, deadline=None, database=None,
+                          suppress_health_check=list(HealthCheck))
+
+        @common
+        @given(form=FORM, with_token=st.booleans())
+        def signup(form: dict, with_token: bool) -> None:
+            data = dict(form)
+            if with_token:
+                data["csrf_token"] = csrf()
+            check("POST /subscribe", client.post("/subscribe", data=data), data)
+
+        @common
+        @given(token=TEXT | st.sampled_from(tokens), form=FORM, suffix=st.sampled_from(
+            ["", "/export", "/delete", "/resubscribe"]), post=st.booleans())
+        def manage(token: str, form: dict, suffix: str, post: bool) -> None:
+            token = token.replace("/", "").replace("?", "").replace("#", "") or "x"
+            if token in tokens and suffix == "/delete":
+                suffix = ""  # keep the real reader, and so their tokens, in play
+            path = f"/manage/{token}{suffix}"
+            if post:
+                data = {**form, "csrf_token": csrf()}
+                check(f"POST /manage{suffix}", client.post(path, data=data), (path, data))
+            else:
+                check(f"GET /manage{suffix}", client.get(path), path)
+
+        @common
+        @given(body=st.lists(EVENT, max_size=5).map(json.dumps).map(str.encode)
+               | JSON.map(json.dumps).map(str.encode) | st.binary(max_size=2000))
+        def webhook(body: bytes) -> None:
+            stamp = str(int(time.time()))
+            signature = key.sign(stamp.encode() + body, ec.ECDSA(hashes.SHA256()))
+            headers = {"X-Twilio-Email-Event-Webhook-Signature":
+                       base64.b64encode(signature).decode(),
+                       "X-Twilio-Email-Event-Webhook-Timestamp": stamp}
+            check("POST /webhooks/sendgrid",
+                  client.post("/webhooks/sendgrid", data=body, headers=headers), body)
+
+        started, rounds = time.monotonic(), 0
+        while time.monotonic() - started < args.minutes * 60:
+            for prop in (signup, manage, webhook):
+                prop()
+            rounds += 1
+        minutes = (time.monotonic() - started) / 60
+        print(f"fuzz: {minutes:.1f} min, {rounds} rounds, {sum(statuses.values())} requests")
+        for (route, code), n in sorted(statuses.items()):
+            print(f"  {route}: {code} x {n}")
+        if failures:
+            print(f"{len(failures)} server errors:")
+            for line in failures[:20]:
+                print("  " + line)
+            sys.exit(1)
+        print("no 5xx answers")
+
+
+if __name__ == "__main__":
+    main()
