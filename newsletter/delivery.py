@@ -588,9 +588,12 @@ def send_edition(
     Celery mail workers: each claims its rows, so none is sent twice.
     """
     day = day or today_utc()
+    if workers > 1 and sender is not None:
+        raise ValueError("a given sender cannot be shared across processes")
+    local = sender or batch_sender_for(settings)
     # The provider must be able to render the digest (SendGrid: its template is this
     # release's) before anyone is planned or claimed; MailError says what to fix.
-    (sender or batch_sender_for(settings)).prepare()
+    local.prepare()
     edition_id, planned, chunks = prepare_edition(engine, frequency, day, chunk_size, now)
     report = SendReport(edition_id=edition_id, planned=planned)
     total, done = sum(len(c) for c in chunks), 0
@@ -603,8 +606,6 @@ def send_edition(
                  f"{report.skipped} skipped, {report.failed} failed")
 
     if workers > 1 and len(chunks) > 1:
-        if sender is not None:
-            raise ValueError("a given sender cannot be shared across processes")
         with ProcessPoolExecutor(max_workers=workers,
                                  mp_context=multiprocessing.get_context("spawn")) as pool:
             futures = {pool.submit(_deliver_in_worker, settings, edition_id, chunk): len(chunk)
@@ -613,10 +614,9 @@ def send_edition(
                 handled(future.result(), futures[future])
         return report
 
-    sender = sender or batch_sender_for(settings)
     compose = composer_for(settings, day, frequency)
     for chunk in chunks:
-        handled(deliver(engine, edition_id, chunk, sender=sender, compose=compose, now=now),
+        handled(deliver(engine, edition_id, chunk, sender=local, compose=compose, now=now),
                 len(chunk))
     return report
 
