@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from limits import RateLimitItem, parse_many
-from limits.storage import Storage, storage_from_string
+from limits.storage import storage_from_string
 from limits.strategies import FixedWindowRateLimiter
 from sqlmodel import Field, SQLModel
 
@@ -77,6 +77,8 @@ class MailLimitHit(SQLModel, table=True):
 
 
 Rule = tuple[str, list[RateLimitItem], Callable[[str], str]]
+# The limits on confirmation mail, by the name a held-back mail is counted under.
+MAIL_LIMITS = ("mailbox", "domain", "all")
 
 
 @dataclass
@@ -86,16 +88,18 @@ class SignupLimits:
     storage_uri: str
     client_rules: list[Rule]
     mail_rules: list[Rule]
-    _storage: Storage | None = field(default=None, init=False)
+    _limiter: FixedWindowRateLimiter | None = field(default=None, init=False)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SignupLimits:
+        per_mail = (settings.signup_mailbox_limit, settings.signup_domain_limit,
+                    settings.signup_mail_limit)
+        keys: tuple[Callable[[str], str], ...] = (mailbox, domain, lambda _address: "all")
         return cls(
             settings.redis_url or "memory://",
             [("client", parse_many(settings.signup_rate_limit), client_network)],
-            [("mailbox", parse_many(settings.signup_mailbox_limit), mailbox),
-             ("domain", parse_many(settings.signup_domain_limit), domain),
-             ("all", parse_many(settings.signup_mail_limit), lambda _address: "all")],
+            [(name, parse_many(limit), key)
+             for name, limit, key in zip(MAIL_LIMITS, per_mail, keys, strict=True)],
         )
 
     def client_refused(self, ip: str | None) -> bool:
@@ -107,10 +111,10 @@ class SignupLimits:
         the mail counts."""
         return self._counted(self.mail_rules, address)
 
-    def _limiter(self) -> FixedWindowRateLimiter:
-        if self._storage is None:
-            self._storage = storage_from_string(self.storage_uri)
-        return FixedWindowRateLimiter(self._storage)
+    def _counter(self) -> FixedWindowRateLimiter:
+        if self._limiter is None:
+            self._limiter = FixedWindowRateLimiter(storage_from_string(self.storage_uri))
+        return self._limiter
 
     def _counted(self, rules: list[Rule], subject: str) -> str | None:
         try:
@@ -120,11 +124,11 @@ class SignupLimits:
                 raise
             log.error("sign-up limits: %s unreachable (%s); counting in this process until "
                       "restart", self.storage_uri.split("@")[-1], exc)
-            self.storage_uri, self._storage = "memory://", None
+            self.storage_uri, self._limiter = "memory://", None
             return self._count(rules, subject)
 
     def _count(self, rules: list[Rule], subject: str) -> str | None:
-        limiter = self._limiter()
+        limiter = self._counter()
         keys = [(name, items, key(subject)) for name, items, key in rules]
         for name, items, key in keys:
             if not all(limiter.test(item, "signup", name, key) for item in items):

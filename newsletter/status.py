@@ -18,7 +18,7 @@ from newsletter.card import Card
 from newsletter.delivery import Delivery, DigestEdition
 from newsletter.feed import Feed
 from newsletter.paper import Paper
-from newsletter.signup_limits import MailLimitHit
+from newsletter.signup_limits import MAIL_LIMITS, MailLimitHit
 from newsletter.subscriber import Suppression
 
 log = logging.getLogger(__name__)
@@ -201,7 +201,7 @@ def collect(engine: Engine, now: datetime | None = None) -> Status:
         last_edition=edition, deliveries=deliveries, suppressed=suppressed,
         llm_cards_today=cards_today, llm_cost_today_usd=float(cost_today),
         llm_cost_unknown_today=unknown,
-        mail_limit_hits={name: limit_hits.get(name, 0) for name in ("mailbox", "domain", "all")},
+        mail_limit_hits={name: limit_hits.get(name, 0) for name in MAIL_LIMITS},
     )
 
 
