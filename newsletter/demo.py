@@ -255,7 +255,7 @@ class Services:
         }
         celery = [sys.executable, "-m", "celery", "-A", "workers.app"]
         commands = {
-            "worker": [*celery, "worker", "-Q", "ingest,llm,mail,default", "--concurrency",
+            "worker": [*celery, "worker", "-Q", "ingest,llm,mail,signup,default", "--concurrency",
                        "2", "--loglevel", "INFO", "-n", "demo@%h"],
             "beat": [*celery, "beat", "--loglevel", "INFO",
                      "--schedule", str(self.workdir / "celerybeat-schedule")],

@@ -8,11 +8,14 @@ call exactly one of these.
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import functools
 import io
 import logging
 import re
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -21,12 +24,13 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from newsletter import privacy, webhook
+from newsletter import mail_queue, privacy, webhook
 from newsletter import subscriber as subs
 from newsletter.config import Settings
 from newsletter.db import transaction
 from newsletter.links import CONFIRM_MAX_AGE, BadLink, LinkHolder, Links
 from newsletter.mail import MailError, Message, Sender, list_headers, sender_for
+from newsletter.mail_queue import MailJob, MailQueue
 from newsletter.render import render_email
 from newsletter.signup_limits import MailLimitHit, SignupLimits
 from newsletter.subscriber import (
@@ -51,13 +55,20 @@ class Services:
     sender: Sender
     links: Links
     limits: SignupLimits
+    # Where requests put the mail they owe: sent after the answer (newsletter/mail_queue.py).
+    mail: MailQueue
 
     @classmethod
     def build(cls, settings: Settings, engine: Engine, sender: Sender | None = None,
               links: Links | None = None) -> Services:
-        return cls(settings, engine, sender or sender_for(settings),
-                   links or Links.from_settings(settings),
-                   SignupLimits.from_settings(settings))
+        def handle(job: MailJob) -> None:
+            with contextlib.suppress(SendFailed):  # logged; nobody is waiting for it
+                send_job(svc, job)
+
+        svc = cls(settings, engine, sender or sender_for(settings),
+                  links or Links.from_settings(settings), SignupLimits.from_settings(settings),
+                  mail_queue.for_broker(settings.redis_url, handle))
+        return svc
 
 
 def _now() -> datetime:
@@ -128,19 +139,11 @@ def already_subscribed_message(links: Links, subscriber: Subscriber) -> Message:
 
 
 class SendFailed(Exception):
-    """The mail backend refused a message; the reader may try again."""
+    """The mail backend kept refusing a message; the reader may ask again at once."""
 
 
 class TooManySignups(Exception):
     """This client has posted the sign-up form more often than SIGNUP_RATE_LIMIT allows."""
-
-
-def _decision_mail(links: Links, decision: subs.SignupDecision) -> Message | None:
-    if decision.send == "confirmation":
-        return confirmation_message(links, decision.subscriber, decision.choices)
-    if decision.send == "already_subscribed":
-        return already_subscribed_message(links, decision.subscriber)
-    return None
 
 
 def _parse_signup(email: str, topics: Sequence[str], frequency: str | None
@@ -167,9 +170,9 @@ class _LimitReached(Exception):
 
 
 def _record_signup(svc: Services, address: str, values: PreferenceValues, now: datetime,
-                   *, limited: bool) -> Message | None:
-    """Decide, store and send a sign-up's mail. `limited`: the mail limits apply (the
-    site's anonymous sign-ups; not an operator's)."""
+                   *, limited: bool) -> MailJob:
+    """Decide and store a sign-up; the mail it owes, if any, as a job. `limited`: the mail
+    limits apply (the site's anonymous sign-ups; not an operator's)."""
     # Two sign-ups for one new address can race to insert it; the loser retries and then
     # finds the row, so both readers get the same answer.
     for attempt in (1, 2):
@@ -180,9 +183,10 @@ def _record_signup(svc: Services, address: str, values: PreferenceValues, now: d
                     refused = svc.limits.mail_refused(address)
                     if refused:
                         raise _LimitReached(refused)  # and nothing of this attempt stays
-                message = _decision_mail(svc.links, decision)
-                subscriber_id = decision.subscriber.id
-            break
+                row = decision.subscriber
+                return MailJob(kind=decision.send, subscriber_id=row.id, limited=limited,
+                               nonce=row.confirm_nonce, topics=decision.choices.topics,
+                               frequency=decision.choices.frequency)
         except IntegrityError:
             if attempt == 2:
                 raise
@@ -190,27 +194,82 @@ def _record_signup(svc: Services, address: str, values: PreferenceValues, now: d
             log.warning("sign-up mail not sent: the %s limit is reached", reached.limit)
             with transaction(svc.engine) as session:
                 session.add(MailLimitHit(limit=reached.limit, at=now))
-            return None
-    if message is not None:
+            return MailJob(kind=None)
+    raise AssertionError("unreachable")
+
+
+# A provider error is often over in seconds; after these the reader may simply ask again.
+SEND_ATTEMPTS = (0.0, 1.0, 4.0)
+
+
+def _job_message(svc: Services, job: MailJob) -> Message | None:
+    with Session(svc.engine) as session:
+        row = session.get(Subscriber, job.subscriber_id)
+        if row is None:
+            return None  # deleted since the request
+        if job.kind == "confirmation":
+            if row.confirm_nonce != job.nonce:
+                return None  # a later sign-up's mail supersedes this one
+            return confirmation_message(svc.links, row, PreferenceValues(
+                topics=job.topics, frequency=job.frequency))
+        if job.kind == "already_subscribed":
+            return already_subscribed_message(svc.links, row)
+        if job.kind == "welcome":
+            return welcome_message(svc.links, row, subs.preferences_of(session, row))
+    raise ValueError(f"unknown mail job kind {job.kind!r}")
+
+
+def send_job(svc: Services, job: MailJob, sleep: Callable[[float], None] = time.sleep
+             ) -> Message | None:
+    """Render and send what a request queued; the message sent, or None when there was
+    nothing to send (every request queues a job, so some say "nothing"), the reader is
+    gone, or a later sign-up superseded it.
+
+    Raises SendFailed when the provider refused every attempt; a confirmation then frees
+    the 10-minute wait, so the reader can ask again at once.
+    """
+    if job.kind is None:
+        return None
+    message = _job_message(svc, job)
+    if message is None:
+        return None
+    for pause in SEND_ATTEMPTS:
+        sleep(pause)
         try:
             svc.sender.send(message)
+            return message
         except MailError as exc:
-            log.error("could not send %s to subscriber %s: %s", decision.send, subscriber_id,
-                      exc)
-            # Let the reader try again now rather than in ten minutes.
-            with transaction(svc.engine) as session:
-                row = session.get(Subscriber, subscriber_id)
-                if row is not None:
-                    row.last_confirmation_sent_at = None
-            raise SendFailed(str(exc)) from exc
-    return message
+            error = exc
+    log.error("could not send %s to subscriber %s: %s", job.kind, job.subscriber_id, error)
+    if job.kind != "welcome":
+        with transaction(svc.engine) as session:
+            row = session.get(Subscriber, job.subscriber_id)
+            if row is not None:
+                row.last_confirmation_sent_at = None
+    raise SendFailed(str(error))
+
+
+@functools.cache
+def _configured_services() -> Services:
+    from newsletter.config import settings as current_settings
+    from newsletter.db import engine_for
+
+    config = current_settings()
+    return Services.build(config, engine_for(config.database_url))
+
+
+def send_queued(data: dict[str, Any]) -> str | None:
+    """A mail worker's side of the queue (task paperwire.send_mail): the subject sent."""
+    message = send_job(_configured_services(), MailJob.from_json(data))
+    return message.subject if message else None
 
 
 def sign_up(svc: Services, email: str, topics: Sequence[str], frequency: str | None,
             honeypot: str, client: Client) -> None:
-    """A sign-up from the site. Same outcome for new, pending and confirmed addresses.
+    """A sign-up from the site. Same outcome, and the same path, for new, pending,
+    confirmed and suppressed addresses: the mail goes out after the answer.
 
-    Raises TooManySignups, InvalidInput (nothing stored) or SendFailed.
+    Raises TooManySignups or InvalidInput (nothing stored).
     """
     if svc.limits.client_refused(client.ip):
         log.info("sign-up refused: client %s is over the rate limit", client.ip)
@@ -220,7 +279,7 @@ def sign_up(svc: Services, email: str, topics: Sequence[str], frequency: str | N
         log.info("sign-up with the honeypot filled in ignored (ip %s)", client.ip)
         return
     address, values = _parse_signup(email, topics, frequency)
-    _record_signup(svc, address, values, _now(), limited=True)
+    svc.mail.put(_record_signup(svc, address, values, _now(), limited=True))
 
 
 @dataclass(frozen=True)
@@ -261,14 +320,9 @@ def confirm(svc: Services, token: str, client: Client) -> Confirmed:
     claim = svc.links.read_confirm(token)
     with transaction(svc.engine) as session:
         row = subs.confirm(session, claim.subscriber_id, claim.nonce, client, _now())
-        prefs = subs.preferences_of(session, row)
-        message = welcome_message(svc.links, row, prefs)
         result = Confirmed(row.email, svc.links.manage_token(_holder(row)))
-    try:
-        svc.sender.send(message)
-    except MailError as exc:
-        # The subscription stands; the welcome mail is a courtesy.
-        log.error("could not send the welcome mail to %s: %s", result.email, exc)
+    # The subscription stands whatever happens to the welcome mail, a courtesy.
+    svc.mail.put(MailJob(kind="welcome", subscriber_id=claim.subscriber_id))
     return result
 
 
@@ -402,7 +456,8 @@ def add(svc: Services, email: str, topics: Sequence[str], frequency: str | None 
             # Already a reader: an operator's list must not mail them "someone signed you up".
             return Added(address, existing.status, None)
     if not confirmed:
-        message = _record_signup(svc, address, values, _now(), limited=False)
+        # The operator waits for the mail at the terminal, and hears if it failed.
+        message = send_job(svc, _record_signup(svc, address, values, _now(), limited=False))
         with Session(svc.engine) as session:
             row = subs.find_by_email(session, address)
             status = row.status if row else "pending"

@@ -58,7 +58,7 @@ def _answer(client: FlaskClient, method: str, path: str, csrf: str) -> int:
 def test_a_validly_signed_token_naming_an_impossible_row_is_a_404(
     web_settings: Settings, client: FlaskClient, number: str
 ) -> None:
-    csrf = web.csrf_token(client)
+    csrf = web.session_form_token(client)
     for method, path, purpose in ROUTES:
         token = _forged(web_settings, purpose, number)
         assert _answer(client, method, path.format(token), csrf) == 404, (method, path, number)
@@ -80,7 +80,7 @@ def test_the_bounds_are_the_rows_a_database_can_hold() -> None:
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(token=st.text(alphabet=string.printable + "é\u0661.-_", max_size=200))
 def test_any_token_text_is_a_404_never_a_500(client: FlaskClient, token: str) -> None:
-    csrf = web.csrf_token(client)
+    csrf = web.session_form_token(client)
     token = token.replace("/", "").replace("?", "").replace("#", "").strip() or "x"
     for method, path, _ in ROUTES:
         assert _answer(client, method, path.format(token), csrf) == 404, (method, path, token)

@@ -19,7 +19,15 @@ from newsletter import subscriber as subs
 from newsletter.config import Settings
 from newsletter.web import create_app
 from tests.support import web
-from tests.support.web import csrf_token, html_of, link, outbox, subscribe, text_of
+from tests.support.web import (
+    csrf_token,
+    html_of,
+    link,
+    outbox,
+    session_form_token,
+    subscribe,
+    text_of,
+)
 
 # The shared web fixtures, collected by pytest from this module's names.
 app, client, web_settings = web.app, web.client, web.web_settings
@@ -108,11 +116,12 @@ def test_expired_confirmation(client: FlaskClient, web_settings: Settings, engin
     four_days_ago = time.time() - 4 * 86400
     monkeypatch.setattr("itsdangerous.timed.time.time", lambda: four_days_ago)
     subscribe(client, "reader@example.com")
+    [mail] = outbox(web_settings)  # signed when sent, after the answer: four days ago too
     monkeypatch.undo()
-    confirm = link(outbox(web_settings)[-1], "confirm")
+    confirm = link(mail, "confirm")
     page = client.get(confirm)
     assert page.status_code == 410 and "expired" in page.get_data(as_text=True)
-    assert client.post(confirm, data={"csrf_token": csrf_token(client)}).status_code == 410
+    assert client.post(confirm, data={"csrf_token": session_form_token(client)}).status_code == 410
     assert _status(engine, "reader@example.com") == "pending"
 
 
@@ -128,7 +137,7 @@ def test_tampered_links(client: FlaskClient, web_settings: Settings, engine: Eng
     for bad in (flipped, token[:-3], token + "x", "", "..", "a" * 500):
         target = f"{prefix}/{bad}"
         assert client.get(target).status_code in (404, 410), target
-        answer = client.post(target, data={"csrf_token": csrf_token(client),
+        answer = client.post(target, data={"csrf_token": session_form_token(client),
                                            "List-Unsubscribe": "One-Click"})
         assert answer.status_code in (404, 405, 410), target
     # A link made for one page does not open another.
@@ -179,11 +188,9 @@ def test_honeypot(client: FlaskClient, web_settings: Settings, engine: Engine) -
     assert _count(engine) == 0 and outbox(web_settings) == []
 
 
-def test_forms_need_their_csrf_token(client: FlaskClient, web_settings: Settings,
-                                     engine: Engine) -> None:
-    answer = client.post("/subscribe", data={"email": "r@example.com", "topics": "llm"})
-    assert answer.status_code == 400 and "expired" in answer.get_data(as_text=True)
-    assert _count(engine) == 0
+def test_forms_that_act_for_a_reader_need_their_csrf_token(
+    client: FlaskClient, web_settings: Settings, engine: Engine
+) -> None:
     manage, _ = _confirmed(client, web_settings, "reader@example.com")
     fresh = create_app(web_settings, engine=engine).test_client()
     assert fresh.post(manage, data={"topics": "rl"}).status_code == 400
@@ -193,6 +200,22 @@ def test_forms_need_their_csrf_token(client: FlaskClient, web_settings: Settings
     confirm = link(outbox(web_settings)[-1], "confirm")
     assert fresh.post(confirm).status_code == 400
     assert _status(engine, "second@example.com") == "pending"
+
+
+def test_the_front_page_sets_no_cookie_and_may_be_cached(client: FlaskClient,
+                                                         engine: Engine) -> None:
+    """Finding 10: the sign-up form carries no session token, so a visitor who only reads
+    gets no cookie, and every visitor gets the same page."""
+    first, second = client.get("/"), client.get("/")
+    assert first.status_code == 200 and "Set-Cookie" not in first.headers
+    assert "public" in first.headers["Cache-Control"]
+    assert first.get_data() == second.get_data()
+    assert 'name="csrf_token"' not in first.get_data(as_text=True)
+    # Posting it needs no cookie either, and sets none.
+    fresh = client.application.test_client()
+    answer = fresh.post("/subscribe", data={"email": "r@example.com", "topics": "llm"})
+    assert answer.status_code == 200 and "Set-Cookie" not in answer.headers
+    assert _status(engine, "r@example.com") == "pending"
 
 
 def test_signup_rate_limit(web_settings: Settings, engine: Engine) -> None:
@@ -207,7 +230,6 @@ def test_signup_rate_limit(web_settings: Settings, engine: Engine) -> None:
 
 
 def test_bad_signups_are_clear_and_store_nothing(client: FlaskClient, engine: Engine) -> None:
-    token = csrf_token(client)
     cases = [
         {"email": "not an address", "topics": ["llm"]},
         {"email": "r@example.com"},
@@ -217,12 +239,12 @@ def test_bad_signups_are_clear_and_store_nothing(client: FlaskClient, engine: En
         {"topics": ["llm"]},
     ]
     for data in cases:
-        answer = client.post("/subscribe", data={**data, "csrf_token": token})
+        answer = client.post("/subscribe", data=data)
         assert answer.status_code == 400, data
         assert 'class="error"' in answer.get_data(as_text=True)
     assert _count(engine) == 0
     too_big = client.post("/subscribe", data={"email": "r@example.com", "topics": "llm",
-                                              "csrf_token": token, "x": "y" * 100_000})
+                                              "x": "y" * 100_000})
     assert too_big.status_code == 413 and _count(engine) == 0
 
 
@@ -241,7 +263,7 @@ _field = st.one_of(
 def test_hostile_signups_never_crash(client: FlaskClient, engine: Engine, email: str | None,
                                      topics: list[str], frequency: str | None,
                                      honeypot: str | None) -> None:
-    data: dict[str, object] = {"csrf_token": csrf_token(client), "topics": topics}
+    data: dict[str, object] = {"topics": topics}
     for name, value in (("email", email), ("frequency", frequency), ("website", honeypot)):
         if value is not None:
             data[name] = value

@@ -14,7 +14,7 @@ from celery.schedules import crontab, schedule
 
 from newsletter.config import Settings, settings
 
-QUEUES = ("ingest", "llm", "mail", "default")
+QUEUES = ("ingest", "llm", "mail", "signup", "default")
 
 
 def beat_schedule_for(spec: float | tuple[str, ...]) -> schedule:
@@ -71,6 +71,8 @@ def make_celery() -> Celery:
             # Sends wait on the mail provider: their own queue, their own workers.
             "paperwire.send_digests": {"queue": "mail"},
             "paperwire.deliver_chunk": {"queue": "mail"},
+            # Confirmations a reader is waiting for: mail workers take them between chunks.
+            "paperwire.send_mail": {"queue": "signup"},
             "paperwire.expire_pending": {"queue": "default"},
         },
         # A worker that dies mid-task hands the task back: every task is safe to run twice

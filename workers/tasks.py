@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy.exc import OperationalError
 
-from newsletter import delivery, ingest, privacy, summarize
+from newsletter import delivery, ingest, privacy, signup, summarize
 from workers.app import app
 
 log = logging.getLogger(__name__)
@@ -82,3 +82,13 @@ def expire_pending() -> int:
     expired = privacy.expire_pending_configured()
     log.info("expire_pending expired=%d", expired)
     return expired
+
+
+@app.task(name="paperwire.send_mail", acks_late=True, **RETRY)
+def send_mail(job: dict[str, Any]) -> str | None:
+    """Mail a web request queued (newsletter/mail_queue.py). A provider that keeps refusing
+    is logged and the reader may ask again; it is not retried for hours."""
+    try:
+        return signup.send_queued(job)
+    except signup.SendFailed:
+        return None

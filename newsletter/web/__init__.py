@@ -66,7 +66,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     # (RFC 8058), and SendGrid signs its own requests.
     csrf.exempt(subscriptions.unsubscribe)
     csrf.exempt(webhooks.blueprint)
-
+    csrf.origin_only("subscriptions.subscribe")
 
     app.register_blueprint(site.blueprint)
     app.register_blueprint(subscriptions.blueprint)

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import Flask, g, request
+from flask import Flask, current_app, g, request
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
 REFERRER_POLICY = "same-origin"
@@ -63,18 +63,37 @@ class OriginCheckedCSRF(CSRFProtect):
 
     It runs whenever the site is public over https, whatever scheme the request seems to
     have arrived with: a proxy that forgets X-Forwarded-Proto must not switch it off.
+
+    A form that acts for nobody in particular (`origin_only`: the sign-up) needs no token.
+    A token is what ties a post to the visitor's session, and a sign-up has no session to
+    protect: anyone may post it, from anywhere, and only the link mailed to the address
+    does anything. Its page then sets no cookie, so the public pages are the same for
+    everybody and can be cached (docs/SECURITY.md, finding 10). The origin check stays, so
+    another site cannot make its visitors' browsers sign people up from their addresses.
     """
 
     def __init__(self, app: Flask, base_url: str) -> None:
         self.public_origin = origin_of(base_url) if base_url.startswith("https://") else None
+        self._origin_only: set[str] = set()
         super().__init__(app)
         # Ours replaces it: see the module docstring.
         app.config["WTF_CSRF_SSL_STRICT"] = False
 
+    def origin_only(self, endpoint: str) -> None:
+        self._origin_only.add(endpoint)
+
     def protect(self, apply_exemptions: bool = False) -> None:
+        if request.endpoint in self._origin_only:
+            if request.method in current_app.config["WTF_CSRF_METHODS"]:
+                self._check_origin()
+            return
         super().protect(apply_exemptions)
         # Flask-WTF marks a request it checked; exempt views and safe methods it skips.
-        if self.public_origin is None or not g.get("csrf_valid"):
+        if g.get("csrf_valid"):
+            self._check_origin()
+
+    def _check_origin(self) -> None:
+        if self.public_origin is None:
             return
         reason = foreign_post(self.public_origin, request.headers.get("Origin"),
                               request.headers.get("Referer"))

@@ -11,16 +11,7 @@ import time
 from dataclasses import dataclass
 from datetime import date
 
-from flask import (
-    Blueprint,
-    abort,
-    current_app,
-    get_template_attribute,
-    jsonify,
-    make_response,
-    render_template,
-)
-from markupsafe import Markup
+from flask import Blueprint, abort, current_app, jsonify, make_response, render_template
 from sqlmodel import Session
 
 from newsletter import archive, mail, status
@@ -33,36 +24,38 @@ _ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 # The landing page is the one everybody opens, and its papers change a few times a day
-# (an ingest, then cards as they are written). Each process renders that list at most once
-# every TODAY_TTL seconds and reuses it; the sign-up form beside it, with its per-visitor
-# CSRF token, is rendered on every request. bench/web.py measures why.
-TODAY_TTL = 30.0
+# (an ingest, then cards as they are written). It is the same page for every visitor (the
+# sign-up form carries no per-visitor token: see web/origin.py), so each process renders
+# it at most once every TODAY_TTL seconds and serves those bytes; proxies may keep it as
+# long. bench/web.py measures why.
+TODAY_TTL = 30
 _TODAY = "paperwire.today"
 
 
 @dataclass(frozen=True)
-class _RenderedDay:
-    view: archive.DayView
-    papers: Markup
+class _RenderedPage:
+    html: str
     expires: float
 
 
-def _today() -> _RenderedDay:
+def _landing_page() -> str:
     now = time.monotonic()
-    cached: _RenderedDay | None = current_app.extensions.get(_TODAY)
+    # The dev-mode outbox link shows only to a browser on this machine: two versions.
+    key = (_TODAY, outbox_open())
+    cached: _RenderedPage | None = current_app.extensions.get(key)
     if cached is None or cached.expires <= now:
         with Session(services().engine) as session:
             view = archive.latest(session)
-        papers = get_template_attribute("_macros.html", "day_papers")(view)
-        cached = current_app.extensions[_TODAY] = _RenderedDay(view, papers, now + TODAY_TTL)
-    return cached
+        html = render_template("index.html", view=view, topics=TOPICS, form={}, errors={})
+        cached = current_app.extensions[key] = _RenderedPage(html, now + TODAY_TTL)
+    return cached.html
 
 
 @blueprint.get("/")
 def index():  # type: ignore[no-untyped-def]
-    today = _today()
-    return render_template("index.html", view=today.view, papers=today.papers, topics=TOPICS,
-                           form={}, errors={})
+    response = make_response(_landing_page())
+    response.headers["Cache-Control"] = f"public, max-age={TODAY_TTL}"
+    return response
 
 
 @blueprint.get("/papers/<path:key>")

@@ -32,11 +32,8 @@ def subscribe():  # type: ignore[no-untyped-def]
                                errors=exc.errors), 400
     except flows.TooManySignups:
         abort(429)
-    except flows.SendFailed:
-        return render_template("error.html", title="We could not send the email",
-                               message="Our mail system did not take the message. Please "
-                                       "try again in a few minutes."), 503
-    # The same page whether the address is new, pending, confirmed or suppressed.
+    # The same page, after the same work, whether the address is new, pending, confirmed
+    # or suppressed: the mail, if any, leaves after this answer (newsletter/mail_queue.py).
     return render_template("subscribed.html")
 
 

@@ -17,7 +17,7 @@ from tests.conftest import REPO
 CELERY = [sys.executable, "-m", "celery", "-A", "workers.app"]
 
 
-def start_worker(env: dict[str, str], log: Path, *, queues: str = "ingest,llm,mail,default",
+def start_worker(env: dict[str, str], log: Path, *, queues: str = "ingest,llm,mail,signup,default",
                  pool: str = "prefork", concurrency: int = 2,
                  name: str = "worker") -> subprocess.Popen[bytes]:
     with log.open("ab") as out:

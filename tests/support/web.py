@@ -23,6 +23,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import Engine
 
+from newsletter import mail_queue
 from newsletter.config import Settings
 from newsletter.web import create_app
 from tests.conftest import REPO
@@ -52,7 +53,7 @@ def client(app: Flask) -> FlaskClient:
     return app.test_client()
 
 
-def csrf_token(client: FlaskClient, path: str = "/") -> str:
+def csrf_token(client: FlaskClient, path: str) -> str:
     page = client.get(path)
     assert page.status_code == 200, page.status_code
     found = _CSRF.search(page.get_data(as_text=True))
@@ -60,12 +61,28 @@ def csrf_token(client: FlaskClient, path: str = "/") -> str:
     return found.group(1)
 
 
+def session_form_token(client: FlaskClient) -> str:
+    """The form token our pages would print for this client's session, without needing a
+    page: for tests whose subject is what a form posts to, not the form token."""
+    from flask import session
+    from flask_wtf.csrf import generate_csrf
+
+    with client.application.test_request_context():
+        token = generate_csrf()
+        raw = session["csrf_token"]
+    with client.session_transaction() as stored:
+        stored["csrf_token"] = raw
+    return token
+
+
 def outbox(settings: Settings) -> list[EmailMessage]:
     return mails_in(settings.outbox_dir)
 
 
 def mails_in(folder: Path) -> list[EmailMessage]:
-    """The file backend's mails in `folder`, oldest first."""
+    """The file backend's mails in `folder`, oldest first, once this process's mail queue
+    has sent what the requests so far put on it."""
+    mail_queue.drain_all()
     if not folder.exists():
         return []
     return [message_from_bytes(p.read_bytes(), policy=default)  # type: ignore[misc]
@@ -93,8 +110,8 @@ def link(mail: EmailMessage, kind: str) -> str:
 
 def subscribe(client: FlaskClient, email: str, topics: tuple[str, ...] = ("llm",),
               frequency: str = "daily", **extra: str):  # type: ignore[no-untyped-def]
-    data = {"email": email, "topics": list(topics), "frequency": frequency,
-            "csrf_token": csrf_token(client), **extra}
+    """Post the sign-up form as the landing page has it: no token, no cookie needed."""
+    data = {"email": email, "topics": list(topics), "frequency": frequency, **extra}
     return client.post("/subscribe", data=data)
 
 
