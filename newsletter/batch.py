@@ -19,6 +19,8 @@ class Recipient:
     to: str
     # The reader's digest, for the template: JSON-ready values only.
     data: Mapping[str, Any] = field(default_factory=dict)
+    # json.dumps(data), when whoever built the data serialised it already ("" if not).
+    data_json: str = ""
     # len(json.dumps(data)): what a provider's cap on template data is measured against.
     data_bytes: int = 0
     # Per-recipient headers: List-Unsubscribe must name this recipient's own link.

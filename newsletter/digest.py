@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -213,8 +213,11 @@ def select(
 class PaperIndex:
     """One edition's candidates, indexed so each subscriber is scored only where it can match.
 
-    Selections are memoized by interests: thousands of subscribers share the same few
-    topic choices, and their digests are computed once.
+    Rankings are memoized by interests: thousands of subscribers share the same few topic
+    choices, and their digests are computed once (the very same `Selection` for equal
+    digests, so what is built from a digest can be built once too). A reader who adds
+    keywords, authors or exclusions starts from the ranking of their topics alone: only
+    the papers those name are scored again.
     """
 
     def __init__(self, candidates: Sequence[Candidate]) -> None:
@@ -228,6 +231,9 @@ class PaperIndex:
                 self._by_last_name.setdefault(last, []).append(paper)
         self._by_keyword: dict[str, list[Candidate]] = {}
         self._memo: dict[Interests, list[Pick]] = {}
+        self._selections: dict[Interests, Selection] = {}
+        # Equal selections as one object: an exclusion or an author often changes nothing.
+        self._distinct: dict[Selection, Selection] = {}
 
     def _with_keyword(self, word: str) -> list[Candidate]:
         found = self._by_keyword.get(word)
@@ -236,27 +242,58 @@ class PaperIndex:
             self._by_keyword[word] = found
         return found
 
-    def _reachable(self, interests: Interests) -> list[Candidate]:
+    def _named(self, interests: Interests) -> dict[int, Candidate]:
+        """The papers a reader's keywords and authors can reach: a superset of those they
+        match (authors by last name only), and every paper outside it scores on topics
+        alone."""
         seen: dict[int, Candidate] = {}
-        for slug in interests.topics:
-            seen.update((p.paper_id, p) for p in self._by_topic.get(slug, ()))
         for word in interests.include_keywords:
             seen.update((p.paper_id, p) for p in self._with_keyword(word))
         for name in interests.authors:
             wanted = author_key(name)
             if wanted:
                 seen.update((p.paper_id, p) for p in self._by_last_name.get(wanted[1], ()))
-        return list(seen.values())
+        return seen
+
+    def _ranked(self, interests: Interests) -> list[Pick]:
+        """Every paper the reader may get, best first (interests without a maximum)."""
+        ranked = self._memo.get(interests)
+        if ranked is not None:
+            return ranked
+        if not (interests.include_keywords or interests.authors or interests.exclude_keywords):
+            on_topic: dict[int, Candidate] = {}
+            for slug in interests.topics:
+                on_topic.update((p.paper_id, p) for p in self._by_topic.get(slug, ()))
+            ranked = rank(pick for paper in on_topic.values()
+                          if (pick := score(paper, interests)) is not None)
+        else:
+            topics_only = Interests(topics=interests.topics, max_papers=0,
+                                    include_revised=interests.include_revised)
+            named = self._named(interests)
+            excluded = interests.exclude_keywords
+            ranked = rank([
+                *(pick for pick in self._ranked(topics_only)
+                  if pick.candidate.paper_id not in named
+                  and not any(mentions(pick.candidate.text_lc, w) for w in excluded)),
+                *(pick for paper in named.values()
+                  if (pick := score(paper, interests)) is not None),
+            ])
+        self._memo[interests] = ranked
+        return ranked
 
     def select(self, interests: Interests, already_sent: frozenset[int] = frozenset()) -> Selection:
-        # Memoized without the maximum: readers who differ only in how many papers they
+        if not already_sent:
+            found = self._selections.get(interests)
+            if found is None:
+                cut = self._cut(interests, ())
+                found = self._selections[interests] = self._distinct.setdefault(cut, cut)
+            return found
+        return self._cut(interests, already_sent)
+
+    def _cut(self, interests: Interests, already_sent: Collection[int]) -> Selection:
+        # Ranked without the maximum: readers who differ only in how many papers they
         # want share one ranking, each cut at their own maximum.
-        key = dataclasses.replace(interests, max_papers=0)
-        ranked = self._memo.get(key)
-        if ranked is None:
-            ranked = self._memo[key] = rank(
-                pick for paper in self._reachable(interests)
-                if (pick := score(paper, interests)) is not None)
+        ranked = self._ranked(dataclasses.replace(interests, max_papers=0))
         if already_sent:
             ranked = [p for p in ranked if p.candidate.paper_id not in already_sent]
         limit = max(1, interests.max_papers)

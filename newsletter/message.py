@@ -4,7 +4,9 @@ A reader's data holds everything their digest shows (subject, headline, papers w
 why-lines and scores, their own links) under short keys, for the one digest template
 (email_templates/digest.mjml and digest.txt, Handlebars). Each paper's part is built once
 per process and shared by every reader who gets it; only position, score and "why" are
-the reader's own.
+the digest's own. Readers with the same interests share one digest, built and serialised
+once a batch: only their links are their own. Each reader's data goes with its JSON
+(`Recipient.data_json`), so a sender need not serialise a thousand digests again.
 
 SendGrid caps one personalization's `dynamic_template_data` at 10,000 bytes, so the data
 is kept small: short keys, arXiv links rebuilt by the template from the paper's id, fields
@@ -86,11 +88,11 @@ def paper_url(site_url: str, key: str) -> str:
 
 
 @lru_cache(maxsize=8192)
-def _paper(paper: Candidate, detail: Detail) -> tuple[tuple[tuple[str, Any], ...], int]:
-    """A paper's part of the data, the same for every reader who gets it, and the length
-    of its JSON.
+def _paper(paper: Candidate, detail: Detail) -> tuple[dict[str, Any], str]:
+    """A paper's part of the data, the same for every reader who gets it, and its JSON
+    without the closing brace. Shared: never changed once built.
 
-    Cached: a day's 200 papers are built (and measured) once per process, not once per
+    Cached: a day's 200 papers are built and serialised once per process, not once per
     reader. The template rebuilds arXiv's standard links from the id, so only other links
     are sent.
     """
@@ -121,78 +123,117 @@ def _paper(paper: Candidate, detail: Detail) -> tuple[tuple[tuple[str, Any], ...
         part["o"] = 1  # "Offline summary: ... not written by an LLM"
     elif paper.card_source is None:
         part["na"] = 1  # "No summary yet: this is the abstract"
-    return tuple(part.items()), len(json.dumps(part))
+    return part, json.dumps(part)[:-1]
 
 
-def _pick(position: int, pick: Pick, detail: Detail) -> tuple[dict[str, Any], int]:
-    """A paper as one reader gets it (position, score, why), and the length of its JSON:
-    the shared part's, plus what json.dumps adds for the reader's three keys."""
-    part, part_bytes = _paper(pick.candidate, detail)
-    why = _line(", ".join(pick.reasons))
-    tail = f', "i": {position}, "sc": {pick.score}, "w": {json.dumps(why)}'
-    return {**dict(part), "i": position, "sc": pick.score, "w": why}, part_bytes + len(tail)
+@lru_cache(maxsize=8192)
+def _why(reasons: tuple[str, ...]) -> tuple[str, str]:
+    """A pick's why-line and its JSON: a few hundred distinct lines an edition."""
+    why = _line(", ".join(reasons))
+    return why, json.dumps(why)
 
 
-def subject_line(selection: Selection, day: date) -> str:
-    return f"{headline(selection)} · Paperwire, {day:%a %-d %b}"
+def _pick(position: int, pick: Pick, detail: Detail) -> tuple[dict[str, Any], str]:
+    """A paper as one digest has it (the shared part, and position, score and why), and
+    its JSON, as json.dumps would write it, from the shared part's."""
+    part, part_json = _paper(pick.candidate, detail)
+    why, why_json = _why(pick.reasons)
+    return ({**part, "i": position, "sc": pick.score, "w": why},
+            f'{part_json}, "i": {position}, "sc": {pick.score}, "w": {why_json}}}')
 
 
-def digest_data(a: Addressee, *, day: date, frequency: str, site_url: str,
-                detail: Detail = FULL) -> tuple[dict[str, Any], int]:
-    """One reader's `dynamic_template_data` (everything their digest shows) and its size:
-    len(json.dumps(data)), counted without serialising the papers again.
+@dataclass(frozen=True)
+class _Digest:
+    """A digest's data but its reader's links, at one detail, with its JSON around the
+    links (as json.dumps writes it, put together from each paper's). Shared by every
+    reader of one selection: never changed."""
 
-    json.dumps' default form (ASCII escapes, spaced separators) is what the client sends,
-    and the largest way of counting these bytes: a digest that fits here fits there.
-    """
-    selection = a.selection
+    head: dict[str, Any]
+    papers: list[dict[str, Any]]
+    tail: dict[str, Any]
+    json_head: str  # up to the manage link's value
+    json_tail: str  # from the papers to the end
+
+    @property
+    def size(self) -> int:
+        """The JSON's length with each link empty."""
+        return len(self.json_head) + len(_AFTER_M) + len(_AFTER_X) + len(self.json_tail) + 6
+
+    def data(self, a: Addressee) -> dict[str, Any]:
+        return {**self.head, "m": a.manage_url, "x": a.unsubscribe_url, "v": a.view_url,
+                "p": self.papers, **self.tail}
+
+    def json(self, links: tuple[str, str, str]) -> str:
+        """json.dumps(self.data(a)), given the reader's links as JSON."""
+        m, x, v = links
+        return "".join((self.json_head, m, _AFTER_M, x, _AFTER_X, v, self.json_tail))
+
+
+# What json.dumps writes between the links (default separators, keys in data's order).
+_AFTER_M, _AFTER_X = ', "x": ', ', "v": '
+
+
+def _digest(selection: Selection, *, day: date, frequency: str, site_url: str,
+            detail: Detail) -> _Digest:
+    """Everything a digest shows but its reader's links."""
     first = _line(selection.picks[0].candidate.title) if selection.picks else ""
     preheader = (f"{first} — and {len(selection.picks) - 1} more"
                  if len(selection.picks) > 1 else first)
-    data: dict[str, Any] = {
-        "s": subject_line(selection, day),
-        "h": headline(selection),
+    line = headline(selection)
+    head: dict[str, Any] = {
+        "s": f"{line} · Paperwire, {day:%a %-d %b}",
+        "h": line,
         "pre": _clip(preheader, PREHEADER_CHARS),
         "d": f"{day:%A, %-d %B %Y}",
         "f": frequency,
         "u": site_url,
-        "m": a.manage_url,
-        "x": a.unsubscribe_url,
-        "v": a.view_url,
-        "p": [],
     }
+    tail: dict[str, Any] = {}
     if selection.more:
-        data["mn"] = selection.more
-        data["mu"] = f"{site_url}/days/{day.isoformat()}"
-    size = len(json.dumps(data))  # the reader's own fields, with an empty list of papers
-    for position, pick in enumerate(selection.picks, start=1):
-        item, item_bytes = _pick(position, pick, detail)
-        data["p"].append(item)
-        size += item_bytes + (2 if position > 1 else 0)  # ", " between items
-    return data, size
-
-
-def _fitted(a: Addressee, **context: Any) -> tuple[dict[str, Any], int]:
-    """The reader's data at the most detail that fits DATA_LIMIT, and its size."""
-    for detail in (FULL, TIGHT):
-        data, size = digest_data(a, detail=detail, **context)
-        if size <= DATA_LIMIT:
-            break
-    return data, size
+        tail["mn"] = selection.more
+        tail["mu"] = f"{site_url}/days/{day.isoformat()}"
+    picks = [_pick(position, pick, detail)
+             for position, pick in enumerate(selection.picks, start=1)]
+    papers = [item for item, _ in picks]
+    json_tail = (f', "p": [{", ".join(item_json for _, item_json in picks)}]'
+                 + (f", {json.dumps(tail)[1:]}" if tail else "}"))
+    return _Digest(head, papers, tail, json_head=f'{json.dumps(head)[:-1]}, "m": ',
+                   json_tail=json_tail)
 
 
 def compose(
     addressees: Sequence[Addressee], *, day: date, frequency: str, site_url: str
 ) -> Batch:
-    """One batch for these readers, whatever each one's digest holds."""
+    """One batch for these readers, whatever each one's digest holds.
+
+    Each reader's data is at the most detail that fits DATA_LIMIT, measured as json.dumps'
+    default form (ASCII escapes, spaced separators), which the SendGrid sender sends, and
+    the largest way of counting these bytes. Readers with the same interests share one
+    `Selection` (see `digest.PaperIndex`): their digest is built and serialised once, and
+    each of them adds only their links.
+    """
     site_url = site_url.rstrip("/")
+    # By the selection's identity: the addressees keep every selection alive meanwhile.
+    built: dict[tuple[int, Detail], _Digest] = {}
     recipients = []
     for a in addressees:
-        data, size = _fitted(a, day=day, frequency=frequency, site_url=site_url)
+        links = (json.dumps(a.manage_url), json.dumps(a.unsubscribe_url),
+                 json.dumps(a.view_url))
+        links_bytes = sum(len(link) for link in links) - 6
+        for detail in (FULL, TIGHT):
+            digest = built.get((id(a.selection), detail))
+            if digest is None:
+                digest = built[id(a.selection), detail] = _digest(
+                    a.selection, day=day, frequency=frequency, site_url=site_url,
+                    detail=detail)
+            if digest.size + links_bytes <= DATA_LIMIT:
+                break
+        data_json = digest.json(links)
         recipients.append(Recipient(
             to=a.email,
-            data=data,
-            data_bytes=size,
+            data=digest.data(a),
+            data_json=data_json,
+            data_bytes=len(data_json),
             # Only List-Unsubscribe names the reader; the rest is the same for the batch.
             headers={"List-Unsubscribe": f"<{a.unsubscribe_url}>"},
             custom_args={"delivery_id": str(a.delivery_id)},

@@ -1,0 +1,344 @@
+"""The ledger: editions, their deliveries, and the papers each delivery carried.
+
+An edition (`DigestEdition`) is one day's (or week's) digest run. Planning inserts one
+`Delivery` row per (subscriber, edition) in a single set-based statement, under a unique
+constraint, so planning twice plans nothing new. Senders claim rows with a conditional
+UPDATE (a row moves from pending to sending under one claim token), so two workers never
+take the same row; a row left in `sending` by a crashed worker is taken again after a
+lease. A sent delivery is marked with the papers it carried (`SentPaper`, unique per
+subscriber and paper), which is why a paper never reaches the same reader twice.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable, Sequence
+from contextlib import closing
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    ARRAY,
+    Column,
+    Date,
+    DateTime,
+    ForeignKey,
+    Integer,
+    Text,
+    UniqueConstraint,
+    and_,
+    any_,
+    bindparam,
+    or_,
+    text,
+    update,
+)
+from sqlalchemy import select as select_rows
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql.elements import ColumnElement
+from sqlmodel import Field, Session, SQLModel, select
+
+from newsletter.digest import Selection
+
+FREQUENCIES = ("daily", "weekly")
+# How far back an edition looks for papers; "never sent before" does the rest.
+LOOKBACK_DAYS = {"daily": 3, "weekly": 7}
+LEASE = timedelta(minutes=15)
+MAX_ATTEMPTS = 5
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def today_utc() -> date:
+    return datetime.now(UTC).date()
+
+
+def lease() -> timedelta:
+    """How long a claim holds before another worker may take its rows (LEASE unless
+    DELIVERY_LEASE_SECONDS says otherwise)."""
+    from newsletter.config import settings
+
+    return timedelta(seconds=settings().delivery_lease_seconds)
+
+
+class DigestEdition(SQLModel, table=True):
+    __tablename__ = "editions"
+    __table_args__ = (UniqueConstraint("frequency", "day", name="uq_editions_frequency_day"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    frequency: str = Field(max_length=16)
+    day: date = Field(sa_column=Column(Date, nullable=False))
+    window_start: date = Field(sa_column=Column(Date, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True))
+
+
+class Delivery(SQLModel, table=True):
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("subscriber_id", "edition_id", name="uq_deliveries_subscriber_edition"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    edition_id: int = Field(sa_column=Column(
+        Integer, ForeignKey("editions.id", ondelete="CASCADE"), nullable=False, index=True))
+    subscriber_id: int = Field(sa_column=Column(
+        Integer, ForeignKey("subscribers.id", ondelete="CASCADE"), nullable=False, index=True))
+    # pending -> sending -> sent | skipped | failed (and back to pending on a passing fault)
+    status: str = Field(default="pending", max_length=16, index=True)
+    claim: str | None = Field(default=None, max_length=32)
+    claimed_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    sent_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    attempts: int = 0
+    paper_count: int = 0
+    more_count: int = 0
+    error: str | None = None
+
+
+class SentPaper(SQLModel, table=True):
+    __tablename__ = "sent_papers"
+    __table_args__ = (
+        UniqueConstraint("subscriber_id", "paper_id", name="uq_sent_papers_subscriber_paper"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    delivery_id: int = Field(sa_column=Column(
+        Integer, ForeignKey("deliveries.id", ondelete="CASCADE"), nullable=False, index=True))
+    # Plain columns, not foreign keys: a million rows an edition would each lock their
+    # paper and subscriber to check them (migration 0008 says why that was too dear).
+    # The subscriber's rows still go with their deliveries; papers are never deleted.
+    subscriber_id: int = Field(nullable=False)
+    paper_id: int = Field(nullable=False)
+    position: int = 0
+    score: int = 0
+    # One reason per line ("topic: Efficient ML"): plain text, a million rows a day at scale.
+    reasons: str = Field(default="", sa_type=Text)
+
+
+deliveries = Delivery.__table__  # type: ignore[attr-defined]
+sent_papers = SentPaper.__table__  # type: ignore[attr-defined]
+
+
+def window(frequency: str, day: date) -> date:
+    """The first announcement day an edition looks at."""
+    return day - timedelta(days=LOOKBACK_DAYS[frequency] - 1)
+
+
+def open_edition(session: Session, frequency: str, day: date) -> DigestEdition:
+    """The edition of a day, created once: re-running a send reuses it."""
+    if frequency not in FREQUENCIES:
+        raise ValueError(f"frequency must be one of {FREQUENCIES}")
+    found = session.exec(
+        select(DigestEdition).where(DigestEdition.frequency == frequency, DigestEdition.day == day)
+    ).first()
+    if found:
+        return found
+    edition = DigestEdition(frequency=frequency, day=day, window_start=window(frequency, day))
+    session.add(edition)
+    session.flush()
+    return edition
+
+
+# Who gets digests: confirmed, and never suppressed by a bounce or complaint.
+MAILABLE = ("s.status = 'confirmed' "
+            "AND NOT EXISTS (SELECT 1 FROM suppressions x WHERE x.email = s.email)")
+
+_PLAN = text(f"""
+    INSERT INTO deliveries (edition_id, subscriber_id, status, attempts, paper_count, more_count)
+    SELECT :edition_id, s.id, 'pending', 0, 0, 0
+    FROM subscribers s JOIN preferences p ON p.subscriber_id = s.id
+    WHERE {MAILABLE} AND p.frequency = :frequency
+      AND NOT EXISTS (SELECT 1 FROM deliveries d
+                      WHERE d.edition_id = :edition_id AND d.subscriber_id = s.id)
+    ORDER BY CAST(p.topics AS TEXT), CAST(p.include_keywords AS TEXT),
+             CAST(p.exclude_keywords AS TEXT), CAST(p.authors AS TEXT), p.max_papers,
+             p.include_revised, s.id
+""")
+
+
+def plan(session: Session, edition: DigestEdition) -> int:
+    """One delivery row per confirmed, unsuppressed subscriber of this frequency.
+
+    Rows are numbered in order of preferences, so readers who will get the same digest sit
+    in the same chunk and share its requests.
+    """
+    result = session.execute(_PLAN, {"edition_id": edition.id, "frequency": edition.frequency})
+    return result.rowcount or 0
+
+
+def open_deliveries(session: Session, edition_id: int, now: datetime) -> list[int]:
+    """Rows still to send: pending, or claimed by a worker whose lease ran out."""
+    rows = session.execute(
+        select_rows(deliveries.c.id).where(
+            deliveries.c.edition_id == edition_id,
+            or_(deliveries.c.status == "pending",
+                and_(deliveries.c.status == "sending", deliveries.c.claimed_at < now - lease())),
+        ).order_by(deliveries.c.id)
+    )
+    return list(rows.scalars())
+
+
+def _postgres(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def among(session: Session, column: Any, ids: Sequence[int]) -> ColumnElement[bool]:
+    """`column IN ids` for a chunk's thousand ids, as each database takes them best.
+
+    On Postgres one array parameter: psycopg spends longer parsing a statement with a
+    thousand placeholders than Postgres spends running it. SQLite has no arrays, and binds
+    an expanded IN list at C speed.
+    """
+    if _postgres(session):
+        return column == any_(bindparam(None, list(ids), type_=ARRAY(Integer)))
+    return column.in_(list(ids))
+
+
+def claim(session: Session, delivery_ids: Sequence[int], now: datetime) -> tuple[str, list[int]]:
+    """Take rows for this worker: only rows nobody holds move, so two workers never share one."""
+    token = secrets.token_hex(8)
+    taken = session.execute(
+        update(deliveries)
+        .where(
+            among(session, deliveries.c.id, delivery_ids),
+            or_(deliveries.c.status == "pending",
+                and_(deliveries.c.status == "sending", deliveries.c.claimed_at < now - lease())),
+        )
+        .values(status="sending", claim=token, claimed_at=now,
+                attempts=deliveries.c.attempts + 1)
+        # The rows this UPDATE moved are exactly the claim: no second look by token.
+        .returning(deliveries.c.id)
+    ).scalars()
+    return token, sorted(taken)
+
+
+def already_sent(
+    session: Session, subscriber_ids: Sequence[int], paper_ids: Sequence[int]
+) -> dict[int, frozenset[int]]:
+    """Which of these papers each of these subscribers has been sent before.
+
+    SQL bounds the papers by their id range and the exact set is picked here: with the
+    list itself in the condition, Postgres's cached plan probes the index once per
+    (subscriber, paper) pair, 200,000 probes for a chunk, where a range is one short
+    index scan per subscriber.
+    """
+    if not subscriber_ids or not paper_ids:
+        return {}
+    wanted = frozenset(paper_ids)
+    rows = session.execute(
+        select_rows(sent_papers.c.subscriber_id, sent_papers.c.paper_id).where(
+            among(session, sent_papers.c.subscriber_id, subscriber_ids),
+            sent_papers.c.paper_id.between(min(wanted), max(wanted)),
+        )
+    )
+    found: dict[int, set[int]] = {}
+    for subscriber_id, paper_id in rows:
+        if paper_id in wanted:
+            found.setdefault(subscriber_id, set()).add(paper_id)
+    return {k: frozenset(v) for k, v in found.items()}
+
+
+def mark_skipped(session: Session, token: str, delivery_ids: Iterable[int]) -> None:
+    ids = list(delivery_ids)
+    if ids:
+        session.execute(update(deliveries).where(
+            among(session, deliveries.c.id, ids), deliveries.c.claim == token,
+        ).values(status="skipped", error=None))
+
+
+# A sent digest: (delivery id, subscriber id, what it carried).
+Sent = tuple[int, int, Selection]
+
+# A request's readers marked sent in one statement on Postgres: three arrays, one row
+# each, where an executemany runs the UPDATE once per reader (a million statements for
+# 100,000 readers would be the server's work, sharing the workers' cores).
+_MARK_SENT = text("""
+    UPDATE deliveries SET status = 'sent', sent_at = :now, error = NULL,
+                          paper_count = v.papers, more_count = v.more
+    FROM unnest(CAST(:ids AS integer[]), CAST(:papers AS integer[]),
+                CAST(:more AS integer[])) AS v(id, papers, more)
+    WHERE deliveries.id = v.id AND deliveries.claim = :token
+""")
+
+
+def mark_sent(session: Session, token: str, sent: Sequence[Sent], now: datetime) -> None:
+    """Record a request's readers together: their deliveries in one statement (one
+    executemany on SQLite, which runs it in C), the papers they carried in one bulk write."""
+    if _postgres(session):
+        session.execute(_MARK_SENT, {
+            "ids": [delivery_id for delivery_id, _, _ in sent],
+            "papers": [len(s.picks) for _, _, s in sent],
+            "more": [s.more for _, _, s in sent],
+            "now": now, "token": token,
+        })
+    else:
+        session.execute(
+            update(deliveries)
+            .where(deliveries.c.id == bindparam("row_id"), deliveries.c.claim == token)
+            .values(status="sent", sent_at=now, error=None, paper_count=bindparam("papers"),
+                    more_count=bindparam("more")),
+            [{"row_id": delivery_id, "papers": len(s.picks), "more": s.more}
+             for delivery_id, _, s in sent],
+        )
+    write_sent_papers(session, (
+        (delivery_id, subscriber_id, pick.candidate.paper_id, i, pick.score,
+         "\n".join(pick.reasons))
+        for delivery_id, subscriber_id, selection in sent
+        for i, pick in enumerate(selection.picks)
+    ))
+
+
+def mark_failed(session: Session, token: str, delivery_ids: Sequence[int], error: str,
+                *, permanent: bool) -> None:
+    ids = list(delivery_ids)
+    if permanent:
+        session.execute(update(deliveries).where(
+            among(session, deliveries.c.id, ids), deliveries.c.claim == token,
+        ).values(status="failed", error=error[:1000]))
+        return
+    # A passing fault: back to pending for the next run, unless it keeps failing.
+    session.execute(update(deliveries).where(
+        among(session, deliveries.c.id, ids), deliveries.c.claim == token,
+        deliveries.c.attempts >= MAX_ATTEMPTS,
+    ).values(status="failed", error=error[:1000]))
+    session.execute(update(deliveries).where(
+        among(session, deliveries.c.id, ids), deliveries.c.claim == token,
+        deliveries.c.attempts < MAX_ATTEMPTS,
+    ).values(status="pending", claim=None, claimed_at=None, error=error[:1000]))
+
+
+# A row of `write_sent_papers`, in this column order.
+SENT_PAPER_COLUMNS = ("delivery_id", "subscriber_id", "paper_id", "position", "score",
+                      "reasons")
+SentPaperRow = tuple[int, int, int, int, int, str]
+
+
+def write_sent_papers(session: Session, rows: Iterable[SentPaperRow]) -> None:
+    """Record the papers a request carried, in one bulk write.
+
+    About ten rows a reader, a million for 100,000 readers: the ledger's biggest write.
+    Postgres takes the rows by COPY, about 5x faster than psycopg's executemany; SQLite by
+    the driver's executemany, which binds them in C. The rows stream to the driver and are
+    never held as a list: made and dropped one at a time, a part's ten thousand tuples set
+    off none of the cyclic garbage collector's passes, some of which scan the worker's
+    whole heap. On both databases a (subscriber, paper) pair recorded before is refused by
+    the unique constraint, and the whole write with it, as an IntegrityError.
+    """
+    conn = session.connection()
+    driver: Any = conn.connection.driver_connection
+    columns = ", ".join(SENT_PAPER_COLUMNS)
+    try:
+        if conn.dialect.name == "postgresql":
+            statement = f"COPY sent_papers ({columns}) FROM STDIN"
+            with driver.cursor() as cursor, cursor.copy(statement) as copy:
+                for row in rows:
+                    copy.write_row(row)
+        else:
+            statement = (f"INSERT INTO sent_papers ({columns}) "
+                         f"VALUES ({', '.join('?' * len(SENT_PAPER_COLUMNS))})")
+            with closing(driver.cursor()) as cursor:
+                cursor.executemany(statement, rows)
+    except conn.dialect.loaded_dbapi.IntegrityError as exc:
+        # The driver is used directly: raise what SQLAlchemy would have raised.
+        raise IntegrityError(statement, None, exc) from exc

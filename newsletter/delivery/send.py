@@ -1,0 +1,285 @@
+"""The send: an edition's deliveries cut into chunks, each claimed, selected, composed,
+sent and recorded.
+
+A chunk's readers share requests whatever their digests hold (a request carries up to the
+provider's limit of readers). A delivery is marked sent, with the papers it carried,
+right after the request that sent it: after a crash only the recipients of the request in
+flight can get a second copy, and nobody is skipped. With more than one worker the chunks
+go to that many processes, as they would to that many Celery mail workers; each claims
+its own rows.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import multiprocessing
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+from sqlmodel import Session
+
+from newsletter import message
+from newsletter.batch import Batch
+from newsletter.delivery.ledger import (
+    DigestEdition,
+    already_sent,
+    claim,
+    mark_failed,
+    mark_sent,
+    mark_skipped,
+    open_deliveries,
+    open_edition,
+    plan,
+    today_utc,
+    utcnow,
+)
+from newsletter.delivery.sources import Reader, candidates, readers
+from newsletter.digest import PaperIndex, Selection
+from newsletter.links import LinkHolder, Links
+from newsletter.mail import BatchSender, batch_sender_for
+
+log = logging.getLogger(__name__)
+Progress = Callable[[str], None]
+Composer = Callable[[Sequence[tuple[Reader, Selection]]], Batch]
+
+
+@dataclass
+class SendReport:
+    edition_id: int | None = None
+    planned: int = 0
+    sent: int = 0
+    skipped: int = 0
+    failed: int = 0
+    retry_later: int = 0
+    requests: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def add(self, other: SendReport) -> None:
+        self.sent += other.sent
+        self.skipped += other.skipped
+        self.failed += other.failed
+        self.retry_later += other.retry_later
+        self.requests += other.requests
+        self.errors += other.errors
+
+    def line(self) -> str:
+        return (f"send: {self.sent} sent, {self.skipped} skipped (nothing new), "
+                f"{self.failed} failed, {self.retry_later} to retry; "
+                f"{self.requests} requests")
+
+
+def deliver(
+    engine: Any, edition_id: int, delivery_ids: Sequence[int], *, sender: BatchSender,
+    compose: Composer, now: Callable[[], datetime] = utcnow,
+) -> SendReport:
+    """Send one chunk of an edition: claim, select, group identical digests, send, record."""
+    # A chunk makes millions of short-lived objects, and what earlier chunks built lives on
+    # in this process (rendered papers, the engine's caches). The collector's defaults
+    # re-scanned all of it every few hundred allocations, a third of delivery's CPU: freeze
+    # what exists, and collect young objects less often (docs/BENCHMARKS.md).
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
+    report = SendReport(edition_id=edition_id)
+    with Session(engine) as session:
+        token, taken = claim(session, delivery_ids, now())
+        session.commit()
+        if not taken:
+            return report
+        edition = session.get(DigestEdition, edition_id)
+        assert edition is not None
+        day_papers = PaperIndex(candidates(session, edition.window_start, edition.day))
+        people = readers(session, taken)
+        sent_before = already_sent(session, [r.subscriber_id for r in people],
+                                   [c.paper_id for c in day_papers.candidates])
+        chosen: list[tuple[Reader, Selection]] = []
+        nothing_new: list[int] = []
+        for reader in people:
+            selection = day_papers.select(reader.interests,
+                                          sent_before.get(reader.subscriber_id, frozenset()))
+            if selection.empty:
+                nothing_new.append(reader.delivery_id)
+            else:
+                chosen.append((reader, selection))
+        # Claimed rows whose subscriber left meanwhile (unsubscribed, deleted) are skipped.
+        gone = set(taken) - {r.delivery_id for r in people}
+        mark_skipped(session, token, [*nothing_new, *gone])
+        session.commit()
+        report.skipped = len(nothing_new) + len(gone)
+
+        # One request per part the provider allows, whatever each reader's digest holds.
+        for start in range(0, len(chosen), sender.max_batch):
+            part = chosen[start:start + sender.max_batch]
+            _send_part(session, token, part, compose(part), sender, now, report)
+    log.info("deliver edition=%s claimed=%d sent=%d skipped=%d failed=%d retry=%d requests=%d",
+             edition_id, len(taken), report.sent, report.skipped, report.failed,
+             report.retry_later, report.requests)
+    return report
+
+
+def _send_part(session: Session, token: str, part: Sequence[tuple[Reader, Selection]],
+               batch: Batch, sender: BatchSender, now: Callable[[], datetime],
+               report: SendReport) -> None:
+    started = time.monotonic()
+    readers_ = [reader for reader, _ in part]
+    # Senders report every outcome in the result: accepted, refused for good, or neither.
+    result = sender.send_batch(batch)
+    report.requests += result.requests
+    accepted, rejected = set(result.accepted), set(result.rejected)
+    ok = [(r.delivery_id, r.subscriber_id, s) for r, s in part if r.email in accepted]
+    refused = [r.delivery_id for r in readers_
+               if r.email in rejected and r.email not in accepted]
+    unsent = [r.delivery_id for r in readers_
+              if r.email not in accepted and r.email not in rejected]
+    if ok:
+        mark_sent(session, token, ok, now())
+    error = result.error or "refused by the provider"
+    if refused:
+        mark_failed(session, token, refused, error, permanent=True)
+    if unsent:
+        mark_failed(session, token, unsent, error, permanent=False)
+    session.commit()
+    report.sent += len(ok)
+    report.failed += len(refused)
+    report.retry_later += len(unsent)
+    if result.error:
+        report.errors.append(result.error)
+    log.info("sent recipients=%d requests=%d ms=%d", len(ok), result.requests,
+             (time.monotonic() - started) * 1000)
+
+
+def _chunks(ids: Sequence[int], size: int) -> list[list[int]]:
+    return [list(ids[i:i + size]) for i in range(0, len(ids), size)]
+
+
+def prepare_edition(
+    engine: Any, frequency: str, day: date, chunk_size: int = 1000,
+    now: Callable[[], datetime] = utcnow,
+) -> tuple[int, int, list[list[int]]]:
+    """Open the edition, plan its deliveries, and cut what is left to send into chunks.
+
+    Returns (edition id, rows planned now, chunks of delivery ids). Safe to call again:
+    it plans only subscribers not yet planned and hands out only rows not yet sent.
+    """
+    with Session(engine) as session:
+        edition = open_edition(session, frequency, day)
+        planned = plan(session, edition)
+        session.commit()
+        assert edition.id is not None
+        ids = open_deliveries(session, edition.id, now())
+    return edition.id, planned, _chunks(ids, chunk_size)
+
+
+def composer_for(settings: Any, day: date, frequency: str) -> Composer:
+    """Builds each batch with every reader's own signed links."""
+    links = Links.from_settings(settings)
+
+    def build(part: Sequence[tuple[Reader, Selection]]) -> Batch:
+        return message.compose([addressee(links, r, s) for r, s in part], day=day,
+                               frequency=frequency, site_url=settings.base_url)
+
+    return build
+
+
+def addressee(links: Links, reader: Reader, selection: Selection,
+              view_url: str | None = None) -> message.Addressee:
+    """A reader of a batch, with their digest and the links only they may use."""
+    holder = LinkHolder(reader.subscriber_id, reader.link_key)
+    return message.Addressee(
+        email=reader.email, delivery_id=reader.delivery_id, selection=selection,
+        manage_url=links.manage_url(holder), unsubscribe_url=links.unsubscribe_url(holder),
+        view_url=view_url or links.digest_url(reader.delivery_id, reader.link_key),
+    )
+
+
+def send_edition(
+    engine: Any, settings: Any, *, frequency: str = "daily", day: date | None = None,
+    sender: BatchSender | None = None, chunk_size: int = 1000, workers: int = 1,
+    progress: Progress = lambda _: None, now: Callable[[], datetime] = utcnow,
+) -> SendReport:
+    """A whole edition: what `newsletter send` runs.
+
+    With `workers` > 1 the chunks go to that many processes, as they would to that many
+    Celery mail workers: each claims its rows, so none is sent twice.
+    """
+    day = day or today_utc()
+    if workers > 1 and sender is not None:
+        raise ValueError("a given sender cannot be shared across processes")
+    local = sender or batch_sender_for(settings)
+    # The provider must be able to render the digest (SendGrid: its template is this
+    # release's) before anyone is planned or claimed; MailError says what to fix.
+    local.prepare()
+    edition_id, planned, chunks = prepare_edition(engine, frequency, day, chunk_size, now)
+    report = SendReport(edition_id=edition_id, planned=planned)
+    total, done = sum(len(c) for c in chunks), 0
+
+    def handled(part: SendReport, size: int) -> None:
+        nonlocal done
+        report.add(part)
+        done += size
+        progress(f"{frequency} {day}: {done}/{total} deliveries handled, {report.sent} sent, "
+                 f"{report.skipped} skipped, {report.failed} failed")
+
+    if workers > 1 and len(chunks) > 1:
+        with ProcessPoolExecutor(max_workers=workers,
+                                 mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {pool.submit(_deliver_in_worker, settings, edition_id, chunk): len(chunk)
+                       for chunk in chunks}
+            for future in as_completed(futures):
+                handled(future.result(), futures[future])
+        return report
+
+    compose = composer_for(settings, day, frequency)
+    for chunk in chunks:
+        handled(deliver(engine, edition_id, chunk, sender=local, compose=compose, now=now),
+                len(chunk))
+    return report
+
+
+def _deliver_in_worker(settings: Any, edition_id: int, chunk: Sequence[int]) -> SendReport:
+    """One chunk in a worker process: its own engine, sender and composer, as a Celery
+    worker would have."""
+    from newsletter.db import make_engine
+
+    engine = make_engine(settings.database_url)
+    try:
+        with Session(engine) as session:
+            edition = session.get(DigestEdition, edition_id)
+            assert edition is not None
+            day, frequency = edition.day, edition.frequency
+        sender = batch_sender_for(settings)
+        sender.prepare()  # before claiming: a missing template leaves the chunk pending
+        return deliver(engine, edition_id, chunk, sender=sender,
+                       compose=composer_for(settings, day, frequency))
+    finally:
+        engine.dispose()
+
+
+# ------------------------------------------------------------------ scheduled (workers)
+
+
+def prepare_configured(frequency: str, day: date | None = None) -> tuple[int, list[list[int]]]:
+    """The scheduled job's first half: plan today's edition, return its chunks to fan out."""
+    from newsletter.config import settings as current_settings
+    from newsletter.db import engine_for
+
+    settings = current_settings()
+    # Checked (SendGrid: synced) once here, so the mail workers find the template current.
+    batch_sender_for(settings).prepare()
+    edition_id, planned, chunks = prepare_edition(
+        engine_for(settings.database_url), frequency, day or today_utc(),
+        chunk_size=settings.delivery_chunk_size)
+    log.info("edition=%s frequency=%s planned=%d chunks=%d", edition_id, frequency, planned,
+             len(chunks))
+    return edition_id, chunks
+
+
+def deliver_configured(edition_id: int, delivery_ids: Sequence[int]) -> SendReport:
+    """The scheduled job's second half: one chunk, on whichever worker takes it."""
+    from newsletter.config import settings as current_settings
+
+    return _deliver_in_worker(current_settings(), edition_id, delivery_ids)
