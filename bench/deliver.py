@@ -12,7 +12,12 @@ server started as the tests start theirs (`tests/support/servers.py`: initdb on 
 loopback port, fsync off), so the two sets of figures sit side by side.
 
     .venv/bin/python -m bench.deliver [--database sqlite postgres] [--subscribers 100000]
-                                      [--papers 200] [--sample 1000]
+                                      [--papers 200] [--sample 1000] [--models 0.3]
+
+`--models 0.3`: 30% of readers hold a reader model (issue 12), each trained from 20
+ratings of earlier papers (1,000 distinct models, assigned in turn, with their rating
+rows), and every paper has its offline vector: the send scores those readers with one
+sparse matrix product per chunk and ranks them over every paper.
 """
 
 from __future__ import annotations
@@ -52,8 +57,77 @@ WORDS = ["quantization", "diffusion", "transformer", "benchmark", "retrieval", "
          "protein", "climate", "planning", "memory", "attention"]
 
 
-def build(url: str, subscribers: int, papers: int, seed: int = 7) -> None:
-    """A database with a day of papers (with cards) and confirmed, varied subscribers."""
+# With --models: the papers readers rated, from before the edition's window, and how many
+# distinct models are trained for readers to hold (each from its own 20 ratings).
+PAST_DAY = date(2026, 9, 10)
+RATINGS_PER_MODEL, MODEL_POOL = 20, 1000
+
+
+def _paper_row(i: int, day: date, words: list[str], authors: list[str], now: datetime,
+               rng: random.Random) -> dict[str, Any]:
+    return {
+        "key": f"2609.{20000 + i}", "arxiv_id": f"2609.{20000 + i}", "version": 1,
+        "title": f"Paper {i}: {' '.join(words[:3]).title()} for {words[3]}",
+        "abstract": "We study " + ", ".join(words) + ". " + "Results improve. " * 20,
+        "authors": rng.sample(authors, rng.randint(1, 8)), "categories": ["cs.LG"],
+        "primary_category": "cs.LG", "announce_type": "new", "announced_on": day,
+        "abs_url": f"https://arxiv.org/abs/2609.{20000 + i}",
+        "pdf_url": f"https://arxiv.org/pdf/2609.{20000 + i}v1", "source": "arxiv",
+        "created_at": now, "updated_at": now,
+    }
+
+
+def add_models(conn: Any, share: float, papers: int, rng: random.Random, now: datetime,
+               authors: list[str]) -> int:
+    """Paper vectors for every paper, and `share` of the readers each holding a model
+    trained from 20 ratings of earlier papers (rows in `ratings` too), as `learn` stores
+    them. Returns how many readers hold one."""
+    from newsletter.paper import Paper
+    from newsletter.relevance import model, vectors
+    from newsletter.relevance.tables import PaperVector, Rating, ReaderModelRow
+
+    past = [_paper_row(papers + i, PAST_DAY, rng.sample(WORDS, 6), authors, now, rng)
+            for i in range(papers)]
+    conn.execute(insert(Paper.__table__), past)  # type: ignore[attr-defined]
+    rows = conn.execute(text("SELECT id, title, abstract FROM papers ORDER BY id")).all()
+    matrix = vectors.offline_vectors([vectors.paper_text(t, a) for _, t, a in rows])
+    conn.execute(insert(PaperVector.__table__), [  # type: ignore[attr-defined]
+        {"paper_id": pid, "model": vectors.OFFLINE_MODEL, "dims": vectors.OFFLINE_DIMS,
+         "text_hash": f"{pid:064d}", "data": vectors.encode(matrix[n]), "input_tokens": 0,
+         "checked_at": now, "created_at": now}
+        for n, (pid, _, _) in enumerate(rows)])
+    rated_pool = [n for n, (_, title, _) in enumerate(rows) if title.startswith(
+        tuple(f"Paper {papers + i}:" for i in range(papers)))]
+    pool = []
+    for _ in range(MODEL_POOL):
+        liked_word = rng.choice(WORDS)
+        chosen = rng.sample(rated_pool, RATINGS_PER_MODEL)
+        ups = [n for n in chosen if liked_word in rows[n][2]]
+        downs = [n for n in chosen if n not in ups]
+        trained = model.train(vectors.OFFLINE_MODEL, vectors.OFFLINE_DIMS,
+                              ups=matrix[ups] if ups else None,
+                              downs=matrix[downs] if downs else None)
+        assert trained is not None
+        pool.append((model.encode_model(trained), [(rows[n][0], 1) for n in ups]
+                     + [(rows[n][0], -1) for n in downs]))
+    readers = conn.execute(text("SELECT id FROM subscribers ORDER BY id")).scalars().all()
+    holders = rng.sample(list(readers), round(share * len(readers)))
+    models, ratings = [], []
+    for k, sid in enumerate(holders):
+        blob, rated = pool[k % MODEL_POOL]
+        models.append({"subscriber_id": sid, "vector_model": vectors.OFFLINE_MODEL,
+                       "data": blob, "trained_at": now, "ratings": len(rated)})
+        ratings += [{"subscriber_id": sid, "paper_id": pid, "value": value, "rated_at": now}
+                    for pid, value in rated]
+    conn.execute(insert(ReaderModelRow.__table__), models)  # type: ignore[attr-defined]
+    for start in range(0, len(ratings), 50_000):
+        conn.execute(insert(Rating.__table__), ratings[start:start + 50_000])  # type: ignore[attr-defined]
+    return len(holders)
+
+
+def build(url: str, subscribers: int, papers: int, seed: int = 7, models: float = 0.0) -> None:
+    """A database with a day of papers (with cards) and confirmed, varied subscribers; with
+    `models`, that share of them holding a reader model (see `add_models`)."""
     from newsletter import db
     from newsletter.card import Card
     from newsletter.paper import Paper
@@ -64,19 +138,9 @@ def build(url: str, subscribers: int, papers: int, seed: int = 7) -> None:
     db.upgrade(engine)
     now = datetime.now(UTC)
     authors = [f"Author{i} Lastname{i}" for i in range(400)]
-    paper_rows, card_rows = [], []
-    for i in range(papers):
-        words = rng.sample(WORDS, 6)
-        paper_rows.append({
-            "key": f"2609.{20000 + i}", "arxiv_id": f"2609.{20000 + i}", "version": 1,
-            "title": f"Paper {i}: {' '.join(words[:3]).title()} for {words[3]}",
-            "abstract": "We study " + ", ".join(words) + ". " + "Results improve. " * 20,
-            "authors": rng.sample(authors, rng.randint(1, 8)), "categories": ["cs.LG"],
-            "primary_category": "cs.LG", "announce_type": "new", "announced_on": DAY,
-            "abs_url": f"https://arxiv.org/abs/2609.{20000 + i}",
-            "pdf_url": f"https://arxiv.org/pdf/2609.{20000 + i}v1", "source": "arxiv",
-            "created_at": now, "updated_at": now,
-        })
+    paper_rows = [_paper_row(i, DAY, rng.sample(WORDS, 6), authors, now, rng)
+                  for i in range(papers)]
+    card_rows = []
     with engine.begin() as conn:
         conn.execute(insert(Paper.__table__), paper_rows)  # type: ignore[attr-defined]
         ids = conn.execute(text("SELECT id FROM papers ORDER BY id")).scalars().all()
@@ -112,6 +176,8 @@ def build(url: str, subscribers: int, papers: int, seed: int = 7) -> None:
                 "include_revised": False, "updated_at": now,
             })
         conn.execute(insert(Preferences.__table__), prefs)  # type: ignore[attr-defined]
+        if models:
+            add_models(conn, models, papers, rng, now, authors)
         if conn.dialect.name == "postgresql":
             # What autovacuum does within a minute of a bulk load, and any live database
             # has: statistics. Without them the planner takes 100,000 confirmed readers
@@ -225,6 +291,16 @@ def start_sink() -> tuple[subprocess.Popen[str], str]:
     return proc, proc.stdout.readline().strip()
 
 
+def build_apart(url: str, subscribers: int, papers: int, models: float) -> None:
+    """`build` in a process of its own. Linux keeps a process's peak RSS across fork and
+    exec, so a measured child forked from a process that built 100,000 readers (and
+    trained their models) would report the builder's peak as its own."""
+    subprocess.run(
+        [sys.executable, "-m", "bench.deliver", "--child", "build", "--database-url", url,
+         "--subscribers", str(subscribers), "--papers", str(papers), "--models", str(models)],
+        check=True, cwd=Path(__file__).parent.parent)
+
+
 def in_subprocess(mode: str, url: str, sink: str, sample: int) -> dict[str, Any]:
     out = subprocess.run(
         [sys.executable, "-m", "bench.deliver", "--child", mode, "--database-url", url,
@@ -258,11 +334,12 @@ def databases(kind: str) -> Iterator[tuple[str, str, str]]:
                f"PostgreSQL {version} on loopback (as the tests run it: fsync off)")
 
 
-def measure(kind: str, subscribers: int, papers: int, sample: int, sink: str) -> dict[str, Any]:
+def measure(kind: str, subscribers: int, papers: int, sample: int, sink: str,
+            models: float = 0.0) -> dict[str, Any]:
     with databases(kind) as (ours_url, naive_url, what):
         t0 = time.perf_counter()
-        build(ours_url, subscribers, papers)
-        build(naive_url, sample, papers)
+        build_apart(ours_url, subscribers, papers, models)
+        build_apart(naive_url, sample, papers, 0.0)
         print(f"{kind}: built {subscribers} subscribers and {papers} papers in "
               f"{time.perf_counter() - t0:.0f} s", file=sys.stderr)
         ours = in_subprocess("ours", ours_url, sink, 0)
@@ -311,10 +388,15 @@ def main() -> None:
     parser.add_argument("--subscribers", type=int, default=100_000)
     parser.add_argument("--papers", type=int, default=200)
     parser.add_argument("--sample", type=int, default=1000)
-    parser.add_argument("--child", choices=["ours", "naive"])
+    parser.add_argument("--models", type=float, default=0.0, metavar="SHARE",
+                        help="share of readers holding a model from 20 ratings (e.g. 0.3)")
+    parser.add_argument("--child", choices=["build", "ours", "naive"])
     parser.add_argument("--database-url")
     parser.add_argument("--sink")
     args = parser.parse_args()
+    if args.child == "build":
+        build(args.database_url, args.subscribers, args.papers, models=args.models)
+        return
     if args.child == "ours":
         print(json.dumps(run_ours(args.database_url, args.sink)))
         return
@@ -325,13 +407,15 @@ def main() -> None:
     print(f"command: {shlex.join(['python', '-m', 'bench.deliver', *sys.argv[1:]])}")
     print(f"machine: {machine()}; load average before: {load()}")
     print("sink: local SendGrid-compatible server in its own process; "
-          f"{args.subscribers} subscribers, {args.papers} papers")
+          f"{args.subscribers} subscribers, {args.papers} papers"
+          + (f"; {args.models:.0%} of readers hold a model trained from "
+             f"{RATINGS_PER_MODEL} ratings (offline vectors)" if args.models else ""))
     results = {}
     sink, sink_url = start_sink()
     try:
         for kind in args.database:
             results[kind] = measure(kind, args.subscribers, args.papers, args.sample,
-                                    sink_url)
+                                    sink_url, args.models)
     finally:
         assert sink.stdin is not None
         sink.stdin.close()

@@ -166,6 +166,27 @@ def summarize_command(app: App, limit: int | None, paper_ref: str | None, force:
         sys.exit(1)
 
 
+@main.command("embed")
+@click.option("--limit", type=click.IntRange(min=1), help="Embed at most N papers, newest first.")
+@click.pass_obj
+def embed_command(app: App, limit: int | None) -> None:
+    """Compute the vector of every paper that needs one (OpenAI embeddings with
+    OPENAI_API_KEY, else the offline space): new papers, changed texts, a changed model."""
+    from newsletter.relevance.learn import embed_and_retrain
+
+    report, retrained = embed_and_retrain(app.engine, app.settings, limit=limit,
+                                          progress=_progress)
+    if report.error:
+        _progress(f"error: {report.error}; those papers wait for the next run")
+    elif not report.embedded:
+        _progress("no paper to embed: every paper's vector is current")
+    if retrained:
+        _progress(f"{retrained} reader models trained again on the new vectors")
+    click.echo(report.line())
+    if report.failed:
+        sys.exit(1)
+
+
 @main.command("send")
 @click.option("--dry-run", is_flag=True, help="Say what would be sent; send and record nothing.")
 @click.option("--date", "day", callback=_day, help="The edition's day (default: today, UTC).")
@@ -179,7 +200,8 @@ def send_command(app: App, dry_run: bool, day: date | None, weekly: bool, worker
 
     frequency = "weekly" if weekly else "daily"
     if dry_run:
-        click.echo(delivery.dry_run(app.engine, frequency=frequency, day=day).line())
+        click.echo(delivery.dry_run(app.engine, app.settings, frequency=frequency,
+                                    day=day).line())
         return
     from newsletter.mail import MailError
 
@@ -242,8 +264,12 @@ def sendgrid_status_command(app: App) -> None:
 @click.option("--date", "day", callback=_day, help="The edition's day (default: today, UTC).")
 @click.option("--out", "folder", type=click.Path(file_okay=False, path_type=Path),
               default=Path("preview"), show_default=True, help="Where to write the files.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the picks in rank order as JSON ([{arxiv_id, score, reasons}]); "
+                   "write no files.")
 @click.pass_obj
-def preview_command(app: App, email: str, day: date | None, folder: Path) -> None:
+def preview_command(app: App, email: str, day: date | None, folder: Path,
+                    as_json: bool) -> None:
     """Write EMAIL's next digest as HTML and text, and print the paths."""
     from newsletter import delivery
 
@@ -251,6 +277,9 @@ def preview_command(app: App, email: str, day: date | None, folder: Path) -> Non
         found = delivery.preview(app.engine, app.settings, email, day=day)
     except LookupError as exc:
         raise click.ClickException(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps(found.picks if found else [], indent=2, ensure_ascii=False))
+        return
     if found is None:
         click.echo(f"{email} has nothing new in this edition: no digest would be sent")
         return
@@ -359,15 +388,24 @@ def _invalid(errors: dict[str, str]) -> click.ClickException:
 @click.option("--topics", required=True, help="Comma-separated topic slugs, e.g. llm,nlp.")
 @click.option("--frequency", type=click.Choice(["daily", "weekly"]), default="daily",
               show_default=True)
+@click.option("--describe", metavar="TEXT",
+              help="Their interests in their own words (at most 500 characters).")
+@click.option("--like", metavar="ID,ID",
+              help="Papers they like: arXiv ids or arxiv.org links (at most 50).")
 @click.option("--confirmed", is_flag=True,
               help="They already opted in: no confirmation mail, subscribed at once.")
 @click.pass_obj
-def subscribers_add(app: App, email: str, topics: str, frequency: str, confirmed: bool) -> None:
-    """Add a subscriber; without --confirmed they get the confirmation mail."""
+def subscribers_add(app: App, email: str, topics: str, frequency: str, describe: str | None,
+                    like: str | None, confirmed: bool) -> None:
+    """Add a subscriber; without --confirmed they get the confirmation mail.
+
+    --describe and --like shape their model before their first digest; given for a reader
+    who has them already, each replaces what was there (the other is kept)."""
     from newsletter import signup
     from newsletter.subscriber import InvalidInput, LinkInvalid
 
     try:
+        interests = _checked_interests(describe, like)
         added = signup.add(_services(app), email, signup.split_topics(topics), frequency,
                            confirmed=confirmed)
     except InvalidInput as exc:
@@ -375,7 +413,87 @@ def subscribers_add(app: App, email: str, topics: str, frequency: str, confirmed
     except (LinkInvalid, signup.SendFailed) as exc:
         raise click.ClickException(str(exc)) from None
     mailed = f"; mailed: {added.mailed}" if added.mailed else ""
-    click.echo(f"{added.email}: {added.status}{mailed}")
+    learned = _learn_interests(app, added.email, describe, like) if interests else ""
+    click.echo(f"{added.email}: {added.status}{mailed}{learned}")
+
+
+def _checked_interests(describe: str | None, like: str | None) -> bool:
+    """Whether interests were given; InvalidInput naming every bad one, before any write."""
+    from newsletter.subscriber import InvalidInput, parse_description, parse_liked_papers
+
+    errors: dict[str, str] = {}
+    for given, check in ((describe, parse_description), (like, parse_liked_papers)):
+        try:
+            if given is not None:
+                check(given)
+        except InvalidInput as exc:
+            errors.update(exc.errors)
+    if errors:
+        raise InvalidInput(errors)
+    return describe is not None or like is not None
+
+
+def _learn_interests(app: App, email: str, describe: str | None, like: str | None) -> str:
+    """Store a reader's description and liked papers, train their model; a summary."""
+    from newsletter.relevance import learn
+    from newsletter.subscriber import find_by_email
+
+    with db.transaction(app.engine) as session:
+        reader = find_by_email(session, email)
+        assert reader is not None and reader.id is not None  # signup.add has just written it
+        now = learn.interests_of(session, reader.id)
+        stored = learn.set_interests(
+            session, reader.id, now.description if describe is None else describe,
+            now.liked if like is None else like, settings=app.settings)
+    if stored.problem:
+        _progress(f"warning: {stored.problem}; they stay on the list and are asked for "
+                  "again when it is saved")
+    elif stored.missing:
+        _progress(f"warning: arXiv does not know {', '.join(stored.missing)}")
+    liked = len(stored.liked)
+    return (f"; {'described' if stored.description else 'no description'}, {liked} liked "
+            f"paper{'s' if liked != 1 else ''}"
+            + (f" ({len(stored.missing)} not found)" if stored.missing else ""))
+
+
+@main.command("rate")
+@click.argument("email")
+@click.argument("ratings", nargs=-1, required=True, metavar="ARXIV_ID=up|down|clear...")
+@click.pass_obj
+def rate_command(app: App, email: str, ratings: tuple[str, ...]) -> None:
+    """Rate papers for a reader: up (more like this), down (less like this) or clear.
+
+    All or nothing: an unknown reader, paper or value writes no rating. The reader's
+    model is trained again once, after all of them."""
+    from newsletter.relevance import learn
+    from newsletter.subscriber import InvalidInput, find_by_email, parse_email
+
+    try:
+        wanted = learn.parse_ratings(ratings)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="ARXIV_ID=up|down|clear") from None
+    try:
+        address = parse_email(email)
+    except InvalidInput as exc:
+        raise click.BadParameter(exc.errors["email"], param_hint="EMAIL") from None
+    with db.transaction(app.engine) as session:
+        reader = find_by_email(session, address)
+        if reader is None or reader.id is None:
+            raise click.BadParameter(f"no reader {address}", param_hint="EMAIL")
+        try:
+            papers = learn.papers_named(session, list(wanted))
+        except learn.UnknownPaper as exc:
+            raise click.BadParameter(str(exc), param_hint="ARXIV_ID") from None
+        trained = learn.record_ratings(session, reader.id,
+                                       {papers[i]: value for i, value in wanted.items()},
+                                       settings=app.settings)
+    given = list(wanted.values())
+    counts = ", ".join(f"{n} {word}" for n, word in ((given.count(1), "up"),
+                                                       (given.count(-1), "down"),
+                                                       (given.count(None), "cleared")) if n)
+    model = (f"model trained on {trained.ups + trained.downs} ratings" if trained
+             else "no model: nothing to go on, topics alone rank their papers")
+    click.echo(f"rate: {address}: {counts}; {model}")
 
 
 @subscribers_group.command("import")

@@ -16,6 +16,11 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_CATEGORIES = ("cs.LG", "cs.CL", "cs.CV", "cs.AI", "stat.ML")
+# OpenAI's embedding models and the most dimensions each can return
+# (https://developers.openai.com/api/docs/guides/embeddings: 1536 and 3072; `dimensions`
+# shortens them). Other names (OpenAI-compatible servers) are bounded by the largest.
+EMBEDDING_SIZES = {"text-embedding-3-small": 1536, "text-embedding-3-large": 3072}
+EMBEDDING_MAX_DIMENSIONS = max(EMBEDDING_SIZES.values())
 
 
 class ConfigError(Exception):
@@ -49,6 +54,10 @@ class Settings(BaseSettings):
     # USD per million tokens, for models the built-in price table does not know (local: 0).
     llm_price_input: float | None = Field(default=None, ge=0)
     llm_price_output: float | None = Field(default=None, ge=0)
+    # Paper vectors with OPENAI_API_KEY (same OPENAI_BASE_URL and LLM_* retry settings as the
+    # cards): the embedding model and the size of its vectors. Changing either re-embeds.
+    embedding_model: str = Field(default="text-embedding-3-small", min_length=1, max_length=150)
+    embedding_dimensions: int = Field(default=256, ge=1, le=EMBEDDING_MAX_DIMENSIONS)
 
     mail_backend: Literal["file", "console", "smtp", "sendgrid"] = "file"
     mail_from: str = "Paperwire <digest@localhost>"
@@ -200,6 +209,13 @@ class Settings(BaseSettings):
             raise ValueError("must start with http:// or https://, e.g. http://localhost:8000/v1")
         return value or None
 
+    @field_validator("embedding_model")
+    @classmethod
+    def _check_embedding_model(cls, value: str) -> str:
+        if value != value.strip() or any(c.isspace() for c in value):
+            raise ValueError(f"{value!r} is not a model name, e.g. text-embedding-3-small")
+        return value
+
     @field_validator("base_url", "sendgrid_host", "arxiv_rss_url", "arxiv_api_url")
     @classmethod
     def _check_url(cls, value: str) -> str:
@@ -218,6 +234,10 @@ class Settings(BaseSettings):
             problems.append(f"BASE_URL must be https in production, not {self.base_url}: "
                             "forms, cookies and signed links are served over TLS only "
                             "(or set PAPERWIRE_DEV=1 for development)")
+        largest = EMBEDDING_SIZES.get(self.embedding_model)
+        if largest is not None and self.embedding_dimensions > largest:
+            problems.append(f"EMBEDDING_DIMENSIONS: {self.embedding_model} returns at most "
+                            f"{largest} dimensions, not {self.embedding_dimensions}")
         if self.mail_backend == "sendgrid" and not self.sendgrid_api_key:
             problems.append("MAIL_BACKEND=sendgrid needs SENDGRID_API_KEY")
         if problems:

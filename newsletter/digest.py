@@ -150,13 +150,18 @@ def mentions(text_lc: str, keyword: str) -> bool:
     return keyword_pattern(keyword).search(text_lc) is not None
 
 
+def excluded(paper: Candidate, interests: Interests) -> bool:
+    """Whether the reader ruled the paper out: a revision they did not ask for, or an
+    excluded keyword. Nothing, not even their model, brings it back."""
+    if paper.revised and not interests.include_revised:
+        return True
+    return any(mentions(paper.text_lc, word) for word in interests.exclude_keywords)
+
+
 def score(paper: Candidate, interests: Interests) -> Pick | None:
     """The paper's relevance to one subscriber, or None when it must not be sent to them."""
-    if paper.revised and not interests.include_revised:
+    if excluded(paper, interests):
         return None
-    for word in interests.exclude_keywords:
-        if mentions(paper.text_lc, word):
-            return None
 
     points = 0
     reasons: list[str] = []
@@ -230,6 +235,8 @@ class PaperIndex:
             for _, last in paper.author_keys:
                 self._by_last_name.setdefault(last, []).append(paper)
         self._by_keyword: dict[str, list[Candidate]] = {}
+        # Where each paper sits in `candidates`: readers' models score them in that order.
+        self.position = {paper.paper_id: i for i, paper in enumerate(self.candidates)}
         self._memo: dict[Interests, list[Pick]] = {}
         self._selections: dict[Interests, Selection] = {}
         # Equal selections as one object: an exclusion or an author often changes nothing.
@@ -254,6 +261,11 @@ class PaperIndex:
             if wanted:
                 seen.update((p.paper_id, p) for p in self._by_last_name.get(wanted[1], ()))
         return seen
+
+    def ranked(self, interests: Interests) -> list[Pick]:
+        """Every paper the rules give the reader, best first, whatever their maximum.
+        Memoized: shared by every reader with the same interests. Never change it."""
+        return self._ranked(dataclasses.replace(interests, max_papers=0))
 
     def _ranked(self, interests: Interests) -> list[Pick]:
         """Every paper the reader may get, best first (interests without a maximum)."""
@@ -293,7 +305,7 @@ class PaperIndex:
     def _cut(self, interests: Interests, already_sent: Collection[int]) -> Selection:
         # Ranked without the maximum: readers who differ only in how many papers they
         # want share one ranking, each cut at their own maximum.
-        ranked = self._ranked(dataclasses.replace(interests, max_papers=0))
+        ranked = self.ranked(interests)
         if already_sent:
             ranked = [p for p in ranked if p.candidate.paper_id not in already_sent]
         limit = max(1, interests.max_papers)

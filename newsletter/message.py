@@ -52,6 +52,10 @@ class Detail:
 FULL = Detail(key_points=4, key_point=240, abstract=600)
 # About 400 bytes a paper: a digest of 20 papers still fits DATA_LIMIT.
 TIGHT = Detail(key_points=2, key_point=100, abstract=200)
+# With each paper's rating links (about 40 bytes more a paper), the largest digests need
+# one step more.
+TIGHTER = Detail(key_points=1, key_point=100, abstract=120)
+DETAILS = (FULL, TIGHT, TIGHTER)
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,8 @@ class Addressee:
     manage_url: str
     unsubscribe_url: str
     view_url: str
+    # Per pick, in order: the token of its "more/less like this" links (links.rate_token).
+    rate_tokens: tuple[str, ...] = ()
 
 
 def short_authors(authors: Sequence[str], limit: int = 3) -> str:
@@ -135,11 +141,12 @@ def _why(reasons: tuple[str, ...]) -> tuple[str, str]:
 
 def _pick(position: int, pick: Pick, detail: Detail) -> tuple[dict[str, Any], str]:
     """A paper as one digest has it (the shared part, and position, score and why), and
-    its JSON, as json.dumps would write it, from the shared part's."""
+    its JSON without the closing brace, as json.dumps would write it, from the shared
+    part's: each reader adds their rating token ("rt") and closes it."""
     part, part_json = _paper(pick.candidate, detail)
     why, why_json = _why(pick.reasons)
     return ({**part, "i": position, "sc": pick.score, "w": why},
-            f'{part_json}, "i": {position}, "sc": {pick.score}, "w": {why_json}}}')
+            f'{part_json}, "i": {position}, "sc": {pick.score}, "w": {why_json}')
 
 
 @dataclass(frozen=True)
@@ -152,25 +159,36 @@ class _Digest:
     papers: list[dict[str, Any]]
     tail: dict[str, Any]
     json_head: str  # up to the manage link's value
-    json_tail: str  # from the papers to the end
+    json_papers: list[str]  # each paper's JSON but its rating token and closing brace
+    json_tail: str  # after the papers, to the end
 
     @property
     def size(self) -> int:
-        """The JSON's length with each link empty."""
-        return len(self.json_head) + len(_AFTER_M) + len(_AFTER_X) + len(self.json_tail) + 6
+        """The JSON's length with each link and rating token empty."""
+        return (len(self.json_head) + len(_AFTER_M) + len(_AFTER_X) + len(_PAPERS)
+                + sum(len(p) + len(_RATE) + 3 for p in self.json_papers)
+                + 2 * max(0, len(self.json_papers) - 1) + len(self.json_tail) + 6)
 
     def data(self, a: Addressee) -> dict[str, Any]:
+        papers = ([{**paper, "rt": token} for paper, token in zip(self.papers, a.rate_tokens,
+                                                                   strict=True)]
+                  if a.rate_tokens else self.papers)
         return {**self.head, "m": a.manage_url, "x": a.unsubscribe_url, "v": a.view_url,
-                "p": self.papers, **self.tail}
+                "p": papers, **self.tail}
 
-    def json(self, links: tuple[str, str, str]) -> str:
-        """json.dumps(self.data(a)), given the reader's links as JSON."""
+    def json(self, links: tuple[str, str, str], tokens: tuple[str, ...]) -> str:
+        """json.dumps(self.data(a)), given the reader's links as JSON and rating tokens
+        (made of URL-safe characters, which JSON writes as they are)."""
         m, x, v = links
-        return "".join((self.json_head, m, _AFTER_M, x, _AFTER_X, v, self.json_tail))
+        papers = (", ".join(f'{p}{_RATE}"{t}"}}' for p, t in zip(self.json_papers, tokens,
+                                                                 strict=True))
+                  if tokens else ", ".join(f"{p}}}" for p in self.json_papers))
+        return "".join((self.json_head, m, _AFTER_M, x, _AFTER_X, v, _PAPERS, papers,
+                        self.json_tail))
 
 
 # What json.dumps writes between the links (default separators, keys in data's order).
-_AFTER_M, _AFTER_X = ', "x": ', ', "v": '
+_AFTER_M, _AFTER_X, _PAPERS, _RATE = ', "x": ', ', "v": ', ', "p": [', ', "rt": '
 
 
 def _digest(selection: Selection, *, day: date, frequency: str, site_url: str,
@@ -194,11 +212,10 @@ def _digest(selection: Selection, *, day: date, frequency: str, site_url: str,
         tail["mu"] = f"{site_url}/days/{day.isoformat()}"
     picks = [_pick(position, pick, detail)
              for position, pick in enumerate(selection.picks, start=1)]
-    papers = [item for item, _ in picks]
-    json_tail = (f', "p": [{", ".join(item_json for _, item_json in picks)}]'
-                 + (f", {json.dumps(tail)[1:]}" if tail else "}"))
-    return _Digest(head, papers, tail, json_head=f'{json.dumps(head)[:-1]}, "m": ',
-                   json_tail=json_tail)
+    json_tail = "]" + (f", {json.dumps(tail)[1:]}" if tail else "}")
+    return _Digest(head, [item for item, _ in picks], tail,
+                   json_head=f'{json.dumps(head)[:-1]}, "m": ',
+                   json_papers=[item_json for _, item_json in picks], json_tail=json_tail)
 
 
 def compose(
@@ -219,8 +236,9 @@ def compose(
     for a in addressees:
         links = (json.dumps(a.manage_url), json.dumps(a.unsubscribe_url),
                  json.dumps(a.view_url))
-        links_bytes = sum(len(link) for link in links) - 6
-        for detail in (FULL, TIGHT):
+        links_bytes = (sum(len(link) for link in links) - 6
+                       + sum(len(token) for token in a.rate_tokens))
+        for detail in DETAILS:
             digest = built.get((id(a.selection), detail))
             if digest is None:
                 digest = built[id(a.selection), detail] = _digest(
@@ -228,7 +246,7 @@ def compose(
                     detail=detail)
             if digest.size + links_bytes <= DATA_LIMIT:
                 break
-        data_json = digest.json(links)
+        data_json = digest.json(links, a.rate_tokens)
         recipients.append(Recipient(
             to=a.email,
             data=digest.data(a),

@@ -4,10 +4,12 @@ from newsletter.card import Card
 from newsletter.delivery import Delivery, DigestEdition, SentPaper
 from newsletter.feed import Feed
 from newsletter.paper import Paper
+from newsletter.relevance.tables import PaperVector, Rating, ReaderModelRow
 from newsletter.signup_limits import MailLimitHit
 from newsletter.subscriber import Consent, Preferences, Subscriber, Suppression, WebhookEvent
 
 __all__ = [
-    "Card", "Consent", "Delivery", "DigestEdition", "Feed", "MailLimitHit", "Paper", "Preferences",
-    "SentPaper", "Subscriber", "Suppression", "WebhookEvent",
+    "Card", "Consent", "Delivery", "DigestEdition", "Feed", "MailLimitHit", "Paper",
+    "PaperVector", "Preferences", "Rating", "ReaderModelRow", "SentPaper", "Subscriber",
+    "Suppression", "WebhookEvent",
 ]

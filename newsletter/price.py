@@ -14,6 +14,11 @@ PRICES_PER_MTOK: dict[str, tuple[float, float]] = {
     "gpt-5-mini": (0.25, 2.00),
     "gpt-5": (1.25, 10.00),
     "o4-mini": (1.10, 4.40),
+    # Embeddings are billed on input only
+    # (https://developers.openai.com/api/docs/models/text-embedding-3-large: $0.13 per 1M
+    # tokens, and text-embedding-3-small $0.02 in its comparison).
+    "text-embedding-3-small": (0.02, 0.0),
+    "text-embedding-3-large": (0.13, 0.0),
     "offline": (0.0, 0.0),
 }
 

@@ -1,6 +1,7 @@
 """What Paperwire holds about a reader: all of it in the export, none of it after erasure.
 
-A reader's data lies all along the flow: the subscriber row, preferences and consents;
+A reader's data lies all along the flow: the subscriber row, preferences (with their
+description and liked papers) and consents; their ratings and the model trained from them;
 the ledger (deliveries, and the papers each one carried, with the reasons); provider
 events that name the address; and a suppression if the address bounced or complained.
 `export` gathers every piece. `erase` removes every row that names the person, but one:
@@ -13,6 +14,7 @@ table nobody has reviewed, so a table added later cannot be forgotten here.
 
 from __future__ import annotations
 
+import base64
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,6 +24,7 @@ from sqlmodel import Session, select
 from newsletter import subscriber as subs
 from newsletter.delivery import Delivery, DigestEdition, SentPaper
 from newsletter.paper import Paper
+from newsletter.relevance.tables import Rating, ReaderModelRow
 from newsletter.subscriber import Subscriber, Suppression, WebhookEvent
 
 
@@ -52,11 +55,40 @@ def _events(session: Session, email: str) -> list[dict[str, Any]]:
             for e in rows]
 
 
+def _ratings(session: Session, subscriber_id: int) -> list[dict[str, Any]]:
+    rows = session.exec(
+        select(Rating, Paper).join(Paper, Paper.id == Rating.paper_id)  # type: ignore[arg-type]
+        .where(Rating.subscriber_id == subscriber_id)
+        .order_by(Rating.rated_at, Paper.key))  # type: ignore[arg-type]
+    return [{"paper": paper.key, "title": paper.title,
+             "rating": "up" if rating.value > 0 else "down", "rated_at": subs.iso(rating.rated_at)}
+            for rating, paper in rows]
+
+
+def _reader_model(session: Session, subscriber_id: int) -> dict[str, Any] | None:
+    row = session.get(ReaderModelRow, subscriber_id)
+    if row is None:
+        return None
+
+    def b64(data: bytes | None) -> str | None:
+        return base64.b64encode(data).decode("ascii") if data is not None else None
+
+    return {"vector_model": row.vector_model, "trained_at": subs.iso(row.trained_at),
+            "ratings": row.ratings, "model_base64": b64(row.data),
+            "description_vector_base64": b64(row.description_vector)}
+
+
 def export(session: Session, subscriber: Subscriber) -> dict[str, Any]:
     """Everything we hold about a reader, as JSON-ready data."""
     assert subscriber.id is not None
+    profile = subs.profile(session, subscriber)
+    prefs = subs.preferences_of(session, subscriber)
+    profile["preferences"] |= {"description": prefs.description,
+                               "liked_papers": list(prefs.liked_papers)}
     return {
-        **subs.profile(session, subscriber),
+        **profile,
+        "ratings": _ratings(session, subscriber.id),
+        "reader_model": _reader_model(session, subscriber.id),
         "deliveries": _deliveries(session, subscriber.id),
         "provider_events": _events(session, subscriber.email),
     }
@@ -65,6 +97,8 @@ def export(session: Session, subscriber: Subscriber) -> dict[str, Any]:
 def erase(session: Session, subscriber: Subscriber) -> None:
     """Remove every row that names this reader; their links stop working at once."""
     email = subscriber.email
+    session.exec(delete(Rating).where(Rating.subscriber_id == subscriber.id))  # type: ignore[call-overload, arg-type]
+    session.exec(delete(ReaderModelRow).where(ReaderModelRow.subscriber_id == subscriber.id))  # type: ignore[call-overload, arg-type]
     session.exec(delete(SentPaper).where(SentPaper.subscriber_id == subscriber.id))  # type: ignore[call-overload, arg-type]
     session.exec(delete(Delivery).where(Delivery.subscriber_id == subscriber.id))  # type: ignore[call-overload, arg-type]
     # The event id stays, so a provider's retry of an old event is still seen as a repeat.

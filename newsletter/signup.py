@@ -31,6 +31,7 @@ from newsletter.db import transaction
 from newsletter.links import CONFIRM_MAX_AGE, BadLink, LinkHolder, Links
 from newsletter.mail import MailError, Message, Sender, list_headers, sender_for
 from newsletter.mail_queue import MailJob, MailQueue
+from newsletter.relevance import learn
 from newsletter.render import render_email
 from newsletter.signup_limits import MailLimitHit, SignupLimits
 from newsletter.subscriber import (
@@ -146,7 +147,8 @@ class TooManySignups(Exception):
     """This client has posted the sign-up form more often than SIGNUP_RATE_LIMIT allows."""
 
 
-def _parse_signup(email: str, topics: Sequence[str], frequency: str | None
+def _parse_signup(email: str, topics: Sequence[str], frequency: str | None,
+                  description: str | None = None, liked_papers: str = ""
                   ) -> tuple[str, PreferenceValues]:
     errors: dict[str, str] = {}
     address = values = None
@@ -155,7 +157,8 @@ def _parse_signup(email: str, topics: Sequence[str], frequency: str | None
     except InvalidInput as exc:
         errors.update(exc.errors)
     try:
-        values = subs.parse_preferences(topics, frequency)
+        values = subs.parse_preferences(topics, frequency, description=description,
+                                        liked_papers=liked_papers)
     except InvalidInput as exc:
         errors.update(exc.errors)
     if errors or address is None or values is None:
@@ -265,9 +268,13 @@ def send_queued(data: dict[str, Any]) -> str | None:
 
 
 def sign_up(svc: Services, email: str, topics: Sequence[str], frequency: str | None,
-            honeypot: str, client: Client) -> None:
+            honeypot: str, client: Client, description: str | None = None,
+            liked_papers: str = "") -> None:
     """A sign-up from the site. Same outcome, and the same path, for new, pending,
     confirmed and suppressed addresses: the mail goes out after the answer.
+
+    The optional description and liked papers wait with the other choices until the
+    mailed link is clicked (`confirm`); nothing is fetched or learned before.
 
     Raises TooManySignups or InvalidInput (nothing stored).
     """
@@ -278,7 +285,7 @@ def sign_up(svc: Services, email: str, topics: Sequence[str], frequency: str | N
         # A bot filled the field people cannot see: tell it all went well, do nothing.
         log.info("sign-up with the honeypot filled in ignored (ip %s)", client.ip)
         return
-    address, values = _parse_signup(email, topics, frequency)
+    address, values = _parse_signup(email, topics, frequency, description, liked_papers)
     svc.mail.put(_record_signup(svc, address, values, _now(), limited=True))
 
 
@@ -316,10 +323,21 @@ class Confirmed:
 
 
 def confirm(svc: Services, token: str, client: Client) -> Confirmed:
-    """Confirm, then send the welcome mail. Raises BadLink, ExpiredLink or LinkInvalid."""
+    """Confirm, then send the welcome mail. Raises BadLink, ExpiredLink or LinkInvalid.
+
+    A description or liked papers given at sign-up become the reader's interests now
+    (liked papers we lack are fetched from arXiv), so they shape the first digest. A
+    sign-up that gave neither keeps whatever interests the reader had.
+    """
     claim = svc.links.read_confirm(token)
     with transaction(svc.engine) as session:
+        pending = session.get(Subscriber, claim.subscriber_id)
+        asked = subs.requested_choices(pending) if pending is not None else None
         row = subs.confirm(session, claim.subscriber_id, claim.nonce, client, _now())
+        assert row.id is not None
+        if asked is not None and (asked.description or asked.liked_papers):
+            learn.set_interests(session, row.id, asked.description, asked.liked_papers,
+                                settings=svc.settings)
         result = Confirmed(row.email, svc.links.manage_token(_holder(row)))
     # The subscription stands whatever happens to the welcome mail, a courtesy.
     svc.mail.put(MailJob(kind="welcome", subscriber_id=claim.subscriber_id))
@@ -343,14 +361,18 @@ class Account:
     max_papers: int
     include_revised: bool
     unsubscribe_token: str
+    interests: learn.Interests
+    ratings: tuple[learn.RatedPaper, ...]
 
 
 def _account(svc: Services, session: Session, row: Subscriber) -> Account:
     prefs = subs.preferences_of(session, row)
+    assert row.id is not None
     return Account(row.email, row.status, tuple(prefs.topics), prefs.frequency,
                    tuple(prefs.include_keywords), tuple(prefs.exclude_keywords),
                    tuple(prefs.authors), prefs.max_papers, prefs.include_revised,
-                   svc.links.unsubscribe_token(_holder(row)))
+                   svc.links.unsubscribe_token(_holder(row)),
+                   learn.interests_of(session, row.id), tuple(learn.ratings_of(session, row.id)))
 
 
 def _managed(svc: Services, session: Session, token: str) -> Subscriber:
@@ -373,17 +395,50 @@ class PreferenceForm:
     authors: str
     max_papers: str | None
     include_revised: bool
+    # None: the form had no such field (an older page), and the stored value stays.
+    description: str | None = None
+    liked_papers: str | None = None
 
 
 def save_preferences(svc: Services, token: str, form: PreferenceForm) -> Account:
-    """Raises BadLink, LinkInvalid, or InvalidInput (nothing changed)."""
+    """Save the manage form: preferences, and the reader's interests, from which their
+    model is trained again (liked papers we lack are fetched from arXiv first).
+
+    Raises BadLink, LinkInvalid, or InvalidInput naming every bad field (nothing changed).
+    """
     values = subs.parse_preferences(form.topics, form.frequency, form.include_keywords,
                                     form.exclude_keywords, form.authors, form.max_papers,
-                                    form.include_revised)
+                                    form.include_revised, form.description,
+                                    form.liked_papers or "")
     with transaction(svc.engine) as session:
         row = _managed(svc, session, token)
+        assert row.id is not None
         subs.update_preferences(session, row, values, _now())
+        if form.description is not None or form.liked_papers is not None:
+            kept = learn.interests_of(session, row.id)
+            learn.set_interests(
+                session, row.id,
+                kept.description if form.description is None else values.description,
+                kept.liked if form.liked_papers is None else values.liked_papers,
+                settings=svc.settings)
         return _account(svc, session, row)
+
+
+def change_rating(svc: Services, token: str, rating: str) -> None:
+    """A rating changed or removed from the manage page: `ARXIV_ID=up|down|clear`, as
+    `newsletter rate` takes it. Raises BadLink, LinkInvalid or InvalidInput."""
+    with transaction(svc.engine) as session:
+        row = _managed(svc, session, token)
+        assert row.id is not None
+        try:
+            [(arxiv_id, value)] = learn.parse_ratings([rating]).items()
+        except ValueError:
+            raise InvalidInput({"rating": "That is not a rating of a paper."}) from None
+        try:
+            paper_id = learn.papers_named(session, [arxiv_id])[arxiv_id]
+        except learn.UnknownPaper:
+            raise InvalidInput({"rating": "That paper is not here."}) from None
+        learn.rate(session, row.id, paper_id, value, settings=svc.settings)
 
 
 def resubscribe(svc: Services, token: str, client: Client) -> Account:

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import JSON, Column, ForeignKey, Integer, Text, func
+from sqlalchemy import JSON, Column, ForeignKey, Integer, Text, func, text
 from sqlalchemy import delete as sql_delete
 from sqlmodel import Field, Session, SQLModel, select
 
@@ -43,6 +43,8 @@ SUPPRESSING_EVENTS = {
 }
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
+# Free text (a reader's description) also loses C1 controls: nobody types them.
+_TEXT_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def _utcnow() -> datetime:
@@ -89,6 +91,11 @@ class Preferences(SQLModel, table=True):
     max_papers: int = DEFAULT_MAX_PAPERS
     include_revised: bool = False
     updated_at: datetime = Field(default_factory=_utcnow)
+    # Interests in the reader's own words and papers they like (arXiv ids without version):
+    # with their ratings they train the reader's model (newsletter/relevance/learn.py).
+    description: str | None = Field(default=None, sa_type=Text)
+    liked_papers: list[str] = Field(default_factory=list, sa_column=Column(
+        JSON, nullable=False, server_default=text("'[]'")))
 
 
 class Consent(SQLModel, table=True):
@@ -177,6 +184,10 @@ class PreferenceValues:
     authors: tuple[str, ...] = ()
     max_papers: int = DEFAULT_MAX_PAPERS
     include_revised: bool = False
+    # Interests in the reader's own words: carried through a sign-up in `requested` until
+    # its link is clicked; stored (and learned from) only by relevance.learn.set_interests.
+    description: str | None = None
+    liked_papers: tuple[str, ...] = ()
 
 
 def _topics(raw: Iterable[str], errors: dict[str, str]) -> tuple[str, ...]:
@@ -225,10 +236,21 @@ def parse_frequency(raw: str | None, errors: dict[str, str]) -> str:
 def parse_preferences(
     topics: Sequence[str], frequency: str | None = None, include_keywords: str = "",
     exclude_keywords: str = "", authors: str = "", max_papers: str | int | None = None,
-    include_revised: bool = False,
+    include_revised: bool = False, description: str | None = None,
+    liked_papers: str | Sequence[str] = "",
 ) -> PreferenceValues:
     """Preferences from form strings, or InvalidInput naming every bad field."""
     errors: dict[str, str] = {}
+    described: str | None = None
+    liked: tuple[str, ...] = ()
+    try:
+        described = parse_description(description)
+    except InvalidInput as exc:
+        errors.update(exc.errors)
+    try:
+        liked = parse_liked_papers(liked_papers)
+    except InvalidInput as exc:
+        errors.update(exc.errors)
     chosen = _topics(topics, errors)
     freq = parse_frequency(frequency, errors)
     include = _terms(include_keywords, "include_keywords", "keywords", errors)
@@ -244,7 +266,81 @@ def parse_preferences(
             errors["max_papers"] = f"Choose a number from 1 to {MAX_PAPERS_LIMIT}."
     if errors:
         raise InvalidInput(errors)
-    return PreferenceValues(chosen, freq, include, exclude, followed, count, include_revised)
+    return PreferenceValues(chosen, freq, include, exclude, followed, count, include_revised,
+                            described, liked)
+
+
+MAX_DESCRIPTION_LENGTH = 500
+MAX_LIKED_PAPERS = 50
+# arXiv identifiers (https://info.arxiv.org/help/arxiv_identifier.html): since April 2007
+# YYMM.NNNN, five digits from 1501 on; before, archive(.SUBJECT CLASS)/YYMMNNN, where the
+# subject class is redundant and arXiv answers with the archive alone (math.GT/0309136 is
+# math/0309136). A version (v2) names one revision: a liked paper is every version of it.
+_ARXIV_REFERENCE = re.compile(
+    r"^(?:arxiv:|(?:https?://)?(?:www\.|export\.)?arxiv\.org/(?:abs|pdf)/)?"
+    r"(?:(?P<yymm>\d{2}(?:0[1-9]|1[0-2]))\.(?P<number>\d{4,5})"
+    r"|(?P<archive>[a-z]+(?:-[a-z]+)?)(?:\.[a-z]{2})?/(?P<old>\d{2}(?:0[1-9]|1[0-2])\d{3}))"
+    r"(?:v\d+)?(?:\.pdf)?/?$",
+    re.IGNORECASE,
+)
+
+
+def arxiv_id_of(reference: str) -> str | None:
+    """The versionless arXiv id an id or arxiv.org abs/pdf link names, or None.
+
+    The number of digits must fit the month: the arXiv API answers a whole id_list with an
+    error when one id in it is malformed.
+    """
+    match = _ARXIV_REFERENCE.match(reference.strip())
+    if not match:
+        return None
+    if match.group("archive"):
+        return f"{match.group('archive').lower()}/{match.group('old')}"
+    yymm, number = match.group("yymm"), match.group("number")
+    # Four digits from 0704 (April 2007, the first new-style month) to 1412, five after
+    # (YY wraps: 06 would be 2106).
+    if len(number) != (4 if "0704" <= yymm <= "1412" else 5):
+        return None
+    return f"{yymm}.{number}"
+
+
+def parse_description(raw: str | None) -> str | None:
+    """A reader's interests in their own words: one paragraph of plain text, or None.
+
+    Line breaks and tabs become spaces, other control characters go, runs of spaces shrink
+    to one; what is left may be at most MAX_DESCRIPTION_LENGTH characters.
+    """
+    value = " ".join(_TEXT_CONTROL.sub(" ", raw or "").split())
+    if len(value) > MAX_DESCRIPTION_LENGTH:
+        raise InvalidInput({"description": f"At most {MAX_DESCRIPTION_LENGTH} characters "
+                                           f"(this has {len(value)})."})
+    return value or None
+
+
+def parse_liked_papers(raw: str | Sequence[str]) -> tuple[str, ...]:
+    """Papers a reader likes, from arXiv ids or arxiv.org links separated by commas, spaces
+    or lines (or given as a list): versionless ids, each once, at most MAX_LIKED_PAPERS.
+
+    Raises InvalidInput naming the first entry that is neither an id nor an arXiv link.
+    """
+    if isinstance(raw, str) and len(raw) > MAX_LIKED_PAPERS * 100:
+        raise InvalidInput({"liked_papers": f"At most {MAX_LIKED_PAPERS} papers."})
+    pieces = re.split(r"[\s,;]+", raw) if isinstance(raw, str) else list(raw)
+    liked: list[str] = []
+    for piece in pieces:
+        if not piece.strip():
+            continue
+        found = arxiv_id_of(piece)
+        if found is None:
+            shown = _CONTROL.sub("", piece.strip())[:80]
+            raise InvalidInput({"liked_papers": f"{shown!r} is not an arXiv id (like "
+                                                "2401.12345) or an arxiv.org abs or pdf link."})
+        if found not in liked:
+            liked.append(found)
+    if len(liked) > MAX_LIKED_PAPERS:
+        raise InvalidInput({"liked_papers": f"At most {MAX_LIKED_PAPERS} papers "
+                                            f"(this has {len(liked)})."})
+    return tuple(liked)
 
 
 @dataclass(frozen=True)
@@ -341,13 +437,16 @@ def _as_json(values: PreferenceValues) -> dict[str, Any]:
     return {"topics": list(values.topics), "frequency": values.frequency,
             "include_keywords": list(values.include_keywords),
             "exclude_keywords": list(values.exclude_keywords), "authors": list(values.authors),
-            "max_papers": values.max_papers, "include_revised": values.include_revised}
+            "max_papers": values.max_papers, "include_revised": values.include_revised,
+            "description": values.description, "liked_papers": list(values.liked_papers)}
 
 
 def _from_json(data: dict[str, Any]) -> PreferenceValues:
+    # A sign-up waiting since before interests existed has no description or liked papers.
     return PreferenceValues(tuple(data["topics"]), data["frequency"],
                             tuple(data["include_keywords"]), tuple(data["exclude_keywords"]),
-                            tuple(data["authors"]), data["max_papers"], data["include_revised"])
+                            tuple(data["authors"]), data["max_papers"], data["include_revised"],
+                            data.get("description"), tuple(data.get("liked_papers", ())))
 
 
 def requested_choices(subscriber: Subscriber) -> PreferenceValues | None:

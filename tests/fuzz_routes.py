@@ -1,9 +1,10 @@
-"""A long fuzz run of the routes hostile input reaches: sign-up, manage and the webhook.
+"""A long fuzz run of the routes hostile input reaches: sign-up, manage, ratings, webhook.
 
 Not part of the suite (it runs for minutes): `python -m tests.fuzz_routes --minutes 10`.
 Hypothesis throws arbitrary forms, tokens and (validly signed) webhook bodies at the app
-in-process, on a SQLite database with a confirmed reader whose real manage and
-unsubscribe tokens are in play too. Any 500 is printed with its input and fails the run.
+in-process, on a SQLite database with a day of real arXiv papers and a confirmed reader
+whose real manage, unsubscribe and rating tokens are in play too. Any 500 is printed with
+its input and fails the run.
 """
 
 from __future__ import annotations
@@ -22,12 +23,16 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlmodel import select
 
 from newsletter import db
 from newsletter import subscriber as subs
 from newsletter.config import Settings
+from newsletter.ingest import ingest_files
 from newsletter.links import LinkHolder, Links, signing_key
+from newsletter.paper import Paper
 from newsletter.web import create_app
+from tests.conftest import ARXIV_FIXTURES
 
 TEXT = st.text(max_size=300)
 JSON = st.recursive(
@@ -41,7 +46,8 @@ EVENT = st.fixed_dictionaries(
     optional={"timestamp": st.integers() | TEXT, "extra": JSON})
 FORM = st.dictionaries(st.sampled_from(
     ["email", "topics", "frequency", "website", "include_keywords", "exclude_keywords",
-     "authors", "max_papers", "include_revised", "csrf_token"]) | TEXT,
+     "authors", "max_papers", "include_revised", "csrf_token", "description",
+     "liked_papers"]) | TEXT,
     st.lists(TEXT, max_size=4) | TEXT, max_size=8)
 
 
@@ -56,13 +62,16 @@ def build(folder: Path) -> tuple[object, object, ec.EllipticCurvePrivateKey, lis
                       base_url="http://paperwire.test")
     engine = db.make_engine(config.database_url)
     db.upgrade(engine)
+    ingest_files(engine, sorted(ARXIV_FIXTURES.glob("rss_cs.*_2026-04-27.xml")))
     with db.transaction(engine) as session:
+        paper_id = session.exec(select(Paper.id)).first()
         row = subs.ensure(session, "reader@example.org", subs._utcnow())
         subs.update_preferences(session, row, subs.parse_preferences(["llm"]))
         subs.confirm_now(session, row, "admin", subs.Client())
         holder = LinkHolder(row.id, row.link_key)  # type: ignore[arg-type]
     links = Links(signing_key(config), config.base_url)
-    tokens = [links.manage_token(holder), links.unsubscribe_token(holder)]
+    tokens = [links.manage_token(holder), links.unsubscribe_token(holder),
+              links.rate_token(holder, paper_id)]  # type: ignore[arg-type]
     return create_app(config, engine=engine), engine, key, tokens
 
 
@@ -114,6 +123,20 @@ def main() -> None:
                 check(f"GET /manage{suffix}", client.get(path), path)
 
         @common
+        @given(token=TEXT | st.sampled_from(tokens), direction=st.sampled_from(
+            ["up", "down", "clear"]) | TEXT, post=st.booleans(), form=FORM)
+        def rate(token: str, direction: str, post: bool, form: dict) -> None:
+            token = token.replace("/", "").replace("?", "").replace("#", "") or "x"
+            direction = direction.replace("/", "").replace("?", "").replace("#", "") or "x"
+            path = f"/rate/{token}/{direction}"
+            if post:
+                data = {**form, "csrf_token": csrf()}
+                check("POST /rate", client.post(path, data=data), (path, data))
+            else:
+                check("GET /rate", client.get(path), path)
+            check("GET /papers", client.get(f"/papers/2604.21952?rate={token}"), token)
+
+        @common
         @given(body=st.lists(EVENT, max_size=5).map(json.dumps).map(str.encode)
                | JSON.map(json.dumps).map(str.encode) | st.binary(max_size=2000))
         def webhook(body: bytes) -> None:
@@ -127,7 +150,7 @@ def main() -> None:
 
         started, rounds = time.monotonic(), 0
         while time.monotonic() - started < args.minutes * 60:
-            for prop in (signup, manage, webhook):
+            for prop in (signup, manage, rate, webhook):
                 prop()
             rounds += 1
         minutes = (time.monotonic() - started) / 60

@@ -369,10 +369,10 @@ def test_dry_run_and_preview_write_nothing(
 ) -> None:
     add_readers(engine, [("ada@example.org", "confirmed", ["llm"]),
                          ("bob@example.org", "confirmed", ["federated"])])
-    plan = delivery.dry_run(engine, day=DAY)
+    plan = delivery.dry_run(engine, settings, day=DAY)
     assert (plan.would_send, plan.would_skip, plan.distinct_digests) == (1, 1, 1)
     shown = delivery.preview(engine, settings, "ADA@example.org", day=DAY)
-    assert shown is not None and shown.papers == 4
+    assert shown is not None and len(shown.selection.picks) == 4
     assert shown.subject == "4 papers on Large Language Models · Paperwire, Mon 27 Apr"
     assert delivery.preview(engine, settings, "bob@example.org", day=DAY) is None
     with pytest.raises(LookupError):

@@ -15,15 +15,18 @@ from sqlmodel import Session, SQLModel, select
 import newsletter.models  # noqa: F401  (every table on the metadata)
 from newsletter import db, privacy, webhook
 from newsletter import subscriber as subs
+from newsletter.config import Settings
 from newsletter.delivery import Delivery, DigestEdition, SentPaper
 from newsletter.ingest import ingest_files
 from newsletter.paper import Paper
+from newsletter.relevance import learn, vectors
 from tests.conftest import arxiv_fixture
 
 NOW = datetime(2026, 9, 24, 9, 0, tzinfo=UTC)
 EMAIL = "Reader@B\u00fccher.example"
 STORED = "reader@xn--bcher-kva.example"
 IP, AGENT = "192.0.2.55", "ReaderBrowser/1.0 (personal)"
+DESCRIPTION = "tropical geometry of polytopes; not physiological time series"
 
 # Every table, and whether it can name a reader. A new table fails the test until it is
 # added here and, if it can name a reader, handled by privacy.export and privacy.erase.
@@ -40,6 +43,9 @@ REVIEWED = {
     "cards": "no: written once per paper",
     "feeds": "no: the sources we read",
     "mail_limit_hits": "no: which limit held a mail back, and when; never the address",
+    "paper_vectors": "no: one vector per paper",
+    "ratings": "which papers a reader rated up or down, and when",
+    "reader_models": "a model of what a reader wants, trained from their own signals",
 }
 
 
@@ -67,6 +73,10 @@ def _reader_with_a_history(engine: Engine) -> subs.Subscriber:
                   webhook.Event("ev-2", "open", STORED),
                   webhook.Event("ev-3", "bounce", STORED)]
         webhook.apply_events(session, events, NOW)
+        # Their own words, a paper they like, two ratings, and the model trained from them.
+        learn.set_interests(session, row.id, DESCRIPTION, "2009.13987v3", settings=Settings())
+        learn.record_ratings(session, row.id, {papers[0].id: 1, papers[1].id: -1},
+                             settings=Settings())
         session.expunge(row)
     return row
 
@@ -86,6 +96,14 @@ def test_export_holds_deliveries_papers_events_and_consents(engine: Engine) -> N
                                                 "keyword: quantization"]
     assert delivery["papers"][0]["title"]
     assert [e["event"] for e in data["provider_events"]] == ["delivered", "open", "bounce"]
+    assert data["preferences"]["description"] == DESCRIPTION
+    assert data["preferences"]["liked_papers"] == ["2009.13987"]
+    assert sorted(r["rating"] for r in data["ratings"]) == ["down", "up"]
+    assert {r["paper"] for r in data["ratings"]} == {p["paper"] for p in delivery["papers"]}
+    assert all(r["title"] and r["rated_at"] for r in data["ratings"])
+    learned = data["reader_model"]
+    assert learned["vector_model"] == vectors.OFFLINE_MODEL and learned["ratings"] == 2
+    assert learned["model_base64"] and learned["description_vector_base64"]
 
 
 def _every_value(engine: Engine) -> dict[tuple[str, str], list[object]]:
@@ -105,7 +123,7 @@ def test_erasure_leaves_no_row_that_names_the_reader(engine: Engine) -> None:
     with db.transaction(engine) as session:
         privacy.erase(session, session.get(subs.Subscriber, reader.id))
 
-    traces = [STORED, EMAIL.lower(), "reader@", IP, AGENT, reader.link_key]
+    traces = [STORED, EMAIL.lower(), "reader@", IP, AGENT, reader.link_key, DESCRIPTION]
     for (table, column), values in _every_value(engine).items():
         for value in values:
             flat = json.dumps(value, default=str).lower()
@@ -114,7 +132,8 @@ def test_erasure_leaves_no_row_that_names_the_reader(engine: Engine) -> None:
             if column == "subscriber_id":
                 assert value != reader.id, (table, column)
     with engine.connect() as conn:
-        for table in ("subscribers", "preferences", "consents", "deliveries", "sent_papers"):
+        for table in ("subscribers", "preferences", "consents", "deliveries", "sent_papers",
+                      "ratings", "reader_models"):
             assert conn.execute(text(f"SELECT count(*) FROM {table}")).scalar() == 0, table
         # Provider events stay as bare ids, so a retried event is still seen as a repeat.
         assert conn.execute(text("SELECT count(*) FROM webhook_events")).scalar() == 3

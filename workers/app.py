@@ -68,6 +68,7 @@ def make_celery() -> Celery:
             "paperwire.ingest": {"queue": "ingest"},
             # LLM calls wait on the network for long stretches: keep them off other queues.
             "paperwire.summarize": {"queue": "llm"},
+            "paperwire.embed": {"queue": "llm"},
             # Sends wait on the mail provider: their own queue, their own workers.
             "paperwire.send_digests": {"queue": "mail"},
             "paperwire.deliver_chunk": {"queue": "mail"},

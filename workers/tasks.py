@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy.exc import OperationalError
 
 from newsletter import delivery, ingest, privacy, signup, summarize
+from newsletter.relevance import learn
 from workers.app import app
 
 log = logging.getLogger(__name__)
@@ -47,12 +48,27 @@ SUMMARIZE_BATCH = 2000
 def summarize_pending(limit: int | None = SUMMARIZE_BATCH) -> dict[str, Any]:
     started = time.monotonic()
     report = summarize.summarize_configured(limit=limit)
+    # Vectors come after cards: a sweep's new papers (and any a failed run left) get theirs.
+    embed_papers.delay()
     log.info("summarize source=%s pending=%d written=%d failed=%d cost_usd=%.4f ms=%d",
              report.source, report.pending, report.written, report.failed,
              report.cost_usd or 0.0, (time.monotonic() - started) * 1000)
     return {"line": report.line(), "written": report.written, "failed": report.failed,
             "input_tokens": report.input_tokens, "output_tokens": report.output_tokens,
             "cost_usd": report.cost_usd}
+
+
+@app.task(name="paperwire.embed", time_limit=60 * 60, soft_time_limit=55 * 60, **RETRY)
+def embed_papers(limit: int | None = None) -> dict[str, Any]:
+    started = time.monotonic()
+    report, retrained = learn.embed_and_retrain_configured(limit=limit)
+    log.info("embed space=%s embedded=%d failed=%d left=%d tokens=%d cost_usd=%.6f "
+             "retrained=%d ms=%d", report.space, report.embedded, report.failed, report.left,
+             report.tokens, report.cost_usd or 0.0, retrained,
+             (time.monotonic() - started) * 1000)
+    return {"line": report.line(), "embedded": report.embedded, "failed": report.failed,
+            "left": report.left, "tokens": report.tokens, "cost_usd": report.cost_usd,
+            "error": report.error, "retrained": retrained}
 
 
 @app.task(name="paperwire.send_digests", time_limit=10 * 60, **RETRY)

@@ -42,6 +42,8 @@ from newsletter.delivery.sources import Reader, candidates, readers
 from newsletter.digest import PaperIndex, Selection
 from newsletter.links import LinkHolder, Links
 from newsletter.mail import BatchSender, batch_sender_for
+from newsletter.relevance.embed import VectorSpace, space_for
+from newsletter.relevance.scores import choose
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
@@ -75,9 +77,12 @@ class SendReport:
 
 def deliver(
     engine: Any, edition_id: int, delivery_ids: Sequence[int], *, sender: BatchSender,
-    compose: Composer, now: Callable[[], datetime] = utcnow,
+    compose: Composer, space: VectorSpace | None = None, now: Callable[[], datetime] = utcnow,
 ) -> SendReport:
-    """Send one chunk of an edition: claim, select, group identical digests, send, record."""
+    """Send one chunk of an edition: claim, select, group identical digests, send, record.
+
+    `space`: where readers' models live (`relevance.embed.space_for`); None ranks every
+    reader by topics, keywords and authors alone."""
     # A chunk makes millions of short-lived objects, and what earlier chunks built lives on
     # in this process (rendered papers, the engine's caches). The collector's defaults
     # re-scanned all of it every few hundred allocations, a third of delivery's CPU: freeze
@@ -98,9 +103,9 @@ def deliver(
                                    [c.paper_id for c in day_papers.candidates])
         chosen: list[tuple[Reader, Selection]] = []
         nothing_new: list[int] = []
-        for reader in people:
-            selection = day_papers.select(reader.interests,
-                                          sent_before.get(reader.subscriber_id, frozenset()))
+        selections = choose(session, space, day_papers,
+                            [(r.subscriber_id, r.interests) for r in people], sent_before)
+        for reader, selection in zip(people, selections, strict=True):
             if selection.empty:
                 nothing_new.append(reader.delivery_id)
             else:
@@ -193,6 +198,8 @@ def addressee(links: Links, reader: Reader, selection: Selection,
         email=reader.email, delivery_id=reader.delivery_id, selection=selection,
         manage_url=links.manage_url(holder), unsubscribe_url=links.unsubscribe_url(holder),
         view_url=view_url or links.digest_url(reader.delivery_id, reader.link_key),
+        rate_tokens=tuple(links.rate_token(holder, pick.candidate.paper_id)
+                          for pick in selection.picks),
     )
 
 
@@ -234,9 +241,10 @@ def send_edition(
         return report
 
     compose = composer_for(settings, day, frequency)
+    space = space_for(settings)
     for chunk in chunks:
-        handled(deliver(engine, edition_id, chunk, sender=local, compose=compose, now=now),
-                len(chunk))
+        handled(deliver(engine, edition_id, chunk, sender=local, compose=compose, space=space,
+                        now=now), len(chunk))
     return report
 
 
@@ -254,7 +262,8 @@ def _deliver_in_worker(settings: Any, edition_id: int, chunk: Sequence[int]) -> 
         sender = batch_sender_for(settings)
         sender.prepare()  # before claiming: a missing template leaves the chunk pending
         return deliver(engine, edition_id, chunk, sender=sender,
-                       compose=composer_for(settings, day, frequency))
+                       compose=composer_for(settings, day, frequency),
+                       space=space_for(settings))
     finally:
         engine.dispose()
 

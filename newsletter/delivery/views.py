@@ -27,6 +27,8 @@ from newsletter.delivery.sources import (
 from newsletter.digest import PaperIndex, Pick, Selection
 from newsletter.links import BadLink, Links
 from newsletter.paper import Paper
+from newsletter.relevance.embed import space_for
+from newsletter.relevance.scores import choose
 from newsletter.render import render_digest
 
 
@@ -42,7 +44,8 @@ class DryRun:
                 f"({self.distinct_digests} distinct), {self.would_skip} nothing new")
 
 
-def dry_run(engine: Any, *, frequency: str = "daily", day: date | None = None) -> DryRun:
+def dry_run(engine: Any, settings: Any, *, frequency: str = "daily", day: date | None = None
+            ) -> DryRun:
     """What an edition would send, writing nothing."""
     day = day or today_utc()
     with Session(engine) as session:
@@ -50,8 +53,8 @@ def dry_run(engine: Any, *, frequency: str = "daily", day: date | None = None) -
         people = confirmed_readers(session, frequency)
         sent = already_sent(session, [r.subscriber_id for r in people],
                             [c.paper_id for c in papers.candidates])
-    selections = [papers.select(r.interests, sent.get(r.subscriber_id, frozenset()))
-                  for r in people]
+        selections = choose(session, space_for(settings), papers,
+                            [(r.subscriber_id, r.interests) for r in people], sent)
     chosen = [s for s in selections if not s.empty]
     return DryRun(readers=len(people), would_send=len(chosen),
                   would_skip=len(people) - len(chosen),
@@ -127,8 +130,13 @@ class Preview:
     subject: str
     html: str
     text: str
-    papers: int
-    more: int
+    selection: Selection
+
+    @property
+    def picks(self) -> list[dict[str, Any]]:
+        """The papers in rank order, as `newsletter preview --json` prints them."""
+        return [{"arxiv_id": p.candidate.key, "score": p.score, "reasons": list(p.reasons)}
+                for p in self.selection.picks]
 
 
 def preview(engine: Any, settings: Any, email: str, *, day: date | None = None) -> Preview | None:
@@ -149,7 +157,8 @@ def preview(engine: Any, settings: Any, email: str, *, day: date | None = None) 
         papers = PaperIndex(candidates(session, window(frequency, day), day))
         sent = already_sent(session, [reader.subscriber_id],
                             [c.paper_id for c in papers.candidates])
-    selection = papers.select(reader.interests, sent.get(reader.subscriber_id, frozenset()))
+        [selection] = choose(session, space_for(settings), papers,
+                             [(reader.subscriber_id, reader.interests)], sent)
     if selection.empty:
         return None
     links = Links.from_settings(settings)
@@ -158,4 +167,4 @@ def preview(engine: Any, settings: Any, email: str, *, day: date | None = None) 
         day=day, frequency=frequency, site_url=settings.base_url)
     digest = render_digest(batch.recipients[0].data)
     return Preview(subject=digest.subject, html=digest.html, text=digest.text,
-                   papers=len(selection.picks), more=selection.more)
+                   selection=selection)

@@ -1,6 +1,6 @@
 """gunicorn's access log, without the secrets that travel in our URLs.
 
-Manage, unsubscribe, confirmation and view-in-browser links carry signed tokens that act
+Manage, unsubscribe, confirmation, view-in-browser and rating links carry signed tokens that act
 as the reader's key; an access log (and whatever ships it elsewhere) must not collect
 them. Use with `gunicorn --logger-class newsletter.web.access_log.TokenlessLogger`: the
 request line, the path and the Referer (our own pages send it for same-origin posts) keep
@@ -14,11 +14,13 @@ from typing import Any
 
 from gunicorn.glogging import Logger
 
-_TOKEN = re.compile(r"/(confirm|manage|unsubscribe|digest)/[^/?#\s]+")
+_TOKEN = re.compile(r"/(confirm|manage|unsubscribe|digest|rate)/[^/?#\s]+")
+# A paper page opened from a digest carries the reader's rating token: /papers/<key>?rate=
+_RATE_PARAMETER = re.compile(r"([?&]rate=)[^&#\s]+")
 
 
 def without_tokens(text: str) -> str:
-    return _TOKEN.sub(r"/\1/[token]", text)
+    return _RATE_PARAMETER.sub(r"\1[token]", _TOKEN.sub(r"/\1/[token]", text))
 
 
 class TokenlessLogger(Logger):

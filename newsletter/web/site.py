@@ -11,10 +11,18 @@ import time
 from dataclasses import dataclass
 from datetime import date
 
-from flask import Blueprint, abort, current_app, jsonify, make_response, render_template
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    jsonify,
+    make_response,
+    render_template,
+    request,
+)
 from sqlmodel import Session
 
-from newsletter import archive, mail, status
+from newsletter import archive, mail, rating, status
 from newsletter.taxonomy import TOPICS
 from newsletter.web.common import from_loopback, services
 
@@ -60,11 +68,18 @@ def index():  # type: ignore[no-untyped-def]
 
 @blueprint.get("/papers/<path:key>")
 def paper(key: str):  # type: ignore[no-untyped-def]
-    with Session(services().engine) as session:
-        found = archive.paper(session, key)
-    if found is None:
+    """A paper's public page; opened from a digest with the reader's rating token for
+    this paper (?rate=), it also has their "more like this" buttons."""
+    token = request.args.get("rate")
+    page = rating.paper_page(services(), key, token)
+    if page is None:
         abort(404)
-    return render_template("paper.html", paper=found)
+    response = make_response(render_template("paper.html", paper=page.paper,
+                                             rating=page.rating))
+    if token is not None:
+        # The address holds a reader's token: keep it out of shared caches and history.
+        response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 @blueprint.get("/days/")

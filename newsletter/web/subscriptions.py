@@ -24,10 +24,13 @@ def subscribe():  # type: ignore[no-untyped-def]
     topics = form.getlist("topics")
     try:
         flows.sign_up(services(), form.get("email", ""), topics, form.get("frequency"),
-                      form.get("website", ""), client())
+                      form.get("website", ""), client(), form.get("description"),
+                      form.get("liked_papers", ""))
     except InvalidInput as exc:
         values = {"email": form.get("email", ""), "topics": topics,
-                  "frequency": form.get("frequency", "daily")}
+                  "frequency": form.get("frequency", "daily"),
+                  "description": form.get("description", ""),
+                  "liked_papers": form.get("liked_papers", "")}
         return render_template("subscribe.html", topics=TOPICS, form=values,
                                errors=exc.errors), 400
     except flows.TooManySignups:
@@ -56,6 +59,7 @@ def _preference_form() -> flows.PreferenceForm:
         include_keywords=form.get("include_keywords", ""),
         exclude_keywords=form.get("exclude_keywords", ""), authors=form.get("authors", ""),
         max_papers=form.get("max_papers"), include_revised=form.get("include_revised") == "on",
+        description=form.get("description"), liked_papers=form.get("liked_papers"),
     )
 
 
@@ -64,7 +68,9 @@ def _account_values(account: flows.Account) -> dict[str, object]:
             "include_keywords": "\n".join(account.include_keywords),
             "exclude_keywords": "\n".join(account.exclude_keywords),
             "authors": "\n".join(account.authors), "max_papers": account.max_papers,
-            "include_revised": account.include_revised}
+            "include_revised": account.include_revised,
+            "description": account.interests.description or "",
+            "liked_papers": "\n".join(account.interests.liked)}
 
 
 def _submitted_values() -> dict[str, object]:
@@ -73,7 +79,8 @@ def _submitted_values() -> dict[str, object]:
     return {"topics": form.topics, "frequency": form.frequency,
             "include_keywords": form.include_keywords,
             "exclude_keywords": form.exclude_keywords, "authors": form.authors,
-            "max_papers": form.max_papers, "include_revised": form.include_revised}
+            "max_papers": form.max_papers, "include_revised": form.include_revised,
+            "description": form.description or "", "liked_papers": form.liked_papers or ""}
 
 
 @blueprint.get("/manage/<token>")
@@ -81,7 +88,8 @@ def manage(token: str):  # type: ignore[no-untyped-def]
     account = flows.account(services(), token)
     return render_template("manage.html", account=account, token=token, topics=TOPICS,
                            values=_account_values(account), errors={},
-                           saved=request.args.get("saved") == "1")
+                           saved=request.args.get("saved") == "1",
+                           rated=request.args.get("rated") == "1")
 
 
 @blueprint.post("/manage/<token>")
@@ -92,10 +100,20 @@ def save(token: str):  # type: ignore[no-untyped-def]
         account = flows.account(services(), token)
         return render_template("manage.html", account=account, token=token, topics=TOPICS,
                                values=_submitted_values(), errors=exc.errors,
-                               saved=False), 400
+                               saved=False, rated=False), 400
     # Back to the page as a GET, so reloading does not post the form again; the target is
     # built from our own route, never from request input.
     return redirect(url_for("subscriptions.manage", token=token, saved=1), code=303)
+
+
+@blueprint.post("/manage/<token>/ratings")
+def change_rating(token: str):  # type: ignore[no-untyped-def]
+    try:
+        flows.change_rating(services(), token, request.form.get("rating", ""))
+    except InvalidInput:
+        abort(400)
+    return redirect(url_for("subscriptions.manage", token=token, rated=1, _anchor="ratings"),
+                    code=303)
 
 
 @blueprint.post("/manage/<token>/resubscribe")

@@ -1,14 +1,20 @@
-"""A local OpenAI-compatible chat completions server, so the real `openai` client runs.
+"""A local OpenAI-compatible server, so the real `openai` client runs.
 
-It speaks `POST /v1/chat/completions` (JSON in, a `chat.completion` object out) and the
-error shapes the client maps to exceptions. What it answers is decided per call by a
-`Script`: a function of the parsed request and the number of calls already made for the
-same paper (identified by the title in the prompt). `good_card` writes a well-formed card
-from the request's own abstract, so an answer always matches the paper it is for.
+It speaks `POST /v1/chat/completions` (JSON in, a `chat.completion` object out),
+`POST /v1/embeddings` (a `list` of `embedding` objects out) and the error shapes the
+client maps to exceptions. What it answers is decided per call by a script: for chat, a
+`Script` of the parsed request and the number of calls already made for the same paper
+(identified by the title in the prompt); for embeddings, an `EmbedScript` of the parsed
+request and its number among embeddings requests. `good_card` writes a well-formed card
+from the request's own abstract, so an answer always matches the paper it is for;
+`good_embeddings` answers with a deterministic vector per text, words hashed into its
+dimensions, so texts that share words have similar vectors.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import itertools
 import json
 import math
@@ -18,6 +24,8 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from tests.support.http import Reply, Request, ScriptedServer
 
@@ -121,13 +129,131 @@ def _parse(request: Request) -> tuple[dict[str, Any], str, str]:
     return body, title.group(1) if title else "", abstract
 
 
-class OpenAIServer(ScriptedServer):
-    """Serves `script(call)` on /v1/chat/completions; `calls` records every parsed call."""
+# Embeddings, as OpenAI's API reference describes "Create embeddings"
+# (https://developers.openai.com/api/reference/resources/embeddings; the same text is in the
+# `openai` client's docstring of `embeddings.create`).
 
-    def __init__(self, script: Script = good_card, api_key: str = "test-key") -> None:
+# The models and the length of their vectors without `dimensions`
+# (https://developers.openai.com/api/docs/guides/embeddings). Only text-embedding-3 and
+# later take `dimensions`, which may shorten a vector but not lengthen it.
+EMBEDDING_MODELS = {"text-embedding-3-small": 1536, "text-embedding-3-large": 3072,
+                    "text-embedding-ada-002": 1536}
+MAX_INPUTS = 2048  # "any array must be 2048 dimensions or less"
+MAX_INPUT_TOKENS = 8192  # "8192 tokens for all embedding models"
+MAX_REQUEST_TOKENS = 300_000  # "a maximum of 300,000 tokens summed across all inputs"
+
+
+@dataclass(frozen=True)
+class EmbedCall:
+    """One valid embeddings request, parsed."""
+
+    body: dict[str, Any]
+    inputs: list[str | list[int]]
+    dimensions: int
+    number: int  # 1 for the first embeddings request, 2 for the next, ...
+
+    @property
+    def texts(self) -> list[str]:
+        return [i for i in self.inputs if isinstance(i, str)]
+
+
+EmbedScript = Callable[[EmbedCall], Reply]
+
+
+def _input_tokens(item: str | list[int]) -> int:
+    return len(item) if isinstance(item, list) else tokens(item)
+
+
+def fake_vector(item: str | list[int], dims: int) -> np.ndarray:
+    """A unit vector for a text: each word adds 1 to a dimension picked by its hash, with
+    a sign picked by its hash (token ids count as words)."""
+    words = [str(t) for t in item] if isinstance(item, list) else \
+        re.findall(r"[a-z0-9]+", item.lower())
+    vector = np.zeros(dims, dtype=np.float32)
+    for word in words or ["<empty>"]:
+        digest = hashlib.blake2b(word.encode(), digest_size=8).digest()
+        vector[int.from_bytes(digest[:4], "little") % dims] += 1 if digest[4] & 1 else -1
+    norm = float(np.linalg.norm(vector))
+    return vector / norm if norm else vector
+
+
+def embeddings(call: EmbedCall, delay: float = 0.0) -> Reply:
+    """A 200 `list` of embeddings, one per input in order, in the requested encoding
+    (`float` unless `base64` was asked for), usage counted from the inputs."""
+    data = []
+    for index, item in enumerate(call.inputs):
+        vector = fake_vector(item, call.dimensions)
+        # base64 is the little-endian float32 bytes the client decodes with frombuffer.
+        encoded: Any = (base64.b64encode(vector.astype("<f4").tobytes()).decode()
+                        if call.body.get("encoding_format") == "base64"
+                        else [float(x) for x in vector])
+        data.append({"object": "embedding", "index": index, "embedding": encoded})
+    used = sum(_input_tokens(item) for item in call.inputs)
+    body = {"object": "list", "data": data, "model": call.body["model"],
+            "usage": {"prompt_tokens": used, "total_tokens": used}}
+    return Reply(200, json.dumps(body).encode(), {"Content-Type": "application/json"},
+                 delay=delay)
+
+
+def good_embeddings(call: EmbedCall) -> Reply:
+    return embeddings(call)
+
+
+def _check_embeddings(body: dict[str, Any]) -> tuple[list[str | list[int]], int] | Reply:
+    """The request's inputs and vector length, or the 4xx OpenAI gives for it."""
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        return error(400, "you must provide a model parameter")
+    if model not in EMBEDDING_MODELS:
+        return error(404, f"The model `{model}` does not exist or you do not have access to it.")
+    raw = body.get("input")
+    # A string, an array of strings, an array of token ids, or an array of such arrays.
+    if isinstance(raw, str) or (isinstance(raw, list) and raw
+                                and all(isinstance(t, int) for t in raw)):
+        inputs: list[str | list[int]] = [raw]
+    elif isinstance(raw, list) and raw and all(
+            isinstance(i, str) or (isinstance(i, list) and i
+                                   and all(isinstance(t, int) for t in i)) for i in raw):
+        inputs = list(raw)
+    else:
+        return error(400, "'input' must be a string, an array of strings, an array of "
+                          "tokens or an array of token arrays")
+    if len(inputs) > MAX_INPUTS:
+        return error(400, f"'input' has {len(inputs)} items; at most {MAX_INPUTS} per request")
+    if any(item == "" for item in inputs):
+        return error(400, "'$.input' is invalid: an input cannot be an empty string")
+    for item in inputs:
+        if _input_tokens(item) > MAX_INPUT_TOKENS:
+            return error(400, f"This model's maximum context length is {MAX_INPUT_TOKENS} "
+                              f"tokens, however you requested {_input_tokens(item)} tokens")
+    total = sum(_input_tokens(item) for item in inputs)
+    if total > MAX_REQUEST_TOKENS:
+        return error(400, f"Requested {total} tokens, max {MAX_REQUEST_TOKENS} tokens per "
+                          "request")
+    if body.get("encoding_format", "float") not in ("float", "base64"):
+        return error(400, "'encoding_format' must be 'float' or 'base64'")
+    size = EMBEDDING_MODELS[model]
+    dimensions = body.get("dimensions")
+    if dimensions is None:
+        return inputs, size
+    if not model.startswith("text-embedding-3"):
+        return error(400, "This model does not support specifying dimensions.")
+    if not isinstance(dimensions, int) or not 1 <= dimensions <= size:
+        return error(400, f"'dimensions' must be an integer from 1 to {size} for {model}")
+    return inputs, dimensions
+
+
+class OpenAIServer(ScriptedServer):
+    """Serves `script(call)` on /v1/chat/completions and `embed_script(call)` on
+    /v1/embeddings; `calls` and `embed_calls` record every valid parsed call."""
+
+    def __init__(self, script: Script = good_card, api_key: str = "test-key", *,
+                 embed_script: EmbedScript = good_embeddings) -> None:
         self.script = script
+        self.embed_script = embed_script
         self.api_key = api_key
         self.calls: list[Call] = []
+        self.embed_calls: list[EmbedCall] = []
         self._per_paper: Counter[str] = Counter()
         self._lock = threading.Lock()
         super().__init__(self._respond)
@@ -143,10 +269,31 @@ class OpenAIServer(ScriptedServer):
         return [c for c in self.calls if c.title == title]
 
     def _respond(self, request: Request) -> Reply:
-        if request.method != "POST" or request.path != "/v1/chat/completions":
+        routes = {"/v1/chat/completions": self._chat, "/v1/embeddings": self._embeddings}
+        if request.method != "POST" or request.path not in routes:
             return error(404, f"no route {request.method} {request.path}")
         if request.headers.get("authorization") != f"Bearer {self.api_key}":
             return error(401, "Incorrect API key provided")
+        return routes[request.path](request)
+
+    def _embeddings(self, request: Request) -> Reply:
+        try:
+            body = json.loads(request.body or b"{}")
+        except ValueError as exc:
+            return error(400, f"bad request body: {exc}")
+        if not isinstance(body, dict):
+            return error(400, "the request body must be a JSON object")
+        checked = _check_embeddings(body)
+        if isinstance(checked, Reply):
+            return checked
+        inputs, dimensions = checked
+        with self._lock:
+            call = EmbedCall(body=body, inputs=inputs, dimensions=dimensions,
+                             number=len(self.embed_calls) + 1)
+            self.embed_calls.append(call)
+        return self.embed_script(call)
+
+    def _chat(self, request: Request) -> Reply:
         try:
             body, title, abstract = _parse(request)
         except (ValueError, KeyError) as exc:

@@ -38,9 +38,12 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 
 @pytest.fixture
 def web_settings(settings: Settings, tmp_path: Path) -> Settings:
+    # Liked papers we lack are asked of the arXiv API: never the real one from a test. A
+    # closed loopback port refuses at once; tests of fetching give a stand-in's address.
     return settings.model_copy(update={"outbox_dir": tmp_path / "outbox",
                                        "signup_rate_limit": "1000/minute",
-                                       "base_url": "http://paperwire.test"})
+                                       "base_url": "http://paperwire.test",
+                                       "arxiv_api_url": "http://127.0.0.1:9/api/query"})
 
 
 @pytest.fixture

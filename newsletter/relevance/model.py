@@ -1,0 +1,240 @@
+"""A reader's model: what they said they want, corrected by what they rated.
+
+A model is a linear scorer in the paper-vector space: a paper's affinity for a reader is
+sigmoid(paper . weights + bias), read as the chance they would rate it up.
+
+- The reader's own words start it. Their description and the papers they say they like are
+  averaged into one direction (each liked paper counting as much as the description), and
+  the start is that direction scaled by `PRIOR_SCALE`, with `PRIOR_BIAS`. It is meant to be
+  weak: a one-line description meets an abstract at a cosine of 0.02-0.05 at best, so a
+  day's best matches start at chances of 0.07-0.25, and a few days of ratings outweigh it
+  (a stronger start learned less from ratings in the simulations).
+- Ratings correct it. A logistic regression over the rated papers (up = 1, down = 0)
+  learns a change to those weights, penalised by its size, so a handful of ratings bend
+  the description rather than replace it, and many ratings can overrule it. The change is
+  learned on the buckets the rated papers use, which is all it can move.
+- Only the `MODEL_WEIGHTS` largest weights are kept (by size): 512 int32 indices and
+  float16 values, about 3 KB stored, whatever the reader did.
+
+`affinities` scores a chunk of readers against a day's papers with one sparse matrix
+product. `blend` turns an affinity and the topic/keyword/author points of
+`newsletter.digest.score` into the 0-100 score a digest ranks by: the affinity's log-odds,
+nudged by the points, widened so whole points keep the order. Topics are a prior, not a
+filter: the nudge is small (`TOPIC_PRIOR`), so a paper outside the reader's topics that
+the model rates highly beats a paper the topics only weakly match. `unsure` picks the
+papers a rating would teach the model most about (affinity nearest 0.5), as Scholar Inbox
+does for its cold start.
+
+The constants were chosen by simulating readers of ten interests other than the six
+`bench/relevance.py` reports (see docs/BENCHMARKS.md, "Relevance: does it learn?").
+Pure: arrays in, arrays out.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from newsletter.relevance import vectors
+
+PRIOR_SCALE = 20.0
+PRIOR_BIAS = -3.0  # a paper sharing no word with the reader's words: chance 0.05
+# How far a weight may move from the description's per unit of evidence: the inverse of
+# the L2 penalty on the change. Large, because a rating is deliberate evidence.
+RATINGS_C = 100.0
+MODEL_WEIGHTS = 512
+# Log-odds added per 100 topic points: enough to order papers the model finds equally
+# likely, too little to keep a paper the model finds unlikely above a likely one.
+TOPIC_PRIOR = 0.1
+# The score is the nudged log-odds squeezed into 0-100 by a sigmoid this many times wider
+# than the affinity's own: a digest ranks by whole points, and on the affinity's scale most
+# of a day's papers (chances under 1%) would tie at 0 or 1. Widened, chances of 0.001, 0.01,
+# 0.1, 0.5 and 0.9 score 9, 18, 32, 50 and 67, so whole points keep the model's order.
+BLEND_SPREAD = 3.0
+
+_FORMAT = 1
+_HEADER = struct.Struct("<BfII")  # format, bias, ups, downs; then the weights' vector blob
+
+
+@dataclass(frozen=True)
+class ReaderModel:
+    vector_model: str  # the vector model it was trained in; a mismatch means retrain
+    weights: sp.csr_matrix  # 1 x dims, float32
+    bias: float
+    ups: int
+    downs: int
+
+
+def _rows(matrix: sp.spmatrix | sp.sparray | None, dims: int) -> sp.csr_matrix | None:
+    if matrix is None or matrix.shape[0] == 0:
+        return None
+    if matrix.shape[1] != dims:
+        raise ValueError(f"vectors have {matrix.shape[1]} dimensions, the model {dims}")
+    return sp.csr_matrix(matrix, dtype=np.float64)
+
+
+def _unit(row: sp.csr_matrix) -> sp.csr_matrix:
+    norm = sp.linalg.norm(row)
+    return row / norm if norm else row
+
+
+def _prior(description: sp.csr_matrix | None, liked: sp.csr_matrix | None,
+           dims: int) -> sp.csr_matrix:
+    """The direction the reader's own words point in, unit length (zero when silent)."""
+    said = [_unit(description)] if description is not None else []
+    if liked is not None:
+        said += [_unit(liked[i]) for i in range(liked.shape[0])]
+    if not said:
+        return sp.csr_matrix((1, dims))
+    return _unit(sp.csr_matrix(sp.vstack(said).sum(axis=0)))
+
+
+def _correction(rated: sp.csr_matrix, liked: np.ndarray, offset: np.ndarray
+                ) -> tuple[np.ndarray, float]:
+    """Logistic regression on the rated rows, each starting from its prior margin `offset`.
+
+    Minimises sum(log-loss) + |(change, bias)|^2 / (2 C): both penalised, so ups alone
+    (no downs yet) still give finite weights.
+    """
+    sign = np.where(liked, 1.0, -1.0)
+
+    def loss(params: np.ndarray) -> tuple[float, np.ndarray]:
+        change, bias = params[:-1], params[-1]
+        margin = -sign * (rated @ change + offset + bias)
+        slope = -sign * np.exp(-np.logaddexp(0.0, -margin))  # d loss / d score
+        value = np.logaddexp(0.0, margin).sum() + params @ params / (2 * RATINGS_C)
+        gradient = np.concatenate([rated.T @ slope, [slope.sum()]]) + params / RATINGS_C
+        return float(value), gradient
+
+    from scipy.optimize import minimize  # only where models are trained: 27 MB
+
+    found = minimize(loss, np.zeros(rated.shape[1] + 1), jac=True, method="L-BFGS-B",
+                     options={"maxiter": 500})
+    return found.x[:-1], float(found.x[-1])
+
+
+def _strongest(weights: np.ndarray, indices: np.ndarray, dims: int) -> sp.csr_matrix:
+    keep = np.flatnonzero(weights)
+    if len(keep) > MODEL_WEIGHTS:
+        # Largest magnitudes; ties by bucket, so the same ratings keep the same weights.
+        keep = keep[np.lexsort((indices[keep], -np.abs(weights[keep])))[:MODEL_WEIGHTS]]
+    keep = keep[np.argsort(indices[keep])]
+    return sp.csr_matrix((weights[keep].astype(np.float32), indices[keep],
+                          np.array([0, len(keep)])), shape=(1, dims))
+
+
+def train(vector_model: str, dims: int, *, description: sp.csr_matrix | None = None,
+          liked: sp.csr_matrix | None = None, ups: sp.csr_matrix | None = None,
+          downs: sp.csr_matrix | None = None) -> ReaderModel | None:
+    """The reader's model from their words and ratings; None when there is nothing to go on.
+
+    `description` is one row, the others one row per paper, all in the `vector_model` space.
+    """
+    description, liked = _rows(description, dims), _rows(liked, dims)
+    ups, downs = _rows(ups, dims), _rows(downs, dims)
+    if description is not None and description.nnz == 0:
+        description = None  # words the vector space does not know say nothing
+    if description is None and liked is None and ups is None and downs is None:
+        return None
+    start = PRIOR_SCALE * _prior(description, liked, dims)
+    up_count = ups.shape[0] if ups is not None else 0
+    down_count = downs.shape[0] if downs is not None else 0
+    if not up_count and not down_count:
+        start = sp.csr_matrix(start)
+        return ReaderModel(vector_model, _strongest(start.data, start.indices, dims),
+                           PRIOR_BIAS, 0, 0)
+    rated = sp.csr_matrix(sp.vstack([m for m in (ups, downs) if m is not None]))
+    is_up = np.arange(rated.shape[0]) < up_count
+    # Only buckets some rated paper uses can change; solve on those columns alone.
+    used = np.unique(rated.indices)
+    offset = np.asarray(rated @ start.T.toarray()).ravel() + PRIOR_BIAS
+    change, bias = _correction(rated[:, used], is_up, offset)
+    combined = np.zeros(dims)
+    start = sp.csr_matrix(start)
+    combined[start.indices] = start.data
+    combined[used] += change
+    nonzero = np.flatnonzero(combined)
+    return ReaderModel(vector_model, _strongest(combined[nonzero], nonzero, dims),
+                       PRIOR_BIAS + bias, up_count, down_count)
+
+
+def encode_model(model: ReaderModel) -> bytes:
+    """The model as stored: a 13-byte header and its weights in the vector codec."""
+    return (_HEADER.pack(_FORMAT, model.bias, model.ups, model.downs)
+            + vectors.encode(model.weights))
+
+
+def decode_model(blob: bytes, vector_model: str, dims: int) -> ReaderModel:
+    """What `encode_model` stored; ValueError when the bytes are not a model of `dims`."""
+    weights, biases, counts = _parse([blob], dims)
+    return ReaderModel(vector_model, weights, float(biases[0]), int(counts[0, 0]),
+                       int(counts[0, 1]))
+
+
+def stack_models(blobs: Sequence[bytes], dims: int) -> tuple[sp.csr_matrix, np.ndarray]:
+    """Many stored models as (weights, biases) for `affinities`, without building each."""
+    weights, biases, _ = _parse(blobs, dims)
+    return weights, biases
+
+
+def _parse(blobs: Sequence[bytes], dims: int
+           ) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
+    biases = np.zeros(len(blobs), dtype=np.float32)
+    counts = np.zeros((len(blobs), 2), dtype=np.int64)
+    for i, blob in enumerate(blobs):
+        if len(blob) < _HEADER.size:
+            raise ValueError("not a reader model: too short")
+        version, biases[i], counts[i, 0], counts[i, 1] = _HEADER.unpack_from(blob)
+        if version != _FORMAT:
+            raise ValueError(f"not a reader model: unknown format {version}")
+    weights = vectors.stack([blob[_HEADER.size:] for blob in blobs], dims)
+    return weights, biases, counts
+
+
+def affinities(weights: sp.csr_matrix, biases: np.ndarray, papers: sp.csr_matrix
+               ) -> np.ndarray:
+    """readers x papers chances of an up-rating, in [0, 1]: one sparse product for the chunk.
+
+    `weights` has one reader per row (`stack_models`, or `ReaderModel.weights` stacked),
+    `papers` one paper vector per row, in the same space.
+    """
+    if weights.shape[1] != papers.shape[1]:
+        raise ValueError(f"models have {weights.shape[1]} dimensions, papers "
+                         f"{papers.shape[1]}")
+    margins = (sp.csr_matrix(weights, dtype=np.float32)
+               @ sp.csr_matrix(papers, dtype=np.float32).T).toarray()
+    margins += np.asarray(biases, dtype=np.float32)[:, None]
+    # sigmoid without overflow for large negative margins
+    return (0.5 * (1.0 + np.tanh(0.5 * margins))).astype(np.float32)
+
+
+def blend(topic_points: int, affinity: float | None) -> int:
+    """The 0-100 score: today's points alone without a model, else the affinity's log-odds
+    nudged by the points, on a 0-100 scale (`BLEND_SPREAD`)."""
+    if affinity is None:
+        return topic_points
+    return int(blend_many(np.array([topic_points], dtype=np.float64),
+                          np.array([affinity], dtype=np.float64))[0])
+
+
+def blend_many(topic_points: np.ndarray, affinity: np.ndarray) -> np.ndarray:
+    """`blend` over arrays, one entry per paper: the points alone where the affinity is
+    NaN (the paper has no vector yet)."""
+    chance = np.clip(np.asarray(affinity, dtype=np.float64), 1e-9, 1 - 1e-9)
+    log_odds = np.log(chance / (1 - chance)) + TOPIC_PRIOR * topic_points / 100
+    blended = np.round(100 / (1 + np.exp(-log_odds / BLEND_SPREAD)))
+    return np.where(np.isnan(chance), topic_points, blended)
+
+
+def unsure(affinity_row: np.ndarray, k: int = 2) -> list[int]:
+    """The k papers whose affinity is nearest 0.5, nearest first; NaN entries (papers the
+    caller rules out, e.g. already in the digest) are never picked."""
+    row = np.asarray(affinity_row, dtype=np.float64)
+    candidates = np.flatnonzero(~np.isnan(row))
+    distance = np.abs(row[candidates] - 0.5)
+    order = np.lexsort((candidates, distance))[:max(0, k)]
+    return [int(i) for i in candidates[order]]

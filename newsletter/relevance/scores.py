@@ -1,0 +1,127 @@
+"""Every reader's picks for an edition: the rules for most, the model for those who have one.
+
+The send, the dry run and a reader's preview all choose through `choose`, so what a
+preview shows is what the send mails. For a chunk of readers it reads the models of those
+who have one (trained when they rated or described, never here), the day's paper vectors,
+and scores all of them in one sparse matrix product (`model.affinities`): the cost grows
+with papers and readers, never with readers x papers in Python. The papers each reader
+rated up or said they like are read too, for the why-line ("like ... you rated up").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import scipy.sparse as sp
+from sqlalchemy import select
+from sqlmodel import Session
+
+from newsletter.digest import Interests, PaperIndex, Selection
+from newsletter.paper import Paper
+from newsletter.relevance import model
+from newsletter.relevance.embed import VectorSpace, vectors_for
+from newsletter.relevance.learn import reader_models_for
+from newsletter.relevance.rank import Learned
+from newsletter.relevance.rank import select as select_learned
+from newsletter.relevance.tables import Rating
+from newsletter.subscriber import Preferences
+
+# A rated paper is named in a why-line when it is at least this close (cosine) to the pick.
+RESEMBLES = 0.2
+
+
+def _favourites(session: Session, subscriber_ids: Sequence[int]
+                ) -> dict[int, list[tuple[int, str]]]:
+    """(paper id, title) of the papers each reader rated up or said they like."""
+    found: dict[int, dict[int, str]] = {s: {} for s in subscriber_ids}
+    for subscriber_id, paper_id, title in session.execute(
+            select(Rating.subscriber_id, Rating.paper_id, Paper.title)
+            .join(Paper, Paper.id == Rating.paper_id)  # type: ignore[arg-type]
+            .where(Rating.subscriber_id.in_(subscriber_ids),  # type: ignore[attr-defined]
+                   Rating.value == 1)):
+        found[subscriber_id][paper_id] = title
+    liked = {subscriber_id: ids for subscriber_id, ids in session.execute(
+        select(Preferences.subscriber_id, Preferences.liked_papers)
+        .where(Preferences.subscriber_id.in_(subscriber_ids))) if ids}  # type: ignore[attr-defined]
+    wanted = {arxiv_id for ids in liked.values() for arxiv_id in ids}
+    if wanted:
+        papers = {arxiv_id: (paper_id, title) for paper_id, arxiv_id, title in session.execute(
+            select(Paper.id, Paper.arxiv_id, Paper.title)
+            .where(Paper.arxiv_id.in_(wanted)))}  # type: ignore[union-attr]
+        for subscriber_id, ids in liked.items():
+            for arxiv_id in ids:
+                if arxiv_id in papers:
+                    paper_id, title = papers[arxiv_id]
+                    found[subscriber_id].setdefault(paper_id, title)
+    # Ratings say more than likes: a paper rated down is no favourite, even if liked.
+    for subscriber_id, paper_id in session.execute(
+            select(Rating.subscriber_id, Rating.paper_id)
+            .where(Rating.subscriber_id.in_(subscriber_ids),  # type: ignore[attr-defined]
+                   Rating.value == -1)):
+        found[subscriber_id].pop(paper_id, None)
+    return {s: list(papers.items()) for s, papers in found.items() if papers}
+
+
+def _resembles(closeness: np.ndarray, columns: list[int], titles: list[str]):  # type: ignore[no-untyped-def]
+    def title_for(i: int) -> str | None:
+        if not columns:
+            return None
+        row = closeness[i, columns]
+        best = int(np.argmax(row))
+        return titles[best] if row[best] >= RESEMBLES else None
+
+    return title_for
+
+
+def learned_for(session: Session, space: VectorSpace, index: PaperIndex,
+                subscriber_ids: Sequence[int]) -> dict[int, Learned]:
+    """What the models of these readers (those who have one) say about the candidates."""
+    models = reader_models_for(session, subscriber_ids, space)
+    if not models:
+        return {}
+    candidate_ids = [c.paper_id for c in index.candidates]
+    with_vector, papers = vectors_for(session, candidate_ids, space)
+    row_of = {paper_id: row for row, paper_id in enumerate(with_vector)}
+    columns = np.array([row_of.get(paper_id, -1) for paper_id in candidate_ids])
+    readers = list(models)
+    weights = sp.vstack([models[s].weights for s in readers], format="csr")
+    biases = np.array([models[s].bias for s in readers], dtype=np.float32)
+    chances = (model.affinities(weights, biases, papers) if with_vector
+               else np.zeros((len(readers), 0), dtype=np.float32))
+    # Per candidate, NaN where the paper has no vector in this space yet.
+    padded = np.hstack([chances, np.full((len(readers), 1), np.nan, dtype=np.float32)])
+    affinity = padded[:, columns]
+
+    favourites = _favourites(session, readers)
+    fav_ids = sorted({p for fav in favourites.values() for p, _ in fav})
+    fav_with_vector, fav_vectors = vectors_for(session, fav_ids, space)
+    fav_column = {paper_id: j for j, paper_id in enumerate(fav_with_vector)}
+    closeness = np.zeros((len(candidate_ids), len(fav_with_vector)), dtype=np.float32)
+    if with_vector and fav_with_vector:
+        padded_papers = (papers @ fav_vectors.T).toarray()
+        present = columns >= 0
+        closeness[present] = padded_papers[columns[present]]
+    learned: dict[int, Learned] = {}
+    for row, subscriber_id in enumerate(readers):
+        mine = [(fav_column[p], title) for p, title in favourites.get(subscriber_id, ())
+                if p in fav_column]
+        learned[subscriber_id] = Learned(
+            affinity=affinity[row], ratings=models[subscriber_id].ups + models[subscriber_id].downs,
+            resembles=_resembles(closeness, [c for c, _ in mine], [t for _, t in mine]))
+    return learned
+
+
+def choose(session: Session, space: VectorSpace | None, index: PaperIndex,
+           readers: Sequence[tuple[int, Interests]],
+           sent_before: Mapping[int, frozenset[int]]) -> list[Selection]:
+    """Each reader's selection, in the order given."""
+    learned = (learned_for(session, space, index, [s for s, _ in readers])
+               if space is not None else {})
+    chosen = []
+    for subscriber_id, interests in readers:
+        sent = sent_before.get(subscriber_id, frozenset())
+        own = learned.get(subscriber_id)
+        chosen.append(index.select(interests, sent) if own is None
+                      else select_learned(index, interests, own, sent))
+    return chosen

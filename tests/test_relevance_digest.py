@@ -1,0 +1,153 @@
+"""A reader's model in their digest: the CLI contract, topics as a prior, the why-line, the
+"help tune" picks and the rating links the email carries.
+
+Real arXiv listings (tests/fixtures/arxiv, 2026-04-27: nine papers, two of them on anomaly
+detection), offline cards and offline vectors, through the same commands an operator runs.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import date
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+from sqlalchemy import Engine
+from sqlmodel import Session
+
+from newsletter import delivery
+from newsletter.cli import main
+from newsletter.config import Settings
+from newsletter.digest import PaperIndex, candidate, interests
+from newsletter.ingest import ingest_files
+from newsletter.relevance import rank
+from newsletter.relevance.embed import embed_pending
+from newsletter.summarize import summarize_pending
+from tests.conftest import ARXIV_FIXTURES
+from tests.support.web import mails_in, text_of
+
+DAY = "2026-04-27"
+ATHLETICS = "Performance Anomaly Detection in Athletics"
+CLINICAL = "Conditional anomaly detection using soft harmonic functions"
+DESCRIBE = ("anomaly detection in athletics performance data, and conditional anomaly "
+            "detection for clinical alerting")
+
+
+@pytest.fixture
+def settings(settings: Settings, tmp_path: Path) -> Settings:
+    return settings.model_copy(update={"mail_backend": "file", "outbox_dir": tmp_path / "out",
+                                       "base_url": "http://paperwire.test"})
+
+
+@pytest.fixture
+def day(engine: Engine, settings: Settings) -> None:
+    ingest_files(engine, sorted(ARXIV_FIXTURES.glob("rss_cs.*_2026-04-27.xml")))
+    summarize_pending(engine, settings)
+    embed_pending(engine, settings)
+
+
+def run(settings: Settings, *args: str) -> Result:
+    env = {"DATABASE_URL": settings.database_url, "PAPERWIRE_DEV": "1",
+           "OUTBOX_DIR": str(settings.outbox_dir), "MAIL_BACKEND": "file",
+           "BASE_URL": settings.base_url, "ARXIV_API_URL": "http://127.0.0.1:9/api/query"}
+    return CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
+
+
+def preview(settings: Settings, email: str) -> list[dict[str, object]]:
+    answer = run(settings, "preview", email, "--date", DAY, "--json")
+    assert answer.exit_code == 0, answer.output
+    return json.loads(answer.output)
+
+
+def _key_of(engine: Engine, title: str) -> str:
+    with Session(engine) as session:
+        from sqlmodel import select
+
+        from newsletter.paper import Paper
+        return session.exec(select(Paper.key).where(Paper.title.startswith(title))).one()
+
+
+def test_a_description_brings_papers_no_topic_names(engine: Engine, settings: Settings,
+                                                     day: None) -> None:
+    # Federated learning names none of the day's papers: by topics alone, nothing at all.
+    assert run(settings, "subscribers", "add", "plain@example.org", "--topics", "federated",
+               "--confirmed").exit_code == 0
+    assert preview(settings, "plain@example.org") == []
+
+    assert run(settings, "subscribers", "add", "reader@example.org", "--topics", "federated",
+               "--describe", DESCRIBE, "--confirmed").exit_code == 0
+    picks = preview(settings, "reader@example.org")
+    keys = [p["arxiv_id"] for p in picks]
+    assert _key_of(engine, ATHLETICS) in keys and _key_of(engine, CLINICAL) in keys
+    # The contract: rank order, each with a 0-100 score and its reasons.
+    assert [p["score"] for p in picks] == sorted((p["score"] for p in picks), reverse=True)
+    first = next(p for p in picks if p["arxiv_id"] == _key_of(engine, ATHLETICS))
+    assert 0 <= first["score"] <= 100
+    assert "matches your description" in first["reasons"]
+
+
+def test_ratings_change_the_next_preview(engine: Engine, settings: Settings, day: None) -> None:
+    assert run(settings, "subscribers", "add", "reader@example.org", "--topics", "federated",
+               "--describe", DESCRIBE, "--confirmed").exit_code == 0
+    athletics, clinical = _key_of(engine, ATHLETICS), _key_of(engine, CLINICAL)
+    before = {p["arxiv_id"]: p for p in preview(settings, "reader@example.org")}
+    assert athletics in before
+
+    rated = run(settings, "rate", "reader@example.org", f"{athletics}=down",
+                f"{clinical}=up")
+    assert rated.exit_code == 0, rated.output
+    after = {p["arxiv_id"]: p for p in preview(settings, "reader@example.org")}
+    assert after.get(athletics, {"score": -1})["score"] < before[athletics]["score"]
+    assert after[clinical]["score"] >= before[clinical]["score"]
+
+    bad = run(settings, "rate", "reader@example.org", f"{athletics}=sideways")
+    assert bad.exit_code == 2
+
+
+def test_exclude_keywords_still_exclude(engine: Engine, settings: Settings, day: None) -> None:
+    with Session(engine) as session:
+        from newsletter import subscriber as subs
+        row = subs.ensure(session, "reader@example.org", subs._utcnow())
+        subs.update_preferences(session, row, subs.parse_preferences(
+            ["federated"], exclude_keywords="clinical"))
+        subs.confirm_now(session, row, "admin", subs.Client())
+        session.commit()
+    assert run(settings, "subscribers", "add", "reader@example.org", "--topics", "federated",
+               "--describe", DESCRIBE).exit_code == 0
+    keys = [p["arxiv_id"] for p in preview(settings, "reader@example.org")]
+    assert _key_of(engine, CLINICAL) not in keys
+
+
+def test_a_young_model_adds_at_most_two_labelled_papers_to_tune_it() -> None:
+    import numpy as np
+
+    papers = [candidate(i, f"2604.0000{i}", f"Paper {i}", "abstract", ["A B"], ["llm"])
+              for i in range(1, 8)]
+    index = PaperIndex(papers)
+    chances = np.array([0.95, 0.9, 0.5, 0.45, 0.1, 0.05, np.nan], dtype=np.float32)
+    young = rank.Learned(affinity=chances, ratings=3)
+    picked = rank.select(index, interests(["robotics"], max_papers=2), young)
+    assert [p.candidate.paper_id for p in picked.picks[:2]] == [1, 2]
+    tuning = picked.picks[2:]
+    assert [p.candidate.paper_id for p in tuning] == [3, 4]  # nearest 0.5
+    assert all(p.reasons == (rank.TUNING_REASON,) for p in tuning)
+    seasoned = rank.Learned(affinity=chances, ratings=rank.FEW_RATINGS)
+    assert len(rank.select(index, interests(["robotics"], max_papers=2), seasoned).picks) == 2
+
+
+def test_every_paper_in_the_mailed_digest_can_be_rated(engine: Engine, settings: Settings,
+                                                       day: None) -> None:
+    assert run(settings, "subscribers", "add", "reader@example.org", "--topics", "llm",
+               "--confirmed").exit_code == 0
+    report = delivery.send_edition(engine, settings, day=date.fromisoformat(DAY))
+    assert report.sent == 1
+    [mail] = mails_in(settings.outbox_dir)
+    text = text_of(mail)
+    papers = text.count("   Read more: ")
+    up = re.findall(r"More like this: (\S+/rate/\S+/up)", text)
+    down = re.findall(r"Less like this: (\S+/rate/\S+/down)", text)
+    assert papers and len(up) == len(down) == papers
+    html = mail.get_body(("html",)).get_content()  # type: ignore[union-attr]
+    assert html.count("/up\">") >= papers and "More like this" in html
