@@ -212,18 +212,25 @@ http {{
     fastcgi_temp_path {root}/fastcgi;
     uwsgi_temp_path {root}/uwsgi;
     scgi_temp_path {root}/scgi;
+    proxy_cache_path {root}/cache keys_zone=pages:1m max_size=10m;
     server {{
         listen 127.0.0.1:{port};
         set_real_ip_from 127.0.0.1;
         real_ip_header X-Forwarded-For;
         proxy_buffer_size 16k;
         proxy_buffers 64 16k;
+        proxy_set_header Host $host;
+        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+        proxy_set_header X-Forwarded-Proto https;
+        proxy_set_header X-Forwarded-Host $host;
         location / {{
             proxy_pass http://127.0.0.1:{upstream};
-            proxy_set_header Host $host;
-            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-            proxy_set_header X-Forwarded-Proto https;
-            proxy_set_header X-Forwarded-Host $host;
+        }}
+        # The README's front-page cache: the page says how long it keeps (max-age=30).
+        location = / {{
+            proxy_pass http://127.0.0.1:{upstream};
+            proxy_cache pages;
+            proxy_cache_lock on;
         }}
     }}
 }}

@@ -123,9 +123,6 @@ class LLMWriter:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _pause(self, attempt: int) -> None:
-        time.sleep(backoff(attempt, self.settings.llm_backoff, self.settings.llm_max_wait))
-
     def _result(self, spend: _Spend, attempts: int, draft: CardDraft | None = None,
                 error: str | None = None) -> WriteResult:
         return WriteResult(
@@ -149,29 +146,16 @@ class LLMWriter:
                     response_format=self._response_format,  # type: ignore[arg-type]
                     max_completion_tokens=MAX_OUTPUT_TOKENS,
                 )
-            except openai.RateLimitError as exc:
-                wait = retry_after(exc.response.headers)
-                if wait is None:
-                    wait = backoff(attempt, self.settings.llm_backoff, self.settings.llm_max_wait)
-                wait = min(wait, self.settings.llm_max_wait)
-                self.throttle.hold(wait)
-                error = f"rate limited (HTTP 429, Retry-After {wait:g}s)"
+            except (openai.APIConnectionError, openai.APIStatusError) as exc:
+                failed = failure(exc, attempt, self.settings)
+                error = failed.error
+                if failed.wait is None:
+                    break
+                if failed.rate_limited:  # the whole account waits, not this thread alone
+                    self.throttle.hold(failed.wait)
+                else:
+                    time.sleep(failed.wait)
                 continue
-            except openai.APITimeoutError:
-                error = f"no answer within {self.settings.llm_timeout:g}s"
-                self._pause(attempt)
-                continue
-            except openai.APIConnectionError as exc:
-                error = f"connection failed: {exc}"
-                self._pause(attempt)
-                continue
-            except openai.APIStatusError as exc:
-                error = f"HTTP {exc.status_code}: {_message(exc)}"
-                if exc.status_code >= 500 or exc.status_code in (408, 409):
-                    self._pause(attempt)
-                    continue
-                # 400, 401, 403, 404, 422: asking again gets the same answer.
-                break
             spend.add(completion)
             choice = completion.choices[0] if completion.choices else None
             if choice is None:
@@ -201,6 +185,34 @@ class LLMWriter:
             return self._result(spend, attempt,
                                 draft=topicless.model_copy(update={"topics": topics}))
         return self._result(spend, attempt, error=error)
+
+
+@dataclass(frozen=True)
+class Failure:
+    """What a failed OpenAI call means for the next one (cards and embeddings alike)."""
+
+    error: str
+    wait: float | None  # seconds before trying again; None: asking again gets the same
+    rate_limited: bool = False
+
+
+def failure(exc: openai.APIError, attempt: int, settings: Settings) -> Failure:
+    """429 waits as long as the server asks; 5xx, 408, 409, timeouts and broken
+    connections back off; other 4xx (400, 401, 403, 404, 422) and unreadable answers are
+    final."""
+    pause = backoff(attempt, settings.llm_backoff, settings.llm_max_wait)
+    if isinstance(exc, openai.RateLimitError):
+        asked = retry_after(exc.response.headers)
+        wait = min(pause if asked is None else asked, settings.llm_max_wait)
+        return Failure(f"rate limited (HTTP 429, Retry-After {wait:g}s)", wait, True)
+    if isinstance(exc, openai.APITimeoutError):
+        return Failure(f"no answer within {settings.llm_timeout:g}s", pause)
+    if isinstance(exc, openai.APIConnectionError):
+        return Failure(f"connection failed: {exc}", pause)
+    if isinstance(exc, openai.APIStatusError):
+        transient = exc.status_code >= 500 or exc.status_code in (408, 409)
+        return Failure(f"HTTP {exc.status_code}: {_message(exc)}", pause if transient else None)
+    return Failure(f"unreadable answer: {exc}", None)
 
 
 def _message(exc: openai.APIStatusError) -> str:

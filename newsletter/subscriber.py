@@ -241,16 +241,7 @@ def parse_preferences(
 ) -> PreferenceValues:
     """Preferences from form strings, or InvalidInput naming every bad field."""
     errors: dict[str, str] = {}
-    described: str | None = None
-    liked: tuple[str, ...] = ()
-    try:
-        described = parse_description(description)
-    except InvalidInput as exc:
-        errors.update(exc.errors)
-    try:
-        liked = parse_liked_papers(liked_papers)
-    except InvalidInput as exc:
-        errors.update(exc.errors)
+    described, liked = _interests(description, liked_papers, errors)
     chosen = _topics(topics, errors)
     freq = parse_frequency(frequency, errors)
     include = _terms(include_keywords, "include_keywords", "keywords", errors)
@@ -315,6 +306,31 @@ def parse_description(raw: str | None) -> str | None:
         raise InvalidInput({"description": f"At most {MAX_DESCRIPTION_LENGTH} characters "
                                            f"(this has {len(value)})."})
     return value or None
+
+
+def parse_interests(description: str | None, liked_papers: str | Sequence[str]
+                    ) -> tuple[str | None, tuple[str, ...]]:
+    """A reader's description and liked papers, or InvalidInput naming each bad field."""
+    errors: dict[str, str] = {}
+    found = _interests(description, liked_papers, errors)
+    if errors:
+        raise InvalidInput(errors)
+    return found
+
+
+def _interests(description: str | None, liked_papers: str | Sequence[str],
+               errors: dict[str, str]) -> tuple[str | None, tuple[str, ...]]:
+    described: str | None = None
+    liked: tuple[str, ...] = ()
+    try:
+        described = parse_description(description)
+    except InvalidInput as exc:
+        errors.update(exc.errors)
+    try:
+        liked = parse_liked_papers(liked_papers)
+    except InvalidInput as exc:
+        errors.update(exc.errors)
+    return described, liked
 
 
 def parse_liked_papers(raw: str | Sequence[str]) -> tuple[str, ...]:

@@ -41,7 +41,7 @@ from sqlmodel import Session, select
 
 from newsletter.config import Settings
 from newsletter.db import transaction
-from newsletter.llm_writer import _message, backoff, retry_after
+from newsletter.llm_writer import failure
 from newsletter.paper import Paper
 from newsletter.price import cost_usd, price_of
 from newsletter.relevance import vectors
@@ -162,9 +162,6 @@ class OpenAIEmbedder:
     def close(self) -> None:
         self.client.close()
 
-    def _pause(self, attempt: int) -> None:
-        time.sleep(backoff(attempt, self.settings.llm_backoff, self.settings.llm_max_wait))
-
     def embed(self, texts: Sequence[str]) -> Embedded:
         inputs = [text[:OPENAI_MAX_CHARS] for text in texts]
         error = "no call made"
@@ -173,31 +170,13 @@ class OpenAIEmbedder:
                 # Without encoding_format the client asks for base64 and decodes it itself.
                 answer = self.client.embeddings.create(
                     model=self.model, input=inputs, dimensions=self.space.dims)
-            except openai.RateLimitError as exc:
-                wait = retry_after(exc.response.headers)
-                if wait is None:
-                    wait = backoff(attempt, self.settings.llm_backoff, self.settings.llm_max_wait)
-                wait = min(wait, self.settings.llm_max_wait)
-                error = f"rate limited (HTTP 429, Retry-After {wait:g}s)"
-                time.sleep(wait)
+            except openai.APIError as exc:
+                failed = failure(exc, attempt, self.settings)
+                error = failed.error
+                if failed.wait is None:
+                    raise EmbedError(error, attempt) from None
+                time.sleep(failed.wait)
                 continue
-            except openai.APITimeoutError:
-                error = f"no answer within {self.settings.llm_timeout:g}s"
-                self._pause(attempt)
-                continue
-            except openai.APIConnectionError as exc:
-                error = f"connection failed: {exc}"
-                self._pause(attempt)
-                continue
-            except openai.APIStatusError as exc:
-                error = f"HTTP {exc.status_code}: {_message(exc)}"
-                if exc.status_code >= 500 or exc.status_code in (408, 409):
-                    self._pause(attempt)
-                    continue
-                # 400, 401, 403, 404, 422: asking again gets the same answer.
-                raise EmbedError(error, attempt) from None
-            except openai.APIError as exc:  # an answer the client could not read
-                raise EmbedError(f"unreadable answer: {exc}", attempt) from None
             rows = self._rows(answer, len(inputs), attempt)
             tokens = answer.usage.prompt_tokens if answer.usage else 0
             return Embedded([vectors.encode(row) for row in rows], tokens,

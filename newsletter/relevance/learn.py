@@ -61,12 +61,10 @@ from newsletter.relevance.model import ReaderModel
 from newsletter.relevance.tables import PaperVector, Rating, ReaderModelRow
 from newsletter.subscriber import (
     MAX_LIKED_PAPERS,
-    InvalidInput,
     Preferences,
     Subscriber,
     arxiv_id_of,
-    parse_description,
-    parse_liked_papers,
+    parse_interests,
     preferences_of,
 )
 
@@ -216,19 +214,7 @@ def set_interests(session: Session, subscriber_id: int, description: str | None,
     liked entry by its text) before anything is written or fetched.
     """
     settings = settings or _current_settings()
-    errors: dict[str, str] = {}
-    text: str | None = None
-    ids: tuple[str, ...] = ()
-    try:
-        text = parse_description(description)
-    except InvalidInput as exc:
-        errors.update(exc.errors)
-    try:
-        ids = parse_liked_papers(liked)
-    except InvalidInput as exc:
-        errors.update(exc.errors)
-    if errors:
-        raise InvalidInput(errors)
+    text, ids = parse_interests(description, liked)
     subscriber = session.get(Subscriber, subscriber_id)
     if subscriber is None:
         raise UnknownReader(f"no reader with id {subscriber_id}")
