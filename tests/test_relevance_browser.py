@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
-from werkzeug.serving import make_server
 
 from newsletter import delivery
 from newsletter import subscriber as subs
@@ -18,10 +16,9 @@ from newsletter.db import transaction
 from newsletter.ingest import ingest_files
 from newsletter.relevance.embed import embed_pending
 from newsletter.summarize import summarize_pending
-from newsletter.web import create_app
 from tests.conftest import ARXIV_FIXTURES
-from tests.support.servers import free_port, missing
-from tests.support.web import CHROMIUM, CHROMIUM_ARGS, mails_in
+from tests.support.servers import missing
+from tests.support.web import CHROMIUM, CHROMIUM_ARGS, live_site, mails_in
 
 DAY = date(2026, 4, 27)  # the digest mailed
 NEXT = date(2026, 9, 24)  # the next edition, previewed before and after the rating
@@ -29,18 +26,10 @@ NEXT = date(2026, 9, 24)  # the next edition, previewed before and after the rat
 
 @pytest.fixture
 def site(settings: Settings, engine: Engine, tmp_path: Path) -> Iterator[Settings]:
-    port = free_port()
-    served = settings.model_copy(update={"base_url": f"http://127.0.0.1:{port}",
-                                         "mail_backend": "file",
-                                         "outbox_dir": tmp_path / "outbox"})
-    server = make_server("127.0.0.1", port, create_app(served, engine=engine), threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with live_site(settings.model_copy(update={"mail_backend": "file",
+                                                "outbox_dir": tmp_path / "outbox"}),
+                   engine) as served:
         yield served
-    finally:
-        server.shutdown()
-        thread.join(10)
 
 
 def _scores(engine: Engine, settings: Settings) -> dict[str, int]:

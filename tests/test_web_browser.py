@@ -2,37 +2,24 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session
-from werkzeug.serving import make_server
 
 from newsletter import subscriber as subs
 from newsletter.config import Settings
-from newsletter.web import create_app
-from tests.support.servers import free_port, missing
-from tests.support.web import CHROMIUM, CHROMIUM_ARGS
+from tests.support.servers import missing
+from tests.support.web import CHROMIUM, CHROMIUM_ARGS, live_site
 
 
 @pytest.fixture
 def site(settings: Settings, engine: Engine, tmp_path: Path) -> Iterator[str]:
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    app = create_app(settings.model_copy(update={"base_url": base,
-                                                 "outbox_dir": tmp_path / "outbox"}),
-                     engine=engine)
-    server = make_server("127.0.0.1", port, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield base
-    finally:
-        server.shutdown()
-        thread.join(10)
+    with live_site(settings.model_copy(update={"outbox_dir": tmp_path / "outbox"}),
+                   engine) as served:
+        yield served.base_url
 
 
 def _status_and_topics(engine: Engine, email: str) -> tuple[str, list[str]] | None:

@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
@@ -27,7 +28,7 @@ from newsletter import mail_queue
 from newsletter.config import Settings
 from newsletter.web import create_app
 from tests.conftest import REPO
-from tests.support.servers import _unprivileged, missing, wait_for_port
+from tests.support.servers import _unprivileged, free_port, missing, wait_for_port
 
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
@@ -54,6 +55,24 @@ def app(web_settings: Settings, engine: Engine) -> Iterator[Flask]:
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
     return app.test_client()
+
+
+@contextlib.contextmanager
+def live_site(settings: Settings, engine: Engine) -> Iterator[Settings]:
+    """The app on a real loopback port, in a thread, for a browser: the settings it runs
+    with (BASE_URL is its address)."""
+    from werkzeug.serving import make_server
+
+    port = free_port()
+    served = settings.model_copy(update={"base_url": f"http://127.0.0.1:{port}"})
+    server = make_server("127.0.0.1", port, create_app(served, engine=engine), threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield served
+    finally:
+        server.shutdown()
+        thread.join(10)
 
 
 def csrf_token(client: FlaskClient, path: str) -> str:
