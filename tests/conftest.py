@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, text
 
-from newsletter import db
+from newsletter import db, sendgrid
 from newsletter.config import Settings
 from tests.support.servers import Postgres, postgres_server, redis_server
 
@@ -32,6 +32,10 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     # Production is the service's default; most tests exercise development mode (no
     # SECRET_KEY, http BASE_URL, the outbox viewer), and say PAPERWIRE_DEV=0 when they do not.
     monkeypatch.setenv("PAPERWIRE_DEV", "1")
+    # A worker process remembers the SendGrid templates it has checked, by host. Each test's
+    # SendGrid stand-in is a new account, and may get an earlier one's port: it must not
+    # inherit that account's template ids.
+    monkeypatch.setattr(sendgrid, "_checked", {})
 
 
 def arxiv_fixture(name: str) -> Path:
