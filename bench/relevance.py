@@ -57,7 +57,7 @@ from newsletter import digest
 from newsletter.relevance import model, rank, vectors
 from newsletter.taxonomy import guess_topics
 
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "arxiv_ml_days.jsonl.gz"
+CORPUS = Path(__file__).resolve().parent / "corpus" / "arxiv_ml_days.jsonl.gz"  # see its README
 IDF_DAYS = 40
 DIGEST_SIZE = 10
 SCORED_FROM_DAY = 5  # the targets are averages over days 5-10: the model has had 4 days

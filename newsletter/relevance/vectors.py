@@ -10,7 +10,7 @@ vectors are comparable by a dot product, which is their cosine.
 
 The IDF ships as package data (`idf.npz`): document frequencies of the buckets seen in the
 first 40 days (12,469 papers) of `arxiv_ml_days.jsonl.gz`, real arXiv machine-learning
-listings from 2025-03-20 to 2026-01-27 (see /work/shared/corpus/README.md). A bucket never
+listings from 2025-03-20 to 2026-01-27 (see bench/corpus/README.md). A bucket never
 seen there gets the largest IDF, as a word rarer than any seen. `write_idf` rebuilds it:
 `python -m bench.relevance --build-idf`. Changing it changes every vector, so it comes with
 a new `OFFLINE_MODEL` name, which re-embeds every paper.
