@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, event
+from sqlalchemy import ARRAY, Engine, Integer, any_, bindparam, event
+from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, create_engine
 
 # Alembic reads the migrations as package data ("package:dir"), so an installed wheel
@@ -97,3 +99,15 @@ def ensure_schema(engine: Engine) -> None:
         f"database schema is at {current_revision(engine)}, code expects "
         f"{head_revision(engine)}: run `newsletter db upgrade`"
     )
+
+
+def among(session: Session, column: Any, ids: Sequence[int]) -> ColumnElement[bool]:
+    """`column IN ids` for a chunk's thousand ids, as each database takes them best.
+
+    On Postgres one array parameter: psycopg spends longer parsing a statement with a
+    thousand placeholders than Postgres spends running it. SQLite has no arrays, and binds
+    an expanded IN list at C speed.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        return column == any_(bindparam(None, list(ids), type_=ARRAY(Integer)))
+    return column.in_(list(ids))

@@ -18,7 +18,6 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
-    ARRAY,
     Column,
     Date,
     DateTime,
@@ -27,7 +26,6 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     and_,
-    any_,
     bindparam,
     or_,
     text,
@@ -35,9 +33,9 @@ from sqlalchemy import (
 )
 from sqlalchemy import select as select_rows
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Field, Session, SQLModel, select
 
+from newsletter.db import among
 from newsletter.digest import Selection
 
 FREQUENCIES = ("daily", "weekly")
@@ -181,18 +179,6 @@ def open_deliveries(session: Session, edition_id: int, now: datetime) -> list[in
 
 def _postgres(session: Session) -> bool:
     return session.get_bind().dialect.name == "postgresql"
-
-
-def among(session: Session, column: Any, ids: Sequence[int]) -> ColumnElement[bool]:
-    """`column IN ids` for a chunk's thousand ids, as each database takes them best.
-
-    On Postgres one array parameter: psycopg spends longer parsing a statement with a
-    thousand placeholders than Postgres spends running it. SQLite has no arrays, and binds
-    an expanded IN list at C speed.
-    """
-    if _postgres(session):
-        return column == any_(bindparam(None, list(ids), type_=ARRAY(Integer)))
-    return column.in_(list(ids))
 
 
 def claim(session: Session, delivery_ids: Sequence[int], now: datetime) -> tuple[str, list[int]]:

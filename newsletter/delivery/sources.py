@@ -15,7 +15,8 @@ from sqlalchemy import select as select_rows
 from sqlmodel import Session
 
 from newsletter.card import Card
-from newsletter.delivery.ledger import MAILABLE, among
+from newsletter.db import among
+from newsletter.delivery.ledger import MAILABLE
 from newsletter.digest import Candidate, Interests, candidate, interests
 from newsletter.paper import Paper
 from newsletter.taxonomy import guess_topics

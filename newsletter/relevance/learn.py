@@ -36,13 +36,12 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 import scipy.sparse as sp
-from sqlalchemy import Engine, Integer, any_, bindparam, delete, func, select
+from sqlalchemy import Engine, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.sql import ColumnElement
 from sqlmodel import Session
 
 from newsletter.config import Settings
-from newsletter.db import transaction
+from newsletter.db import among, transaction
 from newsletter.fetch import Fetched, Fetcher, FetchError
 from newsletter.ingest import make_fetcher, store_entries
 from newsletter.paper import Paper
@@ -448,7 +447,7 @@ def reader_models_for(session: Session, subscriber_ids: Sequence[int],
     for start in range(0, len(subscriber_ids), _IN_CHUNK):
         rows = session.execute(
             select(table.c.subscriber_id, table.c.data)
-            .where(_among(session, table.c.subscriber_id,
+            .where(among(session, table.c.subscriber_id,
                           subscriber_ids[start:start + _IN_CHUNK]),
                    table.c.vector_model == space.name))
         for subscriber_id, data in rows:
@@ -569,14 +568,6 @@ def _current_settings() -> Settings:
 def _aware(value: datetime) -> datetime:
     # SQLite hands back naive datetimes even for timezone=True columns; they are UTC.
     return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-def _among(session: Session, column: Any, ids: Sequence[int]) -> ColumnElement[bool]:
-    """`column IN ids`: one array parameter on Postgres (parsing a thousand placeholders
-    costs psycopg more than the query), an expanded IN list on SQLite."""
-    if session.get_bind().dialect.name == "postgresql":
-        return column == any_(bindparam(None, list(ids), type_=postgresql.ARRAY(Integer)))
-    return column.in_(list(ids))
 
 
 def _upsert(session: Session, table: Any, rows: list[dict[str, Any]], keys: tuple[str, ...],
