@@ -8,9 +8,11 @@ A form anyone can post makes us mail any address. Two kinds of limit guard it:
   together (case, `+tag`, Gmail's dots), per recipient domain, and a cap on all such mail
   per hour. They stop many clients aimed at one inbox.
 
-Counters live in Redis when REDIS_URL is set, else in this process. If Redis is down they
-fall back to this process and log it, because a sign-up must never depend on the broker
-(Flask-Limiter's own fallback cannot be kept to one route: it would throttle every page).
+Limits are written in the `limits` library's syntax ("5/minute;100/day") and counted in
+fixed windows: in Redis when REDIS_URL is set, all of one check's windows in one script
+call, else in this process. If Redis is down they fall back to this process and log it,
+because a sign-up must never depend on the broker (Flask-Limiter's own fallback cannot be
+kept to one route: it would throttle every page).
 A held-back mail is counted per limit in `mail_limit_hits`, without the address, for
 `newsletter status`.
 """
@@ -19,13 +21,15 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from collections.abc import Callable
+import threading
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Protocol
 
+import redis
 from limits import RateLimitItem, parse_many
-from limits.storage import storage_from_string
-from limits.strategies import FixedWindowRateLimiter
 from sqlmodel import Field, SQLModel
 
 from newsletter.config import Settings
@@ -81,6 +85,75 @@ Rule = tuple[str, list[RateLimitItem], Callable[[str], str]]
 MAIL_LIMITS = ("mailbox", "domain", "all")
 
 
+@dataclass(frozen=True)
+class Window:
+    """One fixed-window counter: `amount` counts allowed per `seconds` under `key`."""
+
+    key: str
+    amount: int
+    seconds: int
+
+
+class Counters(Protocol):
+    def count_unless_full(self, windows: Sequence[Window]) -> int | None:
+        """The index of the first full window, counting nothing; or None, every window
+        counted once. One atomic step: concurrent sign-ups cannot both take a last place."""
+
+
+# All of a sign-up's windows in one round trip: test every one, then count every one.
+# It was about twelve calls per sign-up, and each waits its turn on a loaded machine
+# (docs/BENCHMARKS.md, the site under load). A key's window starts at its first count.
+_COUNT_UNLESS_FULL = """
+for i = 1, #KEYS do
+  if tonumber(redis.call('GET', KEYS[i]) or '0') >= tonumber(ARGV[2 * i - 1]) then
+    return i
+  end
+end
+for i = 1, #KEYS do
+  if redis.call('INCR', KEYS[i]) == 1 then redis.call('EXPIRE', KEYS[i], ARGV[2 * i]) end
+end
+return 0
+"""
+
+
+class RedisCounters:
+    """Counters every web worker shares, so a limit holds across processes and hosts."""
+
+    def __init__(self, url: str) -> None:
+        # A down Redis must not hold a sign-up for long: it falls back (SignupLimits).
+        client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
+        self._script = client.register_script(_COUNT_UNLESS_FULL)
+
+    def count_unless_full(self, windows: Sequence[Window]) -> int | None:
+        args = [value for w in windows for value in (w.amount, w.seconds)]
+        full = int(self._script(keys=[w.key for w in windows], args=args))
+        return full - 1 if full else None
+
+
+class LocalCounters:
+    """Counters in this process: without Redis, or while it is unreachable."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._counts: dict[str, tuple[int, float]] = {}
+
+    def count_unless_full(self, windows: Sequence[Window]) -> int | None:
+        now = self._clock()
+        with self._lock:
+            current = [self._current(w.key, now) for w in windows]
+            for index, (window, (count, _ends)) in enumerate(zip(windows, current, strict=True)):
+                if count >= window.amount:
+                    return index
+            for window, (count, ends) in zip(windows, current, strict=True):
+                self._counts[window.key] = (count + 1, ends or now + window.seconds)
+            return None
+
+    def _current(self, key: str, now: float) -> tuple[int, float]:
+        count, ends = self._counts.get(key, (0, 0.0))
+        return (count, ends) if ends > now else (0, 0.0)
+
+
 @dataclass
 class SignupLimits:
     """Every sign-up limit, over one counter store."""
@@ -88,7 +161,7 @@ class SignupLimits:
     storage_uri: str
     client_rules: list[Rule]
     mail_rules: list[Rule]
-    _limiter: FixedWindowRateLimiter | None = field(default=None, init=False)
+    _counters: Counters | None = field(default=None, init=False)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SignupLimits:
@@ -111,29 +184,24 @@ class SignupLimits:
         the mail counts."""
         return self._counted(self.mail_rules, address)
 
-    def _counter(self) -> FixedWindowRateLimiter:
-        if self._limiter is None:
-            self._limiter = FixedWindowRateLimiter(storage_from_string(self.storage_uri))
-        return self._limiter
+    def _store(self) -> Counters:
+        if self._counters is None:
+            self._counters = (LocalCounters() if self.storage_uri.startswith("memory://")
+                              else RedisCounters(self.storage_uri))
+        return self._counters
 
     def _counted(self, rules: list[Rule], subject: str) -> str | None:
+        names, windows = [], []
+        for name, items, key in rules:
+            for item in items:
+                names.append(name)
+                windows.append(Window(item.key_for("signup", name, key(subject)), item.amount,
+                                      item.get_expiry()))
         try:
-            return self._count(rules, subject)
-        except Exception as exc:  # the store is Redis, and it is down or refusing
-            if self.storage_uri.startswith("memory://"):
-                raise
+            full = self._store().count_unless_full(windows)
+        except (redis.RedisError, OSError) as exc:  # Redis is down or refusing
             log.error("sign-up limits: %s unreachable (%s); counting in this process until "
                       "restart", self.storage_uri.split("@")[-1], exc)
-            self.storage_uri, self._limiter = "memory://", None
-            return self._count(rules, subject)
-
-    def _count(self, rules: list[Rule], subject: str) -> str | None:
-        limiter = self._counter()
-        keys = [(name, items, key(subject)) for name, items, key in rules]
-        for name, items, key in keys:
-            if not all(limiter.test(item, "signup", name, key) for item in items):
-                return name
-        for name, items, key in keys:
-            for item in items:
-                limiter.hit(item, "signup", name, key)
-        return None
+            self.storage_uri, self._counters = "memory://", None
+            full = self._store().count_unless_full(windows)
+        return None if full is None else names[full]

@@ -7,6 +7,7 @@ confirmation mails into one inbox in under a second.
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,14 @@ from sqlalchemy import Engine
 
 from newsletter import signup, status
 from newsletter.config import Settings
-from newsletter.signup_limits import client_network, domain, mailbox
+from newsletter.signup_limits import (
+    LocalCounters,
+    SignupLimits,
+    Window,
+    client_network,
+    domain,
+    mailbox,
+)
 from newsletter.subscriber import Client
 from newsletter.web import create_app
 from tests.support import web
@@ -148,3 +156,52 @@ def test_signups_work_when_redis_is_down(web_settings: Settings, engine: Engine,
         assert [_post(client, f"r{n}@example.com") for n in range(3)] == [200, 200, 429]
     assert len(outbox(web_settings)) == 2
     assert "counting in this process" in caplog.text
+
+
+# ---------------------------------------------------------------- the counters
+
+
+def _limits(storage: str, **limits: str) -> SignupLimits:
+    values = {"signup_rate_limit": "1000/minute", "signup_mailbox_limit": "3/hour",
+              "signup_domain_limit": "1000/hour", "signup_mail_limit": "1000/hour", **limits}
+    return SignupLimits.from_settings(Settings(
+        database_url="sqlite://", redis_url=None if storage == "memory://" else storage,
+        **values))
+
+
+def test_web_workers_share_one_count_in_redis(redis_url: str) -> None:
+    # Each gunicorn worker has its own SignupLimits: the limit holds across them all.
+    workers = [_limits(redis_url) for _ in range(3)]
+    refused = [workers[n % 3].mail_refused(f"bomb+{n}@shared.example") for n in range(9)]
+    assert refused == [None, None, None] + ["mailbox"] * 6
+
+
+@pytest.mark.parametrize("store", ["memory", "redis"])
+def test_a_last_place_is_taken_once_under_concurrent_signups(store: str, redis_url: str
+                                                              ) -> None:
+    limits = _limits("memory://" if store == "memory" else redis_url)
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        refused = list(pool.map(limits.mail_refused,
+                                [f"race+{n}@example.com" for n in range(64)]))
+    assert refused.count(None) == 3
+    assert set(refused) == {None, "mailbox"}
+
+
+def test_a_full_window_counts_nothing_more() -> None:
+    # A refused mail must not use up another limit's places: the domain's stay free.
+    limits = _limits("memory://", signup_mailbox_limit="1/hour", signup_domain_limit="2/hour")
+    assert limits.mail_refused("a@lab.example") is None
+    assert [limits.mail_refused("a+x@lab.example") for _ in range(5)] == ["mailbox"] * 5
+    assert limits.mail_refused("b@lab.example") is None
+    assert limits.mail_refused("c@lab.example") == "domain"
+
+
+def test_a_window_opens_again_when_its_time_is_up() -> None:
+    now = [1000.0]
+    counters = LocalCounters(clock=lambda: now[0])
+    window = [Window("signup/mailbox/a@example.com", 2, 60)]
+    assert [counters.count_unless_full(window) for _ in range(3)] == [None, None, 0]
+    now[0] += 59
+    assert counters.count_unless_full(window) == 0
+    now[0] += 2
+    assert counters.count_unless_full(window) is None
