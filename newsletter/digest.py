@@ -97,6 +97,9 @@ class Pick:
     candidate: Candidate
     score: int
     reasons: tuple[str, ...]
+    # The part of the score from keywords and authors the reader named: a reader's model
+    # weighs these far above topics (relevance/model.py, NAMED_PRIOR).
+    named: int = 0
 
 
 @dataclass(frozen=True)
@@ -163,7 +166,7 @@ def score(paper: Candidate, interests: Interests) -> Pick | None:
     if excluded(paper, interests):
         return None
 
-    points = 0
+    points = named = 0
     reasons: list[str] = []
     topic_hits = [i for i, slug in enumerate(paper.topics) if slug in interests.topics]
     if topic_hits:
@@ -173,22 +176,23 @@ def score(paper: Candidate, interests: Interests) -> Pick | None:
         reasons += [_topic_reason(paper.topics[i]) for i in topic_hits]
     for word in interests.include_keywords:
         if mentions(paper.title_lc, word):
-            points += TITLE_KEYWORD_POINTS
+            named += TITLE_KEYWORD_POINTS
         elif mentions(paper.text_lc, word):
-            points += TEXT_KEYWORD_POINTS
+            named += TEXT_KEYWORD_POINTS
         else:
             continue
         reasons.append(f"keyword: {word}")
     for name in interests.authors:
         wanted = author_key(name)
         if wanted and _author_matches(wanted, paper.author_keys):
-            points += AUTHOR_POINTS
+            named += AUTHOR_POINTS
             reasons.append(f"author: {name}")
     if not reasons:
         return None
     if paper.revised:
         reasons.append("revised version")
-    return Pick(candidate=paper, score=min(100, points), reasons=tuple(reasons))
+    return Pick(candidate=paper, score=min(100, points + named), reasons=tuple(reasons),
+                named=min(100, named))
 
 
 @lru_cache(maxsize=256)

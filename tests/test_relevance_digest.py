@@ -137,6 +137,31 @@ def test_a_young_model_adds_at_most_two_labelled_papers_to_tune_it() -> None:
     assert len(rank.select(index, interests(["robotics"], max_papers=2), seasoned).picks) == 2
 
 
+def test_a_named_author_or_keyword_outweighs_the_models_doubt() -> None:
+    import numpy as np
+
+    papers = [candidate(1, "2604.00001", "Planning with world models", "abstract", ["X Y"], []),
+              candidate(2, "2604.00002", "Reward shaping", "abstract", ["X Y"], []),
+              candidate(3, "2604.00003", "Offline RL", "abstract", ["X Y"], []),
+              candidate(4, "2604.00004", "Graph kernels", "abstract", ["Ada Lovelace"], []),
+              candidate(5, "2604.00005", "Sparse attention at scale", "abstract", ["X Y"], [])]
+    index = PaperIndex(papers)
+    # The model likes the first three and doubts the ones the reader named.
+    learned = rank.Learned(affinity=np.array([0.6, 0.55, 0.5, 0.1, 0.1], dtype=np.float32),
+                           ratings=rank.FEW_RATINGS)
+
+    def top(**named: list[str]) -> list[int]:
+        picked = rank.select(index, interests(["rl"], max_papers=3, **named), learned).picks
+        return [p.candidate.paper_id for p in picked]
+
+    assert top() == [1, 2, 3]
+    assert top(authors=["Ada Lovelace"])[0] == 4
+    assert top(include_keywords=["sparse attention"])[0] == 5
+    picked = rank.select(index, interests(["rl"], max_papers=3, authors=["Ada Lovelace"]),
+                         learned).picks[0]
+    assert picked.reasons == ("author: Ada Lovelace",)
+
+
 def test_every_paper_in_the_mailed_digest_can_be_rated(engine: Engine, settings: Settings,
                                                        day: None) -> None:
     assert run(settings, "subscribers", "add", "reader@example.org", "--topics", "llm",

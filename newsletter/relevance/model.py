@@ -50,6 +50,12 @@ MODEL_WEIGHTS = 512
 # Log-odds added per 100 topic points: enough to order papers the model finds equally
 # likely, too little to keep a paper the model finds unlikely above a likely one.
 TOPIC_PRIOR = 0.1
+# Log-odds added per 100 points of keywords and authors the reader named. A topic is a
+# coarse guess at a reader's field; a named author or word is what they asked for, so it
+# outweighs the model's doubt: a paper the model gives a chance of 0.1 scores 68 with a
+# named author (55 points, +4.4) and 55 with a keyword in its title (35, +2.8), above a
+# paper the model alone finds 60% likely (53); a keyword only in the abstract adds +1.6.
+NAMED_PRIOR = 8.0
 # The score is the nudged log-odds squeezed into 0-100 by a sigmoid this many times wider
 # than the affinity's own: a digest ranks by whole points, and on the affinity's scale most
 # of a day's papers (chances under 1%) would tie at 0 or 1. Widened, chances of 0.001, 0.01,
@@ -212,22 +218,27 @@ def affinities(weights: sp.csr_matrix, biases: np.ndarray, papers: sp.csr_matrix
     return (0.5 * (1.0 + np.tanh(0.5 * margins))).astype(np.float32)
 
 
-def blend(topic_points: int, affinity: float | None) -> int:
-    """The 0-100 score: today's points alone without a model, else the affinity's log-odds
-    nudged by the points, on a 0-100 scale (`BLEND_SPREAD`)."""
+def blend(topic_points: int, affinity: float | None, named_points: int = 0) -> int:
+    """The 0-100 score: the rules' points alone without a model, else the affinity's
+    log-odds nudged by the topic points and moved by the named keyword and author points,
+    on a 0-100 scale (`BLEND_SPREAD`)."""
     if affinity is None:
-        return topic_points
+        return min(100, topic_points + named_points)
     return int(blend_many(np.array([topic_points], dtype=np.float64),
-                          np.array([affinity], dtype=np.float64))[0])
+                          np.array([affinity], dtype=np.float64),
+                          np.array([named_points], dtype=np.float64))[0])
 
 
-def blend_many(topic_points: np.ndarray, affinity: np.ndarray) -> np.ndarray:
-    """`blend` over arrays, one entry per paper: the points alone where the affinity is
-    NaN (the paper has no vector yet)."""
+def blend_many(topic_points: np.ndarray, affinity: np.ndarray,
+               named_points: np.ndarray | None = None) -> np.ndarray:
+    """`blend` over arrays, one entry per paper: the rules' points alone where the affinity
+    is NaN (the paper has no vector yet)."""
+    named = np.zeros_like(topic_points) if named_points is None else named_points
     chance = np.clip(np.asarray(affinity, dtype=np.float64), 1e-9, 1 - 1e-9)
-    log_odds = np.log(chance / (1 - chance)) + TOPIC_PRIOR * topic_points / 100
+    log_odds = (np.log(chance / (1 - chance)) + TOPIC_PRIOR * topic_points / 100
+                + NAMED_PRIOR * named / 100)
     blended = np.round(100 / (1 + np.exp(-log_odds / BLEND_SPREAD)))
-    return np.where(np.isnan(chance), topic_points, blended)
+    return np.where(np.isnan(chance), np.minimum(100, topic_points + named), blended)
 
 
 def unsure(affinity_row: np.ndarray, k: int = 2) -> list[int]:

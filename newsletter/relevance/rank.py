@@ -3,8 +3,9 @@
 `digest.PaperIndex` ranks a reader by topics, keywords and authors alone, memoized for
 everyone who chose the same. A reader with a model (newsletter/relevance/learn.py) is
 ranked over every candidate instead, because topics are a prior, not a filter: each paper
-scores `model.blend(points, affinity)`, where the points are those of the rules (the
-index's memoized ranking), and a paper no rule names enters the digest when the model
+scores `model.blend(topic points, affinity, named points)`, where the points are those of
+the rules (the index's memoized ranking; keywords and authors the reader named weigh far
+more than topics), and a paper no rule names enters the digest when the model
 finds it likely enough (`LEARNED_FLOOR`). Revisions the reader did not ask for and papers
 with an excluded keyword still never do.
 
@@ -99,16 +100,18 @@ def select(index: PaperIndex, interests: Interests, learned: Learned,
     arrays = _arrays(index)
     chance = learned.affinity
     points = np.zeros(len(index.candidates), dtype=np.float64)
+    named_points = np.zeros(len(index.candidates), dtype=np.float64)
     by_rules: dict[int, Pick] = {}
     for pick in index.ranked(interests):
         i = index.position[pick.candidate.paper_id]
-        points[i] = pick.score
+        points[i] = pick.score - pick.named
+        named_points[i] = pick.named
         by_rules[i] = pick
     allowed = _allowed(index, arrays, interests)
     if already_sent:
         allowed = allowed.copy()
         allowed[[index.position[p] for p in already_sent if p in index.position]] = False
-    total = model.blend_many(points, chance)
+    total = model.blend_many(points, chance, named_points)
     named = np.zeros(len(index.candidates), dtype=bool)
     named[list(by_rules)] = True
     has_vector = ~np.isnan(chance)
