@@ -106,6 +106,18 @@ def test_ratings_change_the_next_preview(engine: Engine, settings: Settings, day
     assert bad.exit_code == 2
 
 
+def test_a_paper_rated_up_is_not_said_to_be_like_itself(engine: Engine, settings: Settings,
+                                                        day: None) -> None:
+    # Rated on the site before the digest went out, it can be in that day's digest.
+    assert run(settings, "subscribers", "add", "reader@example.org", "--topics", "federated",
+               "--describe", DESCRIBE, "--confirmed").exit_code == 0
+    athletics = _key_of(engine, ATHLETICS)
+    assert run(settings, "rate", "reader@example.org", f"{athletics}=up").exit_code == 0
+    picks = {p["arxiv_id"]: p for p in preview(settings, "reader@example.org")}
+    assert athletics in picks
+    assert not any(ATHLETICS in reason for reason in picks[athletics]["reasons"])
+
+
 def test_exclude_keywords_still_exclude(engine: Engine, settings: Settings, day: None) -> None:
     with Session(engine) as session:
         from newsletter import subscriber as subs

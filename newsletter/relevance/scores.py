@@ -35,12 +35,15 @@ def _favourites(session: Session, subscriber_ids: Sequence[int]
                 ) -> dict[int, list[tuple[int, str]]]:
     """(paper id, title) of the papers each reader rated up or said they like."""
     found: dict[int, dict[int, str]] = {s: {} for s in subscriber_ids}
-    for subscriber_id, paper_id, title in session.execute(
-            select(Rating.subscriber_id, Rating.paper_id, Paper.title)
+    rated_down: list[tuple[int, int]] = []
+    for subscriber_id, paper_id, value, title in session.execute(
+            select(Rating.subscriber_id, Rating.paper_id, Rating.value, Paper.title)
             .join(Paper, Paper.id == Rating.paper_id)  # type: ignore[arg-type]
-            .where(Rating.subscriber_id.in_(subscriber_ids),  # type: ignore[attr-defined]
-                   Rating.value == 1)):
-        found[subscriber_id][paper_id] = title
+            .where(Rating.subscriber_id.in_(subscriber_ids))):  # type: ignore[attr-defined]
+        if value == 1:
+            found[subscriber_id][paper_id] = title
+        else:
+            rated_down.append((subscriber_id, paper_id))
     liked = {subscriber_id: ids for subscriber_id, ids in session.execute(
         select(Preferences.subscriber_id, Preferences.liked_papers)
         .where(Preferences.subscriber_id.in_(subscriber_ids))) if ids}  # type: ignore[attr-defined]
@@ -55,10 +58,7 @@ def _favourites(session: Session, subscriber_ids: Sequence[int]
                     paper_id, title = papers[arxiv_id]
                     found[subscriber_id].setdefault(paper_id, title)
     # Ratings say more than likes: a paper rated down is no favourite, even if liked.
-    for subscriber_id, paper_id in session.execute(
-            select(Rating.subscriber_id, Rating.paper_id)
-            .where(Rating.subscriber_id.in_(subscriber_ids),  # type: ignore[attr-defined]
-                   Rating.value == -1)):
+    for subscriber_id, paper_id in rated_down:
         found[subscriber_id].pop(paper_id, None)
     return {s: list(papers.items()) for s, papers in found.items() if papers}
 
@@ -102,6 +102,11 @@ def learned_for(session: Session, space: VectorSpace, index: PaperIndex,
         padded_papers = (papers @ fav_vectors.T).toarray()
         present = columns >= 0
         closeness[present] = padded_papers[columns[present]]
+        # A favourite in the edition itself is not "like" itself.
+        position = {paper_id: i for i, paper_id in enumerate(candidate_ids)}
+        for paper_id, j in fav_column.items():
+            if paper_id in position:
+                closeness[position[paper_id], j] = 0.0
     learned: dict[int, Learned] = {}
     for row, subscriber_id in enumerate(readers):
         mine = [(fav_column[p], title) for p, title in favourites.get(subscriber_id, ())
