@@ -172,7 +172,7 @@ def summarize_command(app: App, limit: int | None, paper_ref: str | None, force:
 def embed_command(app: App, limit: int | None) -> None:
     """Compute the vector of every paper that needs one (OpenAI embeddings with
     OPENAI_API_KEY, else the offline space): new papers, changed texts, a changed model."""
-    from newsletter.relevance.learn import embed_and_retrain
+    from newsletter.relevance.train import embed_and_retrain
 
     report, retrained = embed_and_retrain(app.engine, app.settings, limit=limit,
                                           progress=_progress)

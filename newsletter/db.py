@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
@@ -12,6 +13,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import ARRAY, Engine, Integer, any_, bindparam, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, create_engine
 
@@ -111,3 +113,18 @@ def among(session: Session, column: Any, ids: Sequence[int]) -> ColumnElement[bo
     if session.get_bind().dialect.name == "postgresql":
         return column == any_(bindparam(None, list(ids), type_=ARRAY(Integer)))
     return column.in_(list(ids))
+
+
+def upsert(session: Session, table: Any, rows: list[dict[str, Any]], keys: tuple[str, ...],
+           columns: tuple[str, ...]) -> None:
+    """INSERT ... ON CONFLICT (keys) DO UPDATE SET columns: Postgres and SQLite alike."""
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(table).values(rows)
+    session.execute(statement.on_conflict_do_update(
+        index_elements=list(keys), set_={c: statement.excluded[c] for c in columns}))
+
+
+def aware(value: datetime) -> datetime:
+    """A stored moment as an aware UTC datetime: SQLite hands back naive datetimes even for
+    timezone=True columns, and they are UTC."""
+    return value if value.tzinfo else value.replace(tzinfo=UTC)

@@ -29,7 +29,7 @@ from newsletter.cli import main
 from newsletter.config import Settings
 from newsletter.ingest import ingest_files
 from newsletter.paper import Paper
-from newsletter.relevance import learn, model, vectors
+from newsletter.relevance import learn, model, train, vectors
 from newsletter.relevance.embed import embed_pending, space_for
 from newsletter.relevance.tables import Rating, ReaderModelRow
 from tests.conftest import arxiv_fixture
@@ -127,7 +127,7 @@ def papers(engine: Engine, *documents: Path) -> dict[str, int]:
 
 def stored_model(engine: Engine, subscriber_id: int, settings: Settings) -> model.ReaderModel:
     with Session(engine) as session:
-        return learn.reader_models_for(session, [subscriber_id], space_for(settings))[
+        return train.reader_models_for(session, [subscriber_id], space_for(settings))[
             subscriber_id]
 
 
@@ -222,9 +222,9 @@ def test_the_model_follows_the_ratings(engine: Engine, settings: Settings) -> No
 
     with Session(engine) as session:  # a send reads only the readers that have a model
         space = space_for(settings)
-        assert set(learn.reader_models_for(session, [me, other], space)) == {me}
+        assert set(train.reader_models_for(session, [me, other], space)) == {me}
         elsewhere = replace(space, name="openai:text-embedding-3-small:256", dims=256)
-        assert learn.reader_models_for(session, [me, other], elsewhere) == {}
+        assert train.reader_models_for(session, [me, other], elsewhere) == {}
 
     with db.transaction(engine) as session:  # every input cleared: no model at all
         learn.record_ratings(session, me, {ids[TIDE]: None, ids[CONVEX]: None},
@@ -461,10 +461,10 @@ def test_with_openai_vectors_a_rating_waits_for_no_embedding(engine: Engine,
 
         embed_pending(engine, keyed)  # the papers get their vectors ...
         calls = len(server.embed_calls)
-        assert learn.retrain_outdated(engine, keyed) == 1  # ... and the model catches up
+        assert train.retrain_outdated(engine, keyed) == 1  # ... and the model catches up
         assert len(server.embed_calls) == calls
         assert stored_model(engine, me, keyed).ups == 1
-        assert learn.retrain_outdated(engine, keyed) == 0
+        assert train.retrain_outdated(engine, keyed) == 0
 
         # The provider fails while a new description arrives: trained without it, then
         # the sweep embeds it.
@@ -474,11 +474,11 @@ def test_with_openai_vectors_a_rating_waits_for_no_embedding(engine: Engine,
                                 "", settings=keyed)
         assert model_row(engine, me).description_hash is None  # type: ignore[union-attr]
         server.embed_script = good_embeddings
-        assert learn.retrain_outdated(engine, keyed) == 1
+        assert train.retrain_outdated(engine, keyed) == 1
         assert model_row(engine, me).description_hash is not None  # type: ignore[union-attr]
 
     # Switching back to the offline space: every model is trained again in it.
-    assert learn.retrain_outdated(engine, settings) == 1
+    assert train.retrain_outdated(engine, settings) == 1
     assert model_row(engine, me).vector_model == vectors.OFFLINE_MODEL  # type: ignore[union-attr]
 
 

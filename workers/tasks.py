@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy.exc import OperationalError
 
 from newsletter import delivery, ingest, privacy, signup, summarize
-from newsletter.relevance import learn
+from newsletter.relevance import train
 from workers.app import app
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ def summarize_pending(limit: int | None = SUMMARIZE_BATCH) -> dict[str, Any]:
 @app.task(name="paperwire.embed", time_limit=60 * 60, soft_time_limit=55 * 60, **RETRY)
 def embed_papers(limit: int | None = None) -> dict[str, Any]:
     started = time.monotonic()
-    report, retrained = learn.embed_and_retrain_configured(limit=limit)
+    report, retrained = train.embed_and_retrain_configured(limit=limit)
     log.info("embed space=%s embedded=%d failed=%d left=%d tokens=%d cost_usd=%.6f "
              "retrained=%d ms=%d", report.space, report.embedded, report.failed, report.left,
              report.tokens, report.cost_usd or 0.0, retrained,

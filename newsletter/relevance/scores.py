@@ -21,10 +21,10 @@ from newsletter.digest import Interests, PaperIndex, Selection
 from newsletter.paper import Paper
 from newsletter.relevance import model
 from newsletter.relevance.embed import VectorSpace, vectors_for
-from newsletter.relevance.learn import reader_models_for
 from newsletter.relevance.rank import Learned
 from newsletter.relevance.rank import select as select_learned
 from newsletter.relevance.tables import Rating
+from newsletter.relevance.train import reader_models_for
 from newsletter.subscriber import Preferences
 
 # A rated paper is named in a why-line when it is at least this close (cosine) to the pick.
