@@ -434,8 +434,9 @@ def _checked_interests(describe: str | None, like: str | None) -> bool:
 
 
 def _learn_interests(app: App, email: str, describe: str | None, like: str | None) -> str:
-    """Store a reader's description and liked papers, train their model; a summary."""
-    from newsletter.relevance import learn
+    """Store a reader's description and liked papers, fetch the liked papers we lack from
+    arXiv, train their model; a summary."""
+    from newsletter.relevance import learn, liked, train
     from newsletter.subscriber import find_by_email
 
     with db.transaction(app.engine) as session:
@@ -445,14 +446,19 @@ def _learn_interests(app: App, email: str, describe: str | None, like: str | Non
         stored = learn.set_interests(
             session, reader.id, now.description if describe is None else describe,
             now.liked if like is None else like, settings=app.settings)
-    if stored.problem:
-        _progress(f"warning: {stored.problem}; they stay on the list and are asked for "
-                  "again when it is saved")
-    elif stored.missing:
-        _progress(f"warning: arXiv does not know {', '.join(stored.missing)}")
-    liked = len(stored.liked)
-    return (f"; {'described' if stored.description else 'no description'}, {liked} liked "
-            f"paper{'s' if liked != 1 else ''}"
+    if stored.missing:
+        fetched = liked.fetch_wanted(app.engine, app.settings, ids=stored.missing)
+        with db.transaction(app.engine) as session:
+            train.retrain(session, reader.id, settings=app.settings)
+            stored = learn.interests_of(session, reader.id)
+        if fetched.problem:
+            _progress(f"warning: {fetched.problem}; they stay on the list and are asked for "
+                      "again by `newsletter embed`")
+        elif stored.missing:
+            _progress(f"warning: arXiv does not know {', '.join(stored.missing)}")
+    count = len(stored.liked)
+    return (f"; {'described' if stored.description else 'no description'}, {count} liked "
+            f"paper{'s' if count != 1 else ''}"
             + (f" ({len(stored.missing)} not found)" if stored.missing else ""))
 
 

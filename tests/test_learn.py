@@ -29,7 +29,7 @@ from newsletter.cli import main
 from newsletter.config import Settings
 from newsletter.ingest import ingest_files
 from newsletter.paper import Paper
-from newsletter.relevance import learn, model, train, vectors
+from newsletter.relevance import learn, liked, model, train, vectors
 from newsletter.relevance.embed import embed_pending, space_for
 from newsletter.relevance.tables import Rating, ReaderModelRow
 from tests.conftest import arxiv_fixture
@@ -262,21 +262,28 @@ def test_a_description_and_liked_papers_shape_the_model_before_any_rating(
 # ---------------------------------------------------------------- liked papers
 
 
-def test_liked_papers_we_lack_are_fetched_from_the_arxiv_api(
+def test_liked_papers_we_lack_are_fetched_from_the_arxiv_api_by_the_sweep(
         engine: Engine, settings: Settings, arxiv_api: ArxivAPI) -> None:
     ids = papers(engine, COMBINED)
     assert TIDE not in ids and CONVEX not in ids
     me = reader(engine)
     typed = f"2609.26811v2, arXiv:{TIDE}\nhttps://arxiv.org/pdf/{CONVEX}v1.pdf 2604.99999"
+    keyed = asking(settings, arxiv_api)
     with db.transaction(engine) as session:
-        stored = learn.set_interests(session, me, None, typed,
-                                     settings=asking(settings, arxiv_api))
+        stored = learn.set_interests(session, me, None, typed, settings=keyed)
+    # Saving asks arXiv nothing: a web request never waits on it.
+    assert arxiv_api.requests == []
     assert stored.liked == ("2609.26811", TIDE, CONVEX, "2604.99999")
-    assert stored.missing == ("2604.99999",) and stored.problem is None
+    assert stored.missing == (TIDE, CONVEX, "2604.99999")
+    before = model_row(engine, me)
+    assert before is not None and before.ratings == 0  # trained on the one we have
+
+    report, retrained = train.embed_and_retrain(engine, keyed)
     # One request for every id we lacked, asking for as many results as ids.
     [request] = arxiv_api.requests
-    assert request.query["id_list"] == [f"{TIDE},{CONVEX},2604.99999"]
+    assert sorted(request.query["id_list"][0].split(",")) == sorted([TIDE, CONVEX, "2604.99999"])
     assert request.query["max_results"] == ["3"]
+    assert report.embedded == len(ids) + 2 and retrained == 1  # their vectors, then the model
     with Session(engine) as session:
         fetched = {p.arxiv_id: p for p in session.exec(select(Paper).where(
             Paper.arxiv_id.in_([TIDE, CONVEX])))}  # type: ignore[union-attr]
@@ -287,11 +294,10 @@ def test_liked_papers_we_lack_are_fetched_from_the_arxiv_api(
         assert prefs is not None and prefs.liked_papers == list(stored.liked)
         assert learn.interests_of(session, me) == learn.Interests(None, stored.liked,
                                                                   ("2604.99999",))
-    row = model_row(engine, me)
-    assert row is not None and row.ratings == 0
+    after = model_row(engine, me)
+    assert after is not None and after.data != before.data
 
-    with db.transaction(engine) as session:  # saved again: only the unknown id is asked for
-        learn.set_interests(session, me, None, typed, settings=asking(settings, arxiv_api))
+    train.embed_and_retrain(engine, keyed)  # the next sweep asks only for the unknown id
     assert arxiv_api.requests[1].query["id_list"] == ["2604.99999"]
 
 
@@ -299,20 +305,37 @@ def test_liked_papers_are_kept_when_arxiv_cannot_be_asked(engine: Engine,
                                                           settings: Settings) -> None:
     papers(engine, COMBINED)
     me = reader(engine)
-    with ArxivAPI(down=True) as down, db.transaction(engine) as session:
-        stored = learn.set_interests(session, me, ON_TIDE, [TIDE, "2609.26811"],
-                                     settings=asking(settings, down))
-    assert stored.missing == (TIDE,)
-    assert stored.problem is not None and "HTTP 503" in stored.problem
+    with db.transaction(engine) as session:
+        learn.set_interests(session, me, ON_TIDE, [TIDE, "2609.26811"], settings=settings)
+    with ArxivAPI(down=True) as down:
+        fetched = liked.fetch_wanted(engine, asking(settings, down))
+    assert fetched.asked == (TIDE,) and fetched.stored == 0
+    assert fetched.problem is not None and "HTTP 503" in fetched.problem
     with Session(engine) as session:
         prefs = session.get(subs.Preferences, me)
         assert prefs is not None and prefs.liked_papers == [TIDE, "2609.26811"]
+        assert learn.interests_of(session, me).missing == (TIDE,)
     assert model_row(engine, me) is not None  # trained on what we have
 
-    with ArxivAPI() as back, db.transaction(engine) as session:  # the next save fetches it
-        stored = learn.set_interests(session, me, ON_TIDE, [TIDE, "2609.26811"],
-                                     settings=asking(settings, back))
-    assert stored.missing == () and stored.problem is None
+    with ArxivAPI() as back:  # the next sweep fetches it
+        assert liked.fetch_wanted(engine, asking(settings, back)).stored == 1
+    with Session(engine) as session:
+        assert learn.interests_of(session, me).missing == ()
+
+
+def test_a_sweep_asks_for_a_sample_when_many_ids_are_wanted(
+        engine: Engine, settings: Settings, arxiv_api: ArxivAPI,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    for n in range(3):
+        with db.transaction(engine) as session:
+            learn.set_interests(session, reader(engine, f"r{n}@example.org"), None,
+                                [f"2604.9{n}{m:03d}" for m in range(40)], settings=settings)
+    monkeypatch.setattr(liked, "SWEEP_IDS", 60)
+    fetched = liked.fetch_wanted(engine, asking(settings, arxiv_api))
+    assert len(fetched.asked) == 60 and len(set(fetched.asked)) == 60
+    assert len(arxiv_api.requests) == 2  # 50 ids a request
+    with Session(engine) as session:
+        assert len(liked.wanted(session)) == 120
 
 
 def test_references_to_papers_are_read_or_refused_by_name() -> None:

@@ -31,6 +31,7 @@ from newsletter.config import Settings
 from newsletter.ingest import ingest_files
 from newsletter.links import MAX_ROW_ID, LinkHolder, Links
 from newsletter.paper import Paper
+from newsletter.relevance import train
 from newsletter.relevance.embed import embed_pending
 from newsletter.relevance.tables import Rating, ReaderModelRow
 from newsletter.web import create_app
@@ -345,13 +346,18 @@ def test_interests_given_at_sign_up_wait_for_the_confirmation_then_shape_the_mod
     assert ON_TIDE in page and f"{TIDE}\n{DIFFUSION_MEMORY}</textarea>" in page
 
 
-def test_liked_papers_we_lack_are_fetched_when_the_sign_up_is_confirmed(
+def test_liked_papers_we_lack_are_fetched_after_the_confirmation_not_in_it(
         web_settings: Settings, engine: Engine) -> None:
     with ArxivAPI() as arxiv:
-        client = create_app(asking(web_settings, arxiv), engine=engine).test_client()
+        settings = asking(web_settings, arxiv)
+        client = create_app(settings, engine=engine).test_client()
         subscribe(client, "reader@example.com", liked_papers=f"{TIDE} 2604.99999")
-        assert arxiv.requests == [] and _paper_ids(engine) == {}
         manage = _confirm_from_mail(client, web_settings)
+        # The confirmation answered without waiting on arXiv (3 s between calls).
+        assert arxiv.requests == [] and _paper_ids(engine) == {}
+        assert f"arXiv has not given us {TIDE}, 2604.99999 yet" in _text(client.get(manage))
+
+        train.embed_and_retrain(engine, settings)  # the sweep after cards
         [asked] = arxiv.requests
     assert asked.query["id_list"] == [f"{TIDE},2604.99999"]
     assert TIDE in _paper_ids(engine)

@@ -29,10 +29,8 @@ from sqlmodel import Session
 
 from newsletter.config import Settings
 from newsletter.db import aware, upsert
-from newsletter.fetch import Fetcher, FetchError
 from newsletter.paper import Paper
-from newsletter.parse import FeedError
-from newsletter.relevance.liked import fetch_papers, ids_we_lack
+from newsletter.relevance.liked import ids_we_lack
 from newsletter.relevance.model import ReaderModel
 from newsletter.relevance.tables import Rating
 from newsletter.relevance.train import current_settings, retrain
@@ -164,9 +162,9 @@ class Interests:
 
     description: str | None
     liked: tuple[str, ...]  # versionless arXiv ids, in the reader's order
-    # Liked ids with no paper here: arXiv did not return them, or could not be asked.
+    # Liked ids with no paper here: not asked for yet (liked.fetch_wanted), or arXiv did
+    # not return them.
     missing: tuple[str, ...] = ()
-    problem: str | None = None  # why arXiv could not be asked, when it could not
 
 
 def interests_of(session: Session, subscriber_id: int) -> Interests:
@@ -179,13 +177,13 @@ def interests_of(session: Session, subscriber_id: int) -> Interests:
 
 
 def set_interests(session: Session, subscriber_id: int, description: str | None,
-                  liked: str | Sequence[str], *, settings: Settings | None = None,
-                  fetcher: Fetcher | None = None) -> Interests:
-    """Store a reader's description and liked papers, fetch the liked papers we lack
-    from arXiv, and retrain.
+                  liked: str | Sequence[str], *, settings: Settings | None = None
+                  ) -> Interests:
+    """Store a reader's description and liked papers and retrain; the liked papers we
+    lack count once the sweep has fetched them (newsletter/relevance/liked.py).
 
     Input as typed is fine: raises InvalidInput naming every bad field (the first bad
-    liked entry by its text) before anything is written or fetched.
+    liked entry by its text) before anything is written.
     """
     settings = settings or current_settings()
     text, ids = parse_interests(description, liked)
@@ -193,19 +191,10 @@ def set_interests(session: Session, subscriber_id: int, description: str | None,
     if subscriber is None:
         raise UnknownReader(f"no reader with id {subscriber_id}")
 
-    missing = ids_we_lack(session, ids)
-    problem = None
-    if missing:
-        try:
-            fetch_papers(session, missing, settings=settings, fetcher=fetcher)
-        except (FetchError, FeedError) as exc:
-            problem = f"arXiv could not be asked for {', '.join(missing)}: {exc}"
-            log.warning("liked papers subscriber=%s: %s", subscriber_id, problem)
-        missing = ids_we_lack(session, ids)
     prefs = preferences_of(session, subscriber)
     prefs.description = text
     prefs.liked_papers = list(ids)
     prefs.updated_at = _utcnow()
     session.flush()
     retrain(session, subscriber_id, settings=settings)
-    return Interests(text, ids, missing, problem)
+    return Interests(text, ids, ids_we_lack(session, ids))

@@ -3,23 +3,40 @@
 A liked paper is an arXiv id; one we lack is asked for (`fetch_papers`) and stored like
 any other paper, so it gets a vector and can teach the reader's model
 (newsletter/relevance/learn.py). Calls keep arXiv's requested distance between them.
+
+Never in a web request: arXiv asks for 3 seconds between calls, so a few readers saving
+their lists at once would hold web workers for as long as it takes. The reader's list is
+stored at once; `fetch_wanted` asks for what every reader's list lacks, in the sweep that
+embeds new papers and retrains the models they change (`train.embed_and_retrain`, every
+SUMMARIZE_SCHEDULE), and for one reader's list in `newsletter subscribers add --like`.
 """
 
 from __future__ import annotations
 
+import logging
+import random
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 from sqlmodel import Session
 
 from newsletter.config import Settings
-from newsletter.fetch import Fetched, Fetcher
+from newsletter.db import transaction
+from newsletter.fetch import Fetched, Fetcher, FetchError
 from newsletter.ingest import make_fetcher, store_entries
 from newsletter.paper import Paper
 from newsletter.parse import FeedError, parse_feed
-from newsletter.subscriber import MAX_LIKED_PAPERS
+from newsletter.subscriber import MAX_LIKED_PAPERS, Preferences
+
+log = logging.getLogger(__name__)
+
+# Ids asked for in one sweep: 10 requests, half a minute at arXiv's pace. An id arXiv does
+# not know stays wanted; when more are wanted than this, a random sample of them is asked
+# for, so no id is starved by others that never resolve.
+SWEEP_IDS = 500
 
 
 def ids_we_lack(session: Session, arxiv_ids: Sequence[str]) -> tuple[str, ...]:
@@ -81,3 +98,43 @@ def fetch_papers(session: Session, arxiv_ids: Sequence[str], *, settings: Settin
         if own:
             fetcher.close()
     return stored
+
+
+def wanted(session: Session) -> list[str]:
+    """Every id on some reader's list that we have no paper for, sorted."""
+    listed = {arxiv_id for (ids,) in session.execute(select(Preferences.liked_papers))
+              for arxiv_id in ids or ()}
+    return sorted(ids_we_lack(session, sorted(listed)))
+
+
+@dataclass(frozen=True)
+class LikedFetch:
+    asked: tuple[str, ...]
+    stored: int  # papers arXiv gave us
+    problem: str | None = None  # why arXiv could not be asked (the rest stays wanted)
+
+
+def fetch_wanted(engine: Engine, settings: Settings, *, ids: Sequence[str] | None = None,
+                 fetcher: Fetcher | None = None,
+                 sample: Callable[[list[str], int], list[str]] = random.sample) -> LikedFetch:
+    """Ask arXiv for these liked ids (by default every reader's wanted ones, at most
+    SWEEP_IDS) and store what it gives, each request in its own transaction: papers
+    already stored stay when a later request fails. Never raises for arXiv's sake."""
+    if ids is None:
+        with Session(engine) as session:
+            ids = wanted(session)
+        if len(ids) > SWEEP_IDS:
+            ids = sorted(sample(list(ids), SWEEP_IDS))
+    stored = 0
+    for start in range(0, len(ids), MAX_LIKED_PAPERS):
+        chunk = ids[start:start + MAX_LIKED_PAPERS]
+        try:
+            with transaction(engine) as session:
+                stored += fetch_papers(session, chunk, settings=settings, fetcher=fetcher)
+        except (FetchError, FeedError) as exc:
+            problem = f"arXiv could not be asked for liked papers: {exc}"
+            log.warning("%s (%d of %d ids asked)", problem, start, len(ids))
+            return LikedFetch(tuple(ids), stored, problem)
+    if ids:
+        log.info("liked papers: asked arXiv for %d, stored %d", len(ids), stored)
+    return LikedFetch(tuple(ids), stored)

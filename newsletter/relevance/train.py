@@ -32,7 +32,7 @@ from sqlmodel import Session
 from newsletter.config import Settings
 from newsletter.db import among, aware, transaction, upsert
 from newsletter.paper import Paper
-from newsletter.relevance import model, vectors
+from newsletter.relevance import liked, model, vectors
 from newsletter.relevance.embed import (
     EmbedError,
     EmbedReport,
@@ -250,9 +250,14 @@ def retrain_outdated(engine: Engine, settings: Settings) -> int:
 def embed_and_retrain(engine: Engine, settings: Settings, *, limit: int | None = None,
                       progress: Callable[[str], None] = lambda _: None
                       ) -> tuple[EmbedReport, int]:
-    """New paper vectors, then the reader models they leave outdated (a rated or liked
-    paper that just got its vector, a changed vector model): what `newsletter embed` and
-    the `paperwire.embed` task run. Returns the embed report and how many models."""
+    """Liked papers readers listed that we lack, fetched from arXiv; new paper vectors;
+    then the reader models they leave outdated (a rated or liked paper that just got its
+    vector, a changed vector model): what `newsletter embed` and the `paperwire.embed`
+    task run. Returns the embed report and how many models."""
+    fetched = liked.fetch_wanted(engine, settings)
+    if fetched.asked:
+        progress(f"liked papers: asked arXiv for {len(fetched.asked)}, stored "
+                 f"{fetched.stored}" + (f" ({fetched.problem})" if fetched.problem else ""))
     report = embed_pending(engine, settings, limit=limit, progress=progress)
     return report, retrain_outdated(engine, settings)
 
@@ -284,13 +289,13 @@ def _outdated(session: Session, space: VectorSpace) -> list[int]:
     for subscriber_id, made in rated:
         saw(subscriber_id, made)
     liking: dict[int, list[str]] = {}
-    for subscriber_id, description, liked in session.execute(select(
+    for subscriber_id, description, listed in session.execute(select(
             Preferences.subscriber_id, Preferences.description, Preferences.liked_papers)):
         if description and (subscriber_id not in models
                             or models[subscriber_id][1] != description_hash(description)):
             stale.add(subscriber_id)
-        if liked:
-            liking[subscriber_id] = list(liked)
+        if listed:
+            liking[subscriber_id] = list(listed)
     made_at = _liked_vectors_made(session, {i for ids in liking.values() for i in ids}, space)
     for subscriber_id, ids in liking.items():
         for arxiv_id in ids:
