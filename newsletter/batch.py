@@ -27,6 +27,9 @@ class Recipient:
     headers: Mapping[str, str] = field(default_factory=dict)
     # Echoed back by the provider's event webhook, e.g. {"delivery_id": "42"}.
     custom_args: Mapping[str, str] = field(default_factory=dict)
+    # False: the reader opted out of tracking; a provider that tracks opens and clicks
+    # must not for this recipient.
+    tracking: bool = True
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session, select
 
 from newsletter import db, ingest
+from newsletter.admin.cli import admin_group
 from newsletter.card import card_json, cards_for, find_paper
 from newsletter.config import ConfigError, Settings, load_settings
 from newsletter.feed import Feed
@@ -585,3 +586,6 @@ def demo_command(app: App, offline: bool, no_serve: bool, port: int | None) -> N
     except (demo.DemoError, MailError) as exc:
         raise click.ClickException(str(exc)) from None
     click.echo("stopped", err=True)
+
+
+main.add_command(admin_group)

@@ -75,6 +75,17 @@ class Settings(BaseSettings):
                                         max_length=80)
     sendgrid_template_sync: bool = True
     sendgrid_webhook_public_key: str | None = None
+    # Engagement tracking by SendGrid, the operator's choice, off unless asked for: click
+    # tracking rewrites every link of a digest to pass through SendGrid; open tracking adds
+    # an invisible image whose loading reports an open (and Apple Mail loads it for every
+    # mail, so opens say little). A reader who opted out gets neither (newsletter/sendgrid.py).
+    sendgrid_click_tracking: bool = False
+    sendgrid_open_tracking: bool = False
+    # Days a received provider event (the replay guard, with the address it names) is kept;
+    # what it taught is kept only as counts (newsletter/engagement/).
+    engagement_retention_days: int = Field(default=30, ge=1, le=3650)
+    # Weekly digests end with the week's most read papers (the same list for every reader).
+    digest_most_read: bool = True
     smtp_host: str = "localhost"
     smtp_port: int = Field(default=25, ge=1, le=65535)
     smtp_username: str | None = None
@@ -105,6 +116,7 @@ class Settings(BaseSettings):
     digest_schedule: str | None = None
     weekly_digest_schedule: str | None = None
     expire_pending_schedule: str = "45 3 * * *"
+    engagement_cleanup_schedule: str = "15 4 * * *"
     # A delivery left `sending` by a dead worker is taken again after this many seconds;
     # it must outlast one chunk's send, or a slow live worker's rows would be sent twice.
     delivery_lease_seconds: int = Field(default=15 * 60, ge=1)
@@ -173,7 +185,8 @@ class Settings(BaseSettings):
         return value
 
     @field_validator("ingest_schedule", "summarize_schedule", "digest_schedule",
-                     "weekly_digest_schedule", "expire_pending_schedule")
+                     "weekly_digest_schedule", "expire_pending_schedule",
+                     "engagement_cleanup_schedule")
     @classmethod
     def _check_schedule(cls, value: str | None) -> str | None:
         if value is None or not value.strip():

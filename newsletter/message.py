@@ -70,6 +70,8 @@ class Addressee:
     view_url: str
     # Per pick, in order: the token of its "more/less like this" links (links.rate_token).
     rate_tokens: tuple[str, ...] = ()
+    # False: the reader opted out of open and click tracking.
+    tracking: bool = True
 
 
 def short_authors(authors: Sequence[str], limit: int = 3) -> str:
@@ -191,8 +193,20 @@ class _Digest:
 _AFTER_M, _AFTER_X, _PAPERS, _RATE = ', "x": ', ', "v": ', ', "p": [', ', "rt": '
 
 
+# "Most read this week" at the end of a weekly digest: a few titles, each clipped, so the
+# section costs at most about 700 bytes of DATA_LIMIT (it is in every reader's data:
+# SendGrid's dynamic_template_data is per personalization, there is no request-wide one).
+MOST_READ_TITLE = 110
+
+
+def _most_read(most_read: Sequence[tuple[str, str]]) -> list[dict[str, str]]:
+    """The section's papers as (key, title) pairs become [{"k", "t"}]."""
+    return [{"k": quote(key, safe="/"), "t": _clip(_line(title), MOST_READ_TITLE)}
+            for key, title in most_read]
+
+
 def _digest(selection: Selection, *, day: date, frequency: str, site_url: str,
-            detail: Detail) -> _Digest:
+            detail: Detail, most_read: Sequence[dict[str, str]] = ()) -> _Digest:
     """Everything a digest shows but its reader's links."""
     first = _line(selection.picks[0].candidate.title) if selection.picks else ""
     preheader = (f"{first} — and {len(selection.picks) - 1} more"
@@ -210,6 +224,8 @@ def _digest(selection: Selection, *, day: date, frequency: str, site_url: str,
     if selection.more:
         tail["mn"] = selection.more
         tail["mu"] = f"{site_url}/days/{day.isoformat()}"
+    if most_read:
+        tail["mr"] = list(most_read)
     picks = [_pick(position, pick, detail)
              for position, pick in enumerate(selection.picks, start=1)]
     json_tail = "]" + (f", {json.dumps(tail)[1:]}" if tail else "}")
@@ -219,9 +235,13 @@ def _digest(selection: Selection, *, day: date, frequency: str, site_url: str,
 
 
 def compose(
-    addressees: Sequence[Addressee], *, day: date, frequency: str, site_url: str
+    addressees: Sequence[Addressee], *, day: date, frequency: str, site_url: str,
+    most_read: Sequence[tuple[str, str]] = (),
 ) -> Batch:
     """One batch for these readers, whatever each one's digest holds.
+
+    `most_read`: (key, title) of the week's most read papers, the same for every reader,
+    shown after their own papers (weekly digests; see engagement.most_read).
 
     Each reader's data is at the most detail that fits DATA_LIMIT, measured as json.dumps'
     default form (ASCII escapes, spaced separators), which the SendGrid sender sends, and
@@ -232,6 +252,7 @@ def compose(
     site_url = site_url.rstrip("/")
     # By the selection's identity: the addressees keep every selection alive meanwhile.
     built: dict[tuple[int, Detail], _Digest] = {}
+    shared_section = _most_read(most_read)
     recipients = []
     for a in addressees:
         links = (json.dumps(a.manage_url), json.dumps(a.unsubscribe_url),
@@ -243,7 +264,7 @@ def compose(
             if digest is None:
                 digest = built[id(a.selection), detail] = _digest(
                     a.selection, day=day, frequency=frequency, site_url=site_url,
-                    detail=detail)
+                    detail=detail, most_read=shared_section)
             if digest.size + links_bytes <= DATA_LIMIT:
                 break
         data_json = digest.json(links, a.rate_tokens)
@@ -255,6 +276,7 @@ def compose(
             # Only List-Unsubscribe names the reader; the rest is the same for the batch.
             headers={"List-Unsubscribe": f"<{a.unsubscribe_url}>"},
             custom_args={"delivery_id": str(a.delivery_id)},
+            tracking=a.tracking,
         ))
     shared = list_headers("", site_url)
     del shared["List-Unsubscribe"]

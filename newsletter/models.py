@@ -1,7 +1,10 @@
 """Every table, imported in one place so Alembic and the tests see the whole schema."""
 
+from newsletter.admin.accounts import AdminSession, LoginFailure, Operator
+from newsletter.admin.audit import AuditEntry
 from newsletter.card import Card
 from newsletter.delivery import Delivery, DigestEdition, SentPaper
+from newsletter.engagement.tables import PaperClick
 from newsletter.feed import Feed
 from newsletter.paper import Paper
 from newsletter.relevance.tables import PaperVector, Rating, ReaderModelRow
@@ -9,7 +12,8 @@ from newsletter.signup_limits import MailLimitHit
 from newsletter.subscriber import Consent, Preferences, Subscriber, Suppression, WebhookEvent
 
 __all__ = [
-    "Card", "Consent", "Delivery", "DigestEdition", "Feed", "MailLimitHit", "Paper",
-    "PaperVector", "Preferences", "Rating", "ReaderModelRow", "SentPaper", "Subscriber",
-    "Suppression", "WebhookEvent",
+    "AdminSession", "AuditEntry", "Card", "Consent", "Delivery", "DigestEdition", "Feed",
+    "LoginFailure", "MailLimitHit", "Operator", "Paper", "PaperClick", "PaperVector",
+    "Preferences", "Rating", "ReaderModelRow", "SentPaper", "Subscriber", "Suppression",
+    "WebhookEvent",
 ]

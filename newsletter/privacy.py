@@ -43,6 +43,9 @@ def _deliveries(session: Session, subscriber_id: int) -> list[dict[str, Any]]:
             "score": item.score, "reasons": [r for r in item.reasons.splitlines() if r]})
     return [{"edition": {"frequency": edition.frequency, "day": edition.day.isoformat()},
              "status": delivery.status, "sent_at": subs.iso(delivery.sent_at),
+             # What the provider told us of it: first delivered, opened, clicked, bounced.
+             **{name: subs.iso(getattr(delivery, name)) for name in
+                ("delivered_at", "opened_at", "clicked_at", "bounced_at")},
              "attempts": delivery.attempts, "error": delivery.error,
              "papers": papers.get(delivery.id or 0, []), "more_on_the_site": delivery.more_count}
             for delivery, edition in rows]
@@ -84,7 +87,9 @@ def export(session: Session, subscriber: Subscriber) -> dict[str, Any]:
     profile = subs.profile(session, subscriber)
     prefs = subs.preferences_of(session, subscriber)
     profile["preferences"] |= {"description": prefs.description,
-                               "liked_papers": list(prefs.liked_papers)}
+                               "liked_papers": list(prefs.liked_papers),
+                               # False: the reader opted out of open and click tracking.
+                               "tracking": prefs.tracking}
     return {
         **profile,
         "ratings": _ratings(session, subscriber.id),

@@ -23,6 +23,21 @@ Every rule below is SendGrid's, from its documentation:
   request of their own, with the digest rendered here as `content`.
 Single messages (confirmation, welcome) go the same way, as plain content.
 
+Tracking (SENDGRID_CLICK_TRACKING, SENDGRID_OPEN_TRACKING; both off unless the operator
+turns them on) is set on every request, as `tracking_settings.click_tracking.enable` and
+`tracking_settings.open_tracking.enable`
+(https://www.twilio.com/docs/sendgrid/api-reference/mail-send/mail-send), so the account's
+own defaults never decide it. `tracking_settings` belongs to a request, not to a
+personalization: readers who opted out of tracking share requests of their own, with
+tracking off (a thousand readers still take two requests, not one each). Click tracking
+is never asked for the text part (`enable_text: false`: its links would turn into long
+redirect addresses a reader copies by hand), and confirmation and welcome mails go
+untracked. The digest template marks its personal links (manage, unsubscribe, view in
+browser, rating, and "Read more", which carries the reader's rating token)
+`clicktracking="off"`, the documented way to leave one link untracked
+(https://www.twilio.com/docs/sendgrid/ui/analytics-and-reporting/click-tracking-html-best-practices):
+a reader's tokens stay out of the provider's click log.
+
 What a request's answer means for its recipients, in `BatchResult` terms:
 - 2xx: `accepted`.
 - 429: wait until `X-RateLimit-Reset` (capped at `max_wait`), then try again.
@@ -158,6 +173,8 @@ class SendGridSender:
         max_wait: float = 60.0,
         template_name: str = TEMPLATE_NAME,
         sync_template: bool = True,
+        click_tracking: bool = False,
+        open_tracking: bool = False,
         max_request_bytes: int = MAX_REQUEST_BYTES,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
@@ -180,6 +197,8 @@ class SendGridSender:
         self.max_wait = max_wait
         self.template_name = template_name
         self.sync_template = sync_template
+        self.click_tracking = click_tracking
+        self.open_tracking = open_tracking
         self.max_request_bytes = max_request_bytes
         # Injected so tests can record the waits instead of spending them.
         self.sleep = sleep
@@ -197,6 +216,8 @@ class SendGridSender:
             "max_wait": settings.sendgrid_max_wait,
             "template_name": settings.sendgrid_template_name,
             "sync_template": settings.sendgrid_template_sync,
+            "click_tracking": settings.sendgrid_click_tracking,
+            "open_tracking": settings.sendgrid_open_tracking,
         }
         options.update(overrides)
         return cls(settings.sendgrid_api_key, settings.mail_from, **options)
@@ -307,7 +328,7 @@ class SendGridSender:
     def send(self, message: Message) -> str:
         """One message as plain content (confirmation, welcome): MailError if not taken."""
         body = self._content_body(message.to, message.subject, message.text, message.html,
-                                  message.headers, {})
+                                  message.headers, {}, tracked=False)
         outcome = self._post(json.dumps(body))
         if not outcome.ok:
             raise MailError(outcome.error or "the mail provider did not take the message")
@@ -341,17 +362,37 @@ class SendGridSender:
             break
         return BatchResult(tuple(accepted), tuple(rejected), requests, error)
 
+    def tracking_settings(self, tracked: bool) -> dict[str, Any]:
+        """A request's `tracking_settings`: the operator's choice for readers who allow
+        tracking (`tracked`), off for everyone else."""
+        return {"click_tracking": {"enable": tracked and self.click_tracking,
+                                   "enable_text": False},
+                "open_tracking": {"enable": tracked and self.open_tracking}}
+
     def requests_for(self, batch: Batch, template_id: str
                      ) -> Iterator[tuple[str, list[Recipient]]]:
         """The v3 mail/send bodies for a batch, as JSON, each with the readers it carries.
 
         Readers share a request up to the personalization count and the byte size SendGrid
-        allows; a reader whose data is over its cap gets a request of their own. A request
-        is its readers' JSON joined, each reader's data as the composer serialised it
-        (`Recipient.data_json`): nothing serialises a digest a second time.
+        allows; a reader whose data is over its cap gets a request of their own. When the
+        operator tracks opens or clicks, readers who opted out share requests of their own.
+        A request is its readers' JSON joined, each reader's data as the composer
+        serialised it (`Recipient.data_json`): nothing serialises a digest a second time.
         """
-        shared = _strings(batch.headers)
-        start: dict[str, Any] = {"from": self.sender, "template_id": template_id}
+        tracks = self.click_tracking or self.open_tracking
+        allowing = [r for r in batch.recipients if r.tracking or not tracks]
+        declining = [r for r in batch.recipients if not (r.tracking or not tracks)]
+        for readers, tracked in ((allowing, True), (declining, False)):
+            if readers:
+                yield from self._template_requests(readers, batch.headers, template_id,
+                                                   tracked)
+
+    def _template_requests(self, recipients: list[Recipient], headers: Mapping[str, str],
+                           template_id: str, tracked: bool
+                           ) -> Iterator[tuple[str, list[Recipient]]]:
+        shared = _strings(headers)
+        start: dict[str, Any] = {"from": self.sender, "template_id": template_id,
+                                 "tracking_settings": self.tracking_settings(tracked)}
         if shared:
             start["headers"] = shared
         empty = json.dumps({**start, "personalizations": []})
@@ -359,15 +400,15 @@ class SendGridSender:
         group: list[str] = []
         readers: list[Recipient] = []
         size = len(empty)
-        for recipient in batch.recipients:
+        for recipient in recipients:
             data_json = recipient.data_json or json.dumps(recipient.data)
             data_bytes = recipient.data_bytes or len(data_json)
             if data_bytes > DATA_LIMIT:
                 digest = render_digest(recipient.data)
                 yield (json.dumps(self._content_body(
                     recipient.to, digest.subject, digest.text, digest.html,
-                    {**batch.headers, **recipient.headers}, recipient.custom_args)),
-                    [recipient])
+                    {**headers, **recipient.headers}, recipient.custom_args,
+                    tracked=tracked)), [recipient])
                 continue
             # What json.dumps would write for the envelope with the data as its last key.
             item = f'{json.dumps(_envelope(recipient))[:-1]}{_DATA_KEY}{data_json}}}'
@@ -384,8 +425,8 @@ class SendGridSender:
             yield f"{opening}{', '.join(group)}{closing}", readers
 
     def _content_body(self, to: str, subject: str, text: str, html: str,
-                      headers: Mapping[str, str], custom_args: Mapping[str, str]
-                      ) -> dict[str, Any]:
+                      headers: Mapping[str, str], custom_args: Mapping[str, str], *,
+                      tracked: bool) -> dict[str, Any]:
         personalization: dict[str, Any] = {"to": [{"email": to}]}
         if headers:
             personalization["headers"] = _strings(headers)
@@ -398,6 +439,7 @@ class SendGridSender:
             # SendGrid requires text/plain before text/html.
             "content": [{"type": "text/plain", "value": text},
                         {"type": "text/html", "value": html}],
+            "tracking_settings": self.tracking_settings(tracked),
         }
 
     # -- requests --------------------------------------------------------------------------

@@ -363,6 +363,7 @@ class Account:
     unsubscribe_token: str
     interests: learn.Interests
     ratings: tuple[learn.RatedPaper, ...]
+    tracking: bool = True  # False: the reader asked not to have opens and clicks tracked
 
 
 def _account(svc: Services, session: Session, row: Subscriber) -> Account:
@@ -372,7 +373,8 @@ def _account(svc: Services, session: Session, row: Subscriber) -> Account:
                    tuple(prefs.include_keywords), tuple(prefs.exclude_keywords),
                    tuple(prefs.authors), prefs.max_papers, prefs.include_revised,
                    svc.links.unsubscribe_token(_holder(row)),
-                   learn.interests_of(session, row.id), tuple(learn.ratings_of(session, row.id)))
+                   learn.interests_of(session, row.id), tuple(learn.ratings_of(session, row.id)),
+                   prefs.tracking)
 
 
 def _managed(svc: Services, session: Session, token: str) -> Subscriber:
@@ -398,6 +400,8 @@ class PreferenceForm:
     # None: the form had no such field (an older page), and the stored value stays.
     description: str | None = None
     liked_papers: str | None = None
+    # Whether opens and clicks may be tracked; None keeps the stored choice.
+    tracking: bool | None = None
 
 
 def save_preferences(svc: Services, token: str, form: PreferenceForm) -> Account:
@@ -413,7 +417,9 @@ def save_preferences(svc: Services, token: str, form: PreferenceForm) -> Account
     with transaction(svc.engine) as session:
         row = _managed(svc, session, token)
         assert row.id is not None
-        subs.update_preferences(session, row, values, _now())
+        prefs = subs.update_preferences(session, row, values, _now())
+        if form.tracking is not None:
+            prefs.tracking = form.tracking
         if form.description is not None or form.liked_papers is not None:
             kept = learn.interests_of(session, row.id)
             learn.set_interests(
@@ -607,11 +613,11 @@ def receive_events(svc: Services, signature: str | None, timestamp: str | None,
         raise WebhookRejected(400, str(exc)) from None
     try:
         with transaction(svc.engine) as session:
-            return webhook.apply_events(session, events, _now())
+            return webhook.apply_events(session, events, _now(), svc.settings.base_url)
     except IntegrityError:
         # A retry of the same batch raced us and committed first: this pass sees its rows.
         with transaction(svc.engine) as session:
-            return webhook.apply_events(session, events, _now())
+            return webhook.apply_events(session, events, _now(), svc.settings.base_url)
 
 
 def database_ok(svc: Services) -> bool:

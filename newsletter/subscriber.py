@@ -16,7 +16,18 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import JSON, Column, ForeignKey, Integer, Text, func, text
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Integer,
+    Text,
+    func,
+    text,
+    true,
+)
 from sqlalchemy import delete as sql_delete
 from sqlmodel import Field, Session, SQLModel, select
 
@@ -74,6 +85,8 @@ class Subscriber(SQLModel, table=True):
     # What an anonymous sign-up asked for, waiting for the mailbox's owner to confirm it:
     # until then nobody's status or preferences change (see `subscribe`).
     requested: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    # The last open, click or rating (newsletter/engagement/), never an older one.
+    last_active_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
 
 
 class Preferences(SQLModel, table=True):
@@ -96,6 +109,10 @@ class Preferences(SQLModel, table=True):
     description: str | None = Field(default=None, sa_type=Text)
     liked_papers: list[str] = Field(default_factory=list, sa_column=Column(
         JSON, nullable=False, server_default=text("'[]'")))
+    # False: the reader asked not to be tracked; their mail goes with SendGrid's open and
+    # click tracking off, and their events are dropped but for suppression.
+    tracking: bool = Field(default=True, sa_column=Column(Boolean, nullable=False,
+                                                          server_default=true()))
 
 
 class Consent(SQLModel, table=True):
@@ -135,7 +152,8 @@ class WebhookEvent(SQLModel, table=True):
     sg_event_id: str = Field(max_length=200, unique=True)
     event: str = Field(max_length=64)
     email: str | None = Field(default=None, max_length=MAX_EMAIL_LENGTH)
-    received_at: datetime = Field(default_factory=_utcnow)
+    # Kept ENGAGEMENT_RETENTION_DAYS (engagement.forget_old_events deletes by this).
+    received_at: datetime = Field(default_factory=_utcnow, index=True)
 
 
 # ---------------------------------------------------------------- checking input (pure)
@@ -618,6 +636,7 @@ def profile(session: Session, subscriber: Subscriber) -> dict[str, Any]:
         "confirmed_at": iso(subscriber.confirmed_at),
         "unsubscribed_at": iso(subscriber.unsubscribed_at),
         "last_confirmation_sent_at": iso(subscriber.last_confirmation_sent_at),
+        "last_active_at": iso(subscriber.last_active_at),
         "preferences": {
             "topics": list(prefs.topics),
             "include_keywords": list(prefs.include_keywords),

@@ -9,6 +9,14 @@ signed request whose timestamp is far from now is refused: a captured request ca
 replayed later. SendGrid documents no tolerance; ten minutes is the one operators use.
 The body is signed, but the key may leak, so it is still parsed defensively: bounded
 nesting, a bounded number of events, addresses normalised like a sign-up's.
+
+Bounces, drops, spam reports and unsubscribes suppress the address. Delivered, open, click
+and bounce events of a digest also update its delivery, through the delivery id SendGrid
+echoes from the personalization's `custom_args` (newsletter/engagement/events.py). An event
+is recorded (its id kept, as the replay guard, for ENGAGEMENT_RETENTION_DAYS) only when it
+suppressed, changed a delivery, or concerns a reader who allows tracking: one about an
+address or delivery we do not know (a deleted reader's) leaves nothing behind, nor does one
+about a reader who opted out of tracking, unless it suppresses.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_der_public_key, load_pem_public_key
 from sqlmodel import Session, select
 
+from newsletter.engagement.events import Recorder, event_time
 from newsletter.subscriber import (
     MAX_EMAIL_LENGTH,
     SUPPRESSING_EVENTS,
@@ -86,6 +95,27 @@ class Event:
     sg_event_id: str
     event: str
     email: str | None
+    # From the digest's custom_args ("delivery_id"), echoed at the event's top level
+    # (https://www.twilio.com/docs/sendgrid/for-developers/tracking-events/event).
+    # `of_digest`: the event names a delivery, though maybe not one we could have made.
+    delivery_id: int | None = None
+    of_digest: bool = False
+    timestamp: int | None = None  # Unix seconds, when SendGrid saw it happen
+    url: str | None = None  # a click's link, as the mail had it
+    # An open reported by Apple Mail Privacy Protection's prefetch, not by a reader.
+    machine_open: bool = False
+
+
+# Row ids are 32-bit on Postgres; a larger delivery id names no row.
+_MAX_ROW_ID = 2**31 - 1
+_URL_LIMIT = 2048
+
+
+def _delivery_id(value: object) -> int | None:
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 10:
+        number = int(value)
+        return number if 0 < number <= _MAX_ROW_ID else None
+    return None
 
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -136,7 +166,13 @@ def parse_events(body: bytes) -> list[Event]:
         if not _plain(ident, 200) or not _plain(kind, 64):
             continue
         address = _address(email) if _plain(email, MAX_EMAIL_LENGTH) else None
-        events.append(Event(ident, kind, address))
+        stamp, url = item.get("timestamp"), item.get("url")
+        events.append(Event(
+            ident, kind, address, delivery_id=_delivery_id(item.get("delivery_id")),
+            of_digest="delivery_id" in item,
+            timestamp=stamp if isinstance(stamp, int) and not isinstance(stamp, bool) else None,
+            url=url if _plain(url, _URL_LIMIT) else None,
+            machine_open=item.get("sg_machine_open") is True))
     return events
 
 
@@ -147,14 +183,21 @@ class EventReport:
     suppressed: int  # addresses newly suppressed, each counted once
 
 
-def apply_events(session: Session, events: list[Event], now: datetime) -> EventReport:
-    """Record each new event; suppress the address for the events that call for it."""
+def apply_events(session: Session, events: list[Event], now: datetime,
+                 site_url: str = "") -> EventReport:
+    """Act on each new event: suppress the address for the events that call for it, and
+    update the delivery a digest's event names. `site_url` (BASE_URL) tells a click on one
+    of our paper pages from other links."""
     ids = list({e.sg_event_id for e in events})
     seen: set[str] = set()
     for start in range(0, len(ids), 500):
         chunk = ids[start:start + 500]
         seen.update(session.exec(select(WebhookEvent.sg_event_id)
                                  .where(WebhookEvent.sg_event_id.in_(chunk))))  # type: ignore[attr-defined]
+    fresh = [e for e in events if e.sg_event_id not in seen]
+    recorder = Recorder(session, [e.delivery_id for e in fresh if e.delivery_id is not None],
+                        [e.email for e in fresh if not e.of_digest and e.email],
+                        site_url)
     duplicates = 0
     suppressed: set[str] = set()
     for event in events:
@@ -162,10 +205,24 @@ def apply_events(session: Session, events: list[Event], now: datetime) -> EventR
             duplicates += 1
             continue
         seen.add(event.sg_event_id)
-        session.add(WebhookEvent(sg_event_id=event.sg_event_id, event=event.event,
-                                 email=event.email, received_at=now))
-        if event.event in SUPPRESSING_EVENTS and event.email:
-            if suppress(session, event.email, event.event, now):
-                suppressed.add(event.email)
-            session.flush()
+        suppressing = event.event in SUPPRESSING_EVENTS and event.email is not None
+        if event.email is not None and suppressing and suppress(session, event.email,
+                                                                 event.event, now):
+            suppressed.add(event.email)
+        acted = suppressing
+        if not event.of_digest:
+            # Not a digest's (a confirmation, a welcome): kept as a record of the reader's
+            # mail, unless nobody has the address or its reader declined tracking.
+            acted |= event.email in recorder.tracked
+        else:
+            target = recorder.target(event.delivery_id, event.email)
+            if target is not None:
+                acted |= recorder.record(target, event.event,
+                                         event_time(event.timestamp, now), url=event.url,
+                                         machine_open=event.machine_open)
+        if acted:
+            session.add(WebhookEvent(sg_event_id=event.sg_event_id, event=event.event,
+                                     email=event.email, received_at=now))
+        if suppressing:
+            session.flush()  # the next event's suppression check sees this one
     return EventReport(len(events), duplicates, len(suppressed))

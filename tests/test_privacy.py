@@ -46,6 +46,11 @@ REVIEWED = {
     "paper_vectors": "no: one vector per paper",
     "ratings": "which papers a reader rated up or down, and when",
     "reader_models": "a model of what a reader wants, trained from their own signals",
+    "paper_clicks": "no: clicks per edition and paper, counted across readers",
+    "operators": "no: operators' own addresses",
+    "admin_sessions": "no: operators' sessions",
+    "admin_login_failures": "addresses typed at the admin sign-in and the network, kept 15 minutes",
+    "audit_log": "names readers by row id only (newsletter/admin/audit.py)",
 }
 
 

@@ -117,7 +117,8 @@ def test_2500_recipients_go_in_three_template_requests_each_with_their_own_diges
         assert msg.custom_args == {"delivery_id": str(i)}
     # Only features SendGrid documents today: a dynamic template and its data.
     first = sg.requests[0].payload
-    assert set(first) == {"personalizations", "from", "template_id", "headers"}
+    assert set(first) == {"personalizations", "from", "template_id", "headers",
+                          "tracking_settings"}
     assert first["template_id"].startswith("d-")
     assert set(first["personalizations"][0]) == {"to", "headers", "custom_args",
                                                   "dynamic_template_data"}

@@ -2,7 +2,8 @@
 
 Every schedule comes from the environment (INGEST_SCHEDULE, SUMMARIZE_SCHEDULE,
 DIGEST_SCHEDULE or DIGEST_HOUR_UTC, WEEKLY_DIGEST_SCHEDULE or WEEKLY_DIGEST_DAY,
-EXPIRE_PENDING_SCHEDULE): a cron line or an interval in seconds, checked by config.py.
+EXPIRE_PENDING_SCHEDULE, ENGAGEMENT_CLEANUP_SCHEDULE): a cron line or an interval in
+seconds, checked by config.py.
 """
 
 from __future__ import annotations
@@ -53,6 +54,11 @@ def beat_entries(config: Settings) -> dict[str, dict[str, object]]:
             "task": "paperwire.expire_pending",
             "schedule": beat_schedule_for(schedule_spec(config.expire_pending_schedule)),
         },
+        # Received provider events are kept ENGAGEMENT_RETENTION_DAYS, then forgotten.
+        "forget-old-events": {
+            "task": "paperwire.forget_old_events",
+            "schedule": beat_schedule_for(schedule_spec(config.engagement_cleanup_schedule)),
+        },
     }
 
 
@@ -75,6 +81,7 @@ def make_celery() -> Celery:
             # Confirmations a reader is waiting for: mail workers take them between chunks.
             "paperwire.send_mail": {"queue": "signup"},
             "paperwire.expire_pending": {"queue": "default"},
+            "paperwire.forget_old_events": {"queue": "default"},
         },
         # A worker that dies mid-task hands the task back: every task is safe to run twice
         # (ingest upserts, cards are per paper, deliveries are claimed, expiry is idempotent).

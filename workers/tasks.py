@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy.exc import OperationalError
 
-from newsletter import delivery, ingest, privacy, signup, summarize
+from newsletter import delivery, engagement, ingest, privacy, signup, summarize
 from newsletter.relevance import train
 from workers.app import app
 
@@ -98,6 +98,13 @@ def expire_pending() -> int:
     expired = privacy.expire_pending_configured()
     log.info("expire_pending expired=%d", expired)
     return expired
+
+
+@app.task(name="paperwire.forget_old_events", **RETRY)
+def forget_old_events() -> int:
+    forgotten = engagement.forget_old_events_configured()
+    log.info("forget_old_events deleted=%d", forgotten)
+    return forgotten
 
 
 @app.task(name="paperwire.send_mail", acks_late=True, **RETRY)

@@ -88,6 +88,11 @@ class Delivery(SQLModel, table=True):
     claim: str | None = Field(default=None, max_length=32)
     claimed_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
     sent_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    # The first provider event of each kind for this digest (newsletter/engagement/events.py).
+    delivered_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    opened_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    clicked_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    bounced_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
     attempts: int = 0
     paper_count: int = 0
     more_count: int = 0
@@ -142,6 +147,8 @@ def open_edition(session: Session, frequency: str, day: date) -> DigestEdition:
 MAILABLE = ("s.status = 'confirmed' "
             "AND NOT EXISTS (SELECT 1 FROM suppressions x WHERE x.email = s.email)")
 
+# Deliveries are numbered in chunk order: readers who opted out of tracking together (a
+# SendGrid request's tracking is for all of it), then alike interests (memoized ranking).
 _PLAN = text(f"""
     INSERT INTO deliveries (edition_id, subscriber_id, status, attempts, paper_count, more_count)
     SELECT :edition_id, s.id, 'pending', 0, 0, 0
@@ -149,7 +156,7 @@ _PLAN = text(f"""
     WHERE {MAILABLE} AND p.frequency = :frequency
       AND NOT EXISTS (SELECT 1 FROM deliveries d
                       WHERE d.edition_id = :edition_id AND d.subscriber_id = s.id)
-    ORDER BY CAST(p.topics AS TEXT), CAST(p.include_keywords AS TEXT),
+    ORDER BY p.tracking, CAST(p.topics AS TEXT), CAST(p.include_keywords AS TEXT),
              CAST(p.exclude_keywords AS TEXT), CAST(p.authors AS TEXT), p.max_papers,
              p.include_revised, s.id
 """)

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from sqlmodel import Session
@@ -179,15 +179,31 @@ def prepare_edition(
     return edition.id, planned, _chunks(ids, chunk_size)
 
 
-def composer_for(settings: Any, day: date, frequency: str) -> Composer:
-    """Builds each batch with every reader's own signed links."""
+def composer_for(settings: Any, day: date, frequency: str,
+                 most_read: Sequence[tuple[str, str]] = ()) -> Composer:
+    """Builds each batch with every reader's own signed links (and the edition's "most
+    read this week", the same for all)."""
     links = Links.from_settings(settings)
 
     def build(part: Sequence[tuple[Reader, Selection]]) -> Batch:
         return message.compose([addressee(links, r, s) for r, s in part], day=day,
-                               frequency=frequency, site_url=settings.base_url)
+                               frequency=frequency, site_url=settings.base_url,
+                               most_read=most_read)
 
     return build
+
+
+def most_read_for(engine: Any, settings: Any, frequency: str, day: date
+                  ) -> tuple[tuple[str, str], ...]:
+    """The (key, title) of "most read this week" for an edition: weekly editions with
+    DIGEST_MOST_READ only, from the week before the edition's day (so every chunk of the
+    edition, sent whenever, shows the same list but for clicks arriving meanwhile)."""
+    if frequency != "weekly" or not settings.digest_most_read:
+        return ()
+    from newsletter.engagement import most_read  # engagement reads the ledger's tables
+
+    with Session(engine) as session:
+        return tuple((m.key, m.title) for m in most_read(session, day - timedelta(days=1)))
 
 
 def addressee(links: Links, reader: Reader, selection: Selection,
@@ -200,6 +216,7 @@ def addressee(links: Links, reader: Reader, selection: Selection,
         view_url=view_url or links.digest_url(reader.delivery_id, reader.link_key),
         rate_tokens=tuple(links.rate_token(holder, pick.candidate.paper_id)
                           for pick in selection.picks),
+        tracking=reader.tracking,
     )
 
 
@@ -240,7 +257,8 @@ def send_edition(
                 handled(future.result(), futures[future])
         return report
 
-    compose = composer_for(settings, day, frequency)
+    compose = composer_for(settings, day, frequency,
+                           most_read_for(engine, settings, frequency, day))
     space = space_for(settings)
     for chunk in chunks:
         handled(deliver(engine, edition_id, chunk, sender=local, compose=compose, space=space,
@@ -262,7 +280,8 @@ def _deliver_in_worker(settings: Any, edition_id: int, chunk: Sequence[int]) -> 
         sender = batch_sender_for(settings)
         sender.prepare()  # before claiming: a missing template leaves the chunk pending
         return deliver(engine, edition_id, chunk, sender=sender,
-                       compose=composer_for(settings, day, frequency),
+                       compose=composer_for(settings, day, frequency,
+                                            most_read_for(engine, settings, frequency, day)),
                        space=space_for(settings))
     finally:
         engine.dispose()

@@ -28,7 +28,8 @@ READER_COLUMNS = ("s.id AS subscriber_id, s.email, s.link_key, p.frequency, "
                   "CAST(p.topics AS TEXT) AS topics, "
                   "CAST(p.include_keywords AS TEXT) AS include_keywords, "
                   "CAST(p.exclude_keywords AS TEXT) AS exclude_keywords, "
-                  "CAST(p.authors AS TEXT) AS authors, p.max_papers, p.include_revised")
+                  "CAST(p.authors AS TEXT) AS authors, p.max_papers, p.include_revised, "
+                  "p.tracking")
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,8 @@ class Reader:
     email: str
     link_key: str
     interests: Interests
+    # False: the reader opted out of open and click tracking (their mail goes without).
+    tracking: bool = True
 
 
 def readers(session: Session, delivery_ids: Sequence[int]) -> list[Reader]:
@@ -73,6 +76,7 @@ def reader_from_row(row: Any, delivery_id: int) -> Reader:
         link_key=row["link_key"],
         interests=_interests(row["topics"], row["include_keywords"], row["exclude_keywords"],
                              row["authors"], row["max_papers"], bool(row["include_revised"])),
+        tracking=bool(row["tracking"]),
     )
 
 

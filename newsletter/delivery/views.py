@@ -15,7 +15,7 @@ from sqlmodel import Session
 from newsletter import message
 from newsletter.card import Card
 from newsletter.delivery.ledger import SentPaper, already_sent, today_utc, window
-from newsletter.delivery.send import addressee
+from newsletter.delivery.send import addressee, most_read_for
 from newsletter.delivery.sources import (
     READER_COLUMNS,
     Reader,
@@ -119,7 +119,9 @@ def digest_in_browser(engine: Any, settings: Any, links: Links, token: str) -> s
         raise BadLink("no such digest")
     batch = message.compose([addressee(links, found.reader, found.selection)],
                             day=found.day, frequency=found.frequency,
-                            site_url=settings.base_url)
+                            site_url=settings.base_url,
+                            most_read=most_read_for(engine, settings, found.frequency,
+                                                    found.day))
     elsewhere = f"{settings.base_url.rstrip('/')}{PERSONAL_LINKS_PATH}"
     data = {**batch.recipients[0].data, "m": elsewhere, "x": elsewhere}
     return render_digest(data).html
@@ -164,7 +166,8 @@ def preview(engine: Any, settings: Any, email: str, *, day: date | None = None) 
     links = Links.from_settings(settings)
     batch = message.compose(
         [addressee(links, reader, selection, view_url=f"{settings.base_url.rstrip('/')}/")],
-        day=day, frequency=frequency, site_url=settings.base_url)
+        day=day, frequency=frequency, site_url=settings.base_url,
+        most_read=most_read_for(engine, settings, frequency, day))
     digest = render_digest(batch.recipients[0].data)
     return Preview(subject=digest.subject, html=digest.html, text=digest.text,
                    selection=selection)

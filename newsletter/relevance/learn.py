@@ -29,6 +29,7 @@ from sqlmodel import Session
 
 from newsletter.config import Settings
 from newsletter.db import aware, upsert
+from newsletter.engagement.events import touch
 from newsletter.paper import Paper
 from newsletter.relevance.liked import ids_we_lack
 from newsletter.relevance.model import ReaderModel
@@ -90,6 +91,7 @@ def record_ratings(session: Session, subscriber_id: int, ratings: Mapping[int, i
     if unknown:
         raise UnknownPaper(f"no paper with id {unknown[0]}")
     now = _utcnow()
+    touch(session, subscriber_id, now)  # a rating is the reader at work, tracked or not
     cleared = [paper_id for paper_id, value in ratings.items() if value is None]
     if cleared:
         session.execute(delete(Rating).where(

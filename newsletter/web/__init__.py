@@ -19,7 +19,7 @@ from newsletter.links import BadLink, ExpiredLink, Links, signing_key
 from newsletter.mail import Sender
 from newsletter.signup import Services
 from newsletter.subscriber import LinkInvalid
-from newsletter.web import ratings, site, subscriptions, webhooks
+from newsletter.web import admin, ratings, site, subscriptions, webhooks
 from newsletter.web.common import SERVICES
 from newsletter.web.origin import REFERRER_POLICY, OriginCheckedCSRF
 from newsletter.web.proxy import TrustedProxies, networks
@@ -72,6 +72,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.register_blueprint(subscriptions.blueprint)
     app.register_blueprint(ratings.blueprint)
     app.register_blueprint(webhooks.blueprint)
+    app.register_blueprint(admin.blueprint)
     _register_errors(app)
     app.after_request(_security_headers(https))
     app.add_template_filter(_long_date, "long_date")

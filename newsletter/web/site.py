@@ -1,4 +1,5 @@
-"""The public site: today's papers, a paper's page, the last days, health, dev outbox.
+"""The public site: today's papers (with the week's most read), a paper's page, the last
+days, health, dev outbox.
 
 The outbox viewer shows every mail with its signed links, so it opens only in dev mode
 with the file backend, and only to a browser on this machine (never through a proxy).
@@ -22,7 +23,8 @@ from flask import (
 )
 from sqlmodel import Session
 
-from newsletter import archive, mail, rating, status
+from newsletter import archive, engagement, mail, rating, status
+from newsletter.delivery.ledger import today_utc
 from newsletter.taxonomy import TOPICS
 from newsletter.web.common import from_loopback, services
 
@@ -54,7 +56,10 @@ def _landing_page() -> str:
     if cached is None or cached.expires <= now:
         with Session(services().engine) as session:
             view = archive.latest(session)
-        html = render_template("index.html", view=view, topics=TOPICS, form={}, errors={})
+            # Counts across readers, naming nobody: the same page for everyone, cacheable.
+            popular = engagement.most_read(session, today_utc())
+        html = render_template("index.html", view=view, most_read=popular, topics=TOPICS,
+                               form={}, errors={})
         cached = current_app.extensions[key] = _RenderedPage(html, now + TODAY_TTL)
     return cached.html
 

@@ -60,6 +60,7 @@ def _preference_form() -> flows.PreferenceForm:
         exclude_keywords=form.get("exclude_keywords", ""), authors=form.get("authors", ""),
         max_papers=form.get("max_papers"), include_revised=form.get("include_revised") == "on",
         description=form.get("description"), liked_papers=form.get("liked_papers"),
+        tracking=form.get("no_tracking") != "on",
     )
 
 
@@ -70,7 +71,8 @@ def _account_values(account: flows.Account) -> dict[str, object]:
             "authors": "\n".join(account.authors), "max_papers": account.max_papers,
             "include_revised": account.include_revised,
             "description": account.interests.description or "",
-            "liked_papers": "\n".join(account.interests.liked)}
+            "liked_papers": "\n".join(account.interests.liked),
+            "no_tracking": not account.tracking}
 
 
 def _submitted_values() -> dict[str, object]:
@@ -80,7 +82,8 @@ def _submitted_values() -> dict[str, object]:
             "include_keywords": form.include_keywords,
             "exclude_keywords": form.exclude_keywords, "authors": form.authors,
             "max_papers": form.max_papers, "include_revised": form.include_revised,
-            "description": form.description or "", "liked_papers": form.liked_papers or ""}
+            "description": form.description or "", "liked_papers": form.liked_papers or "",
+            "no_tracking": form.tracking is False}
 
 
 @blueprint.get("/manage/<token>")

@@ -43,7 +43,11 @@ at most once per request (ERRORS); `from.email`; `reply_to` and `reply_to_list` 
 (MAIL); a subject, unless a template supplies one or every personalization has one;
 `content` unless a template is used, values non-empty, text/plain before text/html
 (ERRORS); `headers` string to string and none of the reserved names (MAIL); `custom_args`
-string to string, at most 10,000 bytes (MAIL, LIMITS); `substitutions` string to string, at
+string to string, at most 10,000 bytes (MAIL, LIMITS); `tracking_settings` only the
+documented settings (click_tracking, open_tracking, subscription_tracking, ganalytics), each
+an object of its documented fields with booleans and strings where MAIL has them (a
+message records its request's settings: `Delivered.tracked("click_tracking")`);
+`substitutions` string to string, at
 most 10,000 bytes, and never with a dynamic template ("Substitutions may not be used with
 dynamic templating", SendGrid's own message); `dynamic_template_data` an object, only with
 a dynamic (`d-`) template, at most 10,000 bytes per personalization (the cap SendGrid's
@@ -137,6 +141,17 @@ PERSONALIZATION_FIELDS = frozenset({
     "to", "cc", "bcc", "from", "subject", "headers", "substitutions", "dynamic_template_data",
     "custom_args", "send_at",
 })
+# MAIL, `tracking_settings`: each setting an object of these fields (booleans and strings),
+# e.g. {"click_tracking": {"enable": false, "enable_text": false}, "open_tracking":
+# {"enable": false}}. A setting left out keeps the account's own choice.
+TRACKING_SETTINGS: dict[str, dict[str, type]] = {
+    "click_tracking": {"enable": bool, "enable_text": bool},
+    "open_tracking": {"enable": bool, "substitution_tag": str},
+    "subscription_tracking": {"enable": bool, "text": str, "html": str,
+                              "substitution_tag": str},
+    "ganalytics": {"enable": bool, "utm_source": str, "utm_medium": str, "utm_term": str,
+                   "utm_content": str, "utm_campaign": str},
+}
 # MAIL, `headers`: "You may not override the following headers" (compared case-insensitively).
 RESERVED_HEADERS = frozenset(
     h.lower()
@@ -264,6 +279,14 @@ class Delivered:
     # A template send: the version that was active, and this personalization's data.
     template: Version | None = None
     data: dict[str, Any] = field(default_factory=dict)
+    # The request's tracking_settings (one per request, MAIL): {} when it set none.
+    tracking_settings: dict[str, Any] = field(default_factory=dict)
+
+    def tracked(self, setting: str) -> bool | None:
+        """Whether the request turned `click_tracking` or `open_tracking` on (True) or
+        off (False); None when it left the account's choice."""
+        value = self.tracking_settings.get(setting, {}).get("enable")
+        return value if isinstance(value, bool) else None
 
     @property
     def recipients(self) -> tuple[str, ...]:
@@ -637,7 +660,33 @@ def validate(payload: object, templates: Mapping[str, Template] | None = None
         _check_headers(payload["headers"], "headers", errors)
     if "custom_args" in payload:
         _check_args(payload["custom_args"], "custom_args", errors)
+    if "tracking_settings" in payload:
+        _check_tracking(payload["tracking_settings"], errors)
     return errors
+
+
+def _check_tracking(value: object, errors: list[dict[str, Any]]) -> None:
+    """MAIL, `tracking_settings`: known settings, each an object of known, typed fields."""
+    if not isinstance(value, dict):
+        errors.append(_error("Invalid type. Expected: object.", "tracking_settings"))
+        return
+    for name, setting in value.items():
+        where = f"tracking_settings.{name}"
+        fields = TRACKING_SETTINGS.get(name)
+        if fields is None:
+            errors.append(_error(f"The {name} field is not part of tracking_settings.", where))
+            continue
+        if not isinstance(setting, dict):
+            errors.append(_error("Invalid type. Expected: object.", where))
+            continue
+        for key, item in setting.items():
+            expected = fields.get(key)
+            if expected is None:
+                errors.append(_error(f"The {key} field is not part of {name}.",
+                                     f"{where}.{key}"))
+            elif not isinstance(item, expected):
+                errors.append(_error(f"Invalid type. Expected: {expected.__name__}.",
+                                     f"{where}.{key}"))
 
 
 def _check_content(content: object, errors: list[dict[str, Any]]) -> None:
@@ -1048,5 +1097,6 @@ def _expand(index: int, message_id: str, payload: dict[str, Any],
             substitutions=p.get("substitutions", {}),
             template=template,
             data=p.get("dynamic_template_data", {}),
+            tracking_settings=payload.get("tracking_settings", {}),
         ))
     return out

@@ -1,0 +1,221 @@
+"""What an operator can do from the admin pages: each one a function over a session that
+says what it changed. The views call one of these, record it with `act`, and commit.
+
+Work that takes longer than a page should wait for (sending digests, writing cards) starts
+after the commit, the way the rest of Paperwire runs it: on the Celery queues when a
+broker is configured (tasks sent by name, as the site's mail queue does, so the web
+process imports no worker code), in this process otherwise, as `newsletter send` and
+`newsletter summarize --paper` do on one machine.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+
+from sqlalchemy import Engine, delete, select, update
+from sqlmodel import Session
+
+from newsletter import privacy
+from newsletter import subscriber as subs
+from newsletter.card import Card
+from newsletter.config import Settings
+from newsletter.delivery import DigestEdition
+from newsletter.delivery.ledger import deliveries
+from newsletter.mail_queue import MailJob
+from newsletter.subscriber import Subscriber, Suppression
+
+log = logging.getLogger(__name__)
+
+# The reason an operator's suppression is recorded with.
+OPERATOR = "operator"
+
+
+class Refused(ValueError):
+    """The action does not apply to this row as it is now; the message says why."""
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def subscriber(session: Session, subscriber_id: int) -> Subscriber:
+    found = session.get(Subscriber, subscriber_id)
+    if found is None:
+        raise LookupError(f"no subscriber {subscriber_id}")
+    return found
+
+
+# ------------------------------------------------------------------ readers
+
+
+def suppress(session: Session, subscriber_id: int, now: datetime | None = None) -> bool:
+    """Never mail this reader again (until unsuppressed); False if they already were."""
+    row = subscriber(session, subscriber_id)
+    return subs.suppress(session, row.email, OPERATOR, now or _utcnow())
+
+
+def status_after_unsuppress(row: Subscriber) -> str:
+    """What a reader is once their suppression is lifted: what their consent still allows.
+
+    A bounce (or an operator's suppression) withdrew nothing, so a reader who confirmed and
+    never left gets digests again. A complaint or an unsubscribe did withdraw consent: that
+    reader stays unsubscribed until they sign up again themselves. Someone who never
+    confirmed is pending again, and forgotten with the other unconfirmed sign-ups.
+    """
+    if row.status == "complained" or row.unsubscribed_at is not None:
+        return "unsubscribed"
+    if row.status == "bounced":
+        return "confirmed" if row.confirmed_at is not None else "pending"
+    return row.status
+
+
+def unsuppress(session: Session, subscriber_id: int, now: datetime | None = None) -> str:
+    """Lift the reader's suppression (the address's, in either stored form); their new
+    status is returned. Refused when the address is not suppressed."""
+    row = subscriber(session, subscriber_id)
+    if not subs.is_suppressed(session, row.email):
+        raise Refused("this address is not suppressed")
+    session.execute(delete(Suppression).where(
+        Suppression.email.in_([row.email, subs.erased_form(row.email)])))  # type: ignore[attr-defined]
+    status = status_after_unsuppress(row)
+    if status != row.status:
+        row.status = status
+        row.updated_at = now or _utcnow()
+    return status
+
+
+def erase(session: Session, subscriber_id: int) -> None:
+    """Delete everything held about the reader (newsletter/privacy.py)."""
+    privacy.erase(session, subscriber(session, subscriber_id))
+
+
+def resend_confirmation(session: Session, subscriber_id: int,
+                        now: datetime | None = None) -> MailJob:
+    """A fresh confirmation mail for a reader who has not confirmed: the sign-up's own
+    decision (`subscriber.subscribe`) with the choices they asked for, so the new link
+    confirms exactly those and the old one stops working. Returns the job for the mail
+    queue, to be put there once this is committed. Refused for a reader who is not
+    pending, a suppressed address, or within ten minutes of the last mail.
+    """
+    row = subscriber(session, subscriber_id)
+    if row.status != "pending":
+        raise Refused(f"only a pending sign-up gets a confirmation mail (this reader is "
+                      f"{row.status})")
+    choices = subs.requested_choices(row) or subs.values_of(subs.preferences_of(session, row))
+    if not choices.topics:
+        raise Refused("this sign-up chose no topics: there is nothing to confirm")
+    decision = subs.subscribe(session, row.email, choices, now or _utcnow())
+    if decision.send != "confirmation":
+        raise Refused(f"no mail sent: {decision.reason}")
+    return MailJob(kind="confirmation", subscriber_id=row.id, nonce=row.confirm_nonce,
+                   topics=choices.topics, frequency=choices.frequency)
+
+
+# ------------------------------------------------------------------ editions
+
+
+@dataclass(frozen=True)
+class Retry:
+    """An edition's failed deliveries, back to pending: what is left to send them."""
+
+    edition_id: int
+    frequency: str
+    day: date
+    delivery_ids: tuple[int, ...]
+
+
+def retry_failed(session: Session, edition_id: int) -> Retry:
+    """Move the edition's failed deliveries back to pending, with their attempts counted
+    afresh, so a send claims them again (their last error stays until then). Refused when
+    none failed."""
+    edition = session.get(DigestEdition, edition_id)
+    if edition is None:
+        raise LookupError(f"no edition {edition_id}")
+    moved = session.execute(
+        update(deliveries)
+        .where(deliveries.c.edition_id == edition_id, deliveries.c.status == "failed")
+        .values(status="pending", claim=None, claimed_at=None, attempts=0)
+        .returning(deliveries.c.id)).scalars().all()
+    if not moved:
+        raise Refused("this edition has no failed deliveries")
+    return Retry(edition_id, edition.frequency, edition.day, tuple(sorted(moved)))
+
+
+def chunks(ids: Sequence[int], size: int) -> list[list[int]]:
+    return [list(ids[i:i + size]) for i in range(0, len(ids), size)]
+
+
+def send_retry(settings: Settings, engine: Engine, retry: Retry) -> str:
+    """Send what `retry_failed` put back: one `paperwire.deliver_chunk` task a chunk on the
+    mail queue with a broker (as `paperwire.send_digests` fans an edition out), or here and
+    now without one (as `newsletter send` does). A line saying what happened; MailError
+    when the provider cannot take the digest (the deliveries stay pending)."""
+    parts = chunks(retry.delivery_ids, settings.delivery_chunk_size)
+    if settings.redis_url and all(
+            _enqueue(settings.redis_url, "paperwire.deliver_chunk", "mail",
+                     [retry.edition_id, part]) for part in parts):
+        return (f"{len(retry.delivery_ids)} deliveries queued for the mail workers "
+                f"({len(parts)} task{'s' * (len(parts) != 1)}).")
+    from newsletter.delivery.send import composer_for, deliver
+    from newsletter.mail import batch_sender_for
+    from newsletter.relevance.embed import space_for
+
+    sender = batch_sender_for(settings)
+    sender.prepare()
+    compose = composer_for(settings, retry.day, retry.frequency)
+    space = space_for(settings)
+    sent = failed = skipped = 0
+    for part in parts:
+        report = deliver(engine, retry.edition_id, part, sender=sender, compose=compose,
+                         space=space)
+        sent, failed, skipped = (sent + report.sent, failed + report.failed + report.retry_later,
+                                 skipped + report.skipped)
+    return f"{sent} sent, {skipped} skipped, {failed} failed again."
+
+
+# ------------------------------------------------------------------ cards
+
+
+def rerun_cards(session: Session, paper_id: int | None = None) -> list[int]:
+    """Make failed cards due again: their count of failed runs starts over, so the next
+    sweep (or this re-run) writes them even past LLM_MAX_FAILURES. One paper's card, or
+    every failed one; the papers' ids are returned. Refused when there is nothing failed."""
+    query = select(Card.paper_id).where(Card.status == "failed")
+    if paper_id is not None:
+        query = query.where(Card.paper_id == paper_id)
+    papers = list(session.execute(query).scalars())
+    if not papers:
+        raise Refused("no failed card" + (" for this paper" if paper_id is not None else ""))
+    session.execute(update(Card).where(Card.status == "failed",
+                                       Card.paper_id.in_(papers))  # type: ignore[attr-defined]
+                    .values(failures=0))
+    return papers
+
+
+def write_cards(settings: Settings, engine: Engine, paper_id: int | None = None) -> str:
+    """Run the card sweep now: `paperwire.summarize` on the llm queue with a broker, in this
+    process without (one paper: as `newsletter summarize --paper` does)."""
+    if settings.redis_url and _enqueue(settings.redis_url, "paperwire.summarize", "llm", []):
+        return "Queued for the card writers."
+    from newsletter.summarize import summarize_pending
+
+    return summarize_pending(engine, settings, paper_id=paper_id).line()
+
+
+def _enqueue(broker_url: str, task: str, queue: str, args: list[object]) -> bool:
+    """Hand a task to the workers; False when the broker would not take it, and the work
+    is then done here (a chunk claims only unsent rows, so one the broker did take is not
+    sent twice)."""
+    from celery import Celery  # only a broker deployment pays for importing Celery
+
+    try:
+        # No publish retries: a broker that is down must not hold the operator's request.
+        Celery("paperwire-admin", broker=broker_url).send_task(task, args=args, queue=queue,
+                                                                retry=False)
+    except Exception as exc:
+        log.error("admin: the broker refused %s (%s); running it in this process", task, exc)
+        return False
+    return True

@@ -1,0 +1,654 @@
+"""What the admin pages read. The overview's series, one or a few GROUP BY queries each;
+at the end, the lookups behind the subscribers, editions, cards and feeds pages.
+
+Every series covers a `Window` of whole UTC days (the last 30 by default) and has a value
+for every day in it, zeros included, so a chart's x axis is the calendar. The work is done
+by the database: nothing here loops over subscribers or deliveries in Python. Measured at
+100,000 readers and a million deliveries in 30 editions (2 shared cores): all series
+together take about 0.5 s on Postgres and 1 s on SQLite, most of it counting the
+editions' deliveries (0.2 s and 0.8 s).
+
+Where each number comes from:
+- subscribers by day: confirmations from the consent records (a confirmation, an operator's
+  or an import's, and a re-subscription each record one), unsubscriptions from the same
+  records (a confirmed reader's withdrawal), suppressions from `suppressions.at` (bounces,
+  complaints, a provider's unsubscribe, an operator's suppression). Each event is counted
+  once, on its day; an erased reader's consents go with them.
+- editions: deliveries by status, and the first delivered / opened / clicked / bounced
+  time a provider reported for each (newsletter/engagement), counted per edition.
+- topics: confirmed, unsuppressed readers per topic of their preferences.
+- papers: stored per day (`papers.created_at`); cards written and failed per day by the
+  card's last write, and what cards and paper vectors cost, by the day it was spent. A
+  card keeps a running total of its spend, not a log, so a card rewritten later moves its
+  earlier cost to the day of the rewrite.
+- ratings: "more like this" and "less like this" per day (a changed rating counts on the
+  day of the change).
+
+Datetimes are stored in UTC; on Postgres (timestamptz) a day is taken in UTC whatever the
+server's time zone, and SQLite keeps UTC wall-clock text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    Date,
+    Engine,
+    and_,
+    case,
+    cast,
+    exists,
+    func,
+    select,
+    true,
+)
+from sqlalchemy.sql.elements import ColumnElement
+from sqlmodel import Session
+
+from newsletter import delivery
+from newsletter.card import Card
+from newsletter.config import Settings
+from newsletter.delivery import Delivery, DigestEdition
+from newsletter.delivery.ledger import deliveries
+from newsletter.feed import Feed
+from newsletter.links import LinkHolder, Links
+from newsletter.paper import Paper
+from newsletter.relevance.tables import PaperVector, Rating
+from newsletter.render import RenderedDigest
+from newsletter.subscriber import (
+    STATUSES,
+    Consent,
+    Preferences,
+    Subscriber,
+    Suppression,
+    WebhookEvent,
+    erased_form,
+)
+from newsletter.taxonomy import TOPICS
+
+DEFAULT_DAYS = 30
+# The consent record of a withdrawal (subscriber.unsubscribe); every other action gives one.
+WITHDRAWAL = "unsubscribe"
+
+Point = tuple[date, float]
+
+
+@dataclass(frozen=True)
+class Window:
+    """Whole UTC days, `first` to `last` inclusive."""
+
+    first: date
+    last: date
+
+    @classmethod
+    def ending(cls, last: date | None = None, days: int = DEFAULT_DAYS) -> Window:
+        last = last or datetime.now(UTC).date()
+        return cls(last - timedelta(days=days - 1), last)
+
+    @property
+    def days(self) -> list[date]:
+        return [self.first + timedelta(days=n) for n in range((self.last - self.first).days + 1)]
+
+    @property
+    def since(self) -> datetime:
+        return datetime.combine(self.first, time.min, tzinfo=UTC)
+
+    @property
+    def until(self) -> datetime:
+        """The first moment after the window."""
+        return datetime.combine(self.last + timedelta(days=1), time.min, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Series:
+    """One value per day of a window, in day order."""
+
+    name: str
+    points: tuple[Point, ...]
+
+    @property
+    def total(self) -> float:
+        return sum(value for _, value in self.points)
+
+    @property
+    def values(self) -> list[float]:
+        return [value for _, value in self.points]
+
+
+@dataclass(frozen=True)
+class SubscriberFlow:
+    window: Window
+    confirmed: Series
+    unsubscribed: Series
+    suppressed: Series
+
+
+@dataclass(frozen=True)
+class EditionCounts:
+    """One edition's deliveries by status, and what the provider reported about them."""
+
+    id: int
+    frequency: str
+    day: date
+    sent: int = 0
+    skipped: int = 0
+    failed: int = 0
+    waiting: int = 0  # pending, or claimed by a worker and not yet sent
+    delivered: int = 0
+    bounced: int = 0
+    opened: int = 0
+    clicked: int = 0
+
+    @property
+    def label(self) -> str:
+        return f"{self.day:%d %b}" + (" (weekly)" if self.frequency == "weekly" else "")
+
+    @property
+    def total(self) -> int:
+        return self.sent + self.skipped + self.failed + self.waiting
+
+
+@dataclass(frozen=True)
+class TopicCount:
+    slug: str
+    name: str
+    readers: int
+
+
+@dataclass(frozen=True)
+class Production:
+    """Papers in, cards out, and what the LLM cost, per day."""
+
+    window: Window
+    papers: Series
+    cards: Series
+    card_failures: Series
+    cost_usd: Series  # cards and paper vectors together
+    unknown_cost: int  # LLM cards in the window whose model has no known price
+
+
+@dataclass(frozen=True)
+class RatingFlow:
+    window: Window
+    up: Series
+    down: Series
+    ever: bool  # whether any reader has rated anything, in the window or before
+
+
+@dataclass(frozen=True)
+class Headline:
+    confirmed: int
+    pending: int
+    suppressed: int
+    cards_failed: int
+    deliveries_failed: int  # in the editions of the window, still failed
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def _postgres(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def _day(session: Session, moment: Any) -> ColumnElement[Any]:
+    """The UTC day of a stored datetime, as the database computes it."""
+    if _postgres(session):
+        return cast(func.timezone("UTC", moment), Date)
+    return func.date(moment)
+
+
+def _as_date(value: Any) -> date:
+    # Postgres answers with a date; SQLite with 'YYYY-MM-DD' text.
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    return date.fromisoformat(str(value)[:10])
+
+
+def _series(name: str, window: Window, rows: Iterable[Sequence[Any]]) -> Series:
+    found: dict[date, float] = {}
+    for day, value in rows:
+        if day is not None:
+            found[_as_date(day)] = found.get(_as_date(day), 0) + float(value or 0)
+    return Series(name, tuple((day, found.get(day, 0)) for day in window.days))
+
+
+def _per_day(session: Session, window: Window, moment: Any, value: Any,
+             *where: ColumnElement[bool]) -> list[Sequence[Any]]:
+    day = _day(session, moment)
+    query = (select(day, value).where(moment >= window.since, moment < window.until, *where)
+             .group_by(day))
+    return list(session.execute(query).all())
+
+
+def mailable() -> ColumnElement[bool]:
+    """A confirmed reader whose address is not suppressed: who gets digests (the ledger's
+    rule, newsletter/delivery/ledger.py)."""
+    return and_(Subscriber.status == "confirmed",
+                ~exists().where(Suppression.email == Subscriber.email))
+
+
+# ------------------------------------------------------------------ the series
+
+
+def subscriber_flow(session: Session, window: Window) -> SubscriberFlow:
+    given = case((Consent.action == WITHDRAWAL, 0), else_=1)
+    withdrawn = case((Consent.action == WITHDRAWAL, 1), else_=0)
+    day = _day(session, Consent.at)
+    rows = session.execute(
+        select(day, func.sum(given), func.sum(withdrawn))
+        .where(Consent.at >= window.since, Consent.at < window.until).group_by(day)).all()
+    suppressed = _per_day(session, window, Suppression.at, func.count())
+    return SubscriberFlow(
+        window,
+        confirmed=_series("Confirmed", window, [(d, g) for d, g, _ in rows]),
+        unsubscribed=_series("Unsubscribed", window, [(d, w) for d, _, w in rows]),
+        suppressed=_series("Suppressed", window, suppressed),
+    )
+
+
+def editions(session: Session, window: Window) -> list[EditionCounts]:
+    """The window's editions, oldest first, each with its deliveries counted by status."""
+    found = session.execute(
+        select(DigestEdition.id, DigestEdition.frequency, DigestEdition.day)
+        .where(DigestEdition.day >= window.first, DigestEdition.day <= window.last)
+        .order_by(DigestEdition.day, DigestEdition.frequency)).all()
+    return counts_of(session, [(i, f, _as_date(d)) for i, f, d in found])
+
+
+def counts_of(session: Session, found: Sequence[tuple[int, str, date]]) -> list[EditionCounts]:
+    """Each of these editions (id, frequency, day) with its deliveries counted."""
+    if not found:
+        return []
+    d = deliveries.c
+
+    def having(*statuses: str) -> Any:
+        return func.sum(case((d.status.in_(statuses), 1), else_=0))
+
+    # One group per edition, read in the edition index's order: grouping by status as well
+    # made SQLite sort a million rows (0.8 s, where that took 1.4-1.8 s).
+    names = ("sent", "skipped", "failed", "waiting", "delivered", "bounced", "opened",
+             "clicked")
+    rows = session.execute(
+        select(d.edition_id, having("sent"), having("skipped"), having("failed"),
+               having("pending", "sending"), func.count(d.delivered_at),
+               func.count(d.bounced_at), func.count(d.opened_at), func.count(d.clicked_at))
+        .where(d.edition_id.in_([i for i, _, _ in found]))
+        .group_by(d.edition_id)).all()
+    counted = {edition_id: dict(zip(names, (int(n or 0) for n in values), strict=True))
+               for edition_id, *values in rows}
+    return [EditionCounts(i, f, day, **counted.get(i, {})) for i, f, day in found]
+
+
+def topic_counts(session: Session) -> list[TopicCount]:
+    """Readers who get digests, per topic of their preferences, in the taxonomy's order.
+
+    One GROUP BY over the topics' JSON arrays, unnested by the database (SQLite's
+    json_each, Postgres's json_array_elements_text). At 100,000 readers: 0.15-0.27 s on
+    Postgres and 0.08 s on SQLite, where decoding every reader's list in Python after one
+    narrow query took 0.9-1.1 s and 0.7-1.0 s.
+    """
+    if _postgres(session):
+        unnest = func.json_array_elements_text(Preferences.topics).table_valued("value") \
+            .render_derived("t")
+    else:
+        unnest = func.json_each(Preferences.topics).table_valued("value").alias("t")
+    topic = unnest.c.value
+    rows = session.execute(
+        select(topic, func.count())
+        .select_from(Subscriber)
+        .join(Preferences, Preferences.subscriber_id == Subscriber.id)  # type: ignore[arg-type]
+        .join(unnest, true())
+        .where(mailable()).group_by(topic)).all()
+    readers = {slug: n for slug, n in rows}
+    return [TopicCount(t.slug, t.name, readers.get(t.slug, 0)) for t in TOPICS]
+
+
+def production(session: Session, window: Window) -> Production:
+    papers = _per_day(session, window, Paper.created_at, func.count())
+    day = _day(session, Card.updated_at)
+    rows = session.execute(
+        select(day,
+               func.sum(case((Card.status == "ok", 1), else_=0)),
+               func.sum(case((Card.status == "failed", 1), else_=0)),
+               func.coalesce(func.sum(Card.cost_usd), 0.0),
+               func.sum(case((and_(Card.source == "llm",
+                                   Card.cost_usd.is_(None)), 1), else_=0)))  # type: ignore[union-attr]
+        .where(Card.updated_at >= window.since, Card.updated_at < window.until)
+        .group_by(day)).all()
+    vectors = _per_day(session, window, PaperVector.created_at,
+                       func.coalesce(func.sum(PaperVector.cost_usd), 0.0))
+    return Production(
+        window,
+        papers=_series("Papers stored", window, papers),
+        cards=_series("Cards written", window, [(d, ok) for d, ok, _, _, _ in rows]),
+        card_failures=_series("Cards failed", window, [(d, f) for d, _, f, _, _ in rows]),
+        cost_usd=_series("LLM cost (USD)", window,
+                         [*((d, c) for d, _, _, c, _ in rows), *vectors]),
+        unknown_cost=sum(int(u or 0) for *_, u in rows),
+    )
+
+
+def rating_flow(session: Session, window: Window) -> RatingFlow:
+    day = _day(session, Rating.rated_at)
+    rows = session.execute(
+        select(day, func.sum(case((Rating.value > 0, 1), else_=0)),
+               func.sum(case((Rating.value < 0, 1), else_=0)))
+        .where(Rating.rated_at >= window.since, Rating.rated_at < window.until)
+        .group_by(day)).all()
+    ever = session.execute(select(exists().select_from(Rating))).scalar_one()
+    return RatingFlow(window, up=_series("More like this", window, [(d, u) for d, u, _ in rows]),
+                      down=_series("Less like this", window, [(d, n) for d, _, n in rows]),
+                      ever=bool(ever))
+
+
+def headline(session: Session, window: Window) -> Headline:
+    statuses = dict(session.execute(
+        select(Subscriber.status, func.count()).group_by(Subscriber.status)).all())
+    confirmed = session.execute(select(func.count()).select_from(Subscriber)
+                                .where(mailable())).scalar_one()
+    suppressed = session.execute(select(func.count()).select_from(Suppression)).scalar_one()
+    cards_failed = session.execute(select(func.count()).select_from(Card)
+                                   .where(Card.status == "failed")).scalar_one()
+    failed = session.execute(
+        select(func.count()).select_from(Delivery)
+        .join(DigestEdition, DigestEdition.id == Delivery.edition_id)  # type: ignore[arg-type]
+        .where(Delivery.status == "failed", DigestEdition.day >= window.first,
+               DigestEdition.day <= window.last)).scalar_one()
+    return Headline(confirmed=confirmed, pending=statuses.get("pending", 0),
+                    suppressed=suppressed, cards_failed=cards_failed, deliveries_failed=failed)
+
+
+# ------------------------------------------------------------------ the feeds page
+
+
+@dataclass(frozen=True)
+class FeedActivity:
+    feeds: list[Feed]
+    # Papers announced per day, by where they came from ("arxiv", or a FEED_URLS label).
+    by_source: list[Series]
+
+
+def feed_activity(session: Session, window: Window) -> FeedActivity:
+    feeds = list(session.execute(select(Feed).order_by(Feed.label)).scalars())
+    rows = session.execute(
+        select(Paper.source, Paper.announced_on, func.count())
+        .where(Paper.announced_on >= window.first, Paper.announced_on <= window.last)
+        .group_by(Paper.source, Paper.announced_on)).all()
+    sources: dict[str, list[tuple[Any, int]]] = {}
+    for source, day, n in rows:
+        sources.setdefault(source, []).append((day, n))
+    return FeedActivity(feeds, [_series(source, window, found)
+                                for source, found in sorted(sources.items())])
+
+
+# ------------------------------------------------------------------ the pages' lookups
+
+# What the subscriber search filters on: a status, or "suppressed" (any status).
+SEARCH_STATUSES = (*STATUSES, "suppressed")
+PAGE_SIZE = 50
+HISTORY_LIMIT = 100
+
+
+@dataclass(frozen=True)
+class ReaderRow:
+    id: int
+    email: str
+    status: str
+    suppressed: bool
+    topics: tuple[str, ...]
+    frequency: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class ReaderPage:
+    rows: list[ReaderRow]
+    total: int
+    number: int  # 1-based
+    pages: int
+
+
+def _has_topic(session: Session, slug: str) -> ColumnElement[bool]:
+    if _postgres(session):
+        each = func.json_array_elements_text(Preferences.topics).table_valued("value") \
+            .render_derived("t")
+    else:
+        each = func.json_each(Preferences.topics).table_valued("value").alias("t")
+    return exists(select(1).select_from(each).where(each.c.value == slug))
+
+
+def _suppressed() -> ColumnElement[bool]:
+    return exists().where(Suppression.email == Subscriber.email)
+
+
+def search_readers(session: Session, text: str = "", status: str = "", topic: str = "",
+                   number: int = 1, size: int = PAGE_SIZE) -> ReaderPage:
+    """Readers whose address contains `text`, of a status (or suppressed), following a
+    topic: one page, by address. Unknown statuses and topics are the caller's to refuse."""
+    where: list[ColumnElement[bool]] = []
+    if text:
+        pattern = "%" + text.lower().replace("\\", "\\\\").replace("%", "\\%") \
+            .replace("_", "\\_") + "%"
+        where.append(func.lower(Subscriber.email).like(pattern, escape="\\"))
+    if status == "suppressed":
+        where.append(_suppressed())
+    elif status:
+        where.append(Subscriber.status == status)
+    if topic:
+        where.append(_has_topic(session, topic))
+    joined = (select(Subscriber.id).select_from(Subscriber)
+              .join(Preferences, Preferences.subscriber_id == Subscriber.id,  # type: ignore[arg-type]
+                    isouter=True).where(*where))
+    total = session.execute(select(func.count()).select_from(joined.subquery())).scalar_one()
+    pages = max(1, -(-total // size))
+    number = min(max(1, number), pages)
+    rows = session.execute(
+        select(Subscriber.id, Subscriber.email, Subscriber.status, _suppressed(),
+               Preferences.topics, Preferences.frequency, Subscriber.created_at)
+        .join(Preferences, Preferences.subscriber_id == Subscriber.id,  # type: ignore[arg-type]
+              isouter=True)
+        .where(*where).order_by(Subscriber.email)
+        .offset((number - 1) * size).limit(size)).all()
+    return ReaderPage([ReaderRow(i, e, s, bool(x), tuple(t or ()), f or "daily", c)
+                       for i, e, s, x, t, f, c in rows], total, number, pages)
+
+
+@dataclass(frozen=True)
+class DeliveryRow:
+    id: int
+    edition_id: int
+    frequency: str
+    day: date
+    status: str
+    attempts: int
+    paper_count: int
+    sent_at: datetime | None
+    error: str | None
+    delivered_at: datetime | None
+    opened_at: datetime | None
+    clicked_at: datetime | None
+    bounced_at: datetime | None
+
+
+@dataclass(frozen=True)
+class ReaderHistory:
+    reader: Subscriber
+    preferences: Preferences | None
+    suppression: Suppression | None
+    deliveries: list[DeliveryRow]  # newest first, at most HISTORY_LIMIT
+    events: list[tuple[str, datetime]]  # provider events naming the address, newest first
+    ratings: list[tuple[str, str, int, datetime]]  # paper key, title, +1/-1, when
+    consents: list[Consent]
+
+
+def _delivery_rows(session: Session, *where: ColumnElement[bool],
+                   limit: int = HISTORY_LIMIT) -> list[DeliveryRow]:
+    rows = session.execute(
+        select(Delivery.id, Delivery.edition_id, DigestEdition.frequency, DigestEdition.day,
+               Delivery.status, Delivery.attempts, Delivery.paper_count, Delivery.sent_at,
+               Delivery.error, Delivery.delivered_at, Delivery.opened_at, Delivery.clicked_at,
+               Delivery.bounced_at)
+        .join(DigestEdition, DigestEdition.id == Delivery.edition_id)  # type: ignore[arg-type]
+        .where(*where).order_by(DigestEdition.day.desc(), Delivery.id.desc())  # type: ignore[attr-defined]
+        .limit(limit)).all()
+    return [DeliveryRow(*row) for row in rows]
+
+
+def reader_history(session: Session, subscriber_id: int) -> ReaderHistory | None:
+    """One reader's rows: what they chose, agreed to, were sent, and what came back."""
+    reader = session.get(Subscriber, subscriber_id)
+    if reader is None:
+        return None
+    suppression = session.execute(select(Suppression).where(
+        Suppression.email.in_([reader.email, erased_form(reader.email)]))  # type: ignore[attr-defined]
+    ).scalars().first()
+    events = [(e, at) for e, at in session.execute(
+        select(WebhookEvent.event, WebhookEvent.received_at)
+        .where(WebhookEvent.email == reader.email)
+        .order_by(WebhookEvent.received_at.desc()).limit(HISTORY_LIMIT)).all()]  # type: ignore[attr-defined]
+    ratings = [(k, t, v, at) for k, t, v, at in session.execute(
+        select(Paper.key, Paper.title, Rating.value, Rating.rated_at)
+        .join(Paper, Paper.id == Rating.paper_id)  # type: ignore[arg-type]
+        .where(Rating.subscriber_id == subscriber_id)
+        .order_by(Rating.rated_at.desc()).limit(HISTORY_LIMIT)).all()]  # type: ignore[attr-defined]
+    consents = list(session.execute(
+        select(Consent).where(Consent.subscriber_id == subscriber_id)
+        .order_by(Consent.at.desc(), Consent.id.desc())).scalars())  # type: ignore[attr-defined, union-attr]
+    return ReaderHistory(reader, session.get(Preferences, subscriber_id), suppression,
+                         _delivery_rows(session, Delivery.subscriber_id == subscriber_id),
+                         events, ratings, consents)
+
+
+def recent_editions(session: Session, limit: int = 60) -> list[EditionCounts]:
+    """The latest editions, newest first, each with its deliveries counted."""
+    found = session.execute(
+        select(DigestEdition.id, DigestEdition.frequency, DigestEdition.day)
+        .order_by(DigestEdition.day.desc(), DigestEdition.id.desc()).limit(limit)).all()  # type: ignore[attr-defined]
+    return counts_of(session, [(i, f, _as_date(d)) for i, f, d in found])
+
+
+@dataclass(frozen=True)
+class FailedDelivery:
+    id: int
+    subscriber_id: int
+    email: str
+    attempts: int
+    error: str | None
+
+
+@dataclass(frozen=True)
+class EditionDetail:
+    counts: EditionCounts
+    # The failures' reasons, most common first, and the failed deliveries themselves.
+    errors: list[tuple[str, int]]
+    failed: list[FailedDelivery]
+
+
+def edition_detail(session: Session, edition_id: int, limit: int = 500
+                   ) -> EditionDetail | None:
+    edition = session.get(DigestEdition, edition_id)
+    if edition is None or edition.id is None:
+        return None
+    [counts] = counts_of(session, [(edition.id, edition.frequency, _as_date(edition.day))])
+    failed_here = and_(Delivery.edition_id == edition_id, Delivery.status == "failed")
+    reason = func.coalesce(Delivery.error, "")
+    errors = [(e or "(no error recorded)", n) for e, n in session.execute(
+        select(reason, func.count()).where(failed_here).group_by(reason)
+        .order_by(func.count().desc())).all()]
+    rows = session.execute(
+        select(Delivery.id, Delivery.subscriber_id, Subscriber.email, Delivery.attempts,
+               Delivery.error)
+        .join(Subscriber, Subscriber.id == Delivery.subscriber_id)  # type: ignore[arg-type]
+        .where(failed_here).order_by(Delivery.id).limit(limit)).all()
+    return EditionDetail(counts, errors, [FailedDelivery(*row) for row in rows])
+
+
+@dataclass(frozen=True)
+class CardFailure:
+    paper_id: int
+    key: str
+    title: str
+    error: str | None
+    failures: int
+    attempts: int
+    model: str
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class CardFailures:
+    total: int
+    reasons: list[tuple[str, int]]  # most common first
+    cards: list[CardFailure]  # most recent first
+
+
+def card_failures(session: Session, limit: int = 200) -> CardFailures:
+    """Papers whose card failed, with the last error of each, and the errors counted."""
+    failed = Card.status == "failed"
+    reason = func.coalesce(Card.last_error, "")
+    reasons = [(e or "(no error recorded)", n) for e, n in session.execute(
+        select(reason, func.count()).where(failed).group_by(reason)
+        .order_by(func.count().desc()).limit(20)).all()]
+    total = session.execute(select(func.count()).select_from(Card).where(failed)).scalar_one()
+    rows = session.execute(
+        select(Paper.id, Paper.key, Paper.title, Card.last_error, Card.failures, Card.attempts,
+               Card.model, Card.updated_at)
+        .join(Paper, Paper.id == Card.paper_id)  # type: ignore[arg-type]
+        .where(failed).order_by(Card.updated_at.desc(), Paper.id.desc())  # type: ignore[attr-defined]
+        .limit(limit)).all()
+    return CardFailures(total, reasons, [CardFailure(*row) for row in rows])
+
+
+@dataclass(frozen=True)
+class ReaderPreview:
+    email: str
+    status: str
+    frequency: str
+    day: date
+    digest: RenderedDigest | None  # None: nothing new matches them today
+    picks: list[dict[str, Any]]  # as `newsletter preview --json` prints them
+
+
+def reader_preview(engine: Engine, settings: Settings, subscriber_id: int,
+                   day: date) -> ReaderPreview:
+    """The digest this reader would get in the next edition, exactly as `delivery.preview`
+    renders it (the send's own choice of papers, the mail's own template), with every link
+    that would act for the reader made inert: Manage and Unsubscribe lead to the page
+    saying those links are in the email, and rating links carry "preview" instead of the
+    reader's token. The reader's tokens are recomputed (they are deterministic) and
+    replaced; if one were still there the preview is refused rather than shown.
+    LookupError for an unknown reader. Writes nothing."""
+    with Session(engine) as session:
+        row = session.get(Subscriber, subscriber_id)
+        if row is None:
+            raise LookupError(f"no subscriber {subscriber_id}")
+        email, status, link_key = row.email, row.status, row.link_key
+        prefs = session.get(Preferences, subscriber_id)
+        frequency = prefs.frequency if prefs else "daily"
+    found = delivery.preview(engine, settings, email, day=day)
+    if found is None:
+        return ReaderPreview(email, status, frequency, day, None, [])
+    links = Links.from_settings(settings)
+    holder = LinkHolder(subscriber_id, link_key)
+    nowhere = f"{settings.base_url.rstrip('/')}{delivery.PERSONAL_LINKS_PATH}"
+    inert = {links.manage_url(holder): nowhere, links.unsubscribe_url(holder): nowhere,
+             **{links.rate_token(holder, pick.candidate.paper_id): "preview"
+                for pick in found.selection.picks}}
+
+    def shown(rendered: str) -> str:
+        for personal, harmless in inert.items():
+            rendered = rendered.replace(personal, harmless)
+        if any(personal in rendered for personal in inert):
+            raise RuntimeError("a personal link survived in the preview")
+        return rendered
+
+    digest = RenderedDigest(subject=found.subject, html=shown(found.html),
+                            text=shown(found.text))
+    return ReaderPreview(email, status, frequency, day, digest, found.picks)

@@ -1,0 +1,52 @@
+"""/admin/cards: the papers whose card failed, with the reasons; re-run one, or all.
+
+A re-run makes the failed cards due again (their count of failed runs starts over) and
+runs the card sweep: on the llm queue with a broker, in this process without one, as
+`newsletter summarize --paper` does (newsletter/admin/actions.py). Both are audited.
+"""
+
+from __future__ import annotations
+
+from flask import Response, abort, flash, redirect, render_template, url_for
+
+from newsletter.admin import actions, stats
+from newsletter.paper import Paper
+from newsletter.web.admin import frame
+from newsletter.web.admin.subscribers import row_id
+from newsletter.web.common import services
+
+
+@frame.blueprint.get("/cards", endpoint="cards")
+def failures() -> str:
+    return render_template("admin/cards.html", failures=stats.card_failures(frame.db()))
+
+
+def _rerun(paper_id: int | None) -> Response | tuple[str, int]:
+    try:
+        papers = actions.rerun_cards(frame.db(), paper_id)
+    except actions.Refused as refused:
+        return render_template("admin/refused.html", reason=f"Nothing to re-run: {refused}.",
+                               back=url_for("admin.cards")), 409
+    if paper_id is None:
+        frame.act("cards-rerun-failed", "cards", f"{len(papers)} failed cards")
+    else:
+        paper = frame.db().get(Paper, paper_id)
+        frame.act("card-rerun", f"paper:{paper.key if paper else paper_id}")
+    # The writers read the cards from their own sessions.
+    frame.db().commit()
+    svc = services()
+    outcome = actions.write_cards(svc.settings, svc.engine, paper_id)
+    flash(f"Re-ran {len(papers)} failed card{'s' * (len(papers) != 1)}: {outcome}", "done")
+    return redirect(url_for("admin.cards"), 303)
+
+
+@frame.blueprint.post("/cards/<int:paper_id>/rerun", endpoint="rerun_card")
+def rerun_one(paper_id: int) -> Response | tuple[str, int]:
+    if frame.db().get(Paper, row_id(paper_id)) is None:
+        abort(404)
+    return _rerun(paper_id)
+
+
+@frame.blueprint.post("/cards/rerun-failed", endpoint="rerun_failed_cards")
+def rerun_all() -> Response | tuple[str, int]:
+    return _rerun(None)
