@@ -3,8 +3,8 @@ every action: `frame`) and the pages that are routes on its blueprint.
 
 - `auth`: sign in and out; `audit_pages`: the audit log;
 - `overview`: the charts (newsletter/admin/stats.py, charts.py);
-- `subscribers`, `editions`, `cards`, `feeds`: the pages to act on, each action a domain
-  function in newsletter/admin/actions.py.
+- `subscribers`, `editions`, `cards`, `feeds`: the pages to act on, reading through
+  newsletter/admin/lookups.py, each action a domain function in newsletter/admin/actions.py.
 
 A page imports the frame, never this package, so the pages register on the blueprint
 without an import cycle; importing this package registers them all.

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from flask import Response, abort, flash, redirect, render_template, url_for
 
-from newsletter.admin import actions, stats
+from newsletter.admin import actions, lookups
 from newsletter.paper import Paper
 from newsletter.web.admin import frame
 from newsletter.web.admin.subscribers import row_id
@@ -18,7 +18,7 @@ from newsletter.web.common import services
 
 @frame.blueprint.get("/cards", endpoint="cards")
 def failures() -> str:
-    return render_template("admin/cards.html", failures=stats.card_failures(frame.db()))
+    return render_template("admin/cards.html", failures=lookups.card_failures(frame.db()))
 
 
 def _rerun(paper_id: int | None) -> Response | tuple[str, int]:

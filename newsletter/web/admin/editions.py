@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from flask import Response, abort, flash, redirect, render_template, url_for
 
-from newsletter.admin import actions, stats
+from newsletter.admin import actions, lookups
 from newsletter.mail import MailError
 from newsletter.web.admin import frame
 from newsletter.web.admin.subscribers import row_id
@@ -19,12 +19,12 @@ from newsletter.web.common import services
 
 @frame.blueprint.get("/editions", endpoint="editions")
 def listing() -> str:
-    return render_template("admin/editions.html", editions=stats.recent_editions(frame.db()))
+    return render_template("admin/editions.html", editions=lookups.recent_editions(frame.db()))
 
 
 @frame.blueprint.get("/editions/<int:edition_id>", endpoint="edition")
 def detail(edition_id: int) -> str:
-    found = stats.edition_detail(frame.db(), row_id(edition_id))
+    found = lookups.edition_detail(frame.db(), row_id(edition_id))
     if found is None:
         abort(404)
     return render_template("admin/edition.html", edition=found)

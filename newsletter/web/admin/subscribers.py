@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from flask import Response, abort, flash, redirect, render_template, request, url_for
 
-from newsletter.admin import actions, stats
+from newsletter.admin import actions, lookups
 from newsletter.taxonomy import BY_SLUG, TOPICS
 from newsletter.web.admin import frame
 from newsletter.web.common import services
@@ -42,17 +42,17 @@ def search() -> str:
     text = request.args.get("q", "").strip()[:254]
     status = request.args.get("status", "")
     topic = request.args.get("topic", "")
-    if status not in ("", *stats.SEARCH_STATUSES) or topic not in ("", *BY_SLUG):
+    if status not in ("", *lookups.SEARCH_STATUSES) or topic not in ("", *BY_SLUG):
         abort(400)
-    found = stats.search_readers(frame.db(), text, status, topic,
+    found = lookups.search_readers(frame.db(), text, status, topic,
                                  request.args.get("page", 1, type=int) or 1)
     return render_template("admin/subscribers.html", page=found, q=text, status=status,
-                           topic=topic, statuses=stats.SEARCH_STATUSES, topics=TOPICS)
+                           topic=topic, statuses=lookups.SEARCH_STATUSES, topics=TOPICS)
 
 
 @frame.blueprint.get("/subscribers/<int:subscriber_id>", endpoint="subscriber")
 def history(subscriber_id: int) -> str:
-    found = stats.reader_history(frame.db(), row_id(subscriber_id))
+    found = lookups.reader_history(frame.db(), row_id(subscriber_id))
     if found is None:
         abort(404)
     return render_template("admin/subscriber.html", history=found, topic_names={
@@ -127,7 +127,7 @@ def resend_confirmation(subscriber_id: int) -> Response | tuple[str, int]:
 def preview(subscriber_id: int) -> str:
     svc = services()
     try:
-        found = stats.reader_preview(svc.engine, svc.settings, row_id(subscriber_id),
+        found = lookups.reader_preview(svc.engine, svc.settings, row_id(subscriber_id),
                                      frame.now().date())
     except LookupError:
         abort(404)
@@ -138,7 +138,7 @@ def preview(subscriber_id: int) -> str:
 def preview_html(subscriber_id: int) -> Response:
     svc = services()
     try:
-        found = stats.reader_preview(svc.engine, svc.settings, row_id(subscriber_id),
+        found = lookups.reader_preview(svc.engine, svc.settings, row_id(subscriber_id),
                                      frame.now().date())
     except LookupError:
         abort(404)
