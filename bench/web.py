@@ -231,6 +231,10 @@ http {{
             proxy_pass http://127.0.0.1:{upstream};
             proxy_cache pages;
             proxy_cache_lock on;
+            # When the 30 s are up, one request fetches the new page in the background
+            # while everyone else is still served the one before: no stall every 30 s.
+            proxy_cache_use_stale updating;
+            proxy_cache_background_update on;
         }}
     }}
 }}
