@@ -22,7 +22,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
-from newsletter import db, mail_queue, signup
+from newsletter import db, mail_queue, reader_input, signup
 from newsletter import subscriber as subs
 from newsletter.config import Settings
 from newsletter.db import transaction
@@ -45,13 +45,13 @@ def _address(kind: str, n: int) -> str:
 
 
 def _prepare(engine: Engine, rounds: int) -> None:
-    values = subs.parse_preferences(["llm"], "daily")
+    values = reader_input.parse_preferences(["llm"], "daily")
     with transaction(engine) as session:
         for n in range(rounds):
             subs.subscribe(session, _address("pending", n), values)
             row = subs.ensure(session, _address("confirmed", n), subs._utcnow())
             subs.update_preferences(session, row, values)
-            subs.confirm_now(session, row, "admin", subs.Client())
+            subs.confirm_now(session, row, "admin", reader_input.Client())
             subs.suppress(session, _address("suppressed", n), "bounce")
 
 

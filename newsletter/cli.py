@@ -403,7 +403,8 @@ def subscribers_add(app: App, email: str, topics: str, frequency: str, describe:
     --describe and --like shape their model before their first digest; given for a reader
     who has them already, each replaces what was there (the other is kept)."""
     from newsletter import signup
-    from newsletter.subscriber import InvalidInput, LinkInvalid
+    from newsletter.reader_input import InvalidInput
+    from newsletter.subscriber import LinkInvalid
 
     try:
         interests = _checked_interests(describe, like)
@@ -420,7 +421,7 @@ def subscribers_add(app: App, email: str, topics: str, frequency: str, describe:
 
 def _checked_interests(describe: str | None, like: str | None) -> bool:
     """Whether interests were given; InvalidInput naming every bad one, before any write."""
-    from newsletter.subscriber import InvalidInput, parse_description, parse_liked_papers
+    from newsletter.reader_input import InvalidInput, parse_description, parse_liked_papers
 
     errors: dict[str, str] = {}
     for given, check in ((describe, parse_description), (like, parse_liked_papers)):
@@ -472,8 +473,9 @@ def rate_command(app: App, email: str, ratings: tuple[str, ...]) -> None:
 
     All or nothing: an unknown reader, paper or value writes no rating. The reader's
     model is trained again once, after all of them."""
+    from newsletter.reader_input import InvalidInput, parse_email
     from newsletter.relevance import learn
-    from newsletter.subscriber import InvalidInput, find_by_email, parse_email
+    from newsletter.subscriber import find_by_email
 
     try:
         wanted = learn.parse_ratings(ratings)
@@ -511,7 +513,8 @@ def rate_command(app: App, email: str, ratings: tuple[str, ...]) -> None:
 def subscribers_import(app: App, file: Path, confirmed: bool) -> None:
     """Add everyone in a CSV with columns email,topics[,frequency] (all or nothing)."""
     from newsletter import signup
-    from newsletter.subscriber import InvalidInput, LinkInvalid
+    from newsletter.reader_input import InvalidInput
+    from newsletter.subscriber import LinkInvalid
 
     try:
         rows = signup.read_csv(file.read_text(encoding="utf-8-sig"))

@@ -1,4 +1,5 @@
-"""The subscription flows, end to end: sign up, confirm, manage, unsubscribe, webhook.
+"""The subscription flows, end to end: sign up, confirm, the operator's additions, webhook
+(a reader's manage and unsubscribe pages are in newsletter/reader_account.py).
 
 Each function is one thing a reader (or the operator, or SendGrid) does. It checks the
 input, changes the database in one transaction, and only then sends mail, so a failed
@@ -24,24 +25,18 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from newsletter import mail_queue, privacy, webhook
+from newsletter import mail_queue, reader_input, webhook
 from newsletter import subscriber as subs
 from newsletter.config import Settings
 from newsletter.db import transaction
 from newsletter.links import CONFIRM_MAX_AGE, BadLink, LinkHolder, Links
 from newsletter.mail import MailError, Message, Sender, list_headers, sender_for
 from newsletter.mail_queue import MailJob, MailQueue
+from newsletter.reader_input import Client, InvalidInput, PreferenceValues
 from newsletter.relevance import learn
 from newsletter.render import render_email
 from newsletter.signup_limits import MailLimitHit, SignupLimits
-from newsletter.subscriber import (
-    Client,
-    InvalidInput,
-    LinkInvalid,
-    Preferences,
-    PreferenceValues,
-    Subscriber,
-)
+from newsletter.subscriber import LinkInvalid, Preferences, Subscriber
 from newsletter.taxonomy import topic_name
 
 log = logging.getLogger(__name__)
@@ -72,7 +67,7 @@ class Services:
         return svc
 
 
-def _now() -> datetime:
+def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
@@ -83,7 +78,7 @@ def _topic_names(topics: Sequence[str]) -> list[str]:
     return [topic_name(s) for s in topics]
 
 
-def _holder(subscriber: Subscriber) -> LinkHolder:
+def link_holder(subscriber: Subscriber) -> LinkHolder:
     assert subscriber.id is not None
     return LinkHolder(subscriber.id, subscriber.link_key)
 
@@ -105,7 +100,7 @@ def confirmation_message(links: Links, subscriber: Subscriber, choices: Preferen
 
 
 def welcome_message(links: Links, subscriber: Subscriber, prefs: Preferences) -> Message:
-    holder = _holder(subscriber)
+    holder = link_holder(subscriber)
     unsubscribe_url = links.unsubscribe_url(holder)
     rendered = render_email("welcome", {
         "preheader": "You are in. Here is how to change your topics at any time.",
@@ -122,7 +117,7 @@ def welcome_message(links: Links, subscriber: Subscriber, prefs: Preferences) ->
 
 
 def already_subscribed_message(links: Links, subscriber: Subscriber) -> Message:
-    holder = _holder(subscriber)
+    holder = link_holder(subscriber)
     unsubscribe_url = links.unsubscribe_url(holder)
     rendered = render_email("already_subscribed", {
         "preheader": "Nothing changed: here is your link to manage your topics.",
@@ -153,11 +148,11 @@ def _parse_signup(email: str, topics: Sequence[str], frequency: str | None,
     errors: dict[str, str] = {}
     address = values = None
     try:
-        address = subs.parse_email(email)
+        address = reader_input.parse_email(email)
     except InvalidInput as exc:
         errors.update(exc.errors)
     try:
-        values = subs.parse_preferences(topics, frequency, description=description,
+        values = reader_input.parse_preferences(topics, frequency, description=description,
                                         liked_papers=liked_papers)
     except InvalidInput as exc:
         errors.update(exc.errors)
@@ -286,7 +281,7 @@ def sign_up(svc: Services, email: str, topics: Sequence[str], frequency: str | N
         log.info("sign-up with the honeypot filled in ignored (ip %s)", client.ip)
         return
     address, values = _parse_signup(email, topics, frequency, description, liked_papers)
-    svc.mail.put(_record_signup(svc, address, values, _now(), limited=True))
+    svc.mail.put(_record_signup(svc, address, values, utcnow(), limited=True))
 
 
 @dataclass(frozen=True)
@@ -333,166 +328,15 @@ def confirm(svc: Services, token: str, client: Client) -> Confirmed:
     with transaction(svc.engine) as session:
         pending = session.get(Subscriber, claim.subscriber_id)
         asked = subs.requested_choices(pending) if pending is not None else None
-        row = subs.confirm(session, claim.subscriber_id, claim.nonce, client, _now())
+        row = subs.confirm(session, claim.subscriber_id, claim.nonce, client, utcnow())
         assert row.id is not None
         if asked is not None and (asked.description or asked.liked_papers):
             learn.set_interests(session, row.id, asked.description, asked.liked_papers,
                                 settings=svc.settings)
-        result = Confirmed(row.email, svc.links.manage_token(_holder(row)))
+        result = Confirmed(row.email, svc.links.manage_token(link_holder(row)))
     # The subscription stands whatever happens to the welcome mail, a courtesy.
     svc.mail.put(MailJob(kind="welcome", subscriber_id=claim.subscriber_id))
     return result
-
-
-# ---------------------------------------------------------------- manage and unsubscribe
-
-
-@dataclass(frozen=True)
-class Account:
-    """What the manage page shows."""
-
-    email: str
-    status: str
-    topics: tuple[str, ...]
-    frequency: str
-    include_keywords: tuple[str, ...]
-    exclude_keywords: tuple[str, ...]
-    authors: tuple[str, ...]
-    max_papers: int
-    include_revised: bool
-    unsubscribe_token: str
-    interests: learn.Interests
-    ratings: tuple[learn.RatedPaper, ...]
-    tracking: bool = True  # False: the reader asked not to have opens and clicks tracked
-
-
-def _account(svc: Services, session: Session, row: Subscriber) -> Account:
-    prefs = subs.preferences_of(session, row)
-    assert row.id is not None
-    return Account(row.email, row.status, tuple(prefs.topics), prefs.frequency,
-                   tuple(prefs.include_keywords), tuple(prefs.exclude_keywords),
-                   tuple(prefs.authors), prefs.max_papers, prefs.include_revised,
-                   svc.links.unsubscribe_token(_holder(row)),
-                   learn.interests_of(session, row.id), tuple(learn.ratings_of(session, row.id)),
-                   prefs.tracking)
-
-
-def _managed(svc: Services, session: Session, token: str) -> Subscriber:
-    holder = svc.links.read_manage(token)
-    return subs.holder(session, holder.subscriber_id, holder.link_key)
-
-
-def account(svc: Services, token: str) -> Account:
-    """The manage page's subscriber. Raises BadLink or LinkInvalid."""
-    with Session(svc.engine) as session:
-        return _account(svc, session, _managed(svc, session, token))
-
-
-@dataclass(frozen=True)
-class PreferenceForm:
-    topics: Sequence[str]
-    frequency: str | None
-    include_keywords: str
-    exclude_keywords: str
-    authors: str
-    max_papers: str | None
-    include_revised: bool
-    # None: the form had no such field (an older page), and the stored value stays.
-    description: str | None = None
-    liked_papers: str | None = None
-    # Whether opens and clicks may be tracked; None keeps the stored choice.
-    tracking: bool | None = None
-
-
-def save_preferences(svc: Services, token: str, form: PreferenceForm) -> Account:
-    """Save the manage form: preferences, and the reader's interests, from which their
-    model is trained again (liked papers we lack are fetched from arXiv first).
-
-    Raises BadLink, LinkInvalid, or InvalidInput naming every bad field (nothing changed).
-    """
-    values = subs.parse_preferences(form.topics, form.frequency, form.include_keywords,
-                                    form.exclude_keywords, form.authors, form.max_papers,
-                                    form.include_revised, form.description,
-                                    form.liked_papers or "")
-    with transaction(svc.engine) as session:
-        row = _managed(svc, session, token)
-        assert row.id is not None
-        prefs = subs.update_preferences(session, row, values, _now())
-        if form.tracking is not None:
-            prefs.tracking = form.tracking
-        if form.description is not None or form.liked_papers is not None:
-            kept = learn.interests_of(session, row.id)
-            learn.set_interests(
-                session, row.id,
-                kept.description if form.description is None else values.description,
-                kept.liked if form.liked_papers is None else values.liked_papers,
-                settings=svc.settings)
-        return _account(svc, session, row)
-
-
-def change_rating(svc: Services, token: str, rating: str) -> None:
-    """A rating changed or removed from the manage page: `ARXIV_ID=up|down|clear`, as
-    `newsletter rate` takes it. Raises BadLink, LinkInvalid or InvalidInput."""
-    with transaction(svc.engine) as session:
-        row = _managed(svc, session, token)
-        assert row.id is not None
-        try:
-            [(arxiv_id, value)] = learn.parse_ratings([rating]).items()
-        except ValueError:
-            raise InvalidInput({"rating": "That is not a rating of a paper."}) from None
-        try:
-            paper_id = learn.papers_named(session, [arxiv_id])[arxiv_id]
-        except learn.UnknownPaper:
-            raise InvalidInput({"rating": "That paper is not here."}) from None
-        learn.rate(session, row.id, paper_id, value, settings=svc.settings)
-
-
-def resubscribe(svc: Services, token: str, client: Client) -> Account:
-    with transaction(svc.engine) as session:
-        row = _managed(svc, session, token)
-        subs.resubscribe(session, row, client, _now())
-        return _account(svc, session, row)
-
-
-def export(svc: Services, token: str) -> dict[str, Any]:
-    with Session(svc.engine) as session:
-        return privacy.export(session, _managed(svc, session, token))
-
-
-def delete(svc: Services, token: str) -> str:
-    """Erase the subscriber the link names; returns the address, for the goodbye page."""
-    with transaction(svc.engine) as session:
-        row = _managed(svc, session, token)
-        email = row.email
-        privacy.erase(session, row)
-    return email
-
-
-@dataclass(frozen=True)
-class Unsubscribing:
-    email: str
-    status: str
-    manage_token: str
-
-
-def _unsubscribing(svc: Services, row: Subscriber) -> Unsubscribing:
-    return Unsubscribing(row.email, row.status, svc.links.manage_token(_holder(row)))
-
-
-def unsubscribe_page(svc: Services, token: str) -> Unsubscribing:
-    """Who an unsubscribe link is for; changes nothing. Raises BadLink or LinkInvalid."""
-    holder = svc.links.read_unsubscribe(token)
-    with Session(svc.engine) as session:
-        return _unsubscribing(svc, subs.holder(session, holder.subscriber_id, holder.link_key))
-
-
-def unsubscribe(svc: Services, token: str, client: Client | None = None) -> Unsubscribing:
-    """Stop the digests. Idempotent. Raises BadLink or LinkInvalid."""
-    holder = svc.links.read_unsubscribe(token)
-    with transaction(svc.engine) as session:
-        row = subs.holder(session, holder.subscriber_id, holder.link_key)
-        subs.unsubscribe(session, row, client, _now())
-        return _unsubscribing(svc, row)
 
 
 # ---------------------------------------------------------------- operator
@@ -518,12 +362,12 @@ def add(svc: Services, email: str, topics: Sequence[str], frequency: str | None 
             return Added(address, existing.status, None)
     if not confirmed:
         # The operator waits for the mail at the terminal, and hears if it failed.
-        message = send_job(svc, _record_signup(svc, address, values, _now(), limited=False))
+        message = send_job(svc, _record_signup(svc, address, values, utcnow(), limited=False))
         with Session(svc.engine) as session:
             row = subs.find_by_email(session, address)
             status = row.status if row else "pending"
         return Added(address, status, message.subject if message else None)
-    now = _now()
+    now = utcnow()
     with transaction(svc.engine) as session:
         row = subs.ensure(session, address, now)
         subs.update_preferences(session, row, values, now)
@@ -604,7 +448,7 @@ def receive_events(svc: Services, signature: str | None, timestamp: str | None,
         raise WebhookRejected(503, "webhook key misconfigured") from None
     if not webhook.signature_valid(key, signature, timestamp, body):
         raise WebhookRejected(403, "bad signature")
-    if not webhook.timestamp_fresh(timestamp, _now()):
+    if not webhook.timestamp_fresh(timestamp, utcnow()):
         raise WebhookRejected(
             403, f"timestamp is not within {webhook.MAX_SKEW} of now: a replayed request?")
     try:
@@ -613,11 +457,11 @@ def receive_events(svc: Services, signature: str | None, timestamp: str | None,
         raise WebhookRejected(400, str(exc)) from None
     try:
         with transaction(svc.engine) as session:
-            return webhook.apply_events(session, events, _now(), svc.settings.base_url)
+            return webhook.apply_events(session, events, utcnow(), svc.settings.base_url)
     except IntegrityError:
         # A retry of the same batch raced us and committed first: this pass sees its rows.
         with transaction(svc.engine) as session:
-            return webhook.apply_events(session, events, _now(), svc.settings.base_url)
+            return webhook.apply_events(session, events, utcnow(), svc.settings.base_url)
 
 
 def database_ok(svc: Services) -> bool:

@@ -36,14 +36,8 @@ from cryptography.hazmat.primitives.serialization import load_der_public_key, lo
 from sqlmodel import Session, select
 
 from newsletter.engagement.events import Recorder, event_time
-from newsletter.subscriber import (
-    MAX_EMAIL_LENGTH,
-    SUPPRESSING_EVENTS,
-    InvalidInput,
-    WebhookEvent,
-    parse_email,
-    suppress,
-)
+from newsletter.reader_input import MAX_EMAIL_LENGTH, InvalidInput, parse_email
+from newsletter.subscriber import SUPPRESSING_EVENTS, WebhookEvent, suppress
 
 SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
 TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"

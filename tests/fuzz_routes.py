@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlmodel import select
 
-from newsletter import db
+from newsletter import db, reader_input
 from newsletter import subscriber as subs
 from newsletter.config import Settings
 from newsletter.ingest import ingest_files
@@ -66,8 +66,8 @@ def build(folder: Path) -> tuple[object, object, ec.EllipticCurvePrivateKey, lis
     with db.transaction(engine) as session:
         paper_id = session.exec(select(Paper.id)).first()
         row = subs.ensure(session, "reader@example.org", subs._utcnow())
-        subs.update_preferences(session, row, subs.parse_preferences(["llm"]))
-        subs.confirm_now(session, row, "admin", subs.Client())
+        subs.update_preferences(session, row, reader_input.parse_preferences(["llm"]))
+        subs.confirm_now(session, row, "admin", reader_input.Client())
         holder = LinkHolder(row.id, row.link_key)  # type: ignore[arg-type]
     links = Links(signing_key(config), config.base_url)
     tokens = [links.manage_token(holder), links.unsubscribe_token(holder),

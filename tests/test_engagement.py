@@ -19,7 +19,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import Engine, func, text
 from sqlmodel import Session, select
 
-from newsletter import db, engagement, privacy
+from newsletter import db, engagement, privacy, reader_input
 from newsletter import subscriber as subs
 from newsletter.batch import Batch, Recipient
 from newsletter.config import ConfigError, Settings, load_settings
@@ -176,9 +176,9 @@ def sent_digest(engine: Engine, email: str, *, tracking: bool = True,
                 session.flush()
             papers.append(paper)
         row = subs.ensure(session, email, datetime.now(UTC))
-        prefs = subs.update_preferences(session, row, subs.parse_preferences(["llm"]))
+        prefs = subs.update_preferences(session, row, reader_input.parse_preferences(["llm"]))
         prefs.tracking = tracking
-        subs.confirm_now(session, row, "admin", subs.Client())
+        subs.confirm_now(session, row, "admin", reader_input.Client())
         edition = session.exec(select(DigestEdition).where(
             DigestEdition.day == day, DigestEdition.frequency == frequency)).first()
         if edition is None:
@@ -545,9 +545,9 @@ def test_every_link_of_a_sent_digest_counts_for_its_paper_or_for_none(
     summarize_pending(engine, web_settings)
     with db.transaction(engine) as session:
         row = subs.ensure(session, "ada@example.com", datetime.now(UTC))
-        subs.update_preferences(session, row, subs.parse_preferences(
+        subs.update_preferences(session, row, reader_input.parse_preferences(
             ["llm", "efficient-ml", "nlp", "vision", "rl"]))
-        subs.confirm_now(session, row, "admin", subs.Client())
+        subs.confirm_now(session, row, "admin", reader_input.Client())
     report = delivery.send_edition(engine, web_settings, day=day,
                                    sender=sender(sg, click_tracking=True))
     assert report.sent == 1

@@ -23,7 +23,7 @@ from click.testing import CliRunner, Result
 from sqlalchemy import Engine, inspect, text
 from sqlmodel import Session, select
 
-from newsletter import db
+from newsletter import db, reader_input
 from newsletter import subscriber as subs
 from newsletter.cli import main
 from newsletter.config import Settings
@@ -112,8 +112,8 @@ def asking(settings: Settings, server: ScriptedServer) -> Settings:
 def reader(engine: Engine, email: str = "reader@example.org") -> int:
     with db.transaction(engine) as session:
         row = subs.ensure(session, email, NOW)
-        subs.update_preferences(session, row, subs.parse_preferences(["llm"]), NOW)
-        subs.confirm_now(session, row, "admin", subs.Client(), NOW)
+        subs.update_preferences(session, row, reader_input.parse_preferences(["llm"]), NOW)
+        subs.confirm_now(session, row, "admin", reader_input.Client(), NOW)
         assert row.id is not None
         return row.id
 
@@ -339,27 +339,27 @@ def test_a_sweep_asks_for_a_sample_when_many_ids_are_wanted(
 
 
 def test_references_to_papers_are_read_or_refused_by_name() -> None:
-    assert subs.parse_liked_papers(
+    assert reader_input.parse_liked_papers(
         "2401.12345v3, arXiv:2401.12345; https://arxiv.org/abs/hep-th/9901001v2\n"
         "http://export.arxiv.org/pdf/0706.0001v1.pdf math.GT/0309136 arxiv.org/abs/1501.00001/"
     ) == ("2401.12345", "hep-th/9901001", "0706.0001", "math/0309136", "1501.00001")
     for bad in ("2401.1234", "1412.12345", "2413.12345", "https://example.org/abs/2401.12345",
                 "hep-th/990100", "not-a-paper"):
-        with pytest.raises(subs.InvalidInput) as refused:
-            subs.parse_liked_papers(f"2401.12345, {bad}")
+        with pytest.raises(reader_input.InvalidInput) as refused:
+            reader_input.parse_liked_papers(f"2401.12345, {bad}")
         assert repr(bad) in refused.value.errors["liked_papers"], bad
-    with pytest.raises(subs.InvalidInput, match="At most 50 papers"):
-        subs.parse_liked_papers([f"2401.{n:05d}" for n in range(1, 52)])
-    assert subs.parse_description("  sparse attention\r\nfor long-context\tinference\x00\x85 ") \
-        == "sparse attention for long-context inference"
-    assert subs.parse_description("   ") is None
-    with pytest.raises(subs.InvalidInput, match="At most 500 characters"):
-        subs.parse_description("x" * 501)
+    with pytest.raises(reader_input.InvalidInput, match="At most 50 papers"):
+        reader_input.parse_liked_papers([f"2401.{n:05d}" for n in range(1, 52)])
+    typed = "  sparse attention\r\nfor long-context\tinference\x00\x85 "
+    assert reader_input.parse_description(typed) == "sparse attention for long-context inference"
+    assert reader_input.parse_description("   ") is None
+    with pytest.raises(reader_input.InvalidInput, match="At most 500 characters"):
+        reader_input.parse_description("x" * 501)
 
 
 def test_invalid_interests_write_nothing(engine: Engine, settings: Settings) -> None:
     me = reader(engine)
-    with pytest.raises(subs.InvalidInput) as refused, db.transaction(engine) as session:
+    with pytest.raises(reader_input.InvalidInput) as refused, db.transaction(engine) as session:
         learn.set_interests(session, me, "y" * 501, "2401.12345 arxiv.org/list/cs.LG",
                             settings=settings)
     assert set(refused.value.errors) == {"description", "liked_papers"}

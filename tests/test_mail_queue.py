@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from newsletter import mail_queue, signup
+from newsletter import mail_queue, reader_input, signup
 from newsletter import subscriber as subs
 from newsletter.config import Settings
 from newsletter.db import transaction
@@ -96,15 +96,15 @@ def test_a_confirmation_superseded_before_it_leaves_is_not_sent(
 ) -> None:
     """Each mail's link confirms what that mail lists; an older one would only fail."""
     svc = signup.Services.build(web_settings, engine, HeldProvider())
-    now = signup._now()
-    values = subs.parse_preferences(["llm"], "daily")
+    now = signup.utcnow()
+    values = reader_input.parse_preferences(["llm"], "daily")
     first = signup._record_signup(svc, "reader@example.com", values, now, limited=False)
     with transaction(engine) as session:
         row = subs.find_by_email(session, "reader@example.com")
         assert row is not None
         row.last_confirmation_sent_at = None  # let a second sign-up mail again
     second = signup._record_signup(svc, "reader@example.com",
-                                   subs.parse_preferences(["rl"], "weekly"), now,
+                                   reader_input.parse_preferences(["rl"], "weekly"), now,
                                    limited=False)
     svc.sender.open.set()  # type: ignore[attr-defined]
     assert signup.send_job(svc, first) is None

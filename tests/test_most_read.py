@@ -12,7 +12,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import Engine, text
 from sqlmodel import Session
 
-from newsletter import db, delivery, engagement
+from newsletter import db, delivery, engagement, reader_input
 from newsletter import subscriber as subs
 from newsletter.config import Settings
 from newsletter.delivery import DigestEdition
@@ -216,8 +216,9 @@ def test_weekly_digests_end_with_the_most_read_and_daily_ones_do_not(
         for email, frequency in (("daily@example.org", "daily"),
                                  ("weekly@example.org", "weekly")):
             row = subs.ensure(session, email, datetime.now(UTC))
-            subs.update_preferences(session, row, subs.parse_preferences(["llm"], frequency))
-            subs.confirm_now(session, row, "admin", subs.Client())
+            subs.update_preferences(session, row,
+                                    reader_input.parse_preferences(["llm"], frequency))
+            subs.confirm_now(session, row, "admin", reader_input.Client())
     sender = SendGridSender(KEY, "Paperwire <digest@example.org>", host=sg.url,
                             sleep=lambda _s: None)
     delivery.send_edition(engine, settings, frequency="daily", day=DAY, sender=sender)

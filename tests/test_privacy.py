@@ -13,7 +13,7 @@ from sqlalchemy import Engine, text
 from sqlmodel import Session, SQLModel, select
 
 import newsletter.models  # noqa: F401  (every table on the metadata)
-from newsletter import db, privacy, webhook
+from newsletter import db, privacy, reader_input, webhook
 from newsletter import subscriber as subs
 from newsletter.config import Settings
 from newsletter.delivery import Delivery, DigestEdition, SentPaper
@@ -57,10 +57,10 @@ REVIEWED = {
 def _reader_with_a_history(engine: Engine) -> subs.Subscriber:
     ingest_files(engine, [arxiv_fixture("rss_cs.LG+cs.AI+cs.CL+stat.ML_2026-09-24.xml")])
     with db.transaction(engine) as session:
-        row = subs.ensure(session, subs.parse_email(EMAIL), NOW)
-        subs.update_preferences(session, row, subs.parse_preferences(["llm"], "daily",
+        row = subs.ensure(session, reader_input.parse_email(EMAIL), NOW)
+        subs.update_preferences(session, row, reader_input.parse_preferences(["llm"], "daily",
                                                                      "quantization"), NOW)
-        subs.confirm_now(session, row, "confirm", subs.Client(IP, AGENT), NOW)
+        subs.confirm_now(session, row, "confirm", reader_input.Client(IP, AGENT), NOW)
         edition = DigestEdition(frequency="daily", day=date(2026, 9, 24),
                                 window_start=date(2026, 9, 22))
         session.add(edition)
@@ -150,8 +150,8 @@ def test_an_erased_address_that_bounced_is_still_never_mailed(engine: Engine) ->
         privacy.erase(session, session.get(subs.Subscriber, reader.id))
     with db.transaction(engine) as session:
         assert subs.is_suppressed(session, STORED)
-        decision = subs.subscribe(session, subs.parse_email(EMAIL.upper()),
-                                  subs.parse_preferences(["llm"]), NOW)
+        decision = subs.subscribe(session, reader_input.parse_email(EMAIL.upper()),
+                                  reader_input.parse_preferences(["llm"]), NOW)
         assert decision.send is None and decision.reason == "suppressed"
     with db.transaction(engine) as session:
         # A replay of an old event is recognised and does not name the address again.
@@ -162,12 +162,13 @@ def test_an_erased_address_that_bounced_is_still_never_mailed(engine: Engine) ->
 def test_expired_signups_are_erased_like_a_deleted_reader(engine: Engine) -> None:
     old = datetime(2026, 9, 1, tzinfo=UTC)
     with db.transaction(engine) as session:
-        stale = subs.subscribe(session, "old@example.com", subs.parse_preferences(["llm"]), old)
+        stale = subs.subscribe(session, "old@example.com",
+                               reader_input.parse_preferences(["llm"]), old)
         # The confirmation mail to the address was delivered: the event names it.
         webhook.apply_events(session, [webhook.Event("ev-9", "delivered", "old@example.com")],
                              old)
         reader = subs.ensure(session, "reader@example.com", old)
-        subs.confirm_now(session, reader, "admin", subs.Client(), old)
+        subs.confirm_now(session, reader, "admin", reader_input.Client(), old)
         stale_id, reader_id = stale.subscriber.id, reader.id
     with db.transaction(engine) as session:
         assert privacy.expire_pending(session, NOW) == 1

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
-from newsletter import delivery
+from newsletter import delivery, reader_input
 from newsletter import subscriber as subs
 from newsletter.config import Settings
 from newsletter.db import transaction
@@ -51,9 +51,9 @@ def test_rate_a_paper_from_the_digest_and_the_next_preview_changes(
     embed_pending(engine, site)
     with transaction(engine) as session:
         row = subs.ensure(session, "reader@example.org", subs._utcnow())
-        subs.update_preferences(session, row, subs.parse_preferences(
+        subs.update_preferences(session, row, reader_input.parse_preferences(
             ["llm", "vision", "nlp", "theory", "optimization", "generative"]))
-        subs.confirm_now(session, row, "admin", subs.Client())
+        subs.confirm_now(session, row, "admin", reader_input.Client())
     before = _scores(engine, site)
     assert delivery.send_edition(engine, site, day=DAY).sent == 1
     [mail] = mails_in(site.outbox_dir)

@@ -120,11 +120,12 @@ def test_a_paper_rated_up_is_not_said_to_be_like_itself(engine: Engine, settings
 
 def test_exclude_keywords_still_exclude(engine: Engine, settings: Settings, day: None) -> None:
     with Session(engine) as session:
+        from newsletter import reader_input
         from newsletter import subscriber as subs
         row = subs.ensure(session, "reader@example.org", subs._utcnow())
-        subs.update_preferences(session, row, subs.parse_preferences(
+        subs.update_preferences(session, row, reader_input.parse_preferences(
             ["federated"], exclude_keywords="clinical"))
-        subs.confirm_now(session, row, "admin", subs.Client())
+        subs.confirm_now(session, row, "admin", reader_input.Client())
         session.commit()
     assert run(settings, "subscribers", "add", "reader@example.org", "--topics", "federated",
                "--describe", DESCRIBE).exit_code == 0

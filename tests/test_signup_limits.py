@@ -16,6 +16,7 @@ from sqlalchemy import Engine
 
 from newsletter import signup, status
 from newsletter.config import Settings
+from newsletter.reader_input import Client
 from newsletter.signup_limits import (
     LocalCounters,
     SignupLimits,
@@ -24,7 +25,6 @@ from newsletter.signup_limits import (
     domain,
     mailbox,
 )
-from newsletter.subscriber import Client
 from newsletter.web import create_app
 from tests.support import web
 from tests.support.web import outbox

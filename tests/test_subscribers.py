@@ -14,14 +14,15 @@ from itsdangerous import URLSafeTimedSerializer
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
-from newsletter import db, privacy, signup
+from newsletter import db, privacy, reader_input, signup
 from newsletter import subscriber as subs
 from newsletter.cli import main
 from newsletter.config import Settings
 from newsletter.links import BadLink, ExpiredLink, LinkHolder, Links
 from newsletter.mail import ConsoleSender, FileSender, Message, outbox_entries, read_outbox
+from newsletter.reader_input import Client, InvalidInput
 from newsletter.render import render_email
-from newsletter.subscriber import Client, InvalidInput, LinkInvalid
+from newsletter.subscriber import LinkInvalid
 from tests.support.web import link, outbox, text_of
 
 NOW = datetime(2026, 9, 24, 12, 0, tzinfo=UTC)
@@ -36,7 +37,7 @@ NOW = datetime(2026, 9, 24, 12, 0, tzinfo=UTC)
     ("x@bücher.de", "x@xn--bcher-kva.de"),
 ])
 def test_addresses_are_normalized(raw: str, stored: str) -> None:
-    assert subs.parse_email(raw) == stored
+    assert reader_input.parse_email(raw) == stored
 
 
 @pytest.mark.parametrize("raw", [
@@ -45,21 +46,22 @@ def test_addresses_are_normalized(raw: str, stored: str) -> None:
 ])
 def test_bad_addresses_are_refused(raw: str) -> None:
     with pytest.raises(InvalidInput) as caught:
-        subs.parse_email(raw)
+        reader_input.parse_email(raw)
     assert "email" in caught.value.errors
 
 
 def test_preferences_are_checked_field_by_field() -> None:
-    values = subs.parse_preferences(["llm", "nlp", "llm"], "weekly", "quantization, LoRA\nlora",
-                                    "survey", "Yoshua Bengio", "5", True)
+    values = reader_input.parse_preferences(["llm", "nlp", "llm"], "weekly",
+                                            "quantization, LoRA\nlora", "survey",
+                                            "Yoshua Bengio", "5", True)
     assert values.topics == ("llm", "nlp")
     assert values.include_keywords == ("quantization", "LoRA")
     assert (values.frequency, values.max_papers, values.include_revised) == ("weekly", 5, True)
     with pytest.raises(InvalidInput) as caught:
-        subs.parse_preferences(["llm", "astrology"], "hourly", max_papers="500")
+        reader_input.parse_preferences(["llm", "astrology"], "hourly", max_papers="500")
     assert set(caught.value.errors) == {"topics", "frequency", "max_papers"}
     with pytest.raises(InvalidInput) as caught:
-        subs.parse_preferences([], "daily", authors="x" * 101)
+        reader_input.parse_preferences([], "daily", authors="x" * 101)
     assert set(caught.value.errors) == {"topics", "authors"}
 
 
@@ -67,7 +69,7 @@ def test_preferences_are_checked_field_by_field() -> None:
 @given(st.text(max_size=300))
 def test_any_text_is_either_a_clean_address_or_refused(raw: str) -> None:
     try:
-        address = subs.parse_email(raw)
+        address = reader_input.parse_email(raw)
     except InvalidInput:
         return
     assert "\r" not in address and "\n" not in address
@@ -140,8 +142,8 @@ def test_console_sender_prints(capsys: pytest.CaptureFixture[str]) -> None:
 # ---------------------------------------------------------------- state changes
 
 
-def _values(*topics: str) -> subs.PreferenceValues:
-    return subs.parse_preferences(list(topics or ("llm",)))
+def _values(*topics: str) -> reader_input.PreferenceValues:
+    return reader_input.parse_preferences(list(topics or ("llm",)))
 
 
 def _row(engine: Engine, email: str) -> subs.Subscriber | None:

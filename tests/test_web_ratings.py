@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, func
 from sqlmodel import Session, select
 
-from newsletter import db, privacy
+from newsletter import db, privacy, reader_input
 from newsletter import subscriber as subs
 from newsletter.config import Settings
 from newsletter.ingest import ingest_files
@@ -65,8 +65,8 @@ def _paper_ids(engine: Engine) -> dict[str, int]:
 def _reader(engine: Engine, email: str = "reader@example.org") -> LinkHolder:
     with db.transaction(engine) as session:
         row = subs.ensure(session, email, datetime.now(UTC))
-        subs.update_preferences(session, row, subs.parse_preferences(["llm"]))
-        subs.confirm_now(session, row, "admin", subs.Client())
+        subs.update_preferences(session, row, reader_input.parse_preferences(["llm"]))
+        subs.confirm_now(session, row, "admin", reader_input.Client())
         assert row.id is not None
         return LinkHolder(row.id, row.link_key)
 

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, func
 from sqlmodel import Session, select
 
+from newsletter import reader_input
 from newsletter import subscriber as subs
 from newsletter.config import Settings
 from newsletter.web import create_app
@@ -274,7 +275,7 @@ def test_hostile_signups_never_crash(client: FlaskClient, engine: Engine, email:
     if answer.status_code == 400:
         assert after == before
     else:
-        address = subs.parse_email(email or "")
+        address = reader_input.parse_email(email or "")
         assert _status(engine, address) is not None
         assert set(_topics(engine, address)) <= {"llm", "rl"} or after == before
 

@@ -13,7 +13,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import Engine, func
 from sqlmodel import Session, select
 
-from newsletter import db
+from newsletter import db, reader_input
 from newsletter import subscriber as subs
 from newsletter.config import Settings
 from newsletter.web import create_app
@@ -58,8 +58,8 @@ def _confirmed(engine: Engine, *emails: str) -> None:
     with db.transaction(engine) as session:
         for email in emails:
             row = subs.ensure(session, email, subs._utcnow())
-            subs.update_preferences(session, row, subs.parse_preferences(["llm"]))
-            subs.confirm_now(session, row, "admin", subs.Client())
+            subs.update_preferences(session, row, reader_input.parse_preferences(["llm"]))
+            subs.confirm_now(session, row, "admin", reader_input.Client())
 
 
 def _status(engine: Engine, email: str) -> str | None:
@@ -90,7 +90,8 @@ def test_signed_events_suppress_for_good(client: FlaskClient, engine: Engine,
                                    ("u@example.com", "group_unsubscribe")]
     # Suppressed for good: a new sign-up mails nothing and confirms nothing.
     with db.transaction(engine) as session:
-        decision = subs.subscribe(session, "never@example.com", subs.parse_preferences(["llm"]))
+        decision = subs.subscribe(session, "never@example.com",
+                                  reader_input.parse_preferences(["llm"]))
         assert decision.send is None
 
 
@@ -206,7 +207,7 @@ def test_a_signed_body_nested_too_deep_is_a_400_not_a_crash(
 def test_bounces_find_their_reader_whatever_the_case_or_idn_form(
     client: FlaskClient, engine: Engine, key: ec.EllipticCurvePrivateKey
 ) -> None:
-    email = subs.parse_email("Reader@B\u00fccher.example")
+    email = reader_input.parse_email("Reader@B\u00fccher.example")
     assert email == "reader@xn--bcher-kva.example"
     _confirmed(engine, email)
     body = _events(("e1", "bounce", "READER@B\u00dcCHER.EXAMPLE"),

@@ -38,8 +38,8 @@ from sqlalchemy import Column, DateTime, ForeignKey, Integer, delete, func, or_
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from newsletter.admin import audit
+from newsletter.reader_input import InvalidInput, parse_email
 from newsletter.signup_limits import client_network
-from newsletter.subscriber import InvalidInput, parse_email
 
 IDLE_TIMEOUT = timedelta(minutes=30)
 LIFETIME = timedelta(hours=12)

@@ -54,12 +54,7 @@ from newsletter.delivery.ledger import deliveries
 from newsletter.feed import Feed
 from newsletter.paper import Paper
 from newsletter.relevance.tables import PaperVector, Rating
-from newsletter.subscriber import (
-    Consent,
-    Preferences,
-    Subscriber,
-    Suppression,
-)
+from newsletter.subscriber import Consent, Preferences, Subscriber, Suppression
 from newsletter.taxonomy import TOPICS
 
 DEFAULT_DAYS = 30

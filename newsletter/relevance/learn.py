@@ -31,17 +31,12 @@ from newsletter.config import Settings
 from newsletter.db import aware, upsert
 from newsletter.engagement.events import touch
 from newsletter.paper import Paper
+from newsletter.reader_input import arxiv_id_of, parse_interests
 from newsletter.relevance.liked import ids_we_lack
 from newsletter.relevance.model import ReaderModel
 from newsletter.relevance.tables import Rating
 from newsletter.relevance.train import current_settings, retrain
-from newsletter.subscriber import (
-    Preferences,
-    Subscriber,
-    arxiv_id_of,
-    parse_interests,
-    preferences_of,
-)
+from newsletter.subscriber import Preferences, Subscriber, preferences_of
 
 log = logging.getLogger(__name__)
 

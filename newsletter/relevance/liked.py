@@ -29,7 +29,8 @@ from newsletter.fetch import Fetched, Fetcher, FetchError
 from newsletter.ingest import make_fetcher, store_entries
 from newsletter.paper import Paper
 from newsletter.parse import FeedError, parse_feed
-from newsletter.subscriber import MAX_LIKED_PAPERS, Preferences
+from newsletter.reader_input import MAX_LIKED_PAPERS
+from newsletter.subscriber import Preferences
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +73,7 @@ def fetch_papers(session: Session, arxiv_ids: Sequence[str], *, settings: Settin
     the number of ids: user manual, 3.1.1). An id arXiv does not know is simply absent
     from the answer. Raises FetchError or FeedError when arXiv cannot answer, or answers
     with an error (a malformed id fails the whole request, so ids are checked first:
-    `subscriber.arxiv_id_of`).
+    `reader_input.arxiv_id_of`).
     """
     own = fetcher is None
     fetcher = fetcher or make_fetcher(settings, pause=settings.arxiv_api_delay)

@@ -6,8 +6,8 @@ import ipaddress
 
 from flask import current_app, request
 
+from newsletter.reader_input import Client
 from newsletter.signup import Services
-from newsletter.subscriber import Client
 
 SERVICES = "paperwire"
 

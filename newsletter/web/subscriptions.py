@@ -6,9 +6,9 @@ import json
 
 from flask import Blueprint, Response, abort, redirect, render_template, request, url_for
 
-from newsletter import delivery
+from newsletter import delivery, reader_account
 from newsletter import signup as flows
-from newsletter.subscriber import InvalidInput
+from newsletter.reader_input import InvalidInput
 from newsletter.taxonomy import TOPICS
 from newsletter.web.common import client, no_store, services
 
@@ -52,9 +52,9 @@ def confirm(token: str):  # type: ignore[no-untyped-def]
     return render_template("confirmed.html", done=done)
 
 
-def _preference_form() -> flows.PreferenceForm:
+def _preference_form() -> reader_account.PreferenceForm:
     form = request.form
-    return flows.PreferenceForm(
+    return reader_account.PreferenceForm(
         topics=form.getlist("topics"), frequency=form.get("frequency"),
         include_keywords=form.get("include_keywords", ""),
         exclude_keywords=form.get("exclude_keywords", ""), authors=form.get("authors", ""),
@@ -64,7 +64,7 @@ def _preference_form() -> flows.PreferenceForm:
     )
 
 
-def _account_values(account: flows.Account) -> dict[str, object]:
+def _account_values(account: reader_account.Account) -> dict[str, object]:
     return {"topics": account.topics, "frequency": account.frequency,
             "include_keywords": "\n".join(account.include_keywords),
             "exclude_keywords": "\n".join(account.exclude_keywords),
@@ -88,7 +88,7 @@ def _submitted_values() -> dict[str, object]:
 
 @blueprint.get("/manage/<token>")
 def manage(token: str):  # type: ignore[no-untyped-def]
-    account = flows.account(services(), token)
+    account = reader_account.account(services(), token)
     return render_template("manage.html", account=account, token=token, topics=TOPICS,
                            values=_account_values(account), errors={},
                            saved=request.args.get("saved") == "1",
@@ -98,9 +98,9 @@ def manage(token: str):  # type: ignore[no-untyped-def]
 @blueprint.post("/manage/<token>")
 def save(token: str):  # type: ignore[no-untyped-def]
     try:
-        flows.save_preferences(services(), token, _preference_form())
+        reader_account.save_preferences(services(), token, _preference_form())
     except InvalidInput as exc:
-        account = flows.account(services(), token)
+        account = reader_account.account(services(), token)
         return render_template("manage.html", account=account, token=token, topics=TOPICS,
                                values=_submitted_values(), errors=exc.errors,
                                saved=False, rated=False), 400
@@ -112,7 +112,7 @@ def save(token: str):  # type: ignore[no-untyped-def]
 @blueprint.post("/manage/<token>/ratings")
 def change_rating(token: str):  # type: ignore[no-untyped-def]
     try:
-        flows.change_rating(services(), token, request.form.get("rating", ""))
+        reader_account.change_rating(services(), token, request.form.get("rating", ""))
     except InvalidInput:
         abort(400)
     return redirect(url_for("subscriptions.manage", token=token, rated=1, _anchor="ratings"),
@@ -121,39 +121,39 @@ def change_rating(token: str):  # type: ignore[no-untyped-def]
 
 @blueprint.post("/manage/<token>/resubscribe")
 def resubscribe(token: str):  # type: ignore[no-untyped-def]
-    flows.resubscribe(services(), token, client())
+    reader_account.resubscribe(services(), token, client())
     return redirect(url_for("subscriptions.manage", token=token), code=303)
 
 
 @blueprint.get("/manage/<token>/export")
 def export(token: str):  # type: ignore[no-untyped-def]
-    data = flows.export(services(), token)
+    data = reader_account.export(services(), token)
     return Response(json.dumps(data, indent=2, ensure_ascii=False), mimetype="application/json",
                     headers={"Content-Disposition": 'attachment; filename="paperwire-data.json"'})
 
 
 @blueprint.get("/manage/<token>/delete")
 def delete_page(token: str):  # type: ignore[no-untyped-def]
-    account = flows.account(services(), token)
+    account = reader_account.account(services(), token)
     return render_template("delete.html", account=account, token=token)
 
 
 @blueprint.post("/manage/<token>/delete")
 def delete(token: str):  # type: ignore[no-untyped-def]
-    email = flows.delete(services(), token)
+    email = reader_account.delete(services(), token)
     return render_template("deleted.html", email=email)
 
 
 @blueprint.get("/unsubscribe/<token>")
 def unsubscribe_page(token: str):  # type: ignore[no-untyped-def]
-    who = flows.unsubscribe_page(services(), token)
+    who = reader_account.unsubscribe_page(services(), token)
     return render_template("unsubscribe.html", who=who, token=token)
 
 
 @blueprint.post("/unsubscribe/<token>")
 def unsubscribe(token: str):  # type: ignore[no-untyped-def]
     """RFC 8058: no cookie, no form token, 200 and never a redirect."""
-    who = flows.unsubscribe(services(), token, client())
+    who = reader_account.unsubscribe(services(), token, client())
     if request.form.get("List-Unsubscribe") == "One-Click":
         return Response("You are unsubscribed.\n", mimetype="text/plain")
     return render_template("unsubscribed.html", who=who)

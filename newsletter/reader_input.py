@@ -1,0 +1,264 @@
+"""What a reader types, checked before anything is written: an address, their choices
+(topics, keywords, authors, frequency, how many papers), their interests in their own words
+and the papers they like. Pure: each parser returns clean values or raises InvalidInput
+naming every bad field, so a bad form never leaves half a subscriber behind
+(newsletter/subscriber.py stores what passes).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from email_validator import EmailNotValidError, validate_email
+
+from newsletter.taxonomy import BY_SLUG
+
+FREQUENCIES = ("daily", "weekly")
+DEFAULT_MAX_PAPERS = 10
+MAX_PAPERS_LIMIT = 50
+MAX_EMAIL_LENGTH = 254
+# Keyword and author lists are matched against every paper; keep them human-sized.
+MAX_TERMS = 30
+MAX_TERM_LENGTH = 100
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
+# Free text (a reader's description) also loses C1 controls: nobody types them.
+_TEXT_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+class InvalidInput(Exception):
+    """Form input we refuse; `errors` maps each field to a message for the reader."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
+        self.errors = errors
+
+
+def parse_email(raw: str) -> str:
+    """The address as we store it, or InvalidInput.
+
+    Lower-cased whole: nearly every mail system ignores case, and two rows differing only
+    by case would mean two digests and an unsubscribe link that stops only one of them.
+    Internationalized domains are stored in their ASCII (punycode) form.
+    """
+    # CR and LF anywhere, even at the ends, are refused rather than stripped: they are
+    # how header injection starts, and no person types them into an address field.
+    if "\r" in raw or "\n" in raw:
+        raise InvalidInput({"email": "That is not a valid email address."})
+    value = raw.strip()
+    if not value:
+        raise InvalidInput({"email": "Enter your email address."})
+    if len(value) > MAX_EMAIL_LENGTH:
+        raise InvalidInput({"email": "That is not a valid email address."})
+    try:
+        checked = validate_email(value, check_deliverability=False, allow_smtputf8=False)
+    except EmailNotValidError:
+        raise InvalidInput({"email": "That is not a valid email address."}) from None
+    address = (checked.ascii_email or checked.normalized).lower()
+    if len(address) > MAX_EMAIL_LENGTH:
+        raise InvalidInput({"email": "That is not a valid email address."})
+    return address
+
+
+@dataclass(frozen=True)
+class PreferenceValues:
+    topics: tuple[str, ...]
+    frequency: str = "daily"
+    include_keywords: tuple[str, ...] = ()
+    exclude_keywords: tuple[str, ...] = ()
+    authors: tuple[str, ...] = ()
+    max_papers: int = DEFAULT_MAX_PAPERS
+    include_revised: bool = False
+    # Interests in the reader's own words: carried through a sign-up in `requested` until
+    # its link is clicked; stored (and learned from) only by relevance.learn.set_interests.
+    description: str | None = None
+    liked_papers: tuple[str, ...] = ()
+
+
+def _topics(raw: Iterable[str], errors: dict[str, str]) -> tuple[str, ...]:
+    chosen: list[str] = []
+    for value in raw:
+        if value not in BY_SLUG:
+            errors["topics"] = "Pick topics from the list."
+            return ()
+        if value not in chosen:
+            chosen.append(value)
+    if not chosen:
+        errors["topics"] = "Pick at least one topic."
+    return tuple(chosen)
+
+
+def _terms(raw: str, name: str, label: str, errors: dict[str, str]) -> tuple[str, ...]:
+    """Comma- or line-separated terms, trimmed, duplicates (any case) dropped."""
+    if len(raw) > MAX_TERMS * (MAX_TERM_LENGTH + 2):
+        errors[name] = f"Too many {label}."
+        return ()
+    terms: list[str] = []
+    for piece in re.split(r"[,\n]", raw.replace("\r\n", "\n")):
+        term = " ".join(piece.split())
+        if not term:
+            continue
+        if _CONTROL.search(term) or len(term) > MAX_TERM_LENGTH:
+            errors[name] = f"Each of the {label} must be plain text under {MAX_TERM_LENGTH} " \
+                           "characters."
+            return ()
+        if term.casefold() not in {t.casefold() for t in terms}:
+            terms.append(term)
+    if len(terms) > MAX_TERMS:
+        errors[name] = f"At most {MAX_TERMS} {label}."
+        return ()
+    return tuple(terms)
+
+
+def parse_frequency(raw: str | None, errors: dict[str, str]) -> str:
+    value = (raw or "daily").strip()
+    if value not in FREQUENCIES:
+        errors["frequency"] = "Choose daily or weekly."
+        return "daily"
+    return value
+
+
+def parse_preferences(
+    topics: Sequence[str], frequency: str | None = None, include_keywords: str = "",
+    exclude_keywords: str = "", authors: str = "", max_papers: str | int | None = None,
+    include_revised: bool = False, description: str | None = None,
+    liked_papers: str | Sequence[str] = "",
+) -> PreferenceValues:
+    """Preferences from form strings, or InvalidInput naming every bad field."""
+    errors: dict[str, str] = {}
+    described, liked = _interests(description, liked_papers, errors)
+    chosen = _topics(topics, errors)
+    freq = parse_frequency(frequency, errors)
+    include = _terms(include_keywords, "include_keywords", "keywords", errors)
+    exclude = _terms(exclude_keywords, "exclude_keywords", "keywords", errors)
+    followed = _terms(authors, "authors", "authors", errors)
+    count = DEFAULT_MAX_PAPERS
+    if max_papers not in (None, ""):
+        try:
+            count = int(str(max_papers).strip())
+        except ValueError:
+            count = -1
+        if not 1 <= count <= MAX_PAPERS_LIMIT:
+            errors["max_papers"] = f"Choose a number from 1 to {MAX_PAPERS_LIMIT}."
+    if errors:
+        raise InvalidInput(errors)
+    return PreferenceValues(chosen, freq, include, exclude, followed, count, include_revised,
+                            described, liked)
+
+
+MAX_DESCRIPTION_LENGTH = 500
+MAX_LIKED_PAPERS = 50
+# arXiv identifiers (https://info.arxiv.org/help/arxiv_identifier.html): since April 2007
+# YYMM.NNNN, five digits from 1501 on; before, archive(.SUBJECT CLASS)/YYMMNNN, where the
+# subject class is redundant and arXiv answers with the archive alone (math.GT/0309136 is
+# math/0309136). A version (v2) names one revision: a liked paper is every version of it.
+_ARXIV_REFERENCE = re.compile(
+    r"^(?:arxiv:|(?:https?://)?(?:www\.|export\.)?arxiv\.org/(?:abs|pdf)/)?"
+    r"(?:(?P<yymm>\d{2}(?:0[1-9]|1[0-2]))\.(?P<number>\d{4,5})"
+    r"|(?P<archive>[a-z]+(?:-[a-z]+)?)(?:\.[a-z]{2})?/(?P<old>\d{2}(?:0[1-9]|1[0-2])\d{3}))"
+    r"(?:v\d+)?(?:\.pdf)?/?$",
+    re.IGNORECASE,
+)
+
+
+def arxiv_id_of(reference: str) -> str | None:
+    """The versionless arXiv id an id or arxiv.org abs/pdf link names, or None.
+
+    The number of digits must fit the month: the arXiv API answers a whole id_list with an
+    error when one id in it is malformed.
+    """
+    match = _ARXIV_REFERENCE.match(reference.strip())
+    if not match:
+        return None
+    if match.group("archive"):
+        return f"{match.group('archive').lower()}/{match.group('old')}"
+    yymm, number = match.group("yymm"), match.group("number")
+    # Four digits from 0704 (April 2007, the first new-style month) to 1412, five after
+    # (YY wraps: 06 would be 2106).
+    if len(number) != (4 if "0704" <= yymm <= "1412" else 5):
+        return None
+    return f"{yymm}.{number}"
+
+
+def parse_description(raw: str | None) -> str | None:
+    """A reader's interests in their own words: one paragraph of plain text, or None.
+
+    Line breaks and tabs become spaces, other control characters go, runs of spaces shrink
+    to one; what is left may be at most MAX_DESCRIPTION_LENGTH characters.
+    """
+    value = " ".join(_TEXT_CONTROL.sub(" ", raw or "").split())
+    if len(value) > MAX_DESCRIPTION_LENGTH:
+        raise InvalidInput({"description": f"At most {MAX_DESCRIPTION_LENGTH} characters "
+                                           f"(this has {len(value)})."})
+    return value or None
+
+
+def parse_interests(description: str | None, liked_papers: str | Sequence[str]
+                    ) -> tuple[str | None, tuple[str, ...]]:
+    """A reader's description and liked papers, or InvalidInput naming each bad field."""
+    errors: dict[str, str] = {}
+    found = _interests(description, liked_papers, errors)
+    if errors:
+        raise InvalidInput(errors)
+    return found
+
+
+def _interests(description: str | None, liked_papers: str | Sequence[str],
+               errors: dict[str, str]) -> tuple[str | None, tuple[str, ...]]:
+    described: str | None = None
+    liked: tuple[str, ...] = ()
+    try:
+        described = parse_description(description)
+    except InvalidInput as exc:
+        errors.update(exc.errors)
+    try:
+        liked = parse_liked_papers(liked_papers)
+    except InvalidInput as exc:
+        errors.update(exc.errors)
+    return described, liked
+
+
+def parse_liked_papers(raw: str | Sequence[str]) -> tuple[str, ...]:
+    """Papers a reader likes, from arXiv ids or arxiv.org links separated by commas, spaces
+    or lines (or given as a list): versionless ids, each once, at most MAX_LIKED_PAPERS.
+
+    Raises InvalidInput naming the first entry that is neither an id nor an arXiv link.
+    """
+    if isinstance(raw, str) and len(raw) > MAX_LIKED_PAPERS * 100:
+        raise InvalidInput({"liked_papers": f"At most {MAX_LIKED_PAPERS} papers."})
+    pieces = re.split(r"[\s,;]+", raw) if isinstance(raw, str) else list(raw)
+    liked: list[str] = []
+    for piece in pieces:
+        if not piece.strip():
+            continue
+        found = arxiv_id_of(piece)
+        if found is None:
+            shown = _CONTROL.sub("", piece.strip())[:80]
+            raise InvalidInput({"liked_papers": f"{shown!r} is not an arXiv id (like "
+                                                "2401.12345) or an arxiv.org abs or pdf link."})
+        if found not in liked:
+            liked.append(found)
+    if len(liked) > MAX_LIKED_PAPERS:
+        raise InvalidInput({"liked_papers": f"At most {MAX_LIKED_PAPERS} papers "
+                                            f"(this has {len(liked)})."})
+    return tuple(liked)
+
+
+@dataclass(frozen=True)
+class Client:
+    """Where a request came from, for the consent record."""
+
+    ip: str | None = None
+    user_agent: str | None = None
+
+    def trimmed(self) -> Client:
+        agent = _CONTROL.sub("", self.user_agent or "")[:512]
+        return Client((self.ip or "")[:64] or None, agent or None)
+
+
+def agreement(values: PreferenceValues) -> str:
+    """The words of what a subscriber agrees to, stored with their consent."""
+    return (f"Receive a {values.frequency} Paperwire email digest of new research papers on: "
+            f"{', '.join(values.topics)}. Double opt-in; unsubscribe at any time.")
