@@ -30,8 +30,7 @@ from tests.support.admin_desk import (
     confirmed_reader,
     todays_papers,
 )
-from tests.support.servers import missing
-from tests.support.web import CHROMIUM, CHROMIUM_ARGS, live_site, mails_in
+from tests.support.web import chromium, live_site, mails_in
 
 # Each chart's SVG from its <img>'s data: URL, parsed by the browser: its plotted values.
 _PLOTTED = """img => {
@@ -64,9 +63,7 @@ def _actions(engine: Engine) -> list[str]:
 
 def test_an_operator_runs_the_day_from_the_browser(served: Settings, engine: Engine,
                                                     tmp_path: Path) -> None:
-    if not CHROMIUM.exists():
-        missing("chromium")
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     app: Flask = create_app(served, engine=engine)
     alice = confirmed_reader(app, "alice@example.org", ("llm",))
@@ -94,102 +91,98 @@ def test_an_operator_runs_the_day_from_the_browser(served: Settings, engine: Eng
     add_operator(engine)
     site = served.base_url
 
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page()
-            # What the policy refused on our pages; not while the test itself parses the
-            # charts' SVG (a DOMParser document obeys the page's policy, pygal's style too).
-            refused: list[str] = []
-            parsing = [False]
-            page.on("console", lambda m: refused.append(f"{page.url}: {m.text}")
-                    if "Content Security Policy" in m.text and not parsing[0] else None)
-            page.goto(site + "/admin")
-            page.get_by_label("Email").fill(OPERATOR)
-            page.get_by_label("Password").fill(PASSWORD)
-            page.get_by_role("button", name="Sign in").click()
-            expect(page.get_by_role("heading", name="Overview", exact=True)).to_be_visible()
+    with chromium() as browser:
+        page = browser.new_page()
+        # What the policy refused on our pages; not while the test itself parses the
+        # charts' SVG (a DOMParser document obeys the page's policy, pygal's style too).
+        refused: list[str] = []
+        parsing = [False]
+        page.on("console", lambda m: refused.append(f"{page.url}: {m.text}")
+                if "Content Security Policy" in m.text and not parsing[0] else None)
+        page.goto(site + "/admin")
+        page.get_by_label("Email").fill(OPERATOR)
+        page.get_by_label("Password").fill(PASSWORD)
+        page.get_by_role("button", name="Sign in").click()
+        expect(page.get_by_role("heading", name="Overview", exact=True)).to_be_visible()
 
-            # Five charts, each an SVG the browser drew, with the values plotted.
-            figures = page.locator("figure.admin-chart")
-            expect(figures).to_have_count(5)
-            page.wait_for_load_state("load")
-            parsing[0] = True
-            for n in range(5):
-                figure = figures.nth(n)
-                expect(figure.get_by_role("heading")).to_be_visible()
-                chart = figure.locator("img").evaluate(_PLOTTED)
-                assert chart["root"] == "svg" and chart["drawn"], chart
-                assert chart["shapes"] > 0 and any(v != "0" for v in chart["values"]), chart
-            topics = page.locator("#chart-topics img").evaluate(_PLOTTED)
-            assert "2" in topics["values"]  # alice and bob follow LLMs
-            page.wait_for_timeout(200)
-            parsing[0] = False
-            page.locator("#chart-topics summary").click()
-            expect(page.locator("#chart-topics table")).to_contain_text("Large Language Models")
+        # Five charts, each an SVG the browser drew, with the values plotted.
+        figures = page.locator("figure.admin-chart")
+        expect(figures).to_have_count(5)
+        page.wait_for_load_state("load")
+        parsing[0] = True
+        for n in range(5):
+            figure = figures.nth(n)
+            expect(figure.get_by_role("heading")).to_be_visible()
+            chart = figure.locator("img").evaluate(_PLOTTED)
+            assert chart["root"] == "svg" and chart["drawn"], chart
+            assert chart["shapes"] > 0 and any(v != "0" for v in chart["values"]), chart
+        topics = page.locator("#chart-topics img").evaluate(_PLOTTED)
+        assert "2" in topics["values"]  # alice and bob follow LLMs
+        page.wait_for_timeout(200)
+        parsing[0] = False
+        page.locator("#chart-topics summary").click()
+        expect(page.locator("#chart-topics table")).to_contain_text("Large Language Models")
 
-            # A reader: suppress, then lift it.
-            page.get_by_role("link", name="Subscribers").click()
-            page.get_by_label("Address contains").fill("alice")
-            page.get_by_role("button", name="Search").click()
-            page.get_by_role("link", name="alice@example.org").click()
-            page.get_by_role("button", name="Suppress").click()
-            expect(page.get_by_role("status")).to_contain_text("Suppressed")
-            assert _state(engine, "alice@example.org") == ("bounced", True)
-            page.get_by_role("button", name="Unsuppress").click()
-            expect(page.get_by_role("status")).to_contain_text("Suppression lifted")
-            assert _state(engine, "alice@example.org") == ("confirmed", False)
+        # A reader: suppress, then lift it.
+        page.get_by_role("link", name="Subscribers").click()
+        page.get_by_label("Address contains").fill("alice")
+        page.get_by_role("button", name="Search").click()
+        page.get_by_role("link", name="alice@example.org").click()
+        page.get_by_role("button", name="Suppress").click()
+        expect(page.get_by_role("status")).to_contain_text("Suppressed")
+        assert _state(engine, "alice@example.org") == ("bounced", True)
+        page.get_by_role("button", name="Unsuppress").click()
+        expect(page.get_by_role("status")).to_contain_text("Suppression lifted")
+        assert _state(engine, "alice@example.org") == ("confirmed", False)
 
-            # Her next digest, as she would see it, in a frame.
-            page.get_by_role("link", name="Preview their next digest").click()
-            frame = page.frame_locator("iframe.mail")
-            expect(frame.get_by_role("link", name="Large language model reasoning, part 0")
-                   ).to_be_visible()
-            expect(frame.get_by_role("link", name="Unsubscribe")).to_have_attribute(
-                "href", site + "/digest/personal-links")
+        # Her next digest, as she would see it, in a frame.
+        page.get_by_role("link", name="Preview their next digest").click()
+        frame = page.frame_locator("iframe.mail")
+        expect(frame.get_by_role("link", name="Large language model reasoning, part 0")
+               ).to_be_visible()
+        expect(frame.get_by_role("link", name="Unsubscribe")).to_have_attribute(
+            "href", site + "/digest/personal-links")
 
-            # A pending sign-up gets a fresh confirmation mail.
-            page.goto(site + "/admin/subscribers?status=pending")
-            page.get_by_role("link", name="pending@example.org").click()
-            page.get_by_role("button", name="Resend confirmation").click()
-            expect(page.get_by_role("status")).to_contain_text("confirmation mail")
-            mails = [m for m in mails_in(served.outbox_dir)
-                     if m["To"] == "pending@example.org"]
-            assert len(mails) == 2
+        # A pending sign-up gets a fresh confirmation mail.
+        page.goto(site + "/admin/subscribers?status=pending")
+        page.get_by_role("link", name="pending@example.org").click()
+        page.get_by_role("button", name="Resend confirmation").click()
+        expect(page.get_by_role("status")).to_contain_text("confirmation mail")
+        mails = [m for m in mails_in(served.outbox_dir)
+                 if m["To"] == "pending@example.org"]
+        assert len(mails) == 2
 
-            # The pending reader asks to be forgotten: delete them.
-            page.get_by_label("Delete everything held about this reader").check()
-            page.get_by_role("button", name="Delete").click()
-            expect(page.get_by_role("status")).to_contain_text("deleted")
-            assert _state(engine, "pending@example.org") is None
+        # The pending reader asks to be forgotten: delete them.
+        page.get_by_label("Delete everything held about this reader").check()
+        page.get_by_role("button", name="Delete").click()
+        expect(page.get_by_role("status")).to_contain_text("deleted")
+        assert _state(engine, "pending@example.org") is None
 
-            # An edition with a failed delivery: see why, retry it.
-            page.get_by_role("link", name="Editions").click()
-            page.locator(f"a[href='/admin/editions/{edition_id}']").click()
-            expect(page.get_by_text("refused by the provider: 503").first).to_be_visible()
-            page.get_by_role("button", name="Retry the 1 failed deliveries").click()
-            expect(page.get_by_role("status")).to_contain_text("1 sent")
-            with Session(engine) as session:
-                bobs = session.exec(select(Delivery).where(Delivery.subscriber_id == bob)).one()
-            assert bobs.status == "sent"
+        # An edition with a failed delivery: see why, retry it.
+        page.get_by_role("link", name="Editions").click()
+        page.locator(f"a[href='/admin/editions/{edition_id}']").click()
+        expect(page.get_by_text("refused by the provider: 503").first).to_be_visible()
+        page.get_by_role("button", name="Retry the 1 failed deliveries").click()
+        expect(page.get_by_role("status")).to_contain_text("1 sent")
+        with Session(engine) as session:
+            bobs = session.exec(select(Delivery).where(Delivery.subscriber_id == bob)).one()
+        assert bobs.status == "sent"
 
-            # A failed card: its reason, and a re-run.
-            page.get_by_role("link", name="Cards").click()
-            expect(page.get_by_text("the model refused").first).to_be_visible()
-            page.get_by_role("button", name="Re-run the card of 2611.00001").click()
-            expect(page.get_by_role("status")).to_contain_text("Re-ran 1 failed card")
-            with Session(engine) as session:
-                card = session.exec(select(Card).where(Card.paper_id == second)).one()
-            assert card.status == "ok"
+        # A failed card: its reason, and a re-run.
+        page.get_by_role("link", name="Cards").click()
+        expect(page.get_by_text("the model refused").first).to_be_visible()
+        page.get_by_role("button", name="Re-run the card of 2611.00001").click()
+        expect(page.get_by_role("status")).to_contain_text("Re-ran 1 failed card")
+        with Session(engine) as session:
+            card = session.exec(select(Card).where(Card.paper_id == second)).one()
+        assert card.status == "ok"
 
-            # Feeds; and no part of any page was refused by the policy.
-            page.get_by_role("link", name="Feeds").click()
-            expect(page.get_by_role("heading", name="Feeds")).to_be_visible()
-            # The digest's MJML links a web font: the preview's policy keeps it from loading,
-            # as it should (the preview fetches nothing from elsewhere). Nothing else.
-            assert [r for r in refused if "fonts.googleapis.com" not in r] == [], refused
-        finally:
-            browser.close()
+        # Feeds; and no part of any page was refused by the policy.
+        page.get_by_role("link", name="Feeds").click()
+        expect(page.get_by_role("heading", name="Feeds")).to_be_visible()
+        # The digest's MJML links a web font: the preview's policy keeps it from loading,
+        # as it should (the preview fetches nothing from elsewhere). Nothing else.
+        assert [r for r in refused if "fonts.googleapis.com" not in r] == [], refused
     assert _actions(engine) == ["subscriber-suppress", "subscriber-unsuppress",
                                 "subscriber-resend-confirmation", "subscriber-delete",
                                 "edition-retry-failed", "card-rerun"]

@@ -10,8 +10,7 @@ import pytest
 from newsletter.digest import Interests, candidate, select
 from newsletter.message import Addressee, compose
 from newsletter.render import render_digest
-from tests.support.servers import missing
-from tests.test_web_browser import CHROMIUM, CHROMIUM_ARGS
+from tests.test_web_browser import chromium
 
 LONG = "Hyper" + "parameter" * 12  # one unbreakable word, far wider than a phone
 PAPERS = [
@@ -43,22 +42,14 @@ def digest_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.parametrize("width", [375, 800])
 def test_digest_fits_the_screen_without_horizontal_scroll(digest_file: Path, width: int) -> None:
-    if not CHROMIUM.exists():
-        missing("chromium")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": width, "height": 900})
-            page.goto(digest_file.as_uri())
-            overflow = page.evaluate(
-                "document.documentElement.scrollWidth - document.documentElement.clientWidth")
-            text = page.inner_text("body")
-            page.screenshot(path=str(digest_file.with_name(f"digest-{width}.png")),
-                            full_page=True)
-        finally:
-            browser.close()
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": width, "height": 900})
+        page.goto(digest_file.as_uri())
+        overflow = page.evaluate(
+            "document.documentElement.scrollWidth - document.documentElement.clientWidth")
+        text = page.inner_text("body")
+        page.screenshot(path=str(digest_file.with_name(f"digest-{width}.png")),
+                        full_page=True)
     assert overflow <= 0
     # What a reader must see: the cut, the reasons, the offline mark and the footer links.
     assert "…and 1 more on the site" in text

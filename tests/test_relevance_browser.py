@@ -17,8 +17,7 @@ from newsletter.ingest import ingest_files
 from newsletter.relevance.embed import embed_pending
 from newsletter.summarize import summarize_pending
 from tests.conftest import ARXIV_FIXTURES
-from tests.support.servers import missing
-from tests.support.web import CHROMIUM, CHROMIUM_ARGS, live_site, mails_in
+from tests.support.web import chromium, live_site, mails_in
 
 DAY = date(2026, 4, 27)  # the digest mailed
 NEXT = date(2026, 9, 24)  # the next edition, previewed before and after the rating
@@ -41,9 +40,7 @@ def _scores(engine: Engine, settings: Settings) -> dict[str, int]:
 def test_rate_a_paper_from_the_digest_and_the_next_preview_changes(
     site: Settings, engine: Engine, tmp_path: Path
 ) -> None:
-    if not CHROMIUM.exists():
-        missing("chromium")
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     ingest_files(engine, [*sorted(ARXIV_FIXTURES.glob("rss_cs.*_2026-04-27.xml")),
                           ARXIV_FIXTURES / "rss_cs.LG+cs.AI+cs.CL+stat.ML_2026-09-24.xml"])
@@ -60,22 +57,18 @@ def test_rate_a_paper_from_the_digest_and_the_next_preview_changes(
     digest = tmp_path / "digest.html"
     digest.write_text(mail.get_body(("html",)).get_content())  # type: ignore[union-attr]
 
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page()
-            page.goto(digest.as_uri())
-            first = page.locator("a", has_text="Less like this").first
-            rated_key = first.get_attribute("href").split("/rate/")[1].split("/")[0]
-            title = page.locator("a[href*='/papers/']").first.inner_text()
-            first.click()
-            # The link itself records nothing: a page with the paper and one button.
-            expect(page.get_by_role("heading", name=title)).to_be_visible()
-            assert _scores(engine, site) == before
-            page.get_by_role("button", name="Less like this").click()
-            expect(page.get_by_text("less like this").first).to_be_visible()
-        finally:
-            browser.close()
+    with chromium() as browser:
+        page = browser.new_page()
+        page.goto(digest.as_uri())
+        first = page.locator("a", has_text="Less like this").first
+        rated_key = first.get_attribute("href").split("/rate/")[1].split("/")[0]
+        title = page.locator("a[href*='/papers/']").first.inner_text()
+        first.click()
+        # The link itself records nothing: a page with the paper and one button.
+        expect(page.get_by_role("heading", name=title)).to_be_visible()
+        assert _scores(engine, site) == before
+        page.get_by_role("button", name="Less like this").click()
+        expect(page.get_by_text("less like this").first).to_be_visible()
 
     after = _scores(engine, site)
     assert after != before

@@ -24,8 +24,8 @@ from sqlmodel import Session
 from newsletter import db
 from newsletter import subscriber as subs
 from tests.support.celery_procs import wait_until
-from tests.support.servers import free_port, missing
-from tests.support.web import CHROMIUM, CHROMIUM_ARGS, gunicorn, link, mails_in, nginx, self_signed
+from tests.support.servers import free_port
+from tests.support.web import chromium, gunicorn, link, mails_in, nginx, self_signed
 
 EMAIL = "tls-reader@example.com"
 
@@ -92,71 +92,65 @@ def _state(engine: Engine) -> tuple[str, list[str]] | None:
 
 def walk_every_form(base: str, engine: Engine, outbox_dir: Path,
                     other: tuple[str, dict[str, str | None]]) -> None:
-    if not CHROMIUM.exists():
-        missing("chromium")
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            # The certificate is self-signed: trusting it is the only thing relaxed.
-            context = browser.new_context(ignore_https_errors=True)
-            page = context.new_page()
-            response = page.goto(base + "/")
-            assert response is not None and response.headers["referrer-policy"] == "same-origin"
-            assert "max-age" in response.headers["strict-transport-security"]
+    with chromium() as browser:
+        # The certificate is self-signed: trusting it is the only thing relaxed.
+        context = browser.new_context(ignore_https_errors=True)
+        page = context.new_page()
+        response = page.goto(base + "/")
+        assert response is not None and response.headers["referrer-policy"] == "same-origin"
+        assert "max-age" in response.headers["strict-transport-security"]
 
-            page.get_by_label("Email address").fill(EMAIL)
-            page.get_by_label("Large Language Models").check()
-            page.get_by_role("button", name="Subscribe").click()
-            expect(page.get_by_role("heading", name="Check your inbox")).to_be_visible()
-            assert _state(engine) == ("pending", [])  # choices apply once confirmed
-            # The front page and its sign-up form need no cookie (docs/SECURITY.md, 10).
-            assert context.cookies() == []
+        page.get_by_label("Email address").fill(EMAIL)
+        page.get_by_label("Large Language Models").check()
+        page.get_by_role("button", name="Subscribe").click()
+        expect(page.get_by_role("heading", name="Check your inbox")).to_be_visible()
+        assert _state(engine) == ("pending", [])  # choices apply once confirmed
+        # The front page and its sign-up form need no cookie (docs/SECURITY.md, 10).
+        assert context.cookies() == []
 
-            # The confirmation leaves the server's mail queue after the answer.
-            wait_until(lambda: mails_in(outbox_dir), 30, "the confirmation mail")
-            [mail] = mails_in(outbox_dir)
-            page.goto(base + link(mail, "confirm"))
-            cookies = {c["name"]: c for c in context.cookies()}
-            assert cookies["session"]["secure"] and cookies["session"]["httpOnly"]
-            page.get_by_role("button", name="Yes, subscribe me").click()
-            expect(page.get_by_role("heading", name="You are subscribed")).to_be_visible()
-            assert _state(engine) == ("confirmed", ["llm"])
+        # The confirmation leaves the server's mail queue after the answer.
+        wait_until(lambda: mails_in(outbox_dir), 30, "the confirmation mail")
+        [mail] = mails_in(outbox_dir)
+        page.goto(base + link(mail, "confirm"))
+        cookies = {c["name"]: c for c in context.cookies()}
+        assert cookies["session"]["secure"] and cookies["session"]["httpOnly"]
+        page.get_by_role("button", name="Yes, subscribe me").click()
+        expect(page.get_by_role("heading", name="You are subscribed")).to_be_visible()
+        assert _state(engine) == ("confirmed", ["llm"])
 
-            page.get_by_role("link", name="Fine-tune your topics").click()
-            page.get_by_label("Reinforcement Learning").check()
-            page.get_by_label("Large Language Models").uncheck()
-            page.get_by_role("button", name="Save my settings").click()
-            expect(page.get_by_role("status")).to_contain_text("Saved")
-            assert _state(engine) == ("confirmed", ["rl"])
+        page.get_by_role("link", name="Fine-tune your topics").click()
+        page.get_by_label("Reinforcement Learning").check()
+        page.get_by_label("Large Language Models").uncheck()
+        page.get_by_role("button", name="Save my settings").click()
+        expect(page.get_by_role("status")).to_contain_text("Saved")
+        assert _state(engine) == ("confirmed", ["rl"])
 
-            # A link from this token page to another site: it must learn nothing of the URL.
-            other_url, referers = other
-            assert "/manage/" in page.url
-            page.evaluate("url => { const a = document.createElement('a'); a.href = url; "
-                          "a.textContent = 'elsewhere'; document.body.append(a); }", other_url)
-            page.get_by_role("link", name="elsewhere").click()
-            expect(page.get_by_role("heading", name="Another site")).to_be_visible()
-            assert "/landing" in referers and referers["/landing"] is None
-            page.go_back()
+        # A link from this token page to another site: it must learn nothing of the URL.
+        other_url, referers = other
+        assert "/manage/" in page.url
+        page.evaluate("url => { const a = document.createElement('a'); a.href = url; "
+                      "a.textContent = 'elsewhere'; document.body.append(a); }", other_url)
+        page.get_by_role("link", name="elsewhere").click()
+        expect(page.get_by_role("heading", name="Another site")).to_be_visible()
+        assert "/landing" in referers and referers["/landing"] is None
+        page.go_back()
 
-            page.get_by_role("link", name="Unsubscribe").last.click()
-            page.get_by_role("button", name="Unsubscribe").click()
-            expect(page.get_by_role("heading", name="Goodbye")).to_be_visible()
-            assert _state(engine) == ("unsubscribed", ["rl"])
+        page.get_by_role("link", name="Unsubscribe").last.click()
+        page.get_by_role("button", name="Unsubscribe").click()
+        expect(page.get_by_role("heading", name="Goodbye")).to_be_visible()
+        assert _state(engine) == ("unsubscribed", ["rl"])
 
-            page.get_by_role("link", name="Subscribe again or delete your data").click()
-            page.get_by_role("button", name="Subscribe again").click()
-            expect(page.get_by_text("status: confirmed")).to_be_visible()
-            assert _state(engine) == ("confirmed", ["rl"])
+        page.get_by_role("link", name="Subscribe again or delete your data").click()
+        page.get_by_role("button", name="Subscribe again").click()
+        expect(page.get_by_text("status: confirmed")).to_be_visible()
+        assert _state(engine) == ("confirmed", ["rl"])
 
-            page.get_by_role("link", name="Delete me").click()
-            page.get_by_role("button", name="Delete everything").click()
-            expect(page.get_by_role("heading", name="Your data is deleted")).to_be_visible()
-            assert _state(engine) is None
-        finally:
-            browser.close()
+        page.get_by_role("link", name="Delete me").click()
+        page.get_by_role("button", name="Delete everything").click()
+        expect(page.get_by_role("heading", name="Your data is deleted")).to_be_visible()
+        assert _state(engine) is None
 
 
 def test_every_form_behind_nginx_terminating_tls(

@@ -20,12 +20,10 @@ from tests.conftest import REPO
 
 def main(out: Path) -> None:
     os.environ["PAPERWIRE_DEV"] = "1"
-    from playwright.sync_api import sync_playwright
-
     from newsletter import db
     from newsletter.config import Settings
     from tests.support.admin_desk import OPERATOR, PASSWORD, add_operator, month_of_activity
-    from tests.support.web import CHROMIUM, CHROMIUM_ARGS, live_site
+    from tests.support.web import chromium, live_site
 
     with tempfile.TemporaryDirectory(prefix="paperwire-screenshot-") as folder:
         url = f"sqlite:///{Path(folder) / 'paperwire.db'}"
@@ -34,18 +32,14 @@ def main(out: Path) -> None:
         month_of_activity(engine, datetime.now(UTC).date())
         add_operator(engine)
         settings = Settings(database_url=url, outbox_dir=Path(folder) / "outbox")
-        with live_site(settings, engine) as served, sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-            try:
-                page = browser.new_page(viewport={"width": 1400, "height": 900})
-                page.goto(served.base_url + "/admin/login")
-                page.get_by_label("Email").fill(OPERATOR)
-                page.get_by_label("Password").fill(PASSWORD)
-                page.get_by_role("button", name="Sign in").click()
-                page.wait_for_url("**/admin")
-                page.screenshot(path=str(out), full_page=True)
-            finally:
-                browser.close()
+        with live_site(settings, engine) as served, chromium() as browser:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.goto(served.base_url + "/admin/login")
+            page.get_by_label("Email").fill(OPERATOR)
+            page.get_by_label("Password").fill(PASSWORD)
+            page.get_by_role("button", name="Sign in").click()
+            page.wait_for_url("**/admin")
+            page.screenshot(path=str(out), full_page=True)
         engine.dispose()
     print(out)
 

@@ -18,6 +18,7 @@ from email import message_from_bytes
 from email.message import EmailMessage
 from email.policy import default
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from flask import Flask
@@ -29,6 +30,9 @@ from newsletter.config import Settings
 from newsletter.web import create_app
 from tests.conftest import REPO
 from tests.support.servers import _unprivileged, free_port, missing, wait_for_port
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser
 
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
@@ -55,6 +59,22 @@ def app(web_settings: Settings, engine: Engine) -> Iterator[Flask]:
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
     return app.test_client()
+
+
+@contextlib.contextmanager
+def chromium() -> Iterator[Browser]:
+    """Debian's Chromium driven by Playwright, closed however the test ends. Without it a
+    test is skipped locally and fails in CI (`servers.missing`)."""
+    if not CHROMIUM.exists():
+        missing("chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
 
 
 @contextlib.contextmanager

@@ -123,25 +123,24 @@ def resend_confirmation(subscriber_id: int) -> Response | tuple[str, int]:
                                 "no longer works.")
 
 
-@frame.blueprint.get("/subscribers/<int:subscriber_id>/preview", endpoint="preview")
-def preview(subscriber_id: int) -> str:
+def _preview(subscriber_id: int) -> lookups.ReaderPreview:
     svc = services()
     try:
-        found = lookups.reader_preview(svc.engine, svc.settings, row_id(subscriber_id),
-                                     frame.now().date())
+        return lookups.reader_preview(svc.engine, svc.settings, row_id(subscriber_id),
+                                      frame.now().date())
     except LookupError:
         abort(404)
-    return render_template("admin/preview.html", preview=found, subscriber_id=subscriber_id)
+
+
+@frame.blueprint.get("/subscribers/<int:subscriber_id>/preview", endpoint="preview")
+def preview(subscriber_id: int) -> str:
+    return render_template("admin/preview.html", preview=_preview(subscriber_id),
+                           subscriber_id=subscriber_id)
 
 
 @frame.blueprint.get("/subscribers/<int:subscriber_id>/preview.html", endpoint="preview_html")
 def preview_html(subscriber_id: int) -> Response:
-    svc = services()
-    try:
-        found = lookups.reader_preview(svc.engine, svc.settings, row_id(subscriber_id),
-                                     frame.now().date())
-    except LookupError:
-        abort(404)
+    found = _preview(subscriber_id)
     if found.digest is None:
         abort(404)
     response = Response(found.digest.html, mimetype="text/html")
