@@ -1,4 +1,5 @@
-"""A long fuzz run of the routes hostile input reaches: sign-up, manage, ratings, webhook.
+"""A long fuzz run of the routes hostile input reaches: sign-up, manage, ratings, webhook,
+and the admin pages (as a signed-in operator, whose forms carry both tokens).
 
 Not part of the suite (it runs for minutes): `python -m tests.fuzz_routes --minutes 10`.
 Hypothesis throws arbitrary forms, tokens and (validly signed) webhook bodies at the app
@@ -33,6 +34,8 @@ from newsletter.links import LinkHolder, Links, signing_key
 from newsletter.paper import Paper
 from newsletter.web import create_app
 from tests.conftest import ARXIV_FIXTURES
+from tests.support.admin_desk import add_operator, sign_in
+from tests.support.web import csrf_token
 
 TEXT = st.text(max_size=300)
 JSON = st.recursive(
@@ -72,6 +75,7 @@ def build(folder: Path) -> tuple[object, object, ec.EllipticCurvePrivateKey, lis
     links = Links(signing_key(config), config.base_url)
     tokens = [links.manage_token(holder), links.unsubscribe_token(holder),
               links.rate_token(holder, paper_id)]  # type: ignore[arg-type]
+    add_operator(engine)
     return create_app(config, engine=engine), engine, key, tokens
 
 
@@ -136,6 +140,47 @@ def main() -> None:
                 check("GET /rate", client.get(path), path)
             check("GET /papers", client.get(f"/papers/2604.21952?rate={token}"), token)
 
+        operator = app.test_client()  # type: ignore[attr-defined]
+        admin_token = sign_in(operator)
+        site_token = csrf_token(operator, "/admin/audit")
+        ids = st.integers(min_value=-2, max_value=2**64) | st.sampled_from([1, 2, 3])
+
+        @common
+        @given(page=st.sampled_from(["", "/subscribers", "/editions", "/cards", "/feeds",
+                                     "/audit"]), query=st.dictionaries(st.sampled_from(
+                   ["text", "status", "topic", "page", "days", "actor", "action"]) | TEXT,
+                   TEXT, max_size=4))
+        def admin_pages(page: str, query: dict) -> None:
+            check(f"GET /admin{page}", operator.get(f"/admin{page}", query_string=query),
+                  (page, query))
+
+        @common
+        @given(subscriber=ids, action=st.sampled_from(
+            ["", "/preview", "/preview.html", "/suppress", "/unsuppress",
+             "/resend-confirmation", "/delete"]), post=st.booleans(), form=FORM,
+               tokens_given=st.booleans())
+        def admin_reader(subscriber: int, action: str, post: bool, form: dict,
+                         tokens_given: bool) -> None:
+            path = f"/admin/subscribers/{subscriber}{action}"
+            if post:
+                data = {**form, **({"csrf_token": site_token, "admin_csrf": admin_token}
+                                   if tokens_given else {})}
+                check(f"POST /admin/subscribers{action}", operator.post(path, data=data),
+                      (path, data))
+            else:
+                check(f"GET /admin/subscribers{action}", operator.get(path), path)
+
+        @common
+        @given(target=ids, path=st.sampled_from(
+            ["/admin/editions/{}", "/admin/editions/{}/retry", "/admin/cards/{}/rerun",
+             "/admin/cards/rerun-failed"]), form=FORM)
+        def admin_actions(target: int, path: str, form: dict) -> None:
+            url = path.format(target)
+            data = {**form, "csrf_token": site_token, "admin_csrf": admin_token}
+            answer = (operator.get(url) if path == "/admin/editions/{}"
+                      else operator.post(url, data=data))
+            check(path.format("<id>"), answer, (url, data))
+
         @common
         @given(body=st.lists(EVENT, max_size=5).map(json.dumps).map(str.encode)
                | JSON.map(json.dumps).map(str.encode) | st.binary(max_size=2000))
@@ -150,7 +195,8 @@ def main() -> None:
 
         started, rounds = time.monotonic(), 0
         while time.monotonic() - started < args.minutes * 60:
-            for prop in (signup, manage, rate, webhook):
+            for prop in (signup, manage, rate, webhook, admin_pages, admin_reader,
+                         admin_actions):
                 prop()
             rounds += 1
         minutes = (time.monotonic() - started) / 60
