@@ -137,6 +137,10 @@ def test_search_by_address_status_and_topic(desk: FlaskClient, app: Flask,
     assert len(emails("")) == 50  # a page
     assert "57 readers, page 1 of 2" in desk.get("/admin/subscribers").get_data(as_text=True)
     assert len(emails("?page=2")) == 7
+    # Paging keeps the search: the next page still holds only what was searched for.
+    first = desk.get("/admin/subscribers?q=reader").get_data(as_text=True)
+    [next_page] = re.findall(r'<a rel="next" href="([^"]+)">Next</a>', first)
+    assert "q=reader" in next_page and "page=2" in next_page
     assert emails("?q=READER1") == [f"reader{n}@example.org" for n in range(10, 20)]
     # LIKE's wildcards are searched for as they are typed.
     assert emails("?q=_fan%25") == ["rl_fan%@example.org"]
