@@ -179,12 +179,13 @@ def summarize_pending(
     return report
 
 
-def summarize_configured(limit: int | None = None,
+def summarize_configured(limit: int | None = None, paper_id: int | None = None,
                          progress: Progress = _quiet) -> SummarizeReport:
-    """The scheduled job: read the environment, write the pending cards."""
+    """The scheduled job: read the environment, write the pending cards (or, re-run from
+    the admin site, one paper's)."""
     from newsletter.config import settings as current_settings
     from newsletter.db import engine_for
 
     settings = current_settings()
     return summarize_pending(engine_for(settings.database_url), settings, limit=limit,
-                             progress=progress)
+                             paper_id=paper_id, progress=progress)

@@ -467,7 +467,7 @@ def test_with_a_broker_the_workers_send_the_retry_and_write_the_cards(
     add_operator(engine)
     sign_in(desk)
     bob = reader(app, "bob@example.org")
-    _, second, _ = todays_papers(engine)
+    _, second, third = todays_papers(engine)
     summarize_pending(engine, web_settings)
     edition_id, _, _ = prepare_edition(engine, "daily", today().date())
     with Session(engine) as session:
@@ -475,6 +475,9 @@ def test_with_a_broker_the_workers_send_the_retry_and_write_the_cards(
         session.execute(text("UPDATE cards SET status = 'failed', failures = 5, "
                              "last_error = 'the model refused' WHERE paper_id = :p"),
                         {"p": second})
+        # Another failed card, still due: a re-run of one paper must leave it to the sweep.
+        session.execute(text("UPDATE cards SET status = 'failed', failures = 1, "
+                             "last_error = 'timeout' WHERE paper_id = :p"), {"p": third})
         session.commit()
 
     def settled(query: str, want: object) -> None:
@@ -499,3 +502,9 @@ def test_with_a_broker_the_workers_send_the_retry_and_write_the_cards(
         assert post(desk, "/admin/cards", f"/admin/cards/{second}/rerun").status_code == 303
         assert "Queued for the card writers" in desk.get("/admin/cards").get_data(as_text=True)
         settled(f"SELECT status FROM cards WHERE paper_id = {second}", "ok")
+        log = tmp_path / "worker.log"
+        deadline = time.monotonic() + 60
+        while "summarize source=" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert "written=1 " in log.read_text()
+        settled(f"SELECT status FROM cards WHERE paper_id = {third}", "failed")

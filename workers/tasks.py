@@ -45,9 +45,10 @@ SUMMARIZE_BATCH = 2000
 
 
 @app.task(name="paperwire.summarize", time_limit=60 * 60, soft_time_limit=55 * 60, **RETRY)
-def summarize_pending(limit: int | None = SUMMARIZE_BATCH) -> dict[str, Any]:
+def summarize_pending(limit: int | None = SUMMARIZE_BATCH,
+                      paper_id: int | None = None) -> dict[str, Any]:
     started = time.monotonic()
-    report = summarize.summarize_configured(limit=limit)
+    report = summarize.summarize_configured(limit=limit, paper_id=paper_id)
     # Vectors come after cards: a sweep's new papers (and any a failed run left) get theirs.
     embed_papers.delay()
     log.info("summarize source=%s pending=%d written=%d failed=%d cost_usd=%.4f ms=%d",

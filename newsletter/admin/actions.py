@@ -198,14 +198,16 @@ def rerun_cards(session: Session, paper_id: int | None = None) -> list[int]:
 def write_cards(settings: Settings, engine: Engine, paper_id: int | None = None) -> str:
     """Run the card sweep now: `paperwire.summarize` on the llm queue with a broker, in this
     process without (one paper: as `newsletter summarize --paper` does)."""
-    if settings.redis_url and _enqueue(settings.redis_url, "paperwire.summarize", "llm", []):
+    if settings.redis_url and _enqueue(settings.redis_url, "paperwire.summarize", "llm",
+                                       kwargs={"paper_id": paper_id}):
         return "Queued for the card writers."
     from newsletter.summarize import summarize_pending
 
     return summarize_pending(engine, settings, paper_id=paper_id).line()
 
 
-def _enqueue(broker_url: str, task: str, queue: str, args: list[object]) -> bool:
+def _enqueue(broker_url: str, task: str, queue: str, args: Sequence[object] = (),
+             kwargs: dict[str, object] | None = None) -> bool:
     """Hand a task to the workers; False when the broker would not take it, and the work
     is then done here (a chunk claims only unsent rows, so one the broker did take is not
     sent twice)."""
@@ -213,8 +215,8 @@ def _enqueue(broker_url: str, task: str, queue: str, args: list[object]) -> bool
 
     try:
         # No publish retries: a broker that is down must not hold the operator's request.
-        Celery("paperwire-admin", broker=broker_url).send_task(task, args=args, queue=queue,
-                                                                retry=False)
+        Celery("paperwire-admin", broker=broker_url).send_task(
+            task, args=list(args), kwargs=kwargs or {}, queue=queue, retry=False)
     except Exception as exc:
         log.error("admin: the broker refused %s (%s); running it in this process", task, exc)
         return False
