@@ -28,6 +28,7 @@ from sqlalchemy import (
 from sqlalchemy import delete as sql_delete
 from sqlmodel import Field, Session, SQLModel, select
 
+from newsletter.db import aware
 from newsletter.reader_input import (
     DEFAULT_MAX_PAPERS,
     MAX_EMAIL_LENGTH,
@@ -213,12 +214,7 @@ def _apply(prefs: Preferences, values: PreferenceValues, now: datetime) -> None:
 
 def _may_send_confirmation(subscriber: Subscriber, now: datetime) -> bool:
     last = subscriber.last_confirmation_sent_at
-    return last is None or now - _aware(last) >= CONFIRMATION_INTERVAL
-
-
-def _aware(value: datetime) -> datetime:
-    # SQLite hands back naive datetimes even for timezone=True columns; they are UTC.
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+    return last is None or now - aware(last) >= CONFIRMATION_INTERVAL
 
 
 def _as_json(values: PreferenceValues) -> dict[str, Any]:
@@ -375,7 +371,7 @@ def resubscribe(session: Session, subscriber: Subscriber, client: Client,
 
 
 def iso(value: datetime | None) -> str | None:
-    return _aware(value).isoformat() if value else None
+    return aware(value).isoformat() if value else None
 
 
 def profile(session: Session, subscriber: Subscriber) -> dict[str, Any]:

@@ -36,6 +36,7 @@ from cryptography.hazmat.primitives.serialization import load_der_public_key, lo
 from sqlmodel import Session, select
 
 from newsletter.engagement.events import Recorder, event_time
+from newsletter.links import MAX_ROW_ID
 from newsletter.reader_input import MAX_EMAIL_LENGTH, InvalidInput, parse_email
 from newsletter.subscriber import SUPPRESSING_EVENTS, WebhookEvent, suppress
 
@@ -100,15 +101,13 @@ class Event:
     machine_open: bool = False
 
 
-# Row ids are 32-bit on Postgres; a larger delivery id names no row.
-_MAX_ROW_ID = 2**31 - 1
 _URL_LIMIT = 2048
 
 
 def _delivery_id(value: object) -> int | None:
     if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 10:
         number = int(value)
-        return number if 0 < number <= _MAX_ROW_ID else None
+        return number if 0 < number <= MAX_ROW_ID else None
     return None
 
 

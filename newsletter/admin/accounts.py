@@ -38,6 +38,7 @@ from sqlalchemy import Column, DateTime, ForeignKey, Integer, delete, func, or_
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from newsletter.admin import audit
+from newsletter.db import aware
 from newsletter.reader_input import InvalidInput, parse_email
 from newsletter.signup_limits import client_network
 
@@ -55,11 +56,6 @@ _hasher = PasswordHasher()
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-def _aware(moment: datetime) -> datetime:
-    """SQLite hands timestamps back without their zone; they were stored in UTC."""
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 class Operator(SQLModel, table=True):
@@ -250,8 +246,8 @@ def _session_id(token: str) -> str:
 
 
 def _expired(row: AdminSession, now: datetime) -> bool:
-    return (now - _aware(row.last_seen_at) >= IDLE_TIMEOUT
-            or now - _aware(row.created_at) >= LIFETIME)
+    return (now - aware(row.last_seen_at) >= IDLE_TIMEOUT
+            or now - aware(row.created_at) >= LIFETIME)
 
 
 def _end_expired(session: Session, now: datetime) -> None:

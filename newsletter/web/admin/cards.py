@@ -12,7 +12,6 @@ from flask import Response, abort, flash, redirect, render_template, url_for
 from newsletter.admin import actions, lookups
 from newsletter.paper import Paper
 from newsletter.web.admin import frame
-from newsletter.web.admin.subscribers import row_id
 from newsletter.web.common import services
 
 
@@ -42,7 +41,7 @@ def _rerun(paper_id: int | None) -> Response | tuple[str, int]:
 
 @frame.blueprint.post("/cards/<int:paper_id>/rerun", endpoint="rerun_card")
 def rerun_one(paper_id: int) -> Response | tuple[str, int]:
-    if frame.db().get(Paper, row_id(paper_id)) is None:
+    if frame.db().get(Paper, frame.row_id(paper_id)) is None:
         abort(404)
     return _rerun(paper_id)
 

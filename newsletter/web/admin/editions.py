@@ -13,7 +13,6 @@ from flask import Response, abort, flash, redirect, render_template, url_for
 from newsletter.admin import actions, lookups
 from newsletter.mail import MailError
 from newsletter.web.admin import frame
-from newsletter.web.admin.subscribers import row_id
 from newsletter.web.common import services
 
 
@@ -24,7 +23,7 @@ def listing() -> str:
 
 @frame.blueprint.get("/editions/<int:edition_id>", endpoint="edition")
 def detail(edition_id: int) -> str:
-    found = lookups.edition_detail(frame.db(), row_id(edition_id))
+    found = lookups.edition_detail(frame.db(), frame.row_id(edition_id))
     if found is None:
         abort(404)
     return render_template("admin/edition.html", edition=found)
@@ -34,7 +33,7 @@ def detail(edition_id: int) -> str:
 def retry_failed(edition_id: int) -> Response | tuple[str, int]:
     back = url_for("admin.edition", edition_id=edition_id)
     try:
-        retry = actions.retry_failed(frame.db(), row_id(edition_id))
+        retry = actions.retry_failed(frame.db(), frame.row_id(edition_id))
     except LookupError:
         abort(404)
     except actions.Refused as refused:

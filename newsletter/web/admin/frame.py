@@ -47,6 +47,7 @@ from markupsafe import Markup, escape
 from sqlmodel import Session
 
 from newsletter.admin import accounts, audit
+from newsletter.links import MAX_ROW_ID
 from newsletter.web.common import no_store, services
 
 blueprint = Blueprint("admin", __name__, url_prefix="/admin")
@@ -68,6 +69,14 @@ def db() -> Session:
     if "admin_db" not in g:
         g.admin_db = Session(services().engine, expire_on_commit=False)
     return g.admin_db
+
+
+def row_id(value: int) -> int:
+    """A row id from an admin URL; 404 for one no 32-bit id column can hold (it must not
+    reach the driver)."""
+    if not 0 < value <= MAX_ROW_ID:
+        abort(404)
+    return value
 
 
 def current_operator() -> str:
