@@ -177,6 +177,15 @@ def recent_editions(session: Session, limit: int = 60) -> list[EditionCounts]:
     return counts_of(session, [(i, f, as_date(d)) for i, f, d in found])
 
 
+def _reasons_counted(session: Session, error: Any, where: ColumnElement[bool]
+                     ) -> list[tuple[str, int]]:
+    """The errors of the failed rows, each with how many rows failed so, most common first."""
+    reason = func.coalesce(error, "")
+    return [(e or "(no error recorded)", n) for e, n in session.execute(
+        select(reason, func.count()).where(where).group_by(reason)
+        .order_by(func.count().desc())).all()]
+
+
 @dataclass(frozen=True)
 class FailedDelivery:
     id: int
@@ -201,10 +210,7 @@ def edition_detail(session: Session, edition_id: int, limit: int = 500
         return None
     [counts] = counts_of(session, [(edition.id, edition.frequency, as_date(edition.day))])
     failed_here = and_(Delivery.edition_id == edition_id, Delivery.status == "failed")
-    reason = func.coalesce(Delivery.error, "")
-    errors = [(e or "(no error recorded)", n) for e, n in session.execute(
-        select(reason, func.count()).where(failed_here).group_by(reason)
-        .order_by(func.count().desc())).all()]
+    errors = _reasons_counted(session, Delivery.error, failed_here)
     rows = session.execute(
         select(Delivery.id, Delivery.subscriber_id, Subscriber.email, Delivery.attempts,
                Delivery.error)
@@ -235,18 +241,15 @@ class CardFailures:
 def card_failures(session: Session, limit: int = 200) -> CardFailures:
     """Papers whose card failed, with the last error of each, and the errors counted."""
     failed = Card.status == "failed"
-    reason = func.coalesce(Card.last_error, "")
-    reasons = [(e or "(no error recorded)", n) for e, n in session.execute(
-        select(reason, func.count()).where(failed).group_by(reason)
-        .order_by(func.count().desc()).limit(20)).all()]
-    total = session.execute(select(func.count()).select_from(Card).where(failed)).scalar_one()
+    reasons = _reasons_counted(session, Card.last_error, failed)
+    total = sum(n for _, n in reasons)
     rows = session.execute(
         select(Paper.id, Paper.key, Paper.title, Card.last_error, Card.failures, Card.attempts,
                Card.model, Card.updated_at)
         .join(Paper, Paper.id == Card.paper_id)  # type: ignore[arg-type]
         .where(failed).order_by(Card.updated_at.desc(), Paper.id.desc())  # type: ignore[attr-defined]
         .limit(limit)).all()
-    return CardFailures(total, reasons, [CardFailure(*row) for row in rows])
+    return CardFailures(total, reasons[:20], [CardFailure(*row) for row in rows])
 
 
 @dataclass(frozen=True)
