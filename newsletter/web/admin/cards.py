@@ -20,17 +20,17 @@ def failures() -> str:
     return render_template("admin/cards.html", failures=lookups.card_failures(frame.db()))
 
 
-def _rerun(paper_id: int | None) -> Response | tuple[str, int]:
+def _rerun(paper: Paper | None) -> Response | tuple[str, int]:
+    paper_id = paper.id if paper else None
     try:
         papers = actions.rerun_cards(frame.db(), paper_id)
     except actions.Refused as refused:
         return render_template("admin/refused.html", reason=f"Nothing to re-run: {refused}.",
                                back=url_for("admin.cards")), 409
-    if paper_id is None:
+    if paper is None:
         frame.act("cards-rerun-failed", "cards", f"{len(papers)} failed cards")
     else:
-        paper = frame.db().get(Paper, paper_id)
-        frame.act("card-rerun", f"paper:{paper.key if paper else paper_id}")
+        frame.act("card-rerun", f"paper:{paper.key}")
     # The writers read the cards from their own sessions.
     frame.db().commit()
     svc = services()
@@ -41,9 +41,10 @@ def _rerun(paper_id: int | None) -> Response | tuple[str, int]:
 
 @frame.blueprint.post("/cards/<int:paper_id>/rerun", endpoint="rerun_card")
 def rerun_one(paper_id: int) -> Response | tuple[str, int]:
-    if frame.db().get(Paper, frame.row_id(paper_id)) is None:
+    paper = frame.db().get(Paper, frame.row_id(paper_id))
+    if paper is None:
         abort(404)
-    return _rerun(paper_id)
+    return _rerun(paper)
 
 
 @frame.blueprint.post("/cards/rerun-failed", endpoint="rerun_failed_cards")
