@@ -101,6 +101,11 @@ class Links:
         # Links that never expire need no serializer: a salted signature over "id.key" is
         # as strong, and four times cheaper (three per reader per digest, at 100,000 readers).
         self._plain = {p: Signer(secret_key, salt=s) for p, s in _SALTS.items()}
+        # The same signatures itsdangerous makes, keyed once: Signer.sign derives its key
+        # (one more hash) and sets up a fresh HMAC on every call, which was 14 us of the
+        # send's time per link. Reading a link still goes through Signer.unsign.
+        self._signing = {p: hmac.new(signer.derive_key(), digestmod=signer.digest_method)
+                         for p, signer in self._plain.items()}
         self._timed = URLSafeTimedSerializer(secret_key, salt=_SALTS["confirm"])
         # HMAC-SHA256 keyed once; each token copies it (HMAC.copy skips the key schedule,
         # which is half the cost of a fresh hmac.digest on messages this short).
@@ -115,7 +120,12 @@ class Links:
         return self._timed.dumps([subscriber_id, nonce])
 
     def _sign(self, purpose: str, number: int, key: str) -> str:
-        return self._plain[purpose].sign(f"{number}.{key}").decode("ascii")
+        value = f"{number}.{key}"
+        mac = self._signing[purpose].copy()
+        mac.update(value.encode("utf-8"))
+        # itsdangerous's base64_encode: URL-safe, without padding.
+        signature = base64.urlsafe_b64encode(mac.digest()).rstrip(b"=").decode("ascii")
+        return f"{value}.{signature}"
 
     def manage_token(self, holder: LinkHolder) -> str:
         return self._sign("manage", holder.subscriber_id, holder.link_key)

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from itsdangerous import Signer, URLSafeTimedSerializer
 
 from newsletter.config import Settings
-from newsletter.links import _SALTS, MAX_ROW_ID, BadLink, Links, signing_key
+from newsletter.links import _SALTS, MAX_ROW_ID, BadLink, LinkHolder, Links, signing_key
 from tests.support import web
 
 web_settings = web.web_settings
@@ -84,3 +84,19 @@ def test_any_token_text_is_a_404_never_a_500(client: FlaskClient, token: str) ->
     token = token.replace("/", "").replace("?", "").replace("#", "").strip() or "x"
     for method, path, _ in ROUTES:
         assert _answer(client, method, path.format(token), csrf) == 404, (method, path, token)
+
+
+@pytest.mark.parametrize("purpose", ["manage", "unsubscribe", "digest"])
+def test_links_are_the_signatures_itsdangerous_makes_and_reads(purpose: str) -> None:
+    # The send signs with a key derived once; links already in readers' inboxes were
+    # signed by itsdangerous's Signer, so both must be the same token, byte for byte.
+    links = Links("k" * 32, "https://paperwire.test")
+    holder_key = "Zm9v-bar_baz"
+    made = {"manage": lambda: links.manage_token(LinkHolder(42, holder_key)),
+            "unsubscribe": lambda: links.unsubscribe_token(LinkHolder(42, holder_key)),
+            "digest": lambda: links.digest_token(42, holder_key)}[purpose]()
+    assert made == Signer("k" * 32, salt=_SALTS[purpose]).sign(f"42.{holder_key}").decode()
+    assert links._unsign(purpose, made) == (42, holder_key)
+    other = "manage" if purpose != "manage" else "unsubscribe"
+    with pytest.raises(BadLink):
+        links._unsign(other, made)
