@@ -27,11 +27,16 @@ ships is what is measured. Precision@10 counts relevant papers among the (up to)
 over 10; the tuning papers are extras, rated but not counted.
 
     .venv/bin/python -m bench.relevance [--corpus PATH] [--days 10] [--openai]
+    .venv/bin/python -m bench.relevance --sentence-transformers all-MiniLM-L6-v2
     .venv/bin/python -m bench.relevance --build-idf     # rebuilds newsletter/relevance/idf.npz
 
 `--openai` embeds the simulated days with OpenAI instead (OPENAI_API_KEY, OPENAI_BASE_URL,
 EMBEDDING_MODEL, EMBEDDING_DIMENSIONS, through the product's `embed.OpenAIEmbedder`) and
-prints what it cost.
+prints what it cost. `--sentence-transformers MODEL` embeds them with a local
+sentence-transformers model (a name or a folder; `pip install sentence-transformers`, not
+a dependency of Paperwire): dense vectors without a key, to see what a semantic space
+gives this learner. The product reaches such a model through OPENAI_BASE_URL, from any
+server that speaks OpenAI's embeddings API.
 """
 
 from __future__ import annotations
@@ -304,6 +309,27 @@ def openai_embed() -> tuple[Embed, str, int, Callable[[], str]]:
     return vectors_of, embedder.space.name, embedder.space.dims, bill
 
 
+def sentence_transformers_embed(name: str) -> tuple[Embed, str, int, None]:
+    """Unit-length dense vectors from a local sentence-transformers model, stored and read
+    with the product's codec like any other space's."""
+    try:
+        from sentence_transformers import SentenceTransformer
+    except ImportError:
+        sys.exit("bench.relevance: --sentence-transformers needs "
+                 "`pip install sentence-transformers` (not a dependency of Paperwire)")
+    encoder = SentenceTransformer(name, device="cpu")
+    # Renamed in sentence-transformers 6; the old name still works there, with a warning.
+    dimension = getattr(encoder, "get_embedding_dimension", None) or \
+        encoder.get_sentence_embedding_dimension
+    dims = int(dimension() or 0)
+
+    def vectors_of(texts: Sequence[str]) -> sp.csr_matrix:
+        rows = encoder.encode(list(texts), batch_size=64, normalize_embeddings=True)
+        return vectors.stack([vectors.encode(row) for row in rows], dims)
+
+    return vectors_of, f"sentence-transformers:{name}:{dims}", dims, None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", type=Path, default=CORPUS,
@@ -311,6 +337,8 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=10, help="days simulated, the last ones")
     parser.add_argument("--openai", action="store_true",
                         help="embed with OpenAI (OPENAI_API_KEY, EMBEDDING_MODEL, ...)")
+    parser.add_argument("--sentence-transformers", metavar="MODEL",
+                        help="embed with a local sentence-transformers model")
     parser.add_argument("--build-idf", action="store_true",
                         help=f"rebuild the package's idf.npz from the first {IDF_DAYS} days")
     args = parser.parse_args()
@@ -332,6 +360,8 @@ def main() -> None:
     print(f"machine: {machine()}")
     if args.openai:
         embed, space, dims, bill = openai_embed()
+    elif args.sentence_transformers:
+        embed, space, dims, bill = sentence_transformers_embed(args.sentence_transformers)
     else:
         embed, space, dims, bill = (vectors.offline_vectors, vectors.OFFLINE_MODEL,
                                     vectors.OFFLINE_DIMS, None)
