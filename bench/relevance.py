@@ -283,9 +283,9 @@ def openai_embed() -> tuple[Embed, str, int, Callable[[], str]]:
         settings = load_settings()
     except ConfigError as exc:
         sys.exit(f"bench.relevance: {exc}")
-    if not settings.openai_api_key:
-        sys.exit("bench.relevance: --openai needs OPENAI_API_KEY (and OPENAI_BASE_URL for a "
-                 "compatible server)")
+    if not settings.embeddings_key:
+        sys.exit("bench.relevance: --openai needs OPENAI_API_KEY or EMBEDDING_API_KEY (and "
+                 "EMBEDDING_BASE_URL for a compatible server)")
     embedder = embed.OpenAIEmbedder(settings)
     spent = {"tokens": 0, "cost": 0.0, "calls": 0}
 

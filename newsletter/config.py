@@ -54,8 +54,12 @@ class Settings(BaseSettings):
     # USD per million tokens, for models the built-in price table does not know (local: 0).
     llm_price_input: float | None = Field(default=None, ge=0)
     llm_price_output: float | None = Field(default=None, ge=0)
-    # Paper vectors with OPENAI_API_KEY (same OPENAI_BASE_URL and LLM_* retry settings as the
-    # cards): the embedding model and the size of its vectors. Changing either re-embeds.
+    # Paper vectors with an embeddings key (EMBEDDING_API_KEY, else OPENAI_API_KEY) from
+    # EMBEDDING_BASE_URL (else OPENAI_BASE_URL), with the cards' LLM_* retry settings: the
+    # embedding model and the size of its vectors. Changing either re-embeds. A separate
+    # server lets the vectors come from a local embeddings server while cards do not.
+    embedding_api_key: str | None = None
+    embedding_base_url: str | None = None
     embedding_model: str = Field(default="text-embedding-3-small", min_length=1, max_length=150)
     embedding_dimensions: int = Field(default=256, ge=1, le=EMBEDDING_MAX_DIMENSIONS)
 
@@ -215,7 +219,7 @@ class Settings(BaseSettings):
             value = "postgresql+psycopg://" + value.removeprefix("postgresql://")
         return value
 
-    @field_validator("openai_base_url")
+    @field_validator("openai_base_url", "embedding_base_url")
     @classmethod
     def _check_openai_url(cls, value: str | None) -> str | None:
         if value and not value.startswith(("http://", "https://")):
@@ -247,6 +251,9 @@ class Settings(BaseSettings):
             problems.append(f"BASE_URL must be https in production, not {self.base_url}: "
                             "forms, cookies and signed links are served over TLS only "
                             "(or set PAPERWIRE_DEV=1 for development)")
+        if self.embedding_base_url and not self.embeddings_key:
+            problems.append("EMBEDDING_BASE_URL needs EMBEDDING_API_KEY (or OPENAI_API_KEY); "
+                            "for a server that takes no key, any value will do")
         largest = EMBEDDING_SIZES.get(self.embedding_model)
         if largest is not None and self.embedding_dimensions > largest:
             problems.append(f"EMBEDDING_DIMENSIONS: {self.embedding_model} returns at most "
@@ -256,6 +263,24 @@ class Settings(BaseSettings):
         if problems:
             raise ValueError("\n".join(problems))
         return self
+
+    @property
+    def embeddings_key(self) -> str | None:
+        """The key paper vectors are fetched with; without one they are computed offline."""
+        return self.embedding_api_key or self.openai_api_key
+
+    @property
+    def embeddings_url(self) -> str | None:
+        return self.embedding_base_url or self.openai_base_url
+
+    @property
+    def embedding_dimensions_asked(self) -> bool:
+        """Whether requests name the dimensions: OpenAI takes `dimensions` for its
+        text-embedding-3 models only and refuses it for others ("This model does not
+        support specifying dimensions"), as compatible servers may; other models must be
+        configured at the size they return (https://developers.openai.com/api/reference/
+        resources/embeddings)."""
+        return self.embedding_model in EMBEDDING_SIZES
 
     @property
     def daily_digest_spec(self) -> float | tuple[str, ...]:

@@ -296,6 +296,36 @@ def test_a_server_that_ignores_the_dimensions_is_refused(
     assert stored(engine) == {}
 
 
+def test_a_model_that_takes_no_dimensions_is_asked_without_them(
+    engine: Engine, settings: Settings, papers: dict[str, int], serve: Any
+) -> None:
+    # OpenAI refuses `dimensions` for text-embedding-ada-002 (and compatible servers may for
+    # their models): such a model is configured at the size it returns.
+    server = serve()
+    report = embed_pending(engine, openai_settings(
+        settings, server, embedding_model="text-embedding-ada-002", embedding_dimensions=1536))
+
+    assert (report.embedded, report.failed, report.error) == (4, 0, None)
+    assert "dimensions" not in server.embed_calls[0].body
+    assert {v.model for v in stored(engine).values()} == {"openai:text-embedding-ada-002:1536"}
+
+
+def test_vectors_can_come_from_their_own_server_while_cards_use_another(
+    engine: Engine, settings: Settings, papers: dict[str, int], serve: Any
+) -> None:
+    # e.g. cards from OpenAI, vectors from a local embeddings server with a key of its own.
+    cards, vectors_server = serve(), serve()
+    vectors_server.api_key = "local-key"
+    chosen = openai_settings(settings, cards, embedding_base_url=vectors_server.base_url,
+                             embedding_api_key="local-key")
+
+    report = embed_pending(engine, chosen)
+
+    assert (report.embedded, report.error) == (4, None)
+    assert len(vectors_server.embed_calls) == 1 and cards.requests == []
+    assert vectors_server.requests[0].headers["authorization"] == "Bearer local-key"
+
+
 def test_vectors_for_returns_the_papers_with_a_vector_in_the_space(
     engine: Engine, settings: Settings, papers: dict[str, int]
 ) -> None:
@@ -348,6 +378,18 @@ def test_embedding_settings_are_checked_at_start(monkeypatch: pytest.MonkeyPatch
         load_settings()
     assert "EMBEDDING_DIMENSIONS" in str(raised.value)
     assert "EMBEDDING_MODEL: 'text embedding' is not a model name" in str(raised.value)
+    monkeypatch.delenv("EMBEDDING_DIMENSIONS")
+    monkeypatch.delenv("EMBEDDING_MODEL")
+    monkeypatch.setenv("EMBEDDING_BASE_URL", "http://localhost:11434/v1")
+    with pytest.raises(ConfigError) as raised:
+        load_settings()
+    assert "EMBEDDING_BASE_URL needs EMBEDDING_API_KEY" in str(raised.value)
+    monkeypatch.setenv("EMBEDDING_API_KEY", "unused")
+    assert space_for(load_settings()).name == "openai:text-embedding-3-small:256"
+    monkeypatch.setenv("EMBEDDING_BASE_URL", "localhost:11434")
+    with pytest.raises(ConfigError) as raised:
+        load_settings()
+    assert "must start with http:// or https://" in str(raised.value)
 
 
 def run_cli(database_url: str, *args: str, **env: str) -> Any:

@@ -6,8 +6,9 @@ A run embeds the papers that have no vector, whose vector is in another model (s
 EMBEDDING_MODEL, EMBEDDING_DIMENSIONS or between OpenAI and offline re-embeds), or whose
 title or abstract changed since (a new version with the same text keeps its vector).
 
-The vector model is `openai:<EMBEDDING_MODEL>:<EMBEDDING_DIMENSIONS>` with OPENAI_API_KEY
-(the real `openai` client, through OPENAI_BASE_URL like the cards), else the offline space
+The vector model is `openai:<EMBEDDING_MODEL>:<EMBEDDING_DIMENSIONS>` with an embeddings
+key (EMBEDDING_API_KEY, else OPENAI_API_KEY: the real `openai` client, through
+EMBEDDING_BASE_URL, else OPENAI_BASE_URL like the cards), else the offline space
 `vectors.OFFLINE_MODEL`. Papers stream through in chunks, newest first: each chunk is read
 in one short transaction, embedded outside any, and stored in another, so a crash or a
 provider failure keeps every vector stored so far and loses nothing (the papers left are
@@ -85,8 +86,9 @@ def openai_space(settings: Settings) -> VectorSpace:
 
 
 def space_for(settings: Settings) -> VectorSpace:
-    """The configured vector space: OpenAI's with a key, the offline one without."""
-    return openai_space(settings) if settings.openai_api_key else OFFLINE_SPACE
+    """The configured vector space: the embeddings server's with a key, the offline one
+    without."""
+    return openai_space(settings) if settings.embeddings_key else OFFLINE_SPACE
 
 
 def text_hash(text: str) -> str:
@@ -147,17 +149,20 @@ class OpenAIEmbedder:
     batch_tokens = OPENAI_BATCH_TOKENS
 
     def __init__(self, settings: Settings, *, client: OpenAI | None = None) -> None:
-        if not settings.openai_api_key and client is None:
-            raise ValueError("OpenAI embeddings need OPENAI_API_KEY")
+        if not settings.embeddings_key and client is None:
+            raise ValueError("OpenAI embeddings need EMBEDDING_API_KEY or OPENAI_API_KEY")
         self.settings = settings
         self.model = settings.embedding_model
         self.space = openai_space(settings)
         # The same construction as the card writer's: the client's retries are off, ours
         # are below.
-        self.client = client or OpenAI(api_key=settings.openai_api_key,
-                                       base_url=settings.openai_base_url,
+        self.client = client or OpenAI(api_key=settings.embeddings_key,
+                                       base_url=settings.embeddings_url,
                                        timeout=settings.llm_timeout, max_retries=0)
         self.price = price_of(self.model)
+        self.dimensions: int | openai.Omit = (self.space.dims
+                                              if settings.embedding_dimensions_asked
+                                              else openai.omit)
 
     def close(self) -> None:
         self.client.close()
@@ -169,7 +174,7 @@ class OpenAIEmbedder:
             try:
                 # Without encoding_format the client asks for base64 and decodes it itself.
                 answer = self.client.embeddings.create(
-                    model=self.model, input=inputs, dimensions=self.space.dims)
+                    model=self.model, input=inputs, dimensions=self.dimensions)
             except openai.APIError as exc:
                 failed = failure(exc, attempt, self.settings)
                 error = failed.error
@@ -201,8 +206,8 @@ class OpenAIEmbedder:
 
 
 def embedder_for(settings: Settings) -> Embedder:
-    """OpenAI embeddings when there is an API key, the offline space otherwise."""
-    if settings.openai_api_key:
+    """The embeddings server when there is a key for it, the offline space otherwise."""
+    if settings.embeddings_key:
         return OpenAIEmbedder(settings)
     return OfflineEmbedder()
 
