@@ -287,7 +287,8 @@ def openai_embed() -> tuple[Embed, str, int, Callable[[], str]]:
         sys.exit("bench.relevance: --openai needs OPENAI_API_KEY or EMBEDDING_API_KEY (and "
                  "EMBEDDING_BASE_URL for a compatible server)")
     embedder = embed.OpenAIEmbedder(settings)
-    spent = {"tokens": 0, "cost": 0.0, "calls": 0}
+    spent = {"tokens": 0, "calls": 0}
+    cost: list[float | None] = [0.0]  # None once a request's cost is unknown
 
     def vectors_of(texts: Sequence[str]) -> sp.csr_matrix:
         blobs: list[bytes] = []
@@ -299,12 +300,16 @@ def openai_embed() -> tuple[Embed, str, int, Callable[[], str]]:
             blobs += done.vectors
             spent["tokens"] += done.tokens
             spent["calls"] += done.calls
-            spent["cost"] += done.cost_usd or 0.0
+            # A model with no known price makes the whole bill unknown, not $0.
+            cost[0] = (None if cost[0] is None or done.cost_usd is None
+                       else cost[0] + done.cost_usd)
         return vectors.stack(blobs, embedder.space.dims)
 
     def bill() -> str:
+        price = (f"${cost[0]:.4f}" if cost[0] is not None else
+                 f"cost unknown (no price known for {embedder.model})")
         return (f"OpenAI embeddings ({embedder.space.name}): {spent['calls']} calls, "
-                f"{spent['tokens']:,} tokens, ${spent['cost']:.4f}")
+                f"{spent['tokens']:,} tokens, {price}")
 
     return vectors_of, embedder.space.name, embedder.space.dims, bill
 
