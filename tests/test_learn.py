@@ -127,8 +127,9 @@ def papers(engine: Engine, *documents: Path) -> dict[str, int]:
 
 def stored_model(engine: Engine, subscriber_id: int, settings: Settings) -> model.ReaderModel:
     with Session(engine) as session:
-        return train.reader_models_for(session, [subscriber_id], space_for(settings))[
-            subscriber_id]
+        space = space_for(settings)
+        return model.decode_model(train.stored_models(session, [subscriber_id], space)[
+            subscriber_id], space.name, space.dims)
 
 
 def model_row(engine: Engine, subscriber_id: int) -> ReaderModelRow | None:
@@ -222,9 +223,9 @@ def test_the_model_follows_the_ratings(engine: Engine, settings: Settings) -> No
 
     with Session(engine) as session:  # a send reads only the readers that have a model
         space = space_for(settings)
-        assert set(train.reader_models_for(session, [me, other], space)) == {me}
+        assert set(train.stored_models(session, [me, other], space)) == {me}
         elsewhere = replace(space, name="openai:text-embedding-3-small:256", dims=256)
-        assert train.reader_models_for(session, [me, other], elsewhere) == {}
+        assert train.stored_models(session, [me, other], elsewhere) == {}
 
     with db.transaction(engine) as session:  # every input cleared: no model at all
         learn.record_ratings(session, me, {ids[TIDE]: None, ids[CONVEX]: None},

@@ -238,7 +238,7 @@ def test_liked_papers_alone_give_a_model(rated: Day, unseen: Day) -> None:
 def test_vectors_of_another_space_are_refused(rated: Day) -> None:
     with pytest.raises(ValueError, match="dimensions"):
         model.train(SPACE, 256, ups=rated.vectors[:2])
-    weights, biases = model.stack_models([], 256)
+    weights, biases, _ = model.stack_models([], 256)
     with pytest.raises(ValueError, match="dimensions"):
         model.affinities(weights, biases, rated.vectors)
 
@@ -251,7 +251,7 @@ def test_affinities_of_a_chunk_equal_each_readers_own_scores(rated: Day, unseen:
                              downs=rated.vectors[np.flatnonzero(~on)[i * 10:i * 10 + 30]])
         assert reader is not None
         readers.append(model.encode_model(reader))
-    weights, biases = model.stack_models(readers, DIMS)
+    weights, biases, ratings = model.stack_models(readers, DIMS)
     chunk = model.affinities(weights, biases, unseen.vectors)
     assert chunk.shape == (4, len(unseen.papers))
     assert np.all((chunk >= 0) & (chunk <= 1))
@@ -259,6 +259,8 @@ def test_affinities_of_a_chunk_equal_each_readers_own_scores(rated: Day, unseen:
         reader = model.decode_model(blob, SPACE, DIMS)
         dots = (unseen.vectors @ reader.weights.T).toarray().ravel() + reader.bias
         assert np.allclose(chunk[i], 1 / (1 + np.exp(-dots)), atol=1e-5)
+        # What the why-line and the tuning papers go by: the ratings each model has seen.
+        assert ratings[i] == reader.ups + reader.downs > 0
 
 
 # Scores

@@ -181,10 +181,12 @@ def decode_model(blob: bytes, vector_model: str, dims: int) -> ReaderModel:
                        int(counts[0, 1]))
 
 
-def stack_models(blobs: Sequence[bytes], dims: int) -> tuple[sp.csr_matrix, np.ndarray]:
-    """Many stored models as (weights, biases) for `affinities`, without building each."""
-    weights, biases, _ = _parse(blobs, dims)
-    return weights, biases
+def stack_models(blobs: Sequence[bytes], dims: int
+                 ) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
+    """Many stored models as (weights, biases) for `affinities`, and the ratings each has
+    seen, without building each: a send reads thirty thousand."""
+    weights, biases, counts = _parse(blobs, dims)
+    return weights, biases, counts.sum(axis=1)
 
 
 def _parse(blobs: Sequence[bytes], dims: int

@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-import scipy.sparse as sp
 from sqlalchemy import select
 from sqlmodel import Session
 
@@ -24,7 +23,7 @@ from newsletter.relevance.embed import VectorSpace, vectors_for
 from newsletter.relevance.rank import Learned
 from newsletter.relevance.rank import select as select_learned
 from newsletter.relevance.tables import Rating
-from newsletter.relevance.train import reader_models_for
+from newsletter.relevance.train import stored_models
 from newsletter.subscriber import Preferences
 
 # A rated paper is named in a why-line when it is at least this close (cosine) to the pick.
@@ -77,16 +76,15 @@ def _resembles(closeness: np.ndarray, columns: list[int], titles: list[str]):  #
 def learned_for(session: Session, space: VectorSpace, index: PaperIndex,
                 subscriber_ids: Sequence[int]) -> dict[int, Learned]:
     """What the models of these readers (those who have one) say about the candidates."""
-    models = reader_models_for(session, subscriber_ids, space)
-    if not models:
+    stored = stored_models(session, subscriber_ids, space)
+    if not stored:
         return {}
     candidate_ids = [c.paper_id for c in index.candidates]
     with_vector, papers = vectors_for(session, candidate_ids, space)
     row_of = {paper_id: row for row, paper_id in enumerate(with_vector)}
     columns = np.array([row_of.get(paper_id, -1) for paper_id in candidate_ids])
-    readers = list(models)
-    weights = sp.vstack([models[s].weights for s in readers], format="csr")
-    biases = np.array([models[s].bias for s in readers], dtype=np.float32)
+    readers = list(stored)
+    weights, biases, ratings = model.stack_models([stored[s] for s in readers], space.dims)
     chances = (model.affinities(weights, biases, papers) if with_vector
                else np.zeros((len(readers), 0), dtype=np.float32))
     # Per candidate, NaN where the paper has no vector in this space yet.
@@ -112,7 +110,7 @@ def learned_for(session: Session, space: VectorSpace, index: PaperIndex,
         mine = [(fav_column[p], title) for p, title in favourites.get(subscriber_id, ())
                 if p in fav_column]
         learned[subscriber_id] = Learned(
-            affinity=affinity[row], ratings=models[subscriber_id].ups + models[subscriber_id].downs,
+            affinity=affinity[row], ratings=int(ratings[row]),
             resembles=_resembles(closeness, [c for c, _ in mine], [t for _, t in mine]))
     return learned
 

@@ -3,7 +3,7 @@
 `retrain` trains one reader's model (`model.train`) from their description, the papers
 they like and their ratings, and stores it in `reader_models` (a few KB), or deletes it
 when there is nothing to go on. A send reads the models of a chunk of readers in one
-query (`reader_models_for`).
+query (`stored_models`).
 
 Vectors live in the configured space (`embed.space_for`). A paper's is its stored vector;
 without one yet, it is computed on the spot in the offline space (free), and left out
@@ -192,24 +192,24 @@ def _train_and_store(session: Session, subscriber_id: int, space: VectorSpace,
     return trained
 
 
-def reader_models_for(session: Session, subscriber_ids: Sequence[int],
-                      space: VectorSpace) -> dict[int, ReaderModel]:
-    """The models of these readers trained in `space`, by subscriber id, for a send.
+def stored_models(session: Session, subscriber_ids: Sequence[int],
+                  space: VectorSpace) -> dict[int, bytes]:
+    """The stored models (`model.encode_model`) of these readers trained in `space`, by
+    subscriber id, for a send (`model.stack_models` reads them all at once).
 
     One query per chunk of ids (a send's chunk of a thousand readers is one). A reader
     without a model, or with one from another vector model, is absent: topics alone rank
     their papers until `retrain_outdated` has caught up.
     """
     table = ReaderModelRow.__table__  # type: ignore[attr-defined]
-    found: dict[int, ReaderModel] = {}
+    found: dict[int, bytes] = {}
     for start in range(0, len(subscriber_ids), _IN_CHUNK):
         rows = session.execute(
             select(table.c.subscriber_id, table.c.data)
             .where(among(session, table.c.subscriber_id,
                           subscriber_ids[start:start + _IN_CHUNK]),
                    table.c.vector_model == space.name))
-        for subscriber_id, data in rows:
-            found[subscriber_id] = model.decode_model(data, space.name, space.dims)
+        found.update((subscriber_id, data) for subscriber_id, data in rows)
     return found
 
 
