@@ -7,6 +7,7 @@ detection), offline cards and offline vectors, through the same commands an oper
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from datetime import date
@@ -21,7 +22,8 @@ from newsletter import delivery
 from newsletter.cli import main
 from newsletter.config import Settings
 from newsletter.digest import PaperIndex, candidate, interests
-from newsletter.ingest import ingest_files
+from newsletter.ingest import ingest_files, store_entries
+from newsletter.parse import parse_feed
 from newsletter.relevance import rank
 from newsletter.relevance.embed import embed_pending
 from newsletter.summarize import summarize_pending
@@ -189,3 +191,30 @@ def test_every_paper_in_the_mailed_digest_can_be_rated(engine: Engine, settings:
     assert papers and len(up) == len(down) == papers
     html = mail.get_body(("html",)).get_content()  # type: ignore[union-attr]
     assert html.count("/up\">") >= papers and "More like this" in html
+
+
+def test_the_why_line_names_the_liked_paper_a_pick_resembles_until_it_is_rated_down(
+    engine: Engine, settings: Settings, day: None
+) -> None:
+    # An earlier paper on the same work as ATHLETICS (its abstract, another title): the
+    # reader likes it, so the why-line of ATHLETICS names it.
+    entry = next(e for f in sorted(ARXIV_FIXTURES.glob("rss_cs.*_2026-04-27.xml"))
+                 for e in parse_feed(f.read_bytes()).entries if e.title.startswith(ATHLETICS))
+    earlier = "Finding outliers in track and field results"
+    with Session(engine) as session:
+        store_entries(session, [dataclasses.replace(
+            entry, key="2604.90001", arxiv_id="2604.90001", title=earlier,
+            announced_on=date(2026, 4, 20))])
+        session.commit()
+    embed_pending(engine, settings)
+    assert run(settings, "subscribers", "add", "reader@example.org", "--topics", "federated",
+               "--describe", DESCRIBE, "--like", "2604.90001", "--confirmed").exit_code == 0
+
+    picks = {p["arxiv_id"]: p for p in preview(settings, "reader@example.org")}
+    assert f"like “{earlier}” you rated up or liked" in picks[_key_of(engine, ATHLETICS)][
+        "reasons"]
+
+    # Ratings say more than likes: rated down, the liked paper is no longer held up.
+    assert run(settings, "rate", "reader@example.org", "2604.90001=down").exit_code == 0
+    picks = {p["arxiv_id"]: p for p in preview(settings, "reader@example.org")}
+    assert not any(earlier in reason for p in picks.values() for reason in p["reasons"])

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlmodel import Session
 
 from newsletter.digest import Interests, PaperIndex, Selection
@@ -33,33 +33,43 @@ RESEMBLES = 0.2
 def _favourites(session: Session, subscriber_ids: Sequence[int]
                 ) -> dict[int, list[tuple[int, str]]]:
     """(paper id, title) of the papers each reader rated up or said they like."""
-    found: dict[int, dict[int, str]] = {s: {} for s in subscriber_ids}
-    rated_down: list[tuple[int, int]] = []
-    for subscriber_id, paper_id, value, title in session.execute(
-            select(Rating.subscriber_id, Rating.paper_id, Rating.value, Paper.title)
-            .join(Paper, Paper.id == Rating.paper_id)  # type: ignore[arg-type]
+    ups: dict[int, list[int]] = {s: [] for s in subscriber_ids}
+    rated_down: set[tuple[int, int]] = set()
+    for subscriber_id, paper_id, value in session.execute(
+            select(Rating.subscriber_id, Rating.paper_id, Rating.value)
             .where(Rating.subscriber_id.in_(subscriber_ids))):  # type: ignore[attr-defined]
         if value == 1:
-            found[subscriber_id][paper_id] = title
+            ups[subscriber_id].append(paper_id)
         else:
-            rated_down.append((subscriber_id, paper_id))
+            rated_down.add((subscriber_id, paper_id))
     liked = {subscriber_id: ids for subscriber_id, ids in session.execute(
         select(Preferences.subscriber_id, Preferences.liked_papers)
         .where(Preferences.subscriber_id.in_(subscriber_ids))) if ids}  # type: ignore[attr-defined]
-    wanted = {arxiv_id for ids in liked.values() for arxiv_id in ids}
-    if wanted:
-        papers = {arxiv_id: (paper_id, title) for paper_id, arxiv_id, title in session.execute(
-            select(Paper.id, Paper.arxiv_id, Paper.title)
-            .where(Paper.arxiv_id.in_(wanted)))}  # type: ignore[union-attr]
-        for subscriber_id, ids in liked.items():
-            for arxiv_id in ids:
-                if arxiv_id in papers:
-                    paper_id, title = papers[arxiv_id]
-                    found[subscriber_id].setdefault(paper_id, title)
-    # Ratings say more than likes: a paper rated down is no favourite, even if liked.
-    for subscriber_id, paper_id in rated_down:
-        found[subscriber_id].pop(paper_id, None)
-    return {s: list(papers.items()) for s, papers in found.items() if papers}
+    wanted_ids = {p for papers in ups.values() for p in papers}
+    wanted_arxiv = {arxiv_id for ids in liked.values() for arxiv_id in ids}
+    # Titles once per paper, not once per rating: readers of a chunk share favourites.
+    titles: dict[int, str] = {}
+    by_arxiv: dict[str, int] = {}
+    if wanted_ids or wanted_arxiv:
+        for paper_id, arxiv_id, title in session.execute(
+                select(Paper.id, Paper.arxiv_id, Paper.title)
+                .where(or_(Paper.id.in_(wanted_ids),  # type: ignore[union-attr]
+                           Paper.arxiv_id.in_(wanted_arxiv)))):  # type: ignore[union-attr]
+            titles[paper_id] = title
+            if arxiv_id in wanted_arxiv:
+                by_arxiv[arxiv_id] = paper_id
+    found: dict[int, dict[int, str]] = {}
+    for subscriber_id in subscriber_ids:
+        mine = {p: titles[p] for p in ups[subscriber_id] if p in titles}
+        for arxiv_id in liked.get(subscriber_id, ()):
+            if arxiv_id in by_arxiv:
+                mine.setdefault(by_arxiv[arxiv_id], titles[by_arxiv[arxiv_id]])
+        # Ratings say more than likes: a paper rated down is no favourite, even if liked.
+        for paper_id in [p for p in mine if (subscriber_id, p) in rated_down]:
+            del mine[paper_id]
+        if mine:
+            found[subscriber_id] = mine
+    return {s: list(papers.items()) for s, papers in found.items()}
 
 
 def _resembles(closeness: np.ndarray, columns: list[int], titles: list[str]):  # type: ignore[no-untyped-def]
