@@ -288,9 +288,10 @@ def openai_embed() -> tuple[Embed, str, int, Callable[[], str]]:
                  "EMBEDDING_BASE_URL for a compatible server)")
     embedder = embed.OpenAIEmbedder(settings)
     spent = {"tokens": 0, "calls": 0}
-    cost: list[float | None] = [0.0]  # None once a request's cost is unknown
+    cost: float | None = 0.0  # None once a request's cost is unknown
 
     def vectors_of(texts: Sequence[str]) -> sp.csr_matrix:
+        nonlocal cost
         blobs: list[bytes] = []
         for start in range(0, len(texts), embedder.batch_inputs):
             try:
@@ -301,12 +302,11 @@ def openai_embed() -> tuple[Embed, str, int, Callable[[], str]]:
             spent["tokens"] += done.tokens
             spent["calls"] += done.calls
             # A model with no known price makes the whole bill unknown, not $0.
-            cost[0] = (None if cost[0] is None or done.cost_usd is None
-                       else cost[0] + done.cost_usd)
+            cost = None if cost is None or done.cost_usd is None else cost + done.cost_usd
         return vectors.stack(blobs, embedder.space.dims)
 
     def bill() -> str:
-        price = (f"${cost[0]:.4f}" if cost[0] is not None else
+        price = (f"${cost:.4f}" if cost is not None else
                  f"cost unknown (no price known for {embedder.model})")
         return (f"OpenAI embeddings ({embedder.space.name}): {spent['calls']} calls, "
                 f"{spent['tokens']:,} tokens, {price}")
