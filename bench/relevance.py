@@ -42,6 +42,7 @@ server that speaks OpenAI's embeddings API.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gzip
 import json
 import os
@@ -59,7 +60,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from newsletter import digest
-from newsletter.relevance import model, rank, vectors
+from newsletter.relevance import model, rank, scores, vectors
 from newsletter.taxonomy import guess_topics
 
 CORPUS = Path(__file__).resolve().parent / "corpus" / "arxiv_ml_days.jsonl.gz"  # see its README
@@ -149,23 +150,51 @@ def prepare(corpus: Corpus, days: int, embed: Embed) -> list[Day]:
     return prepared
 
 
-def ranked_by_model(day: Day, reader: digest.Interests, stored: bytes, dims: int
-                    ) -> tuple[list[int], list[int]]:
-    """The digest of a reader with a model, as the send chooses it: (picks, tuning papers)."""
+def ranked_by_model(day: Day, reader: digest.Interests, stored: bytes, dims: int,
+                    resembles: Callable[[int], str | None] | None = None
+                    ) -> tuple[list[int], list[int], set[int]]:
+    """The digest of a reader with a model, as the send chooses it: (picks, tuning papers,
+    the picks whose why-line names a favourite by `resembles`)."""
     reader_model = model.decode_model(stored, "", dims)
     affinity = model.affinities(reader_model.weights, np.array([reader_model.bias]),
                                 day.vectors)[0]
     learned = rank.Learned(affinity=affinity, ratings=reader_model.ups + reader_model.downs)
+    if resembles is not None:
+        learned = dataclasses.replace(learned, resembles=resembles)
     chosen = rank.select(day.index, reader, learned).picks
     picks = [p.candidate.paper_id for p in chosen if p.reasons != (rank.TUNING_REASON,)]
     tuning = [p.candidate.paper_id for p in chosen if p.reasons == (rank.TUNING_REASON,)]
-    return picks, tuning
+    named = {p.candidate.paper_id for p in chosen
+             if any(reason.startswith("like “") for reason in p.reasons)}
+    return picks, tuning, named
+
+
+# The why-line's rule before it was made relative to the edition: a fixed cosine.
+FIXED_RESEMBLES = 0.2
+
+
+def why_line_rules(day: Day, ups: sp.csr_matrix) -> dict[str, Callable[[int], str | None]]:
+    """For each why-line rule, the favourite (a paper rated up, by row) it names for each
+    of the day's papers: the send's (`scores.standing_out`) and the fixed cosine."""
+    closeness = (day.vectors @ ups.T).toarray()
+    rows = list(range(ups.shape[0]))
+    titles = [str(row) for row in rows]
+    return {
+        "relative": scores.resembles(scores.standing_out(
+            closeness, np.ones(len(closeness), dtype=bool)), rows, titles),
+        "fixed": scores.resembles(
+            np.where(closeness >= FIXED_RESEMBLES, closeness, 0.0), rows, titles),
+    }
 
 
 def simulate(days: list[Day], readers: dict[str, str], topics: dict[str, list[str]],
-             embed: Embed, space: str, dims: int) -> dict[str, dict[str, list[float]]]:
-    """Precision@10 per reader kind, per interest, per day."""
+             embed: Embed, space: str, dims: int
+             ) -> tuple[dict[str, dict[str, list[float]]], Counter[str]]:
+    """Precision@10 per reader kind, per interest, per day; and, over days 5-10 of the
+    readers who rate, for each why-line rule how often a pick's why-line names a paper
+    they rated up, and how often the picks so named were relevant."""
     found: dict[str, dict[str, list[float]]] = {kind: {} for kind in KINDS}
+    why: Counter[str] = Counter()
     for category, description in readers.items():
         interests = digest.interests(topics=topics[category], max_papers=DIGEST_SIZE)
         said = embed([description])
@@ -173,7 +202,7 @@ def simulate(days: list[Day], readers: dict[str, str], topics: dict[str, list[st
         downs: list[sp.csr_matrix] = []
         for kind in KINDS:
             found[kind][category] = []
-        for day in days:
+        for number, day in enumerate(days, start=1):
             relevant = np.array([category in c for c in day.categories])
 
             def precision(shown: Sequence[int], relevant: np.ndarray = relevant) -> float:
@@ -188,15 +217,22 @@ def simulate(days: list[Day], readers: dict[str, str], topics: dict[str, list[st
                     ups=sp.vstack(ups) if rated and ups else None,
                     downs=sp.vstack(downs) if rated and downs else None)
                 assert trained is not None  # a description always gives a model
-                picks, tuning = ranked_by_model(day, interests, model.encode_model(trained),
-                                                dims)
+                stored = model.encode_model(trained)
+                picks, tuning, _ = ranked_by_model(day, interests, stored, dims)
                 found[kind][category].append(precision(picks))
+                if rated and ups and number >= SCORED_FROM_DAY:
+                    why.update(picks=len(picks), relevant=int(relevant[picks].sum()))
+                    for rule, resembles in why_line_rules(day, sp.vstack(ups)).items():
+                        named = list(ranked_by_model(day, interests, stored, dims,
+                                                     resembles)[2])
+                        why.update({rule: len(named),
+                                    f"{rule} relevant": int(relevant[named].sum())})
                 if rated:
                     for i in picks + tuning:
                         (ups if relevant[i] else downs).append(day.vectors[i])
             found["oracle"][category].append(min(DIGEST_SIZE, int(relevant.sum()))
                                              / DIGEST_SIZE)
-    return found
+    return found, why
 
 
 def rated_everything(corpus: Corpus, days: int, days_simulated: list[Day],
@@ -214,7 +250,7 @@ def rated_everything(corpus: Corpus, days: int, days_simulated: list[Day],
         assert trained is not None
         interests = digest.interests(topics=topics[category], max_papers=DIGEST_SIZE)
         for day in days_simulated[SCORED_FROM_DAY - 1:]:
-            picks, _ = ranked_by_model(day, interests, model.encode_model(trained), dims)
+            picks, _, _ = ranked_by_model(day, interests, model.encode_model(trained), dims)
             found.append(sum(category in day.categories[i] for i in picks) / DIGEST_SIZE)
     return len(earlier), float(np.mean(found))
 
@@ -264,6 +300,22 @@ def report(found: dict[str, dict[str, list[float]]], days: list[Day],
         print(f"  {name:<45} {value:>8}  {'met' if met else 'MISSED'}")
     if openai_note:
         print(f"\n{openai_note}")
+
+
+def report_why_line(why: Counter[str], days: int) -> None:
+    """Does the why-line name a paper rated up beside picks that share its interest?"""
+    if not why["picks"]:
+        return
+    print(f"\nwhy-line, \"like <a paper you rated up>\" (the rating readers, days "
+          f"{SCORED_FROM_DAY}-{days}, {why['picks']} picks, {why['relevant'] / why['picks']:.0%} "
+          "relevant):")
+    for rule, name in (("relative", f"closest {scores.RESEMBLES_SHARE:.1%} of the edition "
+                                    "(shipped)"),
+                       ("fixed", f"cosine >= {FIXED_RESEMBLES} (before)")):
+        named = why[rule]
+        share = f"{why[f'{rule} relevant'] / named:.0%}" if named else "-"
+        print(f"  {name:<38} names one beside {named / why['picks']:>4.0%} of picks, "
+              f"{share:>4} of them relevant")
 
 
 def machine() -> str:
@@ -374,9 +426,10 @@ def main() -> None:
           f"simulated {corpus[-args.days][0]} to {corpus[-1][0]}\n")
     topics = {category: reader_topics(corpus, category) for category in READERS}
     days = prepare(corpus, args.days, embed)
-    found = simulate(days, READERS, topics, embed, space, dims)
+    found, why = simulate(days, READERS, topics, embed, space, dims)
     ceiling = rated_everything(corpus, args.days, days, topics, embed, space, dims)
     report(found, days, topics, ceiling, bill() if bill else None)
+    report_why_line(why, len(days))
     print(f"\nran in {time.perf_counter() - started:.0f} s")
 
 

@@ -218,3 +218,36 @@ def test_the_why_line_names_the_liked_paper_a_pick_resembles_until_it_is_rated_d
     assert run(settings, "rate", "reader@example.org", "2604.90001=down").exit_code == 0
     picks = {p["arxiv_id"]: p for p in preview(settings, "reader@example.org")}
     assert not any(earlier in reason for p in picks.values() for reason in p["reasons"])
+
+
+def test_the_why_line_names_a_favourite_only_beside_the_papers_closest_to_it_in_any_space(
+) -> None:
+    import numpy as np
+
+    from newsletter.relevance import scores
+
+    rng = np.random.default_rng(7)
+    edition = 200  # its 0.5% closest to a favourite: the one closest
+    everyone = np.ones(edition, dtype=bool)
+
+    def named(closeness: np.ndarray, present: np.ndarray = everyone) -> list[int]:
+        title_for = scores.resembles(scores.standing_out(closeness[:, None], present), [0],
+                                     ["Earlier paper"])
+        return [i for i in range(len(closeness)) if title_for(i) == "Earlier paper"]
+
+    # A dense space (MiniLM's): every paper is 0.25-0.45 from the favourite. Only the one
+    # that stands out is "like" it, not every paper above a fixed cosine.
+    dense = rng.uniform(0.25, 0.45, edition)
+    dense[[7, 8]] = 0.8, 0.5
+    assert named(dense) == [7]
+    # The offline space: most papers share no word with the favourite. The one at 0.09,
+    # far below a near-duplicate's cosine, is still the paper most like it.
+    sparse = np.where(rng.random(edition) < 0.7, 0.0, rng.uniform(0.0, 0.02, edition))
+    sparse[3] = 0.09
+    assert named(sparse) == [3]
+    # Papers without a vector neither count nor get named.
+    no_vector = everyone.copy()
+    no_vector[3] = False
+    assert 3 not in named(sparse, no_vector)
+    # Nothing in common is no resemblance, even in an edition of three.
+    assert named(np.zeros(3), np.ones(3, dtype=bool)) == []

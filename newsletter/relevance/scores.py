@@ -26,8 +26,12 @@ from newsletter.relevance.tables import Rating
 from newsletter.relevance.train import stored_models
 from newsletter.subscriber import Preferences
 
-# A rated paper is named in a why-line when it is at least this close (cosine) to the pick.
-RESEMBLES = 0.2
+# A pick's why-line names the rated-up or liked paper it resembles when the pick is among
+# the edition's papers closest to that paper: closer to it than all but this share of them
+# (and at least the closest). Relative to the edition, so it means the same in any vector
+# space, which a fixed cosine did not: 0.2 is a near-duplicate in the offline space, and
+# 67% of random pairs pass it with MiniLM's vectors (docs/BENCHMARKS.md, "the why-line").
+RESEMBLES_SHARE = 0.005
 
 
 def _favourites(session: Session, subscriber_ids: Sequence[int]
@@ -72,13 +76,28 @@ def _favourites(session: Session, subscriber_ids: Sequence[int]
     return {s: list(papers.items()) for s, papers in found.items()}
 
 
-def _resembles(closeness: np.ndarray, columns: list[int], titles: list[str]):  # type: ignore[no-untyped-def]
+def standing_out(closeness: np.ndarray, present: np.ndarray) -> np.ndarray:
+    """`closeness` (the edition's papers x favourites) kept where a paper is among the
+    `RESEMBLES_SHARE` of the edition's papers closest to that favourite, else 0.
+
+    Only the `present` rows (papers with a vector) count as the edition.
+    """
+    rows = closeness[present]
+    if not rows.size:
+        return np.zeros_like(closeness)
+    keep = max(1, int(len(rows) * RESEMBLES_SHARE))
+    threshold = np.partition(rows, len(rows) - keep, axis=0)[len(rows) - keep]
+    stands_out = present[:, None] & (closeness >= threshold) & (closeness > 0)
+    return np.where(stands_out, closeness, 0.0)
+
+
+def resembles(standout: np.ndarray, columns: list[int], titles: list[str]):  # type: ignore[no-untyped-def]
     def title_for(i: int) -> str | None:
         if not columns:
             return None
-        row = closeness[i, columns]
+        row = standout[i, columns]
         best = int(np.argmax(row))
-        return titles[best] if row[best] >= RESEMBLES else None
+        return titles[best] if row[best] > 0 else None
 
     return title_for
 
@@ -115,13 +134,14 @@ def learned_for(session: Session, space: VectorSpace, index: PaperIndex,
         for paper_id, j in fav_column.items():
             if paper_id in position:
                 closeness[position[paper_id], j] = 0.0
+        closeness = standing_out(closeness, present)
     learned: dict[int, Learned] = {}
     for row, subscriber_id in enumerate(readers):
         mine = [(fav_column[p], title) for p, title in favourites.get(subscriber_id, ())
                 if p in fav_column]
         learned[subscriber_id] = Learned(
             affinity=affinity[row], ratings=int(ratings[row]),
-            resembles=_resembles(closeness, [c for c, _ in mine], [t for _, t in mine]))
+            resembles=resembles(closeness, [c for c, _ in mine], [t for _, t in mine]))
     return learned
 
 
