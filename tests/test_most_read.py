@@ -231,6 +231,44 @@ def test_weekly_digests_end_with_the_most_read_and_daily_ones_do_not(
     assert HEADING not in daily.html and HEADING.upper() not in daily.text
     # DIGEST_MOST_READ=false leaves it out of weekly digests too.
     off = settings.model_copy(update={"digest_most_read": False})
-    assert delivery.send.most_read_for(engine, off, "weekly", weekly_day) == ()
-    assert delivery.send.most_read_for(engine, settings, "weekly", weekly_day)[0][1] == \
-        popular[1]
+    with Session(engine) as session:
+        assert delivery.send.most_read_for(session, off, "weekly", weekly_day) == ()
+        assert delivery.send.most_read_for(session, settings, "weekly",
+                                           weekly_day)[0][1] == popular[1]
+
+
+def test_a_weekly_edition_shows_the_most_read_as_fixed_when_it_was_planned(
+    engine: Engine, settings: Settings, sg: SendGridServer
+) -> None:
+    from newsletter.web import create_app
+
+    ingest_files(engine, sorted(ARXIV_FIXTURES.glob("rss_cs.*_2026-04-27.xml")))
+    summarize_pending(engine, settings)
+    weekly_day = DAY + timedelta(days=6)
+    with db.transaction(engine) as session:
+        first, second = session.exec(  # type: ignore[call-overload]
+            text("SELECT id, title FROM papers ORDER BY id LIMIT 2")).all()
+        earlier_digest = _edition(session, DAY + timedelta(days=1))
+        _clicks(session, earlier_digest, first[0], 7)
+        row = subs.ensure(session, "weekly@example.org", datetime.now(UTC))
+        subs.update_preferences(session, row, reader_input.parse_preferences(["llm"], "weekly"))
+        subs.confirm_now(session, row, "admin", reader_input.Client())
+    delivery.prepare_edition(engine, "weekly", weekly_day)
+    # Clicks on the week's digests keep coming after the edition is planned: by the time
+    # its chunks go out, another paper leads the week.
+    with db.transaction(engine) as session:
+        _clicks(session, earlier_digest, second[0], 50)
+        assert delivery.send.most_read_for(session, settings, "weekly",
+                                           weekly_day)[0][1] == second[1]
+    sender = SendGridSender(KEY, "Paperwire <digest@example.org>", host=sg.url,
+                            sleep=lambda _s: None)
+    delivery.send_edition(engine, settings, frequency="weekly", day=weekly_day, sender=sender)
+    [weekly] = sg.messages_for("weekly@example.org")
+    mailed = weekly.text.split(HEADING.upper(), 1)[1]
+    assert first[1][:40] in mailed and second[1][:40] not in mailed
+    # Viewed in the browser later, the digest shows the list it was mailed with.
+    view = next(w for w in weekly.text.split() if "/digest/" in w)
+    page = create_app(settings, engine=engine).test_client().get(
+        view.removeprefix(settings.base_url)).get_data(as_text=True)
+    shown = page.split(HEADING, 1)[1]
+    assert first[1][:40] in shown and second[1][:40] not in shown

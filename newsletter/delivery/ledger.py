@@ -18,6 +18,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
     Column,
     Date,
     DateTime,
@@ -70,6 +71,10 @@ class DigestEdition(SQLModel, table=True):
     day: date = Field(sa_column=Column(Date, nullable=False))
     window_start: date = Field(sa_column=Column(Date, nullable=False))
     created_at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True))
+    # A weekly edition's "most read this week", [key, title] each, fixed as it is planned
+    # (newsletter/delivery/send.py); NULL until then, and for daily editions.
+    most_read: list[list[str]] | None = Field(
+        default=None, sa_column=Column(JSON(none_as_null=True), nullable=True))
 
 
 class Delivery(SQLModel, table=True):

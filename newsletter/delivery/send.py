@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from sqlalchemy import update
 from sqlmodel import Session
 
 from newsletter import message
@@ -173,6 +174,7 @@ def prepare_edition(
     with Session(engine) as session:
         edition = open_edition(session, frequency, day)
         planned = plan(session, edition)
+        fix_most_read(session, edition)
         session.commit()
         assert edition.id is not None
         ids = open_deliveries(session, edition.id, now())
@@ -193,17 +195,41 @@ def composer_for(settings: Any, day: date, frequency: str,
     return build
 
 
-def most_read_for(engine: Any, settings: Any, frequency: str, day: date
-                  ) -> tuple[tuple[str, str], ...]:
-    """The (key, title) of "most read this week" for an edition: weekly editions with
-    DIGEST_MOST_READ only, from the week before the edition's day (so every chunk of the
-    edition, sent whenever, shows the same list but for clicks arriving meanwhile)."""
-    if frequency != "weekly" or not settings.digest_most_read:
-        return ()
+MostRead = tuple[tuple[str, str], ...]  # (key, title) of each paper, most read first
+
+
+def _week_before(session: Session, day: date) -> MostRead:
     from newsletter.engagement import most_read  # engagement reads the ledger's tables
 
-    with Session(engine) as session:
-        return tuple((m.key, m.title) for m in most_read(session, day - timedelta(days=1)))
+    return tuple((m.key, m.title) for m in most_read(session, day - timedelta(days=1)))
+
+
+def fix_most_read(session: Session, edition: DigestEdition) -> None:
+    """Fix a weekly edition's "most read this week" (the week before its day) as it is
+    planned, so every chunk, sent whenever, and the digest viewed in the browser later
+    show the list that was mailed, while clicks on the week's digests keep arriving."""
+    if edition.frequency != "weekly" or edition.most_read is not None:
+        return
+    listed = [[key, title] for key, title in _week_before(session, edition.day)]
+    # Of two planners at once, the first one's list stands.
+    session.execute(update(DigestEdition)
+                    .where(DigestEdition.id == edition.id,  # type: ignore[arg-type]
+                           DigestEdition.most_read.is_(None))  # type: ignore[union-attr]
+                    .values(most_read=listed))
+    session.refresh(edition)
+
+
+def most_read_for(session: Session, settings: Any, frequency: str, day: date,
+                  fixed: Sequence[Sequence[str]] | None = None) -> MostRead:
+    """The "most read this week" an edition of this day shows: none for daily editions or
+    without DIGEST_MOST_READ; else the list `fixed` when it was planned or, for an edition
+    not planned yet (a preview) or planned before lists were fixed, the week's as it
+    stands."""
+    if frequency != "weekly" or not settings.digest_most_read:
+        return ()
+    if fixed is not None:
+        return tuple((key, title) for key, title in fixed)
+    return _week_before(session, day)
 
 
 def addressee(links: Links, reader: Reader, selection: Selection,
@@ -257,8 +283,7 @@ def send_edition(
                 handled(future.result(), futures[future])
         return report
 
-    compose = composer_for(settings, day, frequency,
-                           most_read_for(engine, settings, frequency, day))
+    compose = _edition_composer(engine, settings, edition_id)
     space = space_for(settings)
     for chunk in chunks:
         handled(deliver(engine, edition_id, chunk, sender=local, compose=compose, space=space,
@@ -273,18 +298,21 @@ def _deliver_in_worker(settings: Any, edition_id: int, chunk: Sequence[int]) -> 
 
     engine = make_engine(settings.database_url)
     try:
-        with Session(engine) as session:
-            edition = session.get(DigestEdition, edition_id)
-            assert edition is not None
-            day, frequency = edition.day, edition.frequency
         sender = batch_sender_for(settings)
         sender.prepare()  # before claiming: a missing template leaves the chunk pending
         return deliver(engine, edition_id, chunk, sender=sender,
-                       compose=composer_for(settings, day, frequency,
-                                            most_read_for(engine, settings, frequency, day)),
+                       compose=_edition_composer(engine, settings, edition_id),
                        space=space_for(settings))
     finally:
         engine.dispose()
+
+
+def _edition_composer(engine: Any, settings: Any, edition_id: int) -> Composer:
+    with Session(engine) as session:
+        edition = session.get(DigestEdition, edition_id)
+        assert edition is not None
+        return composer_for(settings, edition.day, edition.frequency, most_read_for(
+            session, settings, edition.frequency, edition.day, edition.most_read))
 
 
 # ------------------------------------------------------------------ scheduled (workers)
