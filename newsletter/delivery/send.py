@@ -174,7 +174,7 @@ def prepare_edition(
     with Session(engine) as session:
         edition = open_edition(session, frequency, day)
         planned = plan(session, edition)
-        fix_most_read(session, edition)
+        freeze_most_read(session, edition)
         session.commit()
         assert edition.id is not None
         ids = open_deliveries(session, edition.id, now())
@@ -204,8 +204,8 @@ def _week_before(session: Session, day: date) -> MostRead:
     return tuple((m.key, m.title) for m in most_read(session, day - timedelta(days=1)))
 
 
-def fix_most_read(session: Session, edition: DigestEdition) -> None:
-    """Fix a weekly edition's "most read this week" (the week before its day) as it is
+def freeze_most_read(session: Session, edition: DigestEdition) -> None:
+    """Freeze a weekly edition's "most read this week" (the week before its day) as it is
     planned, so every chunk, sent whenever, and the digest viewed in the browser later
     show the list that was mailed, while clicks on the week's digests keep arriving."""
     if edition.frequency != "weekly" or edition.most_read is not None:

@@ -10,7 +10,7 @@ rated up or said they like are read too, for the why-line ("like ... you rated u
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 from sqlalchemy import or_, select
@@ -91,7 +91,10 @@ def standing_out(closeness: np.ndarray, present: np.ndarray) -> np.ndarray:
     return np.where(stands_out, closeness, 0.0)
 
 
-def resembles(standout: np.ndarray, columns: list[int], titles: list[str]):  # type: ignore[no-untyped-def]
+def resembles(standout: np.ndarray, columns: list[int], titles: list[str]
+              ) -> Callable[[int], str | None]:
+    """For the paper in row i, the title of the favourite (of `columns`, titled `titles`)
+    it stands out as closest to (`standing_out`), if any."""
     def title_for(i: int) -> str | None:
         if not columns:
             return None
