@@ -61,6 +61,7 @@ import scipy.sparse as sp
 
 from newsletter import digest
 from newsletter.relevance import model, rank, scores, vectors
+from newsletter.relevance.train import REFERENCE_PAPERS
 from newsletter.taxonomy import guess_topics
 
 CORPUS = Path(__file__).resolve().parent / "corpus" / "arxiv_ml_days.jsonl.gz"  # see its README
@@ -135,18 +136,21 @@ class Day:
     index: digest.PaperIndex
     categories: list[list[str]]
     vectors: sp.csr_matrix
+    reference: sp.csr_matrix  # the newest papers before the day, as `train.reference_papers`
 
 
 def prepare(corpus: Corpus, days: int, embed: Embed) -> list[Day]:
     prepared = []
-    for date, papers in corpus[-days:]:
+    for number, (date, papers) in enumerate(corpus[-days:], start=len(corpus) - days):
+        earlier = [p for _, before in corpus[:number] for p in before][-REFERENCE_PAPERS:]
         candidates = [
             digest.candidate(i, p["arxiv_id"], p["title"], p["abstract"], p["authors"],
                              guess_topics(p["title"], p["abstract"], p["categories"]))
             for i, p in enumerate(papers)]
         prepared.append(Day(date, candidates, digest.PaperIndex(candidates),
                             [p["categories"] for p in papers],
-                            embed([text_of(p) for p in papers])))
+                            embed([text_of(p) for p in papers]),
+                            embed([text_of(p) for p in earlier])))
     return prepared
 
 
@@ -215,7 +219,8 @@ def simulate(days: list[Day], readers: dict[str, str], topics: dict[str, list[st
                 trained = model.train(
                     space, dims, description=said,
                     ups=sp.vstack(ups) if rated and ups else None,
-                    downs=sp.vstack(downs) if rated and downs else None)
+                    downs=sp.vstack(downs) if rated and downs else None,
+                    reference=day.reference)
                 assert trained is not None  # a description always gives a model
                 stored = model.encode_model(trained)
                 picks, tuning, _ = ranked_by_model(day, interests, stored, dims)
@@ -246,7 +251,8 @@ def rated_everything(corpus: Corpus, days: int, days_simulated: list[Day],
         relevant = np.array([category in p["categories"] for p in earlier])
         trained = model.train(space, dims, description=embed([description]),
                               ups=rated[np.flatnonzero(relevant)],
-                              downs=rated[np.flatnonzero(~relevant)])
+                              downs=rated[np.flatnonzero(~relevant)],
+                              reference=rated[-REFERENCE_PAPERS:])
         assert trained is not None
         interests = digest.interests(topics=topics[category], max_papers=DIGEST_SIZE)
         for day in days_simulated[SCORED_FROM_DAY - 1:]:

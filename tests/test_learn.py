@@ -30,11 +30,16 @@ from newsletter.config import Settings
 from newsletter.ingest import ingest_files
 from newsletter.paper import Paper
 from newsletter.relevance import learn, liked, model, train, vectors
-from newsletter.relevance.embed import embed_pending, space_for
+from newsletter.relevance.embed import embed_pending, space_for, vectors_for
 from newsletter.relevance.tables import Rating, ReaderModelRow
 from tests.conftest import arxiv_fixture
 from tests.support.http import Reply, Request, ScriptedServer
-from tests.support.openai_server import OpenAIServer, error, good_embeddings
+from tests.support.openai_server import (
+    OpenAIServer,
+    error,
+    good_embeddings,
+    leaning_embeddings,
+)
 
 NOW = datetime(2026, 9, 24, 9, 0, tzinfo=UTC)
 API_DOCUMENT = arxiv_fixture("api_query_cs.LG_OR_cs.AI_20.xml")
@@ -504,6 +509,33 @@ def test_with_openai_vectors_a_rating_waits_for_no_embedding(engine: Engine,
     # Switching back to the offline space: every model is trained again in it.
     assert train.retrain_outdated(engine, settings) == 1
     assert model_row(engine, me).vector_model == vectors.OFFLINE_MODEL  # type: ignore[union-attr]
+
+
+def test_with_vectors_in_one_cone_a_description_still_starts_the_typical_paper_unlikely(
+    engine: Engine, settings: Settings
+) -> None:
+    # OpenAI's and MiniLM's vectors put any two texts at a cosine of 0.2-0.5. A start
+    # tuned where unrelated texts meet at 0 would find every paper likely; centred on the
+    # store's papers, the typical one starts at a chance of 0.05 and the described one
+    # above all the others.
+    ids = papers(engine, API_DOCUMENT)
+    me = reader(engine)
+    with OpenAIServer() as server:
+        server.embed_script = leaning_embeddings
+        keyed = settings.model_copy(update={
+            "openai_api_key": "test-key", "openai_base_url": server.base_url,
+            "embedding_dimensions": 256, "llm_max_attempts": 1, "llm_backoff": 0})
+        embed_pending(engine, keyed)
+        with db.transaction(engine) as session:
+            learn.set_interests(session, me, ON_TIDE, "", settings=keyed)
+        found = stored_model(engine, me, keyed)
+        with Session(engine) as session:
+            with_vector, rows = vectors_for(session, sorted(ids.values()), space_for(keyed))
+        assert len(with_vector) == len(ids) >= 10
+        assert float(np.median((rows @ rows.T).toarray())) > 0.2  # one cone indeed
+    chances = model.affinities(found.weights, np.array([found.bias]), rows)[0]
+    assert 0.03 < float(np.median(chances)) < 0.08
+    assert int(np.argmax(chances)) == with_vector.index(ids[TIDE])
 
 
 # ---------------------------------------------------------------- the migration

@@ -5,10 +5,15 @@ sigmoid(paper . weights + bias), read as the chance they would rate it up.
 
 - The reader's own words start it. Their description and the papers they say they like are
   averaged into one direction (each liked paper counting as much as the description), and
-  the start is that direction scaled by `PRIOR_SCALE`, with `PRIOR_BIAS`. It is meant to be
-  weak: a one-line description meets an abstract at a cosine of 0.02-0.05 at best, so a
-  day's best matches start at chances of 0.07-0.25, and a few days of ratings outweigh it
-  (a stronger start learned less from ratings in the simulations).
+  the start is that direction scaled by `PRIOR_SCALE`, centred so that a paper as close to
+  it as the store's typical paper (the median of a `reference` sample, the newest papers)
+  starts at `PRIOR_BIAS`, a chance of 0.05. Centring is what lets one start serve every
+  space: offline, a description meets the typical abstract at a cosine near 0; with dense
+  vectors (OpenAI's, MiniLM's) at 0.2-0.5, and uncentred a third of a day's papers would
+  start "likely". The start is meant to be weak: offline, a one-line description meets an
+  abstract at a cosine of 0.02-0.05 at best, so a day's best matches start at chances of
+  0.07-0.25, and a few days of ratings outweigh it (a stronger start learned less from
+  ratings in the simulations).
 - Ratings correct it. A logistic regression over the rated papers (up = 1, down = 0)
   learns a change to those weights, penalised by its size, so a handful of ratings bend
   the description rather than replace it, and many ratings can overrule it. The change is
@@ -42,7 +47,7 @@ import scipy.sparse as sp
 from newsletter.relevance import vectors
 
 PRIOR_SCALE = 20.0
-PRIOR_BIAS = -3.0  # a paper sharing no word with the reader's words: chance 0.05
+PRIOR_BIAS = -3.0  # a paper as close to the reader's words as the typical one: 0.05
 # How far a weight may move from the description's per unit of evidence: the inverse of
 # the L2 penalty on the change. Large, because a rating is deliberate evidence.
 RATINGS_C = 100.0
@@ -133,12 +138,22 @@ def _strongest(weights: np.ndarray, indices: np.ndarray, dims: int) -> sp.csr_ma
                           np.array([0, len(keep)])), shape=(1, dims))
 
 
+def _typical(direction: sp.csr_matrix, reference: sp.csr_matrix | None) -> float:
+    """How close the reference's median paper is to `direction` (0 without papers)."""
+    if reference is None or not direction.nnz:
+        return 0.0
+    return float(np.median((reference @ direction.T).toarray()))
+
+
 def train(vector_model: str, dims: int, *, description: sp.csr_matrix | None = None,
           liked: sp.csr_matrix | None = None, ups: sp.csr_matrix | None = None,
-          downs: sp.csr_matrix | None = None) -> ReaderModel | None:
+          downs: sp.csr_matrix | None = None, reference: sp.csr_matrix | None = None
+          ) -> ReaderModel | None:
     """The reader's model from their words and ratings; None when there is nothing to go on.
 
-    `description` is one row, the others one row per paper, all in the `vector_model` space.
+    `description` is one row, the others one row per paper, all in the `vector_model` space;
+    `reference` is a sample of the store's papers (the newest), which the start is centred
+    on: without it, the typical paper counts as sharing nothing with the reader's words.
     """
     description, liked = _rows(description, dims), _rows(liked, dims)
     ups, downs = _rows(ups, dims), _rows(downs, dims)
@@ -146,18 +161,20 @@ def train(vector_model: str, dims: int, *, description: sp.csr_matrix | None = N
         description = None  # words the vector space does not know say nothing
     if description is None and liked is None and ups is None and downs is None:
         return None
-    start = PRIOR_SCALE * _prior(description, liked, dims)
+    direction = _prior(description, liked, dims)
+    start = PRIOR_SCALE * direction
+    start_bias = PRIOR_BIAS - PRIOR_SCALE * _typical(direction, _rows(reference, dims))
     up_count = ups.shape[0] if ups is not None else 0
     down_count = downs.shape[0] if downs is not None else 0
     if not up_count and not down_count:
         start = sp.csr_matrix(start)
         return ReaderModel(vector_model, _strongest(start.data, start.indices, dims),
-                           PRIOR_BIAS, 0, 0)
+                           start_bias, 0, 0)
     rated = sp.csr_matrix(sp.vstack([m for m in (ups, downs) if m is not None]))
     is_up = np.arange(rated.shape[0]) < up_count
     # Only buckets some rated paper uses can change; solve on those columns alone.
     used = np.unique(rated.indices)
-    offset = np.asarray(rated @ start.T.toarray()).ravel() + PRIOR_BIAS
+    offset = np.asarray(rated @ start.T.toarray()).ravel() + start_bias
     change, bias = _correction(rated[:, used], is_up, offset)
     combined = np.zeros(dims)
     start = sp.csr_matrix(start)
@@ -165,7 +182,7 @@ def train(vector_model: str, dims: int, *, description: sp.csr_matrix | None = N
     combined[used] += change
     nonzero = np.flatnonzero(combined)
     return ReaderModel(vector_model, _strongest(combined[nonzero], nonzero, dims),
-                       PRIOR_BIAS + bias, up_count, down_count)
+                       start_bias + bias, up_count, down_count)
 
 
 def encode_model(model: ReaderModel) -> bytes:

@@ -9,9 +9,11 @@ Vectors live in the configured space (`embed.space_for`). A paper's is its store
 without one yet, it is computed on the spot in the offline space (free), and left out
 with OpenAI until the embed run has stored it. The description's vector is kept with the
 model, so a rating never waits on OpenAI: only a new description, or a new vector model,
-is embedded again. `retrain_outdated`, run after each embed run, trains again every reader
-whose model is older than its inputs: papers that have since got vectors, a description
-OpenAI could not embed at the time, a switch of vector model.
+is embedded again. Each model's start is centred on the newest papers' vectors
+(`reference_papers`), so that in any space the typical paper starts unlikely.
+`retrain_outdated`, run after each embed run, trains again every reader whose model is
+older than its inputs: papers that have since got vectors, a description OpenAI could not
+embed at the time, a switch of vector model.
 
 Functions that take a Session change state; the caller owns the transaction.
 """
@@ -50,6 +52,7 @@ log = logging.getLogger(__name__)
 
 _IN_CHUNK = 5000  # ids per IN list on SQLite (it binds each one)
 _RETRAIN_BATCH = 200  # readers per transaction (and per description request) in a sweep
+REFERENCE_PAPERS = 500  # the newest papers a model's start is centred on (model.train)
 
 
 def current_settings() -> Settings:
@@ -94,6 +97,16 @@ def _paper_rows(session: Session, paper_ids: Sequence[int],
         computed = vectors.offline_vectors([vectors.paper_text(t, a) for _, t, a in texts])
         found.update({paper_id: computed[i] for i, (paper_id, _, _) in enumerate(texts)})
     return found
+
+
+def reference_papers(session: Session, space: VectorSpace) -> sp.csr_matrix | None:
+    """The vectors of the newest `REFERENCE_PAPERS` papers in `space` (None: none yet), the
+    sample a model's start is centred on."""
+    blobs = list(session.execute(
+        select(PaperVector.data).where(PaperVector.model == space.name)
+        .order_by(PaperVector.paper_id.desc())  # type: ignore[attr-defined]
+        .limit(REFERENCE_PAPERS)).scalars())
+    return vectors.stack(blobs, space.dims) if blobs else None
 
 
 def _matrix(found: Mapping[int, sp.csr_matrix], paper_ids: Sequence[int]) -> sp.csr_matrix | None:
@@ -168,17 +181,19 @@ def retrain(session: Session, subscriber_id: int, *,
         assert inputs.description
         [vector] = _embed_descriptions(settings, [inputs.description])
         described = _Described(vector, description_hash(inputs.description) if vector else None)
-    return _train_and_store(session, subscriber_id, space, inputs, described)
+    return _train_and_store(session, subscriber_id, space, inputs, described,
+                            reference_papers(session, space))
 
 
 def _train_and_store(session: Session, subscriber_id: int, space: VectorSpace,
-                     inputs: _Inputs, described: _Described) -> ReaderModel | None:
+                     inputs: _Inputs, described: _Described,
+                     reference: sp.csr_matrix | None) -> ReaderModel | None:
     found = _paper_rows(session, inputs.papers, space)
     trained = model.train(
         space.name, space.dims,
         description=vectors.decode(described.vector, space.dims) if described.vector else None,
         liked=_matrix(found, inputs.liked), ups=_matrix(found, inputs.ups),
-        downs=_matrix(found, inputs.downs))
+        downs=_matrix(found, inputs.downs), reference=reference)
     if trained is None:
         session.execute(delete(ReaderModelRow).where(
             ReaderModelRow.subscriber_id == subscriber_id))  # type: ignore[arg-type]
@@ -238,10 +253,11 @@ def retrain_outdated(engine: Engine, settings: Settings) -> int:
                                              strict=True):
                 known[subscriber_id] = _Described(vector, description_hash(
                     todo[subscriber_id].description or "") if vector else None)
+            reference = reference_papers(session, space)
             for subscriber_id, inputs in todo.items():
                 described = known[subscriber_id]
                 assert described is not None
-                _train_and_store(session, subscriber_id, space, inputs, described)
+                _train_and_store(session, subscriber_id, space, inputs, described, reference)
     if stale:
         log.info("retrained %d reader models (%s)", len(stale), space.name)
     return len(stale)

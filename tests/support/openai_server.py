@@ -177,12 +177,16 @@ def fake_vector(item: str | list[int], dims: int) -> np.ndarray:
     return vector / norm if norm else vector
 
 
-def embeddings(call: EmbedCall, delay: float = 0.0) -> Reply:
+def embeddings(call: EmbedCall, delay: float = 0.0, shared: float = 0.0) -> Reply:
     """A 200 `list` of embeddings, one per input in order, in the requested encoding
-    (`float` unless `base64` was asked for), usage counted from the inputs."""
+    (`float` unless `base64` was asked for), usage counted from the inputs. With `shared`,
+    every vector also leans that far along one common direction, as a real embedding
+    model's do: any two texts then meet at a cosine well above 0."""
     data = []
+    common = np.full(call.dimensions, 1 / math.sqrt(call.dimensions), dtype=np.float32)
     for index, item in enumerate(call.inputs):
-        vector = fake_vector(item, call.dimensions)
+        vector = fake_vector(item, call.dimensions) + shared * common
+        vector /= float(np.linalg.norm(vector)) or 1.0
         # base64 is the little-endian float32 bytes the client decodes with frombuffer.
         encoded: Any = (base64.b64encode(vector.astype("<f4").tobytes()).decode()
                         if call.body.get("encoding_format") == "base64"
@@ -197,6 +201,12 @@ def embeddings(call: EmbedCall, delay: float = 0.0) -> Reply:
 
 def good_embeddings(call: EmbedCall) -> Reply:
     return embeddings(call)
+
+
+def leaning_embeddings(call: EmbedCall) -> Reply:
+    """Embeddings in one cone, like OpenAI's and MiniLM's: unrelated texts at a cosine
+    of about 0.3 (0.2-0.5 with those models)."""
+    return embeddings(call, shared=0.65)
 
 
 def _check_embeddings(body: dict[str, Any]) -> tuple[list[str | list[int]], int] | Reply:
