@@ -266,6 +266,12 @@ def averages(found: dict[str, dict[str, list[float]]]) -> dict[str, float]:
             for kind in KINDS}
 
 
+def at_least(value: float, target: float) -> bool:
+    """value >= target, but for the float error of averaging tenths: 144 relevant picks of
+    360 is P@10 0.4, which np.mean makes 0.39999999999999997."""
+    return value >= target - 1e-9
+
+
 def report(found: dict[str, dict[str, list[float]]], days: list[Day],
            topics: dict[str, list[str]], ceiling: tuple[int, float],
            openai_note: str | None) -> None:
@@ -297,10 +303,11 @@ def report(found: dict[str, dict[str, list[float]]], days: list[Day],
                                              else ""))
     checks = [
         (f"precision@10 with ratings >= {TARGET_PRECISION:.2f}", f"{mean['ratings']:.3f}",
-         mean["ratings"] >= TARGET_PRECISION),
-        (f"vs topics only >= {TARGET_VS_TOPICS}x", f"{ratio:.2f}x", ratio >= TARGET_VS_TOPICS),
+         at_least(mean["ratings"], TARGET_PRECISION)),
+        (f"vs topics only >= {TARGET_VS_TOPICS}x", f"{ratio:.2f}x",
+         at_least(ratio, TARGET_VS_TOPICS)),
         (f"ratings over description alone >= +{TARGET_RATINGS_GAIN - 1:.0%}",
-         f"{gain - 1:+.0%}", gain >= TARGET_RATINGS_GAIN),
+         f"{gain - 1:+.0%}", at_least(gain, TARGET_RATINGS_GAIN)),
     ]
     for name, value, met in checks:
         print(f"  {name:<45} {value:>8}  {'met' if met else 'MISSED'}")
