@@ -260,6 +260,11 @@ def test_a_weekly_edition_shows_the_most_read_as_fixed_when_it_was_planned(
         _clicks(session, earlier_digest, second[0], 50)
         assert delivery.send.most_read_for(session, settings, "weekly",
                                            weekly_day)[0][1] == second[1]
+    # The reader's preview shows the edition as it will be mailed.
+    previewed = delivery.preview(engine, settings, "weekly@example.org", day=weekly_day)
+    assert previewed is not None
+    listed = previewed.text.split(HEADING.upper(), 1)[1]
+    assert first[1][:40] in listed and second[1][:40] not in listed
     sender = SendGridSender(KEY, "Paperwire <digest@example.org>", host=sg.url,
                             sleep=lambda _s: None)
     delivery.send_edition(engine, settings, frequency="weekly", day=weekly_day, sender=sender)

@@ -172,7 +172,11 @@ def preview(engine: Any, settings: Any, email: str, *, day: date | None = None) 
                              [(reader.subscriber_id, reader.interests)], sent)
         if selection.empty:
             return None
-        most_read = most_read_for(session, settings, frequency, day)
+        # As mailed: the list its edition fixed when planned, if it is planned already.
+        planned = session.execute(select_rows(DigestEdition.most_read).where(
+            DigestEdition.frequency == frequency, DigestEdition.day == day)).first()
+        most_read = most_read_for(session, settings, frequency, day,
+                                  planned[0] if planned else None)
     links = Links.from_settings(settings)
     batch = message.compose(
         [addressee(links, reader, selection, view_url=f"{settings.base_url.rstrip('/')}/")],
