@@ -17,7 +17,11 @@ days. Four readers per interest are measured side by side on the same days:
 
 For reference, a fifth reader shows how far ratings can go in this vector space: one who
 rated every paper of the days between the IDF's and the simulated ones (about 3,500
-ratings), trained by the same `model.train`.
+ratings), trained by the same `model.train`. Every model's start is centred on the 500
+papers before its day, as the product's on its 500 newest (`train.reference_papers`).
+Last, the why-line: for the readers who rate, how often "like <a paper you rated up>"
+names one, and how often the picks it names one for are relevant, by the send's rule
+(`scores.standing_out`) and by the fixed cosine it replaced.
 
 A reader with a model gets the digest the send would choose (`relevance.rank.select`:
 ALL of the day's papers by `model.blend(topic points, affinity)`, topics being a prior and
