@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlmodel import Session
 
 from newsletter import message
@@ -219,16 +219,17 @@ def freeze_most_read(session: Session, edition: DigestEdition) -> None:
     session.refresh(edition)
 
 
-def most_read_for(session: Session, settings: Any, frequency: str, day: date,
-                  fixed: Sequence[Sequence[str]] | None = None) -> MostRead:
-    """The "most read this week" an edition of this day shows: none for daily editions or
-    without DIGEST_MOST_READ; else the list `fixed` when it was planned or, for an edition
-    not planned yet (a preview) or planned before lists were fixed, the week's as it
+def most_read_for(session: Session, settings: Any, frequency: str, day: date) -> MostRead:
+    """The "most read this week" the edition of this day shows: none for daily editions or
+    without DIGEST_MOST_READ; else the list frozen when it was planned or, for an edition
+    not planned yet (a preview) or planned before lists were frozen, the week's as it
     stands."""
     if frequency != "weekly" or not settings.digest_most_read:
         return ()
-    if fixed is not None:
-        return tuple((key, title) for key, title in fixed)
+    frozen = session.execute(select(DigestEdition.most_read).where(
+        DigestEdition.frequency == frequency, DigestEdition.day == day)).scalar()
+    if frozen is not None:
+        return tuple((key, title) for key, title in frozen)
     return _week_before(session, day)
 
 
@@ -312,7 +313,7 @@ def _edition_composer(engine: Any, settings: Any, edition_id: int) -> Composer:
         edition = session.get(DigestEdition, edition_id)
         assert edition is not None
         return composer_for(settings, edition.day, edition.frequency, most_read_for(
-            session, settings, edition.frequency, edition.day, edition.most_read))
+            session, settings, edition.frequency, edition.day))
 
 
 # ------------------------------------------------------------------ scheduled (workers)

@@ -14,13 +14,7 @@ from sqlmodel import Session
 
 from newsletter import message
 from newsletter.card import Card
-from newsletter.delivery.ledger import (
-    DigestEdition,
-    SentPaper,
-    already_sent,
-    today_utc,
-    window,
-)
+from newsletter.delivery.ledger import SentPaper, already_sent, today_utc, window
 from newsletter.delivery.send import addressee, most_read_for
 from newsletter.delivery.sources import (
     READER_COLUMNS,
@@ -75,14 +69,13 @@ class DeliveredDigest:
     frequency: str
     selection: Selection
     reader: Reader
-    most_read: list[list[str]] | None  # as fixed for its edition (None: not fixed)
 
 
 def delivered_digest(session: Session, delivery_id: int, link_key: str) -> DeliveredDigest | None:
     """The digest a delivery carried, if the link key is still its reader's."""
     row = session.execute(text(f"""
-        SELECT d.id AS delivery_id, d.more_count, d.edition_id, e.day,
-               e.frequency AS edition_frequency, {READER_COLUMNS}
+        SELECT d.id AS delivery_id, d.more_count, e.day, e.frequency AS edition_frequency,
+               {READER_COLUMNS}
         FROM deliveries d JOIN editions e ON e.id = d.edition_id
         JOIN subscribers s ON s.id = d.subscriber_id
         JOIN preferences p ON p.subscriber_id = s.id
@@ -103,11 +96,9 @@ def delivered_digest(session: Session, delivery_id: int, link_key: str) -> Deliv
         for sent, paper, card in carried
     )
     day = row["day"] if isinstance(row["day"], date) else date.fromisoformat(str(row["day"]))
-    edition = session.get(DigestEdition, row["edition_id"])
     return DeliveredDigest(day=day, frequency=row["edition_frequency"],
                            selection=Selection(picks=picks, more=row["more_count"]),
-                           reader=reader_from_row(row, delivery_id=row["delivery_id"]),
-                           most_read=edition.most_read if edition else None)
+                           reader=reader_from_row(row, delivery_id=row["delivery_id"]))
 
 
 # Where "Manage topics" and "Unsubscribe" lead in a digest viewed in the browser.
@@ -126,8 +117,7 @@ def digest_in_browser(engine: Any, settings: Any, links: Links, token: str) -> s
         found = delivered_digest(session, delivery_id, link_key)
         if found is None:
             raise BadLink("no such digest")
-        most_read = most_read_for(session, settings, found.frequency, found.day,
-                                  found.most_read)
+        most_read = most_read_for(session, settings, found.frequency, found.day)
     batch = message.compose([addressee(links, found.reader, found.selection)],
                             day=found.day, frequency=found.frequency,
                             site_url=settings.base_url, most_read=most_read)
@@ -172,11 +162,7 @@ def preview(engine: Any, settings: Any, email: str, *, day: date | None = None) 
                              [(reader.subscriber_id, reader.interests)], sent)
         if selection.empty:
             return None
-        # As mailed: the list its edition fixed when planned, if it is planned already.
-        planned = session.execute(select_rows(DigestEdition.most_read).where(
-            DigestEdition.frequency == frequency, DigestEdition.day == day)).first()
-        most_read = most_read_for(session, settings, frequency, day,
-                                  planned[0] if planned else None)
+        most_read = most_read_for(session, settings, frequency, day)
     links = Links.from_settings(settings)
     batch = message.compose(
         [addressee(links, reader, selection, view_url=f"{settings.base_url.rstrip('/')}/")],
