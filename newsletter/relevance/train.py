@@ -181,8 +181,10 @@ def retrain(session: Session, subscriber_id: int, *,
         assert inputs.description
         [vector] = _embed_descriptions(settings, [inputs.description])
         described = _Described(vector, description_hash(inputs.description) if vector else None)
-    return _train_and_store(session, subscriber_id, space, inputs, described,
-                            reference_papers(session, space))
+    # Only the reader's own words are centred: ratings alone need no reference.
+    reference = (reference_papers(session, space) if inputs.description or inputs.liked
+                 else None)
+    return _train_and_store(session, subscriber_id, space, inputs, described, reference)
 
 
 def _train_and_store(session: Session, subscriber_id: int, space: VectorSpace,
@@ -253,7 +255,8 @@ def retrain_outdated(engine: Engine, settings: Settings) -> int:
                                              strict=True):
                 known[subscriber_id] = _Described(vector, description_hash(
                     todo[subscriber_id].description or "") if vector else None)
-            reference = reference_papers(session, space)
+            reference = (reference_papers(session, space)
+                         if any(i.description or i.liked for i in todo.values()) else None)
             for subscriber_id, inputs in todo.items():
                 described = known[subscriber_id]
                 assert described is not None
