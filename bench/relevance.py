@@ -145,16 +145,18 @@ class Day:
 
 def prepare(corpus: Corpus, days: int, embed: Embed) -> list[Day]:
     prepared = []
-    for number, (date, papers) in enumerate(corpus[-days:], start=len(corpus) - days):
-        earlier = [p for _, before in corpus[:number] for p in before][-REFERENCE_PAPERS:]
+    # The newest papers before each day, rolled forward: each paper is embedded once.
+    before = [p for _, papers in corpus[:-days] for p in papers][-REFERENCE_PAPERS:]
+    newest = embed([text_of(p) for p in before])
+    for date, papers in corpus[-days:]:
         candidates = [
             digest.candidate(i, p["arxiv_id"], p["title"], p["abstract"], p["authors"],
                              guess_topics(p["title"], p["abstract"], p["categories"]))
             for i, p in enumerate(papers)]
+        today = embed([text_of(p) for p in papers])
         prepared.append(Day(date, candidates, digest.PaperIndex(candidates),
-                            [p["categories"] for p in papers],
-                            embed([text_of(p) for p in papers]),
-                            embed([text_of(p) for p in earlier])))
+                            [p["categories"] for p in papers], today, newest))
+        newest = sp.vstack([newest, today], format="csr")[-REFERENCE_PAPERS:]
     return prepared
 
 
