@@ -15,7 +15,9 @@ RUN python -m build --wheel --outdir /dist
 FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 COPY --from=wheel /dist /tmp/dist
-RUN pip install --no-cache-dir /tmp/dist/paperwire-*.whl \
+# With the `local` extra: mount a sentence-transformers model folder and set
+# EMBEDDING_LOCAL_MODEL to it for semantic paper vectors with no key and no server.
+RUN wheel=$(ls /tmp/dist/paperwire-*.whl) && pip install --no-cache-dir "${wheel}[local]" \
     && rm -rf /tmp/dist \
     && useradd --create-home --uid 10001 paperwire \
     && mkdir -p /data/outbox && chown -R paperwire /data

@@ -1,4 +1,5 @@
-"""A local server that speaks OpenAI's embeddings API over a sentence-transformers model.
+"""A local server that speaks OpenAI's embeddings API over a sentence-transformers model
+folder, run by the product's own `relevance.local_model` (the model alone, no words).
 
 For `bench.relevance --openai` without OpenAI: the product's own `OpenAIEmbedder` (the real
 `openai` client) fetches dense vectors from it through EMBEDDING_BASE_URL, as it would from
@@ -9,8 +10,7 @@ list of strings, `encoding_format` "float" or "base64" (little-endian float32), 
 `embedding` objects in input order with `usage`. Like OpenAI for models that cannot be
 shortened, it refuses `dimensions`. Loopback only; any bearer key.
 
-    pip install sentence-transformers      # not a dependency of Paperwire
-    python -m bench.embeddings_server PATH/TO/all-MiniLM-L6-v2 --port 8765
+    .venv/bin/python -m bench.embeddings_server PATH/TO/all-MiniLM-L6-v2 --port 8765
     EMBEDDING_BASE_URL=http://127.0.0.1:8765/v1 EMBEDDING_API_KEY=local \\
     EMBEDDING_MODEL=all-MiniLM-L6-v2 EMBEDDING_DIMENSIONS=384 \\
         .venv/bin/python -m bench.relevance --openai
@@ -22,13 +22,14 @@ import argparse
 import base64
 import json
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 
 def serve(model_path: str, name: str, port: int) -> None:
-    from sentence_transformers import SentenceTransformer
+    from newsletter.relevance import local_model
 
-    encoder = SentenceTransformer(model_path, device="cpu")
+    encoder = local_model.load(Path(model_path))
 
     class Handler(BaseHTTPRequestHandler):
         def _answer(self, status: int, body: dict[str, Any]) -> None:
@@ -57,13 +58,13 @@ def serve(model_path: str, name: str, port: int) -> None:
                 return self._error(400, "'input' must be a string or a list of strings")
             if body.get("dimensions") is not None:
                 return self._error(400, "This model does not support specifying dimensions.")
-            rows = encoder.encode(texts, batch_size=64)
+            rows = encoder.encode(texts)
             as_base64 = body.get("encoding_format") == "base64"
             data = [{"object": "embedding", "index": i,
                      "embedding": (base64.b64encode(row.astype("<f4").tobytes()).decode()
                                    if as_base64 else [float(x) for x in row])}
                     for i, row in enumerate(rows)]
-            tokens = sum(len(encoder.tokenizer.tokenize(t)) for t in texts)
+            tokens = sum(len(e.ids) for e in encoder.tokenizer.encode_batch(texts))
             self._answer(200, {"object": "list", "data": data, "model": name,
                                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
 
@@ -77,7 +78,7 @@ def serve(model_path: str, name: str, port: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("model", help="a sentence-transformers model: a name or a folder")
+    parser.add_argument("model", help="a sentence-transformers model folder")
     parser.add_argument("--name", help="the model name answers carry (default: the folder's)")
     parser.add_argument("--port", type=int, default=8765)
     args = parser.parse_args()

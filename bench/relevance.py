@@ -31,16 +31,14 @@ ships is what is measured. Precision@10 counts relevant papers among the (up to)
 over 10; the tuning papers are extras, rated but not counted.
 
     .venv/bin/python -m bench.relevance [--corpus PATH] [--days 10] [--openai]
-    .venv/bin/python -m bench.relevance --sentence-transformers all-MiniLM-L6-v2
+    .venv/bin/python -m bench.relevance --local PATH/TO/all-MiniLM-L6-v2 [--meaning-share S]
     .venv/bin/python -m bench.relevance --build-idf     # rebuilds newsletter/relevance/idf.npz
 
 `--openai` embeds the simulated days with OpenAI instead (OPENAI_API_KEY, OPENAI_BASE_URL,
 EMBEDDING_MODEL, EMBEDDING_DIMENSIONS, through the product's `embed.OpenAIEmbedder`) and
-prints what it cost. `--sentence-transformers MODEL` embeds them with a local
-sentence-transformers model (a name or a folder; `pip install sentence-transformers`, not
-a dependency of Paperwire): dense vectors without a key, to see what a semantic space
-gives this learner. The product reaches such a model through OPENAI_BASE_URL, from any
-server that speaks OpenAI's embeddings API.
+prints what it cost. `--local FOLDER` embeds them as EMBEDDING_LOCAL_MODEL=FOLDER does (the
+product's `embed.LocalEmbedder`: a sentence-transformers model run in-process, its vectors
+beside the offline words; the `local` extra): semantic vectors without a key or a server.
 """
 
 from __future__ import annotations
@@ -385,25 +383,29 @@ def openai_embed() -> tuple[Embed, str, int, Callable[[], str]]:
     return vectors_of, embedder.space.name, embedder.space.dims, bill
 
 
-def sentence_transformers_embed(name: str) -> tuple[Embed, str, int, None]:
-    """Unit-length dense vectors from a local sentence-transformers model, stored and read
-    with the product's codec like any other space's."""
+def local_embed(folder: Path, share: float | None) -> tuple[Embed, str, int, None]:
+    """The product's `LocalEmbedder`: a sentence-transformers model folder run in-process,
+    its vectors beside the offline words (`share` overrides `vectors.MEANING_SHARE`; 1 is
+    the model alone)."""
+    from newsletter.relevance import embed, local_model
+
+    if share is not None:
+        vectors.MEANING_SHARE = share
     try:
-        from sentence_transformers import SentenceTransformer
-    except ImportError:
-        sys.exit("bench.relevance: --sentence-transformers needs "
-                 "`pip install sentence-transformers` (not a dependency of Paperwire)")
-    encoder = SentenceTransformer(name, device="cpu")
-    # Renamed in sentence-transformers 6; the old name still works there, with a warning.
-    dimension = getattr(encoder, "get_embedding_dimension", None) or \
-        encoder.get_sentence_embedding_dimension
-    dims = int(dimension() or 0)
+        embedder = embed.LocalEmbedder(folder)
+    except local_model.ModelFolderError as exc:
+        sys.exit(f"bench.relevance: --local: {exc}")
+    done = {"papers": 0}
 
     def vectors_of(texts: Sequence[str]) -> sp.csr_matrix:
-        rows = encoder.encode(list(texts), batch_size=64, normalize_embeddings=True)
-        return vectors.stack([vectors.encode(row) for row in rows], dims)
+        blobs: list[bytes] = []
+        for start in range(0, len(texts), embedder.batch_inputs):
+            blobs += embedder.embed(texts[start:start + embedder.batch_inputs]).vectors
+            done["papers"] += min(embedder.batch_inputs, len(texts) - start)
+            print(f"  {done['papers']:,} texts embedded", end="\r", file=sys.stderr)
+        return vectors.stack(blobs, embedder.space.dims)
 
-    return vectors_of, f"sentence-transformers:{name}:{dims}", dims, None
+    return vectors_of, embedder.space.name, embedder.space.dims, None
 
 
 def main() -> None:
@@ -413,8 +415,11 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=10, help="days simulated, the last ones")
     parser.add_argument("--openai", action="store_true",
                         help="embed with OpenAI (OPENAI_API_KEY, EMBEDDING_MODEL, ...)")
-    parser.add_argument("--sentence-transformers", metavar="MODEL",
-                        help="embed with a local sentence-transformers model")
+    parser.add_argument("--local", metavar="FOLDER", type=Path,
+                        help="embed with a local model, as EMBEDDING_LOCAL_MODEL=FOLDER")
+    parser.add_argument("--meaning-share", type=float, metavar="S",
+                        help="with --local: the model's share of each vector (default "
+                             f"{vectors.MEANING_SHARE}; 1 = the model alone, no words)")
     parser.add_argument("--build-idf", action="store_true",
                         help=f"rebuild the package's idf.npz from the first {IDF_DAYS} days")
     args = parser.parse_args()
@@ -436,8 +441,8 @@ def main() -> None:
     print(f"machine: {machine()}")
     if args.openai:
         embed, space, dims, bill = openai_embed()
-    elif args.sentence_transformers:
-        embed, space, dims, bill = sentence_transformers_embed(args.sentence_transformers)
+    elif args.local:
+        embed, space, dims, bill = local_embed(args.local, args.meaning_share)
     else:
         embed, space, dims, bill = (vectors.offline_vectors, vectors.OFFLINE_MODEL,
                                     vectors.OFFLINE_DIMS, None)

@@ -62,6 +62,10 @@ class Settings(BaseSettings):
     embedding_base_url: str | None = None
     embedding_model: str = Field(default="text-embedding-3-small", min_length=1, max_length=150)
     embedding_dimensions: int = Field(default=256, ge=1, le=EMBEDDING_MAX_DIMENSIONS)
+    # Paper vectors from a sentence-transformers model folder, run in-process (the `local`
+    # extra): semantic vectors with no key and no server. It wins over an embeddings key,
+    # which may be set for the cards alone.
+    embedding_local_model: Path | None = None
 
     mail_backend: Literal["file", "console", "smtp", "sendgrid"] = "file"
     mail_from: str = "Paperwire <digest@localhost>"
@@ -254,6 +258,8 @@ class Settings(BaseSettings):
         if self.embedding_base_url and not self.embeddings_key:
             problems.append("EMBEDDING_BASE_URL needs EMBEDDING_API_KEY (or OPENAI_API_KEY); "
                             "for a server that takes no key, any value will do")
+        if self.embedding_local_model is not None:
+            problems += self._local_model_problems(self.embedding_local_model)
         largest = EMBEDDING_SIZES.get(self.embedding_model)
         if largest is not None and self.embedding_dimensions > largest:
             problems.append(f"EMBEDDING_DIMENSIONS: {self.embedding_model} returns at most "
@@ -263,6 +269,23 @@ class Settings(BaseSettings):
         if problems:
             raise ValueError("\n".join(problems))
         return self
+
+    def _local_model_problems(self, folder: Path) -> list[str]:
+        from newsletter.relevance import local_model  # stdlib and NumPy only: no cycle
+
+        problems = []
+        try:
+            local_model.check(folder)
+        except local_model.ModelFolderError as exc:
+            problems.append(f"EMBEDDING_LOCAL_MODEL: {exc}")
+        missing = local_model.missing_packages()
+        if missing:
+            problems.append(f"EMBEDDING_LOCAL_MODEL needs {' and '.join(missing)}: "
+                            "pip install 'paperwire[local]'")
+        if self.embedding_base_url:
+            problems.append("EMBEDDING_LOCAL_MODEL and EMBEDDING_BASE_URL are both set: paper "
+                            "vectors come from one of them; unset the other")
+        return problems
 
     @property
     def embeddings_key(self) -> str | None:

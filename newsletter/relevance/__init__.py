@@ -2,8 +2,9 @@
 
 The story runs in three steps, one module each:
 
-1. `vectors`: every paper becomes a unit-length vector once (OpenAI embeddings with a key,
-   otherwise a fixed hashed TF-IDF space that never needs refitting), stored compactly.
+1. `vectors`: every paper becomes a unit-length vector once (a fixed hashed TF-IDF space
+   that never needs refitting; with a local model, `local_model`, its vectors beside those
+   words; or OpenAI embeddings with a key), stored compactly.
 2. `model`: a reader's own words, the papers they like and their up/down ratings become a
    small linear model in the same space (a few KB: its strongest weights only).
 3. `model.affinities`: one sparse matrix product scores a whole chunk of readers against the

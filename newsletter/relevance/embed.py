@@ -3,11 +3,15 @@
 Like cards, a vector is per paper, never per reader. Its text is `vectors.paper_text(title,
 abstract)`; the vector records the hash of that text and the vector model it was made in.
 A run embeds the papers that have no vector, whose vector is in another model (switching
-EMBEDDING_MODEL, EMBEDDING_DIMENSIONS or between OpenAI and offline re-embeds), or whose
-title or abstract changed since (a new version with the same text keeps its vector).
+EMBEDDING_LOCAL_MODEL, EMBEDDING_MODEL, EMBEDDING_DIMENSIONS or between them and offline
+re-embeds), or whose title or abstract changed since (a new version with the same text
+keeps its vector).
 
-The vector model is `openai:<EMBEDDING_MODEL>:<EMBEDDING_DIMENSIONS>` with an embeddings
-key (EMBEDDING_API_KEY, else OPENAI_API_KEY: the real `openai` client, through
+The vector model is `local:<folder>@<weights' hash>:<dims>+<offline space>@<share>` with
+EMBEDDING_LOCAL_MODEL (a sentence-transformers model run in this process, `local_model`, its
+vectors beside the offline words: `vectors.with_words`), else
+`openai:<EMBEDDING_MODEL>:<EMBEDDING_DIMENSIONS>` with an embeddings key
+(EMBEDDING_API_KEY, else OPENAI_API_KEY: the real `openai` client, through
 EMBEDDING_BASE_URL, else OPENAI_BASE_URL like the cards), else the offline space
 `vectors.OFFLINE_MODEL`. Papers stream through in chunks, newest first: each chunk is read
 in one short transaction, embedded outside any, and stored in another, so a crash or a
@@ -29,6 +33,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -45,7 +50,7 @@ from newsletter.db import transaction
 from newsletter.llm_writer import failure
 from newsletter.paper import Paper
 from newsletter.price import cost_usd, price_of
-from newsletter.relevance import vectors
+from newsletter.relevance import local_model, vectors
 from newsletter.relevance.tables import PaperVector
 
 log = logging.getLogger(__name__)
@@ -63,6 +68,9 @@ OPENAI_BATCH_TOKENS = 250_000
 # its whole request.
 OPENAI_MAX_CHARS = 12_000
 OFFLINE_BATCH = 1000
+# A local model embeds about 13 papers a second on 2 cores: a chunk is stored, and progress
+# shown, every few seconds.
+LOCAL_BATCH = 64
 
 
 def _utcnow() -> datetime:
@@ -85,9 +93,19 @@ def openai_space(settings: Settings) -> VectorSpace:
                        settings.embedding_dimensions)
 
 
+def local_space(folder: Path) -> VectorSpace:
+    """A local model's vectors beside the offline words (`vectors.with_words`); the name
+    changes with the weights, the offline space and the share."""
+    info = local_model.check(folder)
+    return VectorSpace(f"local:{info.name}:{info.dims}+{vectors.OFFLINE_MODEL}"
+                       f"@{vectors.MEANING_SHARE}", info.dims + vectors.OFFLINE_DIMS)
+
+
 def space_for(settings: Settings) -> VectorSpace:
-    """The configured vector space: the embeddings server's with a key, the offline one
-    without."""
+    """The configured vector space: the local model's when one is set, else the embeddings
+    server's with a key, else the offline one."""
+    if settings.embedding_local_model is not None:
+        return local_space(settings.embedding_local_model)
     return openai_space(settings) if settings.embeddings_key else OFFLINE_SPACE
 
 
@@ -140,6 +158,25 @@ class OfflineEmbedder:
 
     def close(self) -> None:
         pass
+
+
+class LocalEmbedder:
+    """A sentence-transformers model folder, run in this process (`local_model`), its
+    vectors beside the offline space's words."""
+
+    batch_inputs = LOCAL_BATCH
+    batch_tokens = None
+
+    def __init__(self, folder: Path) -> None:
+        self.model = local_model.load(Path(folder))
+        self.space = local_space(folder)
+
+    def embed(self, texts: Sequence[str]) -> Embedded:
+        rows = vectors.with_words(self.model.encode(texts), texts)
+        return Embedded([vectors.encode(rows[i]) for i in range(rows.shape[0])])
+
+    def close(self) -> None:
+        pass  # the model stays loaded for the process's next run (`local_model.load`)
 
 
 class OpenAIEmbedder:
@@ -206,7 +243,10 @@ class OpenAIEmbedder:
 
 
 def embedder_for(settings: Settings) -> Embedder:
-    """The embeddings server when there is a key for it, the offline space otherwise."""
+    """The local model when one is set, else the embeddings server when there is a key for
+    it, else the offline space."""
+    if settings.embedding_local_model is not None:
+        return LocalEmbedder(settings.embedding_local_model)
     if settings.embeddings_key:
         return OpenAIEmbedder(settings)
     return OfflineEmbedder()

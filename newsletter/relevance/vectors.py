@@ -15,7 +15,10 @@ seen there gets the largest IDF, as a word rarer than any seen. `write_idf` rebu
 `python -m bench.relevance --build-idf`. Changing it changes every vector, so it comes with
 a new `OFFLINE_MODEL` name, which re-embeds every paper.
 
-The codec (`encode`/`decode`/`stack`) is shared by offline and OpenAI vectors: a sparse row
+With a local model (EMBEDDING_LOCAL_MODEL, `local_model`), a paper's vector is the model's
+beside these words (`with_words`).
+
+The codec (`encode`/`decode`/`stack`) is shared by offline, local and OpenAI vectors: a sparse row
 is stored as its int32 bucket indices and float16 values, a dense row (an OpenAI
 embedding, or any row with most entries set) as float16 values only; the first byte says
 which. Pure, apart from reading the IDF once and `write_idf`.
@@ -103,6 +106,30 @@ def offline_vectors(texts: Sequence[str]) -> sp.csr_matrix:
     from sklearn.preprocessing import normalize
 
     return normalize(vectors, norm="l2", copy=False).astype(np.float32)
+
+
+# A local model's vectors go beside the offline space's words, this share of the squared
+# length each: the cosine of two papers is then 0.3 x the model's cosine + 0.7 x the
+# words'. The model knows what a sentence means, the words what this field calls things;
+# together they ranked better than either alone (docs/BENCHMARKS.md, "A local model").
+MEANING_SHARE = 0.3
+
+
+def with_words(meaning: np.ndarray, texts: Sequence[str]) -> sp.csr_matrix:
+    """A local model's unit rows (one per text) and the texts' offline vectors side by side,
+    `MEANING_SHARE` of the length the model's: unit rows, shape (len(texts), model's dims +
+    OFFLINE_DIMS)."""
+    meaning = np.asarray(meaning, dtype=np.float32)
+    if meaning.ndim != 2 or meaning.shape[0] != len(texts):
+        raise ValueError(f"{meaning.shape} model rows for {len(texts)} texts")
+    words = offline_vectors(texts)
+    # A text with no words keeps its meaning at full length.
+    share = np.where(words.getnnz(axis=1) > 0, MEANING_SHARE, 1.0).astype(np.float32)
+    left = sp.csr_matrix(meaning * np.sqrt(share)[:, None])
+    right = sp.diags(np.sqrt(1 - share)) @ words
+    rows = sp.hstack([left, right], format="csr", dtype=np.float32)
+    rows.eliminate_zeros()
+    return rows
 
 
 def write_idf(texts: Iterable[str], source: str, path: Path) -> int:
