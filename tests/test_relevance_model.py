@@ -292,6 +292,30 @@ def test_affinities_of_a_chunk_equal_each_readers_own_scores(rated: Day, unseen:
         assert ratings[i] == reader.ups + reader.downs > 0
 
 
+def test_affinities_with_a_dense_block_equal_the_plain_product() -> None:
+    # Local vectors: every paper uses the model's first columns, then a few word buckets.
+    # Those shared columns are multiplied as a dense block, the rest sparse; together they
+    # must give what one sparse product gives, empty rows (a model or paper without
+    # entries) included.
+    rng = np.random.default_rng(3)
+    dims = 16 + 1000
+
+    def rows(count: int, dense: int, words: int, empty: set[int]) -> sp.csr_matrix:
+        matrix = np.zeros((count, dims), dtype=np.float32)
+        for i in set(range(count)) - empty:
+            matrix[i, :dense] = rng.standard_normal(dense)
+            matrix[i, 16 + rng.choice(1000, words, replace=False)] = rng.standard_normal(words)
+        return sp.csr_matrix(matrix)
+
+    for dense in (16, 0):
+        weights = rows(7, dense, 30, {0, 6})
+        papers = rows(9, dense, 40, {0, 8})
+        biases = rng.standard_normal(7).astype(np.float32)
+        margins = (weights @ papers.T).toarray() + biases[:, None]
+        assert np.allclose(model.affinities(weights, biases, papers),
+                           1 / (1 + np.exp(-margins)), atol=1e-6)
+
+
 # Scores
 
 
