@@ -83,17 +83,24 @@ def add_models(conn: Any, share: float, papers: int, rng: random.Random, now: da
     trained from 20 ratings of earlier papers (rows in `ratings` too), as `learn` stores
     them. Returns how many readers hold one."""
     from newsletter.paper import Paper
-    from newsletter.relevance import model, vectors
+    from newsletter.relevance import embed, model, vectors
     from newsletter.relevance.tables import PaperVector, Rating, ReaderModelRow
 
     past = [_paper_row(papers + i, PAST_DAY, rng.sample(WORDS, 6), authors, now, rng)
             for i in range(papers)]
     conn.execute(insert(Paper.__table__), past)  # type: ignore[attr-defined]
     rows = conn.execute(text("SELECT id, title, abstract FROM papers ORDER BY id")).all()
-    matrix = vectors.offline_vectors([vectors.paper_text(t, a) for _, t, a in rows])
+    texts = [vectors.paper_text(t, a) for _, t, a in rows]
+    # The space the send will score in: a local model's with --local, else the offline one.
+    embedder = (embed.LocalEmbedder(Path(os.environ["EMBEDDING_LOCAL_MODEL"]))
+                if os.environ.get("EMBEDDING_LOCAL_MODEL") else embed.OfflineEmbedder())
+    space = embedder.space
+    blobs = [blob for start in range(0, len(texts), embedder.batch_inputs)
+             for blob in embedder.embed(texts[start:start + embedder.batch_inputs]).vectors]
+    matrix = vectors.stack(blobs, space.dims)
     conn.execute(insert(PaperVector.__table__), [  # type: ignore[attr-defined]
-        {"paper_id": pid, "model": vectors.OFFLINE_MODEL, "dims": vectors.OFFLINE_DIMS,
-         "text_hash": f"{pid:064d}", "data": vectors.encode(matrix[n]), "input_tokens": 0,
+        {"paper_id": pid, "model": space.name, "dims": space.dims,
+         "text_hash": f"{pid:064d}", "data": blobs[n], "input_tokens": 0,
          "checked_at": now, "created_at": now}
         for n, (pid, _, _) in enumerate(rows)])
     rated_pool = [n for n, (_, title, _) in enumerate(rows) if title.startswith(
@@ -104,7 +111,7 @@ def add_models(conn: Any, share: float, papers: int, rng: random.Random, now: da
         chosen = rng.sample(rated_pool, RATINGS_PER_MODEL)
         ups = [n for n in chosen if liked_word in rows[n][2]]
         downs = [n for n in chosen if n not in ups]
-        trained = model.train(vectors.OFFLINE_MODEL, vectors.OFFLINE_DIMS,
+        trained = model.train(space.name, space.dims,
                               ups=matrix[ups] if ups else None,
                               downs=matrix[downs] if downs else None)
         assert trained is not None
@@ -115,7 +122,7 @@ def add_models(conn: Any, share: float, papers: int, rng: random.Random, now: da
     models, ratings = [], []
     for k, sid in enumerate(holders):
         blob, rated = pool[k % MODEL_POOL]
-        models.append({"subscriber_id": sid, "vector_model": vectors.OFFLINE_MODEL,
+        models.append({"subscriber_id": sid, "vector_model": space.name,
                        "data": blob, "trained_at": now, "ratings": len(rated)})
         ratings += [{"subscriber_id": sid, "paper_id": pid, "value": value, "rated_at": now}
                     for pid, value in rated]
@@ -390,6 +397,9 @@ def main() -> None:
     parser.add_argument("--sample", type=int, default=1000)
     parser.add_argument("--models", type=float, default=0.0, metavar="SHARE",
                         help="share of readers holding a model from 20 ratings (e.g. 0.3)")
+    parser.add_argument("--local", type=Path, metavar="FOLDER",
+                        help="with --models: vectors from this local model (as "
+                             "EMBEDDING_LOCAL_MODEL), not the offline space")
     parser.add_argument("--child", choices=["build", "ours", "naive"])
     parser.add_argument("--database-url")
     parser.add_argument("--sink")
@@ -404,12 +414,18 @@ def main() -> None:
         print(json.dumps(run_naive(args.database_url, args.sink, args.sample)))
         return
 
+    if args.local:
+        # The children (build, send) inherit it: the models, the vectors and the send's
+        # scoring are all in the local space.
+        os.environ["EMBEDDING_LOCAL_MODEL"] = str(args.local.resolve())
     print(f"command: {shlex.join(['python', '-m', 'bench.deliver', *sys.argv[1:]])}")
     print(f"machine: {machine()}; load average before: {load()}")
     print("sink: local SendGrid-compatible server in its own process; "
           f"{args.subscribers} subscribers, {args.papers} papers"
           + (f"; {args.models:.0%} of readers hold a model trained from "
-             f"{RATINGS_PER_MODEL} ratings (offline vectors)" if args.models else ""))
+             f"{RATINGS_PER_MODEL} ratings ("
+             f"{'local model: ' + args.local.name if args.local else 'offline'} vectors)"
+             if args.models else ""))
     results = {}
     sink, sink_url = start_sink()
     try:

@@ -57,16 +57,6 @@ def test_vectors_match_sentence_transformers() -> None:
     # The long text was cut to the 24 tokens the model reads, as sentence-transformers cuts it.
     assert model.info.max_tokens == 24
     assert len(model.tokenizer.encode(EXPECTED["texts"][4]).ids) == 24
-
-
-def test_a_text_s_vector_does_not_depend_on_its_batch() -> None:
-    # Texts of other lengths share its pass, padded: the padding must take no attention.
-    model = local_model.load(TINY)
-    alone = model.encode([EXPECTED["texts"][0]])[0]
-    texts = [EXPECTED["texts"][4], EXPECTED["texts"][0], "agents", EXPECTED["texts"][2]] * 5
-    batched = model.encode(texts)
-    for row in np.flatnonzero([t == EXPECTED["texts"][0] for t in texts]):
-        assert np.abs(batched[row] - alone).max() < 1e-5
     assert model.encode([]).shape == (0, model.info.dims)
 
 
