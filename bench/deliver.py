@@ -83,7 +83,7 @@ def add_models(conn: Any, share: float, papers: int, rng: random.Random, now: da
     trained from 20 ratings of earlier papers (rows in `ratings` too), as `learn` stores
     them. Returns how many readers hold one."""
     from newsletter.paper import Paper
-    from newsletter.relevance import embed, model, vectors
+    from newsletter.relevance import embedders, model, vectors
     from newsletter.relevance.tables import PaperVector, Rating, ReaderModelRow
 
     past = [_paper_row(papers + i, PAST_DAY, rng.sample(WORDS, 6), authors, now, rng)
@@ -92,8 +92,8 @@ def add_models(conn: Any, share: float, papers: int, rng: random.Random, now: da
     rows = conn.execute(text("SELECT id, title, abstract FROM papers ORDER BY id")).all()
     texts = [vectors.paper_text(t, a) for _, t, a in rows]
     # The space the send will score in: a local model's with --local, else the offline one.
-    embedder = (embed.LocalEmbedder(Path(os.environ["EMBEDDING_LOCAL_MODEL"]))
-                if os.environ.get("EMBEDDING_LOCAL_MODEL") else embed.OfflineEmbedder())
+    embedder = (embedders.LocalEmbedder(Path(os.environ["EMBEDDING_LOCAL_MODEL"]))
+                if os.environ.get("EMBEDDING_LOCAL_MODEL") else embedders.OfflineEmbedder())
     space = embedder.space
     blobs = [blob for start in range(0, len(texts), embedder.batch_inputs)
              for blob in embedder.embed(texts[start:start + embedder.batch_inputs]).vectors]

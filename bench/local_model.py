@@ -1,6 +1,6 @@
 """Local model benchmark: how fast EMBEDDING_LOCAL_MODEL embeds a real day, and at what memory.
 
-The product's `embed.LocalEmbedder` (the model in-process with NumPy, one text a pass, its
+The product's `embedders.LocalEmbedder` (the model in-process with NumPy, one text a pass, its
 vectors beside the offline words) embeds one real day of arXiv's machine-learning
 listings (2026-06-16, 886 papers, from `arxiv_ml_days.jsonl.gz`) in its chunks, as
 `newsletter embed` does. Reported: papers a second, the resident memory the model adds once
@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.relevance import CORPUS, load_corpus, machine, text_of
-from newsletter.relevance import embed, local_model
+from newsletter.relevance import embedders, local_model
 
 DAY = "2026-06-16"
 
@@ -79,7 +79,7 @@ def main() -> None:
     reset_peak()
     started = time.perf_counter()
     try:
-        embedder = embed.LocalEmbedder(args.folder)
+        embedder = embedders.LocalEmbedder(args.folder)
     except local_model.ModelFolderError as exc:
         sys.exit(f"bench.local_model: {exc}")
     loaded_in = time.perf_counter() - started
@@ -111,7 +111,7 @@ def main() -> None:
         cosine = float((model_part * theirs[:50, :dims]).sum(axis=1).min())
         print(f"\nspeed: ours at {seconds / ours:.2f}x the reference's; lowest cosine between "
               f"the two on the first 50 papers: {cosine:.7f}")
-    offline = embed.OfflineEmbedder().embed(texts).vectors
+    offline = embedders.OfflineEmbedder().embed(texts).vectors
     print(f"stored bytes a paper: {sum(map(len, stored)) / len(stored):,.0f} "
           f"(offline space: {sum(map(len, offline)) / len(offline):,.0f})")
 

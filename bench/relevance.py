@@ -35,9 +35,9 @@ over 10; the tuning papers are extras, rated but not counted.
     .venv/bin/python -m bench.relevance --build-idf     # rebuilds newsletter/relevance/idf.npz
 
 `--openai` embeds the simulated days with OpenAI instead (OPENAI_API_KEY, OPENAI_BASE_URL,
-EMBEDDING_MODEL, EMBEDDING_DIMENSIONS, through the product's `embed.OpenAIEmbedder`) and
+EMBEDDING_MODEL, EMBEDDING_DIMENSIONS, through the product's `embedders.OpenAIEmbedder`) and
 prints what it cost. `--local FOLDER` embeds them as EMBEDDING_LOCAL_MODEL=FOLDER does (the
-product's `embed.LocalEmbedder`: a sentence-transformers model run in-process, its vectors
+product's `embedders.LocalEmbedder`: a sentence-transformers model run in-process, its vectors
 beside the offline words; the `local` extra): semantic vectors without a key or a server.
 """
 
@@ -344,7 +344,7 @@ def machine() -> str:
 def openai_embed() -> tuple[Embed, str, int, Callable[[], str]]:
     """The product's OpenAI embedder over the environment's settings, and its bill."""
     from newsletter.config import ConfigError, load_settings
-    from newsletter.relevance import embed
+    from newsletter.relevance import embedders
 
     # Only the OpenAI settings matter here: no site is served, so no production secrets.
     os.environ.setdefault("PAPERWIRE_DEV", "1")
@@ -355,7 +355,7 @@ def openai_embed() -> tuple[Embed, str, int, Callable[[], str]]:
     if not settings.embeddings_key:
         sys.exit("bench.relevance: --openai needs OPENAI_API_KEY or EMBEDDING_API_KEY (and "
                  "EMBEDDING_BASE_URL for a compatible server)")
-    embedder = embed.OpenAIEmbedder(settings)
+    embedder = embedders.OpenAIEmbedder(settings)
     spent = {"tokens": 0, "calls": 0}
     cost: float | None = 0.0  # None once a request's cost is unknown
 
@@ -365,7 +365,7 @@ def openai_embed() -> tuple[Embed, str, int, Callable[[], str]]:
         for start in range(0, len(texts), embedder.batch_inputs):
             try:
                 done = embedder.embed(texts[start:start + embedder.batch_inputs])
-            except embed.EmbedError as exc:
+            except embedders.EmbedError as exc:
                 sys.exit(f"bench.relevance: OpenAI embeddings failed: {exc}")
             blobs += done.vectors
             spent["tokens"] += done.tokens
@@ -387,12 +387,12 @@ def local_embed(folder: Path, share: float | None) -> tuple[Embed, str, int, Non
     """The product's `LocalEmbedder`: a sentence-transformers model folder run in-process,
     its vectors beside the offline words (`share` overrides `vectors.MEANING_SHARE`; 1 is
     the model alone)."""
-    from newsletter.relevance import embed, local_model
+    from newsletter.relevance import embedders, local_model
 
     if share is not None:
         vectors.MEANING_SHARE = share
     try:
-        embedder = embed.LocalEmbedder(folder)
+        embedder = embedders.LocalEmbedder(folder)
     except local_model.ModelFolderError as exc:
         sys.exit(f"bench.relevance: --local: {exc}")
     done = {"papers": 0}

@@ -30,7 +30,8 @@ from newsletter.db import transaction
 from newsletter.links import BadLink, LinkHolder
 from newsletter.paper import Paper, latest_announcement_day
 from newsletter.relevance import learn, model
-from newsletter.relevance.embed import space_for, vectors_for
+from newsletter.relevance.embed import vectors_for
+from newsletter.relevance.embedders import space_for
 from newsletter.relevance.model import ReaderModel
 from newsletter.relevance.tables import Rating
 from newsletter.signup import Services

@@ -29,16 +29,15 @@ from newsletter.paper import Paper, PaperEntry
 from newsletter.parse import parse_feed
 from newsletter.relevance import vectors
 from newsletter.relevance.embed import (
-    OPENAI_BATCH_INPUTS,
     EmbedReport,
     PaperToEmbed,
     batches,
     embed_pending,
     shares,
-    space_for,
     text_hash,
     vectors_for,
 )
+from newsletter.relevance.embedders import OPENAI_BATCH_INPUTS, space_for
 from newsletter.relevance.tables import PaperVector
 from tests.conftest import arxiv_fixture
 from tests.support.http import Reply

@@ -30,7 +30,8 @@ from newsletter.config import Settings
 from newsletter.ingest import ingest_files
 from newsletter.paper import Paper
 from newsletter.relevance import learn, liked, model, train, vectors
-from newsletter.relevance.embed import embed_pending, space_for, vectors_for
+from newsletter.relevance.embed import embed_pending, vectors_for
+from newsletter.relevance.embedders import space_for
 from newsletter.relevance.tables import Rating, ReaderModelRow
 from tests.conftest import arxiv_fixture
 from tests.support.http import Reply, Request, ScriptedServer

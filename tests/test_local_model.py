@@ -28,7 +28,8 @@ from newsletter.config import ConfigError, Settings, load_settings
 from newsletter.ingest import ingest_files
 from newsletter.paper import Paper
 from newsletter.relevance import local_model, vectors
-from newsletter.relevance.embed import LocalEmbedder, embed_pending, space_for
+from newsletter.relevance.embed import embed_pending
+from newsletter.relevance.embedders import LocalEmbedder, space_for
 from newsletter.relevance.tables import PaperVector, ReaderModelRow
 from newsletter.summarize import summarize_pending
 from tests.conftest import ARXIV_FIXTURES

@@ -161,7 +161,7 @@ def send_retry(settings: Settings, engine: Engine, retry: Retry) -> str:
                 f"({len(parts)} task{'s' * (len(parts) != 1)}).")
     from newsletter.delivery.send import composer_for, deliver
     from newsletter.mail import batch_sender_for
-    from newsletter.relevance.embed import space_for
+    from newsletter.relevance.embedders import space_for
 
     sender = batch_sender_for(settings)
     sender.prepare()

@@ -43,7 +43,7 @@ from newsletter.delivery.sources import Reader, candidates, readers
 from newsletter.digest import PaperIndex, Selection
 from newsletter.links import LinkHolder, Links
 from newsletter.mail import BatchSender, batch_sender_for
-from newsletter.relevance.embed import VectorSpace, space_for
+from newsletter.relevance.embedders import VectorSpace, space_for
 from newsletter.relevance.scores import choose
 
 log = logging.getLogger(__name__)
@@ -82,7 +82,7 @@ def deliver(
 ) -> SendReport:
     """Send one chunk of an edition: claim, select, group identical digests, send, record.
 
-    `space`: where readers' models live (`relevance.embed.space_for`); None ranks every
+    `space`: where readers' models live (`relevance.embedders.space_for`); None ranks every
     reader by topics, keywords and authors alone."""
     # A chunk makes millions of short-lived objects, and what earlier chunks built lives on
     # in this process (rendered papers, the engine's caches). The collector's defaults

@@ -27,7 +27,7 @@ from newsletter.delivery.sources import (
 from newsletter.digest import PaperIndex, Pick, Selection
 from newsletter.links import BadLink, Links
 from newsletter.paper import Paper
-from newsletter.relevance.embed import space_for
+from newsletter.relevance.embedders import space_for
 from newsletter.relevance.scores import choose
 from newsletter.render import render_digest
 

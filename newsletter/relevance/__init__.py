@@ -12,5 +12,6 @@ The story runs in three steps, one module each:
    the 0-100 score a digest ranks by, and `model.unsure` picks the papers a rating would
    teach the model most about.
 
-`embed` and `learn` are the I/O around them: storing paper vectors, ratings and models.
+`embedders` (the offline space, a local model, OpenAI), `embed` and `learn` are the I/O
+around them: making and storing paper vectors, ratings and models.
 """

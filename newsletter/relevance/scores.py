@@ -19,7 +19,8 @@ from sqlmodel import Session
 from newsletter.digest import Interests, PaperIndex, Selection
 from newsletter.paper import Paper
 from newsletter.relevance import model
-from newsletter.relevance.embed import VectorSpace, vectors_for
+from newsletter.relevance.embed import vectors_for
+from newsletter.relevance.embedders import VectorSpace
 from newsletter.relevance.rank import Learned
 from newsletter.relevance.rank import select as select_learned
 from newsletter.relevance.tables import Rating

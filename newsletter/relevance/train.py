@@ -5,12 +5,13 @@ they like and their ratings, and stores it in `reader_models` (a few KB), or del
 when there is nothing to go on. A send reads the models of a chunk of readers in one
 query (`stored_models`).
 
-Vectors live in the configured space (`embed.space_for`). A paper's is its stored vector;
-without one yet, it is computed on the spot in the offline space (free), and left out
-with OpenAI until the embed run has stored it. The description's vector is kept with the
-model, so a rating never waits on OpenAI: only a new description, or a new vector model,
-is embedded again. Each model's start is centred on the newest papers' vectors
-(`reference_papers`), so that in any space the typical paper starts unlikely.
+Vectors live in the configured space (`embedders.space_for`). A paper's is its stored
+vector; without one yet, it is computed on the spot in the offline space (free), and left
+out with OpenAI or a local model until the embed run has stored it. The description's
+vector is kept with the model, so a rating never waits on an embedder: only a new
+description, or a new vector model, is embedded again. Each model's start is centred on
+the newest papers' vectors (`reference_papers`), so that in any space the typical paper
+starts unlikely.
 `retrain_outdated`, run after each embed run, trains again every reader whose model is
 older than its inputs: papers that have since got vectors, a description OpenAI could not
 embed at the time, a switch of vector model.
@@ -35,15 +36,8 @@ from newsletter.config import Settings
 from newsletter.db import among, aware, transaction, upsert
 from newsletter.paper import Paper
 from newsletter.relevance import liked, model, vectors
-from newsletter.relevance.embed import (
-    EmbedError,
-    EmbedReport,
-    VectorSpace,
-    embed_pending,
-    embedder_for,
-    space_for,
-    vectors_for,
-)
+from newsletter.relevance.embed import EmbedReport, embed_pending, vectors_for
+from newsletter.relevance.embedders import EmbedError, VectorSpace, embedder_for, space_for
 from newsletter.relevance.model import ReaderModel
 from newsletter.relevance.tables import PaperVector, Rating, ReaderModelRow
 from newsletter.subscriber import Preferences
