@@ -86,11 +86,11 @@ def test_the_older_folder_layout_and_prefixed_weights_give_the_same_vectors(
 
 def test_new_weights_are_a_new_vector_model(tmp_path: Path) -> None:
     folder = tiny_copy(tmp_path)
-    before = local_model.check(folder).name
+    before = local_model.identity(folder)
     weights = load_file(folder / "model.safetensors")
     weights["embeddings.LayerNorm.bias"] = weights["embeddings.LayerNorm.bias"] + 0.5
     save_file(weights, folder / "model.safetensors")
-    after = local_model.check(folder).name
+    after = local_model.identity(folder)
     assert before.startswith("tiny-bert@") and after.startswith("tiny-bert@")
     assert before != after
 

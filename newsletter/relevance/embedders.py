@@ -24,6 +24,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Protocol
 
@@ -74,9 +75,18 @@ def openai_space(settings: Settings) -> VectorSpace:
 def local_space(folder: Path) -> VectorSpace:
     """A local model's vectors beside the offline words (`vectors.with_words`); the name
     changes with the weights, the offline space and the share."""
-    info = local_model.check(folder)
-    return VectorSpace(f"local:{info.name}:{info.dims}+{vectors.OFFLINE_MODEL}"
-                       f"@{vectors.MEANING_SHARE}", info.dims + vectors.OFFLINE_DIMS)
+    weights = Path(folder) / local_model.WEIGHTS
+    stat = weights.stat()
+    return _local_space(Path(folder), stat.st_size, stat.st_mtime_ns)
+
+
+@lru_cache(maxsize=4)
+def _local_space(folder: Path, size: int, mtime_ns: int) -> VectorSpace:
+    # Sends, ratings and previews ask for the space on every chunk and request: one stat,
+    # not the folder's files read again, unless the weights changed.
+    dims = local_model.check(folder).dims
+    return VectorSpace(f"local:{local_model.identity(folder)}:{dims}+{vectors.OFFLINE_MODEL}"
+                       f"@{vectors.MEANING_SHARE}", dims + vectors.OFFLINE_DIMS)
 
 
 def space_for(settings: Settings) -> VectorSpace:
