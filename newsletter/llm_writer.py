@@ -92,6 +92,13 @@ class _Spend:
             self.output_tokens += usage.completion_tokens or 0
 
 
+def openai_client(settings: Settings, api_key: str | None, base_url: str | None) -> OpenAI:
+    """The `openai` client the card writer and the embedder call through: its own retries
+    off, since `failure` decides what is retried and how long to wait."""
+    return OpenAI(api_key=api_key, base_url=base_url, timeout=settings.llm_timeout,
+                  max_retries=0)
+
+
 class LLMWriter:
     """Writes cards with the `openai` client; safe to call from many threads at once."""
 
@@ -104,12 +111,8 @@ class LLMWriter:
         self.settings = settings
         self.model = settings.openai_model
         self.concurrency = settings.llm_concurrency
-        self.client = client or OpenAI(
-            api_key=settings.openai_api_key,
-            base_url=settings.openai_base_url,
-            timeout=settings.llm_timeout,
-            max_retries=0,
-        )
+        self.client = client or openai_client(settings, settings.openai_api_key,
+                                              settings.openai_base_url)
         self.throttle = Throttle()
         self.price = price_of(self.model, (settings.llm_price_input, settings.llm_price_output))
         self._response_format = response_format()

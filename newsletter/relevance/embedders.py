@@ -34,7 +34,7 @@ from openai import OpenAI
 from openai.types import CreateEmbeddingResponse
 
 from newsletter.config import Settings
-from newsletter.llm_writer import failure
+from newsletter.llm_writer import failure, openai_client
 from newsletter.price import cost_usd, price_of
 from newsletter.relevance import local_model, vectors
 
@@ -174,11 +174,8 @@ class OpenAIEmbedder:
         self.settings = settings
         self.model = settings.embedding_model
         self.space = openai_space(settings)
-        # The same construction as the card writer's: the client's retries are off, ours
-        # are below.
-        self.client = client or OpenAI(api_key=settings.embeddings_key,
-                                       base_url=settings.embeddings_url,
-                                       timeout=settings.llm_timeout, max_retries=0)
+        self.client = client or openai_client(settings, settings.embeddings_key,
+                                              settings.embeddings_url)
         self.price = price_of(self.model)
         self.dimensions: int | openai.Omit = (self.space.dims
                                               if settings.embedding_dimensions_asked
