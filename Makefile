@@ -9,11 +9,19 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install -q -e ".[dev]"
 	touch $@
 
+# axe-core (npm) for the accessibility tests of pages and mail; without npm they are skipped
+# locally (and fail in CI, which installs it).
+AXE := $(VENV)/axe/node_modules/axe-core/axe.min.js
+$(AXE):
+	@if command -v npm >/dev/null; then \
+		npm install --silent --no-save --no-audit --no-fund --prefix $(VENV)/axe axe-core@4.11; \
+	else echo "npm is not installed: the axe-core accessibility tests will be skipped"; fi
+
 .PHONY: demo test lint bench
 demo: $(VENV)/.installed
 	PAPERWIRE_DEV=1 $(VENV)/bin/newsletter demo
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed $(AXE)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest -q
 
