@@ -273,10 +273,11 @@ def preview_command(app: App, email: str, day: date | None, folder: Path,
                     as_json: bool) -> None:
     """Write EMAIL's next digest as HTML and text, and print the paths."""
     from newsletter import delivery
+    from newsletter.subscriber import UnknownReader
 
     try:
         found = delivery.preview(app.engine, app.settings, email, day=day)
-    except LookupError as exc:
+    except UnknownReader as exc:
         raise click.ClickException(str(exc)) from None
     if as_json:
         click.echo(json.dumps(found.picks if found else [], indent=2, ensure_ascii=False))

@@ -270,6 +270,10 @@ def subscribe(session: Session, email: str, values: PreferenceValues,
     return decision
 
 
+class UnknownReader(LookupError):
+    """No subscriber has this id (or address)."""
+
+
 class LinkInvalid(Exception):
     """A link that names no current subscriber, or a confirmation already used."""
 

@@ -198,7 +198,7 @@ def test_wrong_ratings_are_refused_before_anything_is_written(engine: Engine,
         learn.record_ratings(session, me, {ids[TIDE]: 1, ids[CONVEX]: 2}, settings=settings)
     with pytest.raises(learn.UnknownPaper), db.transaction(engine) as session:
         learn.record_ratings(session, me, {ids[TIDE]: 1, 999_999: 1}, settings=settings)
-    with pytest.raises(learn.UnknownReader), db.transaction(engine) as session:
+    with pytest.raises(subs.UnknownReader), db.transaction(engine) as session:
         learn.rate(session, me + 1000, ids[TIDE], 1, settings=settings)
     with Session(engine) as session:
         assert session.exec(select(Rating)).all() == []

@@ -30,6 +30,7 @@ from newsletter.paper import Paper
 from newsletter.relevance.embedders import space_for
 from newsletter.relevance.scores import choose
 from newsletter.render import render_digest
+from newsletter.subscriber import UnknownReader
 
 
 @dataclass(frozen=True)
@@ -143,7 +144,7 @@ class Preview:
 def preview(engine: Any, settings: Any, email: str, *, day: date | None = None) -> Preview | None:
     """The digest a subscriber would get in the next edition, rendered, writing nothing.
 
-    None when they would get none (nothing new matches); LookupError for an unknown address.
+    None when they would get none (nothing new matches); UnknownReader for an unknown address.
     """
     day = day or today_utc()
     with Session(engine) as session:
@@ -152,7 +153,7 @@ def preview(engine: Any, settings: Any, email: str, *, day: date | None = None) 
             WHERE lower(s.email) = lower(:email)
         """), {"email": email.strip()}).mappings().first()
         if row is None:
-            raise LookupError(f"no subscriber {email}")
+            raise UnknownReader(f"no subscriber {email}")
         reader = reader_from_row(row, delivery_id=0)
         frequency = row["frequency"]
         papers = PaperIndex(candidates(session, window(frequency, day), day))

@@ -36,7 +36,7 @@ from newsletter.relevance.liked import ids_we_lack
 from newsletter.relevance.model import ReaderModel
 from newsletter.relevance.tables import Rating
 from newsletter.relevance.train import current_settings, retrain
-from newsletter.subscriber import Preferences, Subscriber, preferences_of
+from newsletter.subscriber import Preferences, Subscriber, UnknownReader, preferences_of
 
 log = logging.getLogger(__name__)
 
@@ -46,10 +46,6 @@ RATING_VALUES: dict[str, int | None] = {"up": 1, "down": -1, "clear": None}
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-class UnknownReader(LookupError):
-    """No subscriber has this id (or address)."""
 
 
 class UnknownPaper(LookupError):

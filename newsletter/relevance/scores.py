@@ -109,13 +109,18 @@ def resembles(standout: np.ndarray, columns: list[int], titles: list[str]
 def learned_for(session: Session, space: VectorSpace, index: PaperIndex,
                 subscriber_ids: Sequence[int]) -> dict[int, Learned]:
     """What the models of these readers (those who have one) say about the candidates."""
+    candidate_ids = [c.paper_id for c in index.candidates]
+    # An edition with no papers (arXiv's holidays) has nothing for a model to score.
+    if not candidate_ids:
+        return {}
     stored = stored_models(session, subscriber_ids, space)
     if not stored:
         return {}
-    candidate_ids = [c.paper_id for c in index.candidates]
     with_vector, papers = vectors_for(session, candidate_ids, space)
     row_of = {paper_id: row for row, paper_id in enumerate(with_vector)}
-    columns = np.array([row_of.get(paper_id, -1) for paper_id in candidate_ids])
+    # An index array, typed as one even when empty (numpy's default for [] is float).
+    columns = np.array([row_of.get(paper_id, -1) for paper_id in candidate_ids],
+                       dtype=np.intp)
     readers = list(stored)
     weights, biases, ratings = model.stack_models([stored[s] for s in readers], space.dims)
     chances = (model.affinities(weights, biases, papers) if with_vector
