@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 
 from sqlalchemy import func, or_
 from sqlmodel import Session, select
@@ -18,7 +18,8 @@ from newsletter.feed import Feed
 from newsletter.paper import Paper, latest_announcement_day
 from newsletter.taxonomy import topic_name
 
-RECENT_DAYS = 14
+# Days with papers on one page of /days.
+DAYS_PAGE = 30
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 EXCERPT_CHARS = 420
 
@@ -157,25 +158,46 @@ def paper(session: Session, key: str) -> PaperView | None:
 class DayCount:
     day: date
     new: int
+    # Papers revised that day and announced on another (the day page lists them under
+    # "Revised on this day"): a day with only revisions still has something to show.
+    revised: int = 0
 
-    @property
-    def weekend(self) -> bool:
-        return self.day.weekday() >= 5
+
+@dataclass(frozen=True)
+class DaysPage:
+    """One page of the past days that have papers, newest first."""
+    days: tuple[DayCount, ...]
+    # The `before` of the next, older page; None when this page reaches the oldest day.
+    older: date | None
 
 
-def recent_days(session: Session, today: date | None = None,
-                count: int = RECENT_DAYS) -> list[DayCount]:
-    """The last `count` calendar days, newest first, with their number of new papers.
+def days_with_papers(session: Session, before: date | None = None,
+                     count: int = DAYS_PAGE) -> DaysPage:
+    """The latest `count` days (before `before`, when given) with papers new or revised
+    on them, newest first.
 
-    Ends at today or at the latest announcement, whichever is later, so a quiet weekend
-    shows as quiet days rather than vanishing.
+    Only days with papers: arXiv is quiet at weekends and on holidays, and a store that
+    stops being fed (or the demo's sample day) would otherwise see its papers pushed off
+    the list by empty calendar days. Each of the two queries reads at most count + 1
+    days, so a page costs the same however many days are stored.
     """
-    today = today or datetime.now(UTC).date()
-    end = max(today, latest_announcement_day(session) or today)
-    start = end - timedelta(days=count - 1)
-    rows = session.exec(select(Paper.announced_on, func.count())
-                        .where(Paper.announced_on >= start, Paper.announced_on <= end)  # type: ignore[operator]
-                        .group_by(Paper.announced_on))
-    by_day = {d: n for d, n in rows}
-    return [DayCount(end - timedelta(days=i), by_day.get(end - timedelta(days=i), 0))
-            for i in range(count)]
+    new_rows = select(Paper.announced_on, func.count()).where(
+        Paper.announced_on.is_not(None))  # type: ignore[union-attr]
+    revised_rows = select(Paper.revised_on, func.count()).where(
+        Paper.revised_on.is_not(None),  # type: ignore[union-attr]
+        or_(Paper.announced_on.is_(None),  # type: ignore[union-attr]
+            Paper.announced_on != Paper.revised_on))
+    if before is not None:
+        new_rows = new_rows.where(Paper.announced_on < before)  # type: ignore[operator]
+        revised_rows = revised_rows.where(Paper.revised_on < before)  # type: ignore[operator]
+    new = dict(session.exec(new_rows.group_by(Paper.announced_on)
+                            .order_by(Paper.announced_on.desc())  # type: ignore[union-attr]
+                            .limit(count + 1)).all())
+    revised = dict(session.exec(revised_rows.group_by(Paper.revised_on)
+                                .order_by(Paper.revised_on.desc())  # type: ignore[union-attr]
+                                .limit(count + 1)).all())
+    # Any day among the newest count + 1 of either kind is among its own kind's newest
+    # count + 1, so the merge of the two is exact.
+    days = sorted(new.keys() | revised.keys(), reverse=True)
+    shown = tuple(DayCount(d, new.get(d, 0), revised.get(d, 0)) for d in days[:count])
+    return DaysPage(shown, shown[-1].day if len(days) > count else None)

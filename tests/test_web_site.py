@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date, timedelta
 
 import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import Engine
-from sqlmodel import Session
 
 from newsletter import archive, db, ingest, mail_queue
 from newsletter.card import Card
@@ -100,14 +100,19 @@ def test_paper_page(client: FlaskClient, papers: None) -> None:
     assert client.get("/papers/9999.99999").status_code == 404
 
 
-def test_days(client: FlaskClient, papers: None, engine: Engine) -> None:
+def _listed_days(html: str) -> list[str]:
+    """The days /days links to, in the order shown."""
+    return re.findall(r'<li><a href="/days/(\d{4}-\d{2}-\d{2})">', html)
+
+
+def test_days(client: FlaskClient, papers: None) -> None:
     listing = client.get("/days").get_data(as_text=True)
-    assert listing.count("<li><a href=\"/days/") >= 7
-    with Session(engine) as session:
-        recent = archive.recent_days(session, today=DAY + timedelta(days=2))
-    assert len(recent) >= 7 and recent[0].day == DAY + timedelta(days=2)
-    assert {(d.day, d.new) for d in recent} >= {(DAY, 3), (DAY - timedelta(days=1), 1),
-                                               (DAY + timedelta(days=1), 0)}
+    # The days with papers, newest first, and nothing else: the revised paper's first
+    # announcement (30 days earlier) is a day too.
+    assert _listed_days(listing) == [DAY.isoformat(), (DAY - timedelta(days=1)).isoformat(),
+                                     (DAY - timedelta(days=30)).isoformat()]
+    assert "3 new papers, 1 revised" in listing and "1 new paper<" in listing
+    assert "no announcement</span>" not in listing and "Older days" not in listing
     quiet = client.get("/days/2026-09-26")
     assert quiet.status_code == 200 and "No announcement on this day" in quiet.get_data(True)
     assert "no announcements at weekends" in quiet.get_data(as_text=True)
@@ -115,6 +120,43 @@ def test_days(client: FlaskClient, papers: None, engine: Engine) -> None:
     assert "Old style id" in earlier
     for bad in ("/days/2026-02-30", "/days/yesterday", "/days/20260924", "/days/%00"):
         assert client.get(bad).status_code == 404, bad
+
+
+def test_days_reach_a_day_long_past(client: FlaskClient, engine: Engine) -> None:
+    # The demo's sample day, months before today: before, /days listed the last 14
+    # calendar days, all "no announcement", and the papers could not be reached.
+    long_ago = date.today() - timedelta(days=70)
+    with db.transaction(engine) as session:
+        session.add_all([_paper("2609.00001", "Far back", announced_on=long_ago),
+                         _paper("2609.00002", "Also far back", announced_on=long_ago)])
+    listing = client.get("/days").get_data(as_text=True)
+    assert _listed_days(listing) == [long_ago.isoformat()]
+    assert "2 new papers" in listing and "no announcement</span>" not in listing
+    day = client.get(f"/days/{long_ago.isoformat()}").get_data(as_text=True)
+    assert "Far back" in day and "Also far back" in day and "2 new papers." in day
+
+
+def test_days_page_to_older_days(client: FlaskClient, engine: Engine) -> None:
+    # One more day with papers than a page holds, a week apart (gaps do not count), and
+    # a day with only a revision (of a paper whose announcement we never saw).
+    first = DAY - timedelta(weeks=archive.DAYS_PAGE)
+    with db.transaction(engine) as session:
+        session.add_all(_paper(f"2609.{i:05d}", announced_on=first + timedelta(weeks=i))
+                        for i in range(archive.DAYS_PAGE + 1))
+        session.add(_paper("2609.99999", "Revised only", announce_type="replace",
+                           announced_on=None, revised_on=first + timedelta(days=1)))
+    latest = client.get("/days").get_data(as_text=True)
+    shown = _listed_days(latest)
+    assert len(shown) == archive.DAYS_PAGE and shown[0] == DAY.isoformat()
+    older = re.search(r'<a href="(/days\?before=[\d-]+)">Older days</a>', latest)
+    assert older is not None and "Latest days" not in latest
+    rest = client.get(older.group(1)).get_data(as_text=True)
+    assert _listed_days(rest) == [(first + timedelta(days=1)).isoformat(), first.isoformat()]
+    assert "1 revised paper<" in rest and "1 new paper<" in rest
+    assert "Older days" not in rest and 'href="/days">Latest days</a>' in rest
+    assert "Revised only" in client.get(f"/days/{first + timedelta(days=1)}").get_data(True)
+    for bad in ("2026-02-30", "yesterday", ""):
+        assert client.get(f"/days?before={bad}").status_code == 404, bad
 
 
 def test_empty_site_still_works(client: FlaskClient) -> None:

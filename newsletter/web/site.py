@@ -90,19 +90,25 @@ def paper(key: str):  # type: ignore[no-untyped-def]
 @blueprint.get("/days/")
 @blueprint.get("/days")
 def days():  # type: ignore[no-untyped-def]
+    """The days that have papers, newest first; ?before=YYYY-MM-DD pages to older ones."""
+    before = _day_or_404(request.args["before"]) if "before" in request.args else None
     with Session(services().engine) as session:
-        recent = archive.recent_days(session)
-    return render_template("days.html", days=recent)
+        page = archive.days_with_papers(session, before)
+    return render_template("days.html", page=page, before=before)
+
+
+def _day_or_404(value: str) -> date:
+    if not _ISO_DAY.fullmatch(value):
+        abort(404)
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        abort(404)
 
 
 @blueprint.get("/days/<value>")
 def day(value: str):  # type: ignore[no-untyped-def]
-    if not _ISO_DAY.fullmatch(value):
-        abort(404)
-    try:
-        when = date.fromisoformat(value)
-    except ValueError:
-        abort(404)
+    when = _day_or_404(value)
     with Session(services().engine) as session:
         view = archive.day(session, when)
     return render_template("day.html", view=view)
