@@ -182,6 +182,28 @@ def arxiv_id_of(reference: str) -> str | None:
     return f"{yymm}.{number}"
 
 
+# The shape of an arXiv id, whether or not one can exist: 9999.99999 (month 99) or
+# 2401.1234 (a digit short) is shaped like one, so whoever typed it meant a paper.
+_ARXIV_ID_SHAPE = re.compile(
+    r"^(?:arxiv:|(?:https?://)?(?:www\.|export\.)?arxiv\.org/(?:abs|pdf)/)?"
+    r"(?P<id>\d{4}\.\d{4,5}|[a-z]+(?:-[a-z]+)?(?:\.[a-z]{2})?/\d{7})"
+    r"(?:v\d+)?(?:\.pdf)?/?$",
+    re.IGNORECASE,
+)
+
+
+def claimed_arxiv_id(reference: str) -> str | None:
+    """The id a reference names, for looking up among our papers: `arxiv_id_of`'s, or
+    for one shaped like an arXiv id that no paper can have, the id as written, which no
+    stored paper has. So `9999.99999=up` is answered "no stored paper 9999.99999", not
+    blamed on its syntax. Never send such an id to arXiv (see `arxiv_id_of`)."""
+    found = arxiv_id_of(reference)
+    if found is not None:
+        return found
+    match = _ARXIV_ID_SHAPE.match(reference.strip())
+    return match.group("id").lower() if match else None
+
+
 def parse_description(raw: str | None) -> str | None:
     """A reader's interests in their own words: one paragraph of plain text, or None.
 

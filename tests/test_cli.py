@@ -103,3 +103,29 @@ def test_postgres_must_be_migrated_explicitly(pg: Postgres) -> None:
     upgraded = run(url, "db", "upgrade")
     assert upgraded.exit_code == 0 and "(was empty)" in upgraded.stdout
     assert run(url, "papers").stdout.strip() == "0 papers"
+
+
+def test_rate_names_a_paper_we_do_not_have_and_blames_only_real_syntax(
+    database_url: str,
+) -> None:
+    paths = [str(p) for p in sorted(ARXIV_FIXTURES.glob("rss_*.xml"))]
+    assert run(database_url, "ingest", "--file", *paths).exit_code == 0
+    assert run(database_url, "subscribers", "add", "ann@example.org", "--topics", "llm",
+               "--confirmed").exit_code == 0
+    # Shaped like an arXiv id, though none can have month 99: a paper we do not have.
+    for args, unknown in ((["9999.99999=up"], "9999.99999"),
+                          (["2609.26811=up", "https://arxiv.org/abs/9999.99999v2=down",
+                            "2401.00001=clear"], "9999.99999, 2401.00001")):
+        result = run(database_url, "rate", "ann@example.org", *args)
+        assert result.exit_code == 2, result.output
+        assert f"no stored paper {unknown} (papers arrive by `newsletter ingest`)" \
+            in result.stderr
+        assert "is not ARXIV_ID=up|down|clear" not in result.stderr
+    # What is not ARXIV_ID=up|down|clear is still called so.
+    for bad in ("9999.99999", "hello=up", "=up"):
+        result = run(database_url, "rate", "ann@example.org", bad)
+        assert result.exit_code == 2, bad
+        assert f"'{bad}' is not ARXIV_ID=up|down|clear (e.g. 2401.12345=up)" in result.stderr
+    # The stored paper on its own is rated.
+    result = run(database_url, "rate", "ann@example.org", "2609.26811=up")
+    assert result.stdout.strip() == "rate: ann@example.org: 1 up; model trained on 1 ratings"

@@ -31,7 +31,7 @@ from newsletter.config import Settings
 from newsletter.db import aware, upsert
 from newsletter.engagement.events import touch
 from newsletter.paper import Paper
-from newsletter.reader_input import arxiv_id_of, parse_interests
+from newsletter.reader_input import claimed_arxiv_id, parse_interests
 from newsletter.relevance.liked import ids_we_lack
 from newsletter.relevance.model import ReaderModel
 from newsletter.relevance.tables import Rating
@@ -103,7 +103,7 @@ def parse_ratings(items: Iterable[str]) -> dict[str, int | None]:
     wanted: dict[str, int | None] = {}
     for item in items:
         reference, _, word = item.rpartition("=")
-        arxiv_id = arxiv_id_of(reference) if reference else None
+        arxiv_id = claimed_arxiv_id(reference) if reference else None
         if arxiv_id is None:
             raise ValueError(f"{item!r} is not ARXIV_ID=up|down|clear (e.g. 2401.12345=up)")
         value = RATING_VALUES.get(word.strip().lower(), 0)
