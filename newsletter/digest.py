@@ -2,9 +2,10 @@
 
 A `Candidate` is a paper as a digest sees it (its card's topics, or topics guessed from
 its categories when it has no card yet). `Interests` are a subscriber's preferences.
-`select` scores every candidate 0-100 with the reasons a reader sees ("topic: Efficient
-ML", "keyword: quantization", "author: ..."), drops exclusions, revisions the reader did
-not ask for and papers already sent to them, ranks, and cuts at their maximum.
+`select` scores every candidate 0-100 with its reasons (made and said to the reader in
+reasons.py: "topic: Efficient ML" is kept, "Efficient ML" is read), drops exclusions,
+revisions the reader did not ask for and papers already sent to them, ranks, and cuts at
+their maximum.
 
 At scale the same day's papers are matched against every subscriber, so `PaperIndex`
 indexes the candidates once by topic, keyword and author: a subscriber is then scored
@@ -20,6 +21,7 @@ from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+from newsletter import reasons as why
 from newsletter.taxonomy import topic_name
 
 # A paper's first topic is what it is about; later ones are side themes.
@@ -181,23 +183,23 @@ def score(paper: Candidate, interests: Interests) -> Pick | None:
             named += TEXT_KEYWORD_POINTS
         else:
             continue
-        reasons.append(f"keyword: {word}")
+        reasons.append(why.keyword(word))
     for name in interests.authors:
         wanted = author_key(name)
         if wanted and _author_matches(wanted, paper.author_keys):
             named += AUTHOR_POINTS
-            reasons.append(f"author: {name}")
+            reasons.append(why.author(name))
     if not reasons:
         return None
     if paper.revised:
-        reasons.append("revised version")
+        reasons.append(why.REVISED)
     return Pick(candidate=paper, score=min(100, points + named), reasons=tuple(reasons),
                 named=min(100, named))
 
 
 @lru_cache(maxsize=256)
 def _topic_reason(slug: str) -> str:
-    return f"topic: {topic_name(slug)}"
+    return why.topic(topic_name(slug))
 
 
 def rank(picks: Iterable[Pick]) -> list[Pick]:
@@ -316,17 +318,38 @@ class PaperIndex:
         return Selection(picks=tuple(ranked[:limit]), more=max(0, len(ranked) - limit))
 
 
-def headline(selection: Selection, limit: int = 2) -> str:
-    """The one-line summary at the top of a digest: "7 papers on LLMs and Efficient ML"."""
+# A subject is read at a glance and cut by mail clients: the headline, its first part,
+# names at most this many topics in at most this many characters, and counts the rest.
+HEADLINE_TOPICS = 3
+HEADLINE_CHARS = 60
+
+
+def headline(selection: Selection) -> str:
+    """The one-line summary at the top of a digest and in its subject: "7 papers on LLMs
+    and Efficient ML". It names every topic the picks matched, or as many as fit and
+    "and N more topics"."""
     count = len(selection.picks) + selection.more
     topics: list[str] = []
     for pick in selection.picks:
         for reason in pick.reasons:
-            if reason.startswith("topic: ") and reason[7:] not in topics:
-                topics.append(reason[7:])
+            name = why.topic_of(reason)
+            if name is not None and name not in topics:
+                topics.append(name)
     noun = "paper" if count == 1 else "papers"
     if not topics:
         return f"{count} new {noun} for you"
-    shown = topics[:limit]
-    about = shown[0] if len(shown) == 1 else ", ".join(shown[:-1]) + " and " + shown[-1]
-    return f"{count} {noun} on {about}"
+    return f"{count} {noun} on {_about(topics)}"
+
+
+def _about(topics: Sequence[str]) -> str:
+    about = why.listing(topics)
+    if len(topics) == 1 or (len(topics) <= HEADLINE_TOPICS and len(about) <= HEADLINE_CHARS):
+        return about
+    # Room for " and 12 more topics" after the names.
+    shown = [topics[0]]
+    for name in topics[1:HEADLINE_TOPICS - 1]:
+        if len(", ".join([*shown, name])) > HEADLINE_CHARS - 19:
+            break
+        shown.append(name)
+    rest = len(topics) - len(shown)
+    return f"{', '.join(shown)} and {rest} more topic{'s' if rest > 1 else ''}"

@@ -28,6 +28,7 @@ from urllib.parse import quote
 from newsletter.batch import Batch, Recipient
 from newsletter.digest import Candidate, Pick, Selection, headline
 from newsletter.mail import list_headers
+from newsletter.reasons import why_line
 from newsletter.taxonomy import topic_name
 
 # "The total collective size of your dynamic_template_data may not exceed 10,000 bytes per
@@ -136,8 +137,9 @@ def _paper(paper: Candidate, detail: Detail) -> tuple[dict[str, Any], str]:
 
 @lru_cache(maxsize=8192)
 def _why(reasons: tuple[str, ...]) -> tuple[str, str]:
-    """A pick's why-line and its JSON: a few hundred distinct lines an edition."""
-    why = _line(", ".join(reasons))
+    """A pick's why-line as its reader reads it, and its JSON: a few hundred distinct lines
+    an edition."""
+    why = _line(why_line(reasons))
     return why, json.dumps(why)
 
 

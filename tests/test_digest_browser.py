@@ -53,6 +53,6 @@ def test_digest_fits_the_screen_without_horizontal_scroll(digest_file: Path, wid
     assert overflow <= 0
     # What a reader must see: the cut, the reasons, the offline mark and the footer links.
     assert "…and 1 more on the site" in text
-    assert "Why: topic: Large Language Models" in text
+    assert "Match 60/100 Why: Large Language Models" in " ".join(text.split())
     assert "Offline summary" in text
     assert "Manage topics" in text and "Unsubscribe" in text

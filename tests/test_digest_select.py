@@ -93,7 +93,9 @@ def test_max_papers_cuts_and_counts_the_rest() -> None:
     chosen = select(DAY, Interests(topics=("efficient-ml", "llm", "rl", "vision"), max_papers=2))
     assert keys(chosen) == ["2609.00001", "2609.00003"]
     assert chosen.more == 2
-    assert headline(chosen) == "4 papers on Efficient ML and Large Language Models"
+    # Every topic the picks matched, not just the first two.
+    assert headline(chosen) == ("4 papers on Efficient ML, Large Language Models and "
+                                "Computer Vision")
 
 
 def test_headline_names_the_leading_topics() -> None:
@@ -101,6 +103,17 @@ def test_headline_names_the_leading_topics() -> None:
     assert headline(select(DAY, Interests(authors=("Kim Lee",)))) == "1 new paper for you"
     both = select(DAY, Interests(topics=("llm", "efficient-ml")))
     assert headline(both) == "3 papers on Efficient ML and Large Language Models"
+
+
+def test_the_headline_names_every_topic_or_counts_the_ones_it_leaves_out() -> None:
+    # Three topics fit: all three are named (two were, and the third went unsaid).
+    three = select(DAY, Interests(topics=("efficient-ml", "rl", "generative")))
+    assert headline(three) == ("3 papers on Reinforcement Learning, Generative Models and "
+                               "Efficient ML")
+    # Six do not: the subject stays short and says how many more there are.
+    six = select(DAY, Interests(topics=("efficient-ml", "llm", "rl", "generative", "vision",
+                                        "nlp")))
+    assert headline(six) == "4 papers on Efficient ML, Large Language Models and 4 more topics"
 
 
 def test_equal_digests_share_a_signature() -> None:

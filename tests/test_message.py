@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from datetime import date
 
 from newsletter.digest import Interests, candidate, select
@@ -60,7 +61,7 @@ def test_the_data_is_compact_and_measured() -> None:
     (paper,) = own.data["p"]
     assert paper == {"t": "Quantization at 2 Bits", "k": "2609.00001", "tp": ["Efficient ML"],
                      "a": "Ana Perez", "kp": ["q1", "q2", "q3", "q4"], "pv": "v1", "i": 1,
-                     "sc": paper["sc"], "w": "topic: Efficient ML"}
+                     "sc": paper["sc"], "w": "Efficient ML"}
 
 
 def test_the_measured_size_is_exactly_what_the_client_sends() -> None:
@@ -124,3 +125,56 @@ def test_a_new_link_on_the_same_paper_is_not_served_from_the_cache() -> None:
     assert "2609.00001v1" in render_digest(first.recipients[0].data).html
     html = render_digest(second.recipients[0].data).html
     assert "2609.00001v2" in html and "2609.00001v1" not in html
+
+
+FORECAST = candidate(4, "2609.00004", "Forecasting with Probes", "abs", ["Zoë Ø"],
+                     ["time-series", "interpretability"], ["f1"], card_source="offline")
+
+
+def visible(html: str) -> str:
+    """The words of an HTML part, as a reader or a screen reader gets them."""
+    return " ".join(re.sub(r"<[^>]+>", " ", re.sub(r"<(style|head)\b.*?</\1>", " ", html,
+                                                   flags=re.S)).split())
+
+
+def rendered(wanted: Interests, papers=(QUANT, AGENTS, FORECAST)):
+    batch = compose([reader("a@x.org", wanted, papers)], day=DAY, frequency="daily",
+                    site_url=SITE)
+    return render_digest(batch.recipients[0].data)
+
+
+def test_the_why_line_says_what_matched_as_a_reader_would() -> None:
+    digest = rendered(Interests(topics=("efficient-ml", "time-series", "interpretability"),
+                                include_keywords=("bits", "quantization"),
+                                authors=("Ana Perez",)))
+    for part in (digest.text, visible(digest.html)):
+        assert "Why: Efficient ML · mentions “bits” and “quantization” · by Ana Perez" in part
+        assert "Why: Time Series · Interpretability" in part
+        assert "topic:" not in part and "keyword:" not in part and "author:" not in part
+
+
+def test_the_score_says_its_scale() -> None:
+    digest = rendered(Interests(topics=("llm",)))
+    assert "Match 60/100. Why: Large Language Models" in digest.text
+    assert "Match 60/100 Why: Large Language Models" in visible(digest.html)
+
+
+def test_the_subject_names_every_topic_of_the_picks() -> None:
+    three = rendered(Interests(topics=("efficient-ml", "llm", "time-series")))
+    assert three.subject == ("3 papers on Efficient ML, Large Language Models and Time Series"
+                             " · Paperwire, Thu 24 Sep")
+    many = rendered(Interests(topics=("efficient-ml", "llm", "time-series",
+                                      "interpretability")))
+    assert many.subject == ("3 papers on Time Series, Interpretability and 2 more topics"
+                            " · Paperwire, Thu 24 Sep")
+
+
+def test_each_item_of_the_text_part_stands_apart() -> None:
+    # The offline note used to run straight into the next item's number.
+    digest = rendered(Interests(topics=("llm", "time-series")))
+    lines = digest.text.splitlines()
+    numbered = [i for i, line in enumerate(lines) if re.match(r"\d+\. ", line)]
+    assert len(numbered) == 2
+    assert all(lines[i - 1] == "" for i in numbered)
+    notes = [i for i, line in enumerate(lines) if "(Offline summary:" in line]
+    assert len(notes) == 2 and all(lines[i + 1] == "" for i in notes)

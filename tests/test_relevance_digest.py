@@ -23,9 +23,11 @@ from newsletter.cli import main
 from newsletter.config import Settings
 from newsletter.digest import PaperIndex, candidate, interests
 from newsletter.ingest import ingest_files, store_entries
+from newsletter.message import Addressee, compose
 from newsletter.parse import parse_feed
 from newsletter.relevance import rank
 from newsletter.relevance.embed import embed_pending
+from newsletter.render import render_digest
 from newsletter.summarize import summarize_pending
 from tests.conftest import ARXIV_FIXTURES
 from tests.support.web import mails_in, text_of
@@ -148,6 +150,11 @@ def test_a_young_model_adds_at_most_two_labelled_papers_to_tune_it() -> None:
     tuning = picked.picks[2:]
     assert [p.candidate.paper_id for p in tuning] == [3, 4]  # nearest 0.5
     assert all(p.reasons == (rank.TUNING_REASON,) for p in tuning)
+    reader = Addressee("a@x.org", 1, picked, "https://x.org/m", "https://x.org/u",
+                       "https://x.org/v")
+    text = render_digest(compose([reader], day=date.fromisoformat(DAY), frequency="daily",
+                                 site_url="https://x.org").recipients[0].data).text
+    assert text.count("Why: a rating here helps tune your digest") == 2
     seasoned = rank.Learned(affinity=chances, ratings=rank.FEW_RATINGS)
     assert len(rank.select(index, interests(["robotics"], max_papers=2), seasoned).picks) == 2
 
@@ -211,8 +218,14 @@ def test_the_why_line_names_the_liked_paper_a_pick_resembles_until_it_is_rated_d
                "--describe", DESCRIBE, "--like", "2604.90001", "--confirmed").exit_code == 0
 
     picks = {p["arxiv_id"]: p for p in preview(settings, "reader@example.org")}
+    # The JSON keeps the reason as it is stored; the digest says it as a reader would.
     assert f"like “{earlier}” you rated up or liked" in picks[_key_of(engine, ATHLETICS)][
         "reasons"]
+    digest = delivery.preview(engine, settings, "reader@example.org",
+                              day=date.fromisoformat(DAY))
+    assert digest is not None
+    assert f"similar to “{earlier}”, which you rated up or liked" in digest.text
+    assert "like “" not in digest.text
 
     # Ratings say more than likes: rated down, the liked paper is no longer held up.
     assert run(settings, "rate", "reader@example.org", "2604.90001=down").exit_code == 0

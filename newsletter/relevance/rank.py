@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from newsletter import reasons as why
 from newsletter.digest import Interests, PaperIndex, Pick, Selection, excluded
 from newsletter.relevance import model
 
@@ -41,7 +42,7 @@ LEARNED_FLOOR = 30
 LIKELY = 0.5
 FEW_RATINGS = 20
 TUNING = 2
-TUNING_REASON = "help tune your digest: rate it"
+TUNING_REASON = why.TUNING
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,7 @@ class Learned:
 
 def _reason(learned: Learned, i: int) -> str:
     title = learned.resembles(i)
-    return f"like “{title}” you rated up or liked" if title else "matches your description"
+    return why.resembles(title) if title else why.DESCRIPTION
 
 
 @dataclass

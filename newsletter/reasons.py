@@ -1,0 +1,97 @@
+"""Why a paper is in a digest: each reason as it is kept, and the line a reader sees. Pure.
+
+A pick keeps its reasons as short tagged strings ("topic: Efficient ML", "keyword:
+quantization", "author: Y. Bengio", "revised version", and the model's own). That is their
+stored, machine-readable form: the ledger keeps them one a line, `preview --json` and the
+privacy export print them, and the view in browser rebuilds a digest from them, so they
+must not change. Every reason is made here, and `why_line` is the one place that says them
+as a reader would: "Efficient ML · Large Language Models · mentions “quantization” · by
+Y. Bengio".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+TOPIC = "topic: "
+KEYWORD = "keyword: "
+AUTHOR = "author: "
+REVISED = "revised version"
+DESCRIPTION = "matches your description"
+TUNING = "help tune your digest: rate it"
+_LIKE, _LIKE_END = "like “", "” you rated up or liked"
+
+# Between the phrases of a why-line: a comma would be ambiguous beside "A, B and C".
+SEPARATOR = " · "
+
+
+def topic(name: str) -> str:
+    return TOPIC + name
+
+
+def keyword(word: str) -> str:
+    return KEYWORD + word
+
+
+def author(name: str) -> str:
+    return AUTHOR + name
+
+
+def resembles(title: str) -> str:
+    """The model's reason: the pick is close to a paper the reader rated up or listed."""
+    return f"{_LIKE}{title}{_LIKE_END}"
+
+
+def topic_of(reason: str) -> str | None:
+    """The topic's name when the reason is a topic, else None."""
+    return reason.removeprefix(TOPIC) if reason.startswith(TOPIC) else None
+
+
+def listing(items: Sequence[str]) -> str:
+    """"A", "A and B", "A, B and C"."""
+    if len(items) <= 1:
+        return "".join(items)
+    return ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _quoted(items: Sequence[str]) -> str:
+    return listing([f"“{item}”" for item in items])
+
+
+def why_line(reasons: Sequence[str]) -> str:
+    """The reasons as a reader says them, in their order, joined by " · ".
+
+    Keywords and authors are each said once ("mentions “a” and “b”", "by A and B"), where
+    the first of them stood. "revised version" is left out: the card carries its own
+    "Revised version" mark. A reason this module does not know (an older ledger row) is
+    shown as it was kept.
+    """
+    phrases: list[str | None] = []  # None: where the keywords or authors go
+    keywords: list[str] = []
+    authors: list[str] = []
+    keywords_at = authors_at = -1
+    for reason in reasons:
+        if reason.startswith(TOPIC):
+            phrases.append(reason.removeprefix(TOPIC))
+        elif reason.startswith(KEYWORD):
+            if not keywords:
+                keywords_at = len(phrases)
+                phrases.append(None)
+            keywords.append(reason.removeprefix(KEYWORD))
+        elif reason.startswith(AUTHOR):
+            if not authors:
+                authors_at = len(phrases)
+                phrases.append(None)
+            authors.append(reason.removeprefix(AUTHOR))
+        elif reason.startswith(_LIKE) and reason.endswith(_LIKE_END):
+            title = reason[len(_LIKE):-len(_LIKE_END)]
+            phrases.append(f"similar to “{title}”, which you rated up or liked")
+        elif reason == TUNING:
+            phrases.append("a rating here helps tune your digest")
+        elif reason != REVISED:
+            phrases.append(reason)
+    if keywords:
+        phrases[keywords_at] = "mentions " + _quoted(keywords)
+    if authors:
+        phrases[authors_at] = "by " + listing(authors)
+    return SEPARATOR.join(p for p in phrases if p)
