@@ -563,10 +563,10 @@ def demo_command(app: App, offline: bool, no_serve: bool, port: int | None) -> N
     settings = demo.demo_settings(app.settings, url)
     click.echo(f"database: {settings.database_url}", err=True)
     prepared = demo.prepare(app.engine, settings, offline=offline, progress=_progress)
-    click.echo(f"\n{len(prepared.papers)} papers announced on {prepared.day} "
-               f"(from {prepared.source}):")
+    click.echo(f"\n{prepared.heading()}:")
     for paper in prepared.papers:
-        click.echo(f"  {paper.key:<14} {paper.title[:100]}")
+        revised = " (revised)" if paper in prepared.revised else ""
+        click.echo(f"  {paper.key:<14} {paper.title[:100]}{revised}")
         click.echo(f"  {'':<14} {', '.join(paper.authors[:3])}"
                    f"{' et al.' if len(paper.authors) > 3 else ''} · {paper.abs_url}")
     newest = prepared.messages[0] if prepared.messages else None
@@ -579,12 +579,13 @@ def demo_command(app: App, offline: bool, no_serve: bool, port: int | None) -> N
     try:
         from newsletter.web import create_app
 
-        with demo.running_services(settings, progress=_progress) as services:
+        with demo.running_services(settings, Path("demo-logs"),
+                                   progress=_progress) as services:
             web = create_app(settings.model_copy(update={"redis_url": services.redis_url}),
                              engine=app.engine)
             click.echo(f"site: {url}  (the outbox: {url}/outbox)")
             click.echo(f"worker and beat on an embedded Redis ({services.redis_url}); logs in "
-                       f"{services.workdir}. Ctrl-C stops everything.")
+                       f"{services.logdir}. Ctrl-C stops everything.")
             demo.serve_until_stopped(web, host, port, services)
             _progress("stopping ...")
     except (demo.DemoError, MailError) as exc:

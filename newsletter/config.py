@@ -2,8 +2,9 @@
 
 Production is the default. Development mode (`PAPERWIRE_DEV=1`, set by `newsletter demo`
 and `make demo`) is the only mode that may run without SECRET_KEY (links are then signed
-with a key derived from DATABASE_URL), over plain http, and with the outbox viewer. A
-production start that lacks what it needs is refused with every problem named at once.
+with the installation's own random key, kept in its database), over plain http, and with
+the outbox viewer. A production start that lacks what it needs is refused with every
+problem named at once.
 """
 
 from __future__ import annotations

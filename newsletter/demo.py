@@ -70,12 +70,29 @@ class Prepared:
     ingest_line: str
     summarize_line: str
     day: date | None
-    papers: list[Paper] = field(default_factory=list)
+    papers: list[Paper] = field(default_factory=list)  # new that day, then revised
     topics: tuple[str, ...] = ()
     send_line: str = ""
     sent: int = 0
     outbox: Path = Path("outbox")
     messages: list[Path] = field(default_factory=list)  # the demo reader's, newest first
+
+    @property
+    def new(self) -> list[Paper]:
+        """Announced that day; the rest of `papers` are earlier papers revised that day,
+        counted apart as the front page and `newsletter status` count them."""
+        return [p for p in self.papers if p.announced_on == self.day]
+
+    @property
+    def revised(self) -> list[Paper]:
+        return [p for p in self.papers if p.announced_on != self.day]
+
+    def heading(self) -> str:
+        new, revised = len(self.new), len(self.revised)
+        line = f"{new} new paper{'' if new == 1 else 's'}"
+        if revised:
+            line += f" and {revised} revised"
+        return f"{line} on {self.day} (from {self.source})"
 
 
 def demo_settings(settings: Settings, base_url: str | None) -> Settings:
@@ -130,6 +147,7 @@ def prepare(engine: Engine, settings: Settings, *, offline: bool = False,
     with Session(engine) as session:
         day = latest_announcement_day(session)
         papers = papers_of_day(session, day)
+        papers.sort(key=lambda p: p.announced_on != day)  # the day's new papers first
         topics = day_topics(session, day)
     signup.add(signup.Services.build(settings, engine), DEMO_EMAIL, topics, "daily",
                confirmed=True, action="demo")
@@ -217,15 +235,21 @@ def _stop(proc: subprocess.Popen[bytes], timeout: float) -> int | None:
 
 @dataclass
 class Services:
-    """The embedded broker, a Celery worker and beat, each a child process of the demo."""
+    """The embedded broker, a Celery worker and beat, each a child process of the demo.
+
+    What only a run needs (Redis's folder, beat's schedule) lives in `workdir`, a temporary
+    folder removed at stop; the worker's and beat's logs are kept in `logdir`, one place
+    that later runs append to, so a newcomer can read them after Ctrl-C.
+    """
 
     workdir: Path
+    logdir: Path = Path("demo-logs")
     redis_url: str = ""
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     @property
     def logs(self) -> dict[str, Path]:
-        return {name: self.workdir / f"{name}.log" for name in ("worker", "beat")}
+        return {name: self.logdir / f"{name}.log" for name in ("worker", "beat")}
 
     def start_broker(self) -> str:
         binary = redis_binary()
@@ -260,6 +284,7 @@ class Services:
             "beat": [*celery, "beat", "--loglevel", "INFO",
                      "--schedule", str(self.workdir / "celerybeat-schedule")],
         }
+        self.logdir.mkdir(parents=True, exist_ok=True)
         for name, command in commands.items():
             with self.logs[name].open("ab") as log:
                 # Their own session: Ctrl-C reaches the demo alone, which then stops them
@@ -293,14 +318,17 @@ def _absolute_sqlite(url: str) -> str:
 
 
 @contextlib.contextmanager
-def running_services(settings: Settings, progress: Progress = _quiet) -> Iterator[Services]:
-    services = Services(workdir=Path(tempfile.mkdtemp(prefix="paperwire-demo-")))
+def running_services(settings: Settings, logdir: Path,
+                     progress: Progress = _quiet) -> Iterator[Services]:
+    services = Services(workdir=Path(tempfile.mkdtemp(prefix="paperwire-demo-")),
+                        logdir=logdir.resolve())
     try:
         services.start_broker()
         services.start_celery(settings)
         yield services
     finally:
         services.stop(progress)
+        shutil.rmtree(services.workdir, ignore_errors=True)
 
 
 def serve_until_stopped(app: object, host: str, port: int, services: Services) -> None:

@@ -19,7 +19,6 @@ from a revoked one.
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 import logging
 import re
@@ -27,8 +26,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from itsdangerous import BadSignature, SignatureExpired, Signer, URLSafeTimedSerializer
+from sqlalchemy import Engine
 
 from newsletter.config import Settings
+from newsletter.db import engine_for
+from newsletter.installation import dev_signing_key
 
 log = logging.getLogger(__name__)
 
@@ -59,17 +61,17 @@ class ExpiredLink(BadLink):
     """A genuine confirmation token past its age."""
 
 
-def signing_key(settings: Settings) -> str:
-    """SECRET_KEY, or in dev mode a stable key derived from the database URL.
+def signing_key(settings: Settings, engine: Engine | None = None) -> str:
+    """SECRET_KEY, or in dev mode the installation's own random key, kept in its database
+    (`installation.dev_signing_key`), so every process of it signs alike.
 
-    Stable, so links in the dev outbox keep working across restarts; derived from public
-    facts, so it is no secret: config refuses to start without SECRET_KEY outside dev mode.
+    Config refuses to start without SECRET_KEY outside dev mode.
     """
     if settings.secret_key:
         return settings.secret_key
-    log.warning("dev mode: SECRET_KEY is not set; signing links with a key derived from "
-                "DATABASE_URL (anyone can forge them). Set SECRET_KEY for real use.")
-    return hashlib.sha256(f"paperwire-dev:{settings.database_url}".encode()).hexdigest()
+    log.warning("dev mode: SECRET_KEY is not set; signing links with this installation's "
+                "development key, kept in its database. Set SECRET_KEY for real use.")
+    return dev_signing_key(engine or engine_for(settings.database_url))
 
 
 @dataclass(frozen=True)
@@ -113,8 +115,8 @@ class Links:
                                                "sha256"), digestmod="sha256")
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Links:
-        return cls(signing_key(settings), settings.base_url)
+    def from_settings(cls, settings: Settings, engine: Engine | None = None) -> Links:
+        return cls(signing_key(settings, engine), settings.base_url)
 
     def confirm_token(self, subscriber_id: int, nonce: str) -> str:
         return self._timed.dumps([subscriber_id, nonce])

@@ -6,6 +6,7 @@ from newsletter.card import Card
 from newsletter.delivery import Delivery, DigestEdition, SentPaper
 from newsletter.engagement.tables import PaperClick
 from newsletter.feed import Feed
+from newsletter.installation import InstallationSecret
 from newsletter.paper import Paper
 from newsletter.relevance.tables import PaperVector, Rating, ReaderModelRow
 from newsletter.signup_limits import MailLimitHit
@@ -13,7 +14,7 @@ from newsletter.subscriber import Consent, Preferences, Subscriber, Suppression,
 
 __all__ = [
     "AdminSession", "AuditEntry", "Card", "Consent", "Delivery", "DigestEdition", "Feed",
-    "LoginFailure", "MailLimitHit", "Operator", "Paper", "PaperClick", "PaperVector",
-    "Preferences", "Rating", "ReaderModelRow", "SentPaper", "Subscriber", "Suppression",
-    "WebhookEvent",
+    "InstallationSecret", "LoginFailure", "MailLimitHit", "Operator", "Paper", "PaperClick",
+    "PaperVector", "Preferences", "Rating", "ReaderModelRow", "SentPaper", "Subscriber",
+    "Suppression", "WebhookEvent",
 ]

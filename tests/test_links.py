@@ -1,8 +1,8 @@
 """Forged and malformed link tokens: whatever they hold, every token route answers 404.
 
-The forger here has the signing key (as anyone has in dev mode, or after a leak), so the
-signature holds and only what the token names is wrong: ids no row can have, payloads of
-the wrong shape. A 500 would mean the database saw the number first.
+The forger here has the signing key (as after a leak), so the signature holds and only what
+the token names is wrong: ids no row can have, payloads of the wrong shape. A 500 would
+mean the database saw the number first.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import urllib.request
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import pytest
 
 from tests.conftest import REPO
 from tests.support.celery_procs import wait_until
+from tests.support.demo_site import sign_up_and_confirm
 from tests.support.servers import free_port
 
 RUN = [sys.executable, "-c", "from newsletter.cli import main; main()"]
@@ -58,7 +60,8 @@ def test_demo_leaves_a_digest_in_the_outbox(clone: Path) -> None:
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "arXiv is not reachable from here" in done.stderr
-    assert "papers announced on 2026-09-24 (from the shipped samples)" in done.stdout
+    # Counted as the front page and `status` count them: new papers, then revised ones.
+    assert "3 new papers and 1 revised on 2026-09-24 (from the shipped samples):" in done.stdout
     [eml] = (clone / "outbox").glob("*.eml")
     assert f"outbox: {clone / 'outbox'}" in done.stdout and str(eml) in done.stdout
     body = eml.read_text()
@@ -74,7 +77,12 @@ def _get(url: str) -> tuple[int, str]:
         return exc.code, exc.read().decode()
 
 
+def demo_folders() -> set[Path]:
+    return set(Path(tempfile.gettempdir()).glob("paperwire-demo-*"))
+
+
 def test_demo_serves_the_site_and_stops_cleanly(clone: Path, tmp_path: Path) -> None:
+    before = demo_folders()
     port = free_port()
     out, err = tmp_path / "out.txt", tmp_path / "err.txt"
     with out.open("w") as stdout, err.open("w") as stderr:
@@ -101,8 +109,13 @@ def test_demo_serves_the_site_and_stops_cleanly(clone: Path, tmp_path: Path) -> 
         status, outbox = _get(f"{site}/outbox")
         assert status == 200 and "demo@example.org" in outbox
         logs = Path(re.search(r"logs in (\S+)\.", out.read_text()).group(1))  # type: ignore[union-attr]
+        assert logs == clone / "demo-logs"
         wait_until(lambda: "ready." in (logs / "worker.log").read_text(), 30,
                    "the worker is up", logs=(logs / "worker.log",))
+        # The worker mails the confirmation; the site must take its link.
+        confirmed = sign_up_and_confirm(site, clone / "outbox", "newcomer@example.org",
+                                        logs=(logs / "worker.log", err))
+        assert "You are subscribed" in confirmed
     finally:
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(90)
@@ -111,3 +124,5 @@ def test_demo_serves_the_site_and_stops_cleanly(clone: Path, tmp_path: Path) -> 
     for name in ("beat", "worker", "redis"):
         assert f"{name} stopped (exit 0)" in stopped
     assert "Warm shutdown" in (logs / "worker.log").read_text()
+    # Nothing left behind in the temporary folder; the logs stay where the output said.
+    assert demo_folders() <= before

@@ -36,7 +36,9 @@ CSP = ("default-src 'self'; img-src 'self' data:; style-src 'self'; script-src '
 def create_app(settings: Settings | None = None, *, engine: Engine | None = None,
                sender: Sender | None = None) -> Flask:
     settings = settings or load_settings()
-    key = signing_key(settings)
+    if engine is None:
+        engine = db.engine_for(settings.database_url)
+    key = signing_key(settings, engine)
     app = Flask(__name__)
     # A doubled slash is a 404, not a redirect: no request can make us send a reader elsewhere.
     app.url_map.merge_slashes = False
@@ -56,8 +58,6 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.wsgi_app = TrustedProxies(  # type: ignore[method-assign]
         app.wsgi_app, settings.trusted_proxies, networks(settings.trusted_proxy_networks))
 
-    if engine is None:
-        engine = db.engine_for(settings.database_url)
     app.extensions[SERVICES] = Services.build(settings, engine, sender,
                                               Links(key, settings.base_url))
 
