@@ -87,7 +87,7 @@ def confirmation_message(links: Links, subscriber: Subscriber, choices: Preferen
                          ) -> Message:
     assert subscriber.id is not None and subscriber.confirm_nonce
     rendered = render_email("confirmation", {
-        "preheader": "Confirm your subscription: one click, and the digest starts.",
+        "preheader": "Confirm your address to start your Paperwire digest.",
         "email": subscriber.email,
         "topics": _topic_names(choices.topics),
         "frequency": choices.frequency,

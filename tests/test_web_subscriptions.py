@@ -97,6 +97,23 @@ def test_double_opt_in(client: FlaskClient, web_settings: Settings, engine: Engi
     assert actions == ["confirm"]  # an anonymous sign-up proves no consent; the click does
 
 
+def test_the_confirmation_mail_says_both_steps(client: FlaskClient,
+                                               web_settings: Settings) -> None:
+    # Confirming takes two presses: the mail's link, then the page's button. The mail
+    # must not promise one click, and must name the button the page really has.
+    assert subscribe(client, "reader@example.com", ("llm",)).status_code == 200
+    [mail] = outbox(web_settings)
+    text = " ".join(text_of(mail).split())
+    html = " ".join(html_of(mail).split())
+    for part in (text, html):
+        assert "one click" not in part.lower()
+    assert 'Two steps: open this link, then press "Yes, subscribe me" on the page' in text
+    assert ("Two steps: press the button below, then press “Yes, subscribe me” on the page"
+            in html)
+    page = client.get(link(mail, "confirm")).get_data(as_text=True)
+    assert ">Yes, subscribe me</button>" in page
+
+
 def test_confirmation_link_works_once(client: FlaskClient, web_settings: Settings,
                                       engine: Engine) -> None:
     subscribe(client, "reader@example.com")
