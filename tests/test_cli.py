@@ -11,6 +11,7 @@ from sqlalchemy import text
 
 from newsletter import db
 from newsletter.cli import main
+from newsletter.taxonomy import SLUGS
 from tests.conftest import ARXIV_FIXTURES, LOCAL_FIXTURES, arxiv_fixture
 from tests.support.servers import Postgres, free_port
 
@@ -129,3 +130,20 @@ def test_rate_names_a_paper_we_do_not_have_and_blames_only_real_syntax(
     # The stored paper on its own is rated.
     result = run(database_url, "rate", "ann@example.org", "2609.26811=up")
     assert result.stdout.strip() == "rate: ann@example.org: 1 up; model trained on 1 ratings"
+
+
+def test_unknown_topics_are_named_with_the_topics_there_are(
+    database_url: str, tmp_path: Path,
+) -> None:
+    every_slug = f"the topics are {', '.join(SLUGS)}."
+    result = run(database_url, "subscribers", "add", "ann@example.org",
+                 "--topics", "llm,nosuch,Other", "--confirmed")
+    assert result.exit_code == 1
+    assert result.stderr.strip() == f"Error: topics: No topic 'nosuch', 'other'; {every_slug}"
+    # An import's CSV is typed by hand too; nothing of the file is imported.
+    csv = tmp_path / "readers.csv"
+    csv.write_text("email,topics\nbo@example.org,llm;nlp\ncy@example.org,ml\n", "utf-8")
+    result = run(database_url, "subscribers", "import", str(csv), "--confirmed")
+    assert result.exit_code == 1
+    assert f"line 3: No topic 'ml'; {every_slug}" in result.stderr
+    assert json.loads(run(database_url, "subscribers", "--json").stdout) == []
