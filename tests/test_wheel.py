@@ -5,7 +5,9 @@ empty directory, with nothing of the source tree on the path and no Paperwire va
 the environment (the demo must switch itself into dev mode).
 
 What a user sees is checked: the database it made is migrated to the package's own head
-revision, the sample papers have cards, and the outbox holds the demo reader's digest.
+revision, the sample papers have cards, and the outbox holds the demo reader's digest. Then
+the served demo, from the wheel alone: a sign-up on its site is confirmed from the mail its
+Celery worker sends.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import email.policy
 import os
 import re
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -23,6 +26,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO
+from tests.support.celery_procs import wait_until
+from tests.support.demo_site import sign_up_and_confirm
+from tests.support.servers import free_port
 
 # What the wheel is built from: the same files the Dockerfile's build stage copies.
 SOURCES = ("pyproject.toml", "README.md", "newsletter", "workers")
@@ -118,3 +124,26 @@ def test_the_installed_wheel_runs_the_demo_from_an_empty_directory(
     # The demo lists the day's papers; the digest carries at least one of their titles.
     titles = re.findall(r"^  \S+\s{2,}(.+)$", out, re.M)
     assert any(t.strip()[:40] in body for t in titles), (titles, body[:2000])
+
+
+def test_a_sign_up_on_the_installed_wheels_demo_site_is_confirmed(
+        installed: Path, tmp_path: Path) -> None:
+    # The served demo: its site in this process tree, its Celery worker in another, both
+    # from the wheel; the worker's confirmation link must open on the site.
+    port = free_port()
+    out, err = tmp_path / "out.txt", tmp_path / "err.txt"
+    with out.open("w") as stdout, err.open("w") as stderr:
+        proc = subprocess.Popen([installed / "bin/newsletter", "demo", "--offline", "--port",
+                                 str(port)], cwd=tmp_path, env=user_env(), stdout=stdout,
+                                stderr=stderr)
+    site = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: f"site: {site}" in out.read_text(), 120, "the site's URL printed",
+                   logs=(out, err))
+        page = sign_up_and_confirm(site, tmp_path / "outbox", "newcomer@example.org",
+                                   logs=(tmp_path / "demo-logs" / "worker.log", err))
+        assert "You are subscribed" in page
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(90)
+    assert code == 0, err.read_text()[-3000:]
