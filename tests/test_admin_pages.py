@@ -104,6 +104,38 @@ def test_the_overview_draws_each_chart_with_its_data(desk: FlaskClient, app: Fla
     assert re.search(r'<dt>Readers getting digests</dt><dd>2</dd>', html)
 
 
+def _value_ticks(svg: str, axis: str = "y") -> list[str]:
+    """The tick labels of a chart's value axis: y, or x for a horizontal bar chart (the
+    cost's right axis, y2, is not a count)."""
+    start = svg.index(f'<g class="axis {axis}')
+    end = re.compile(r'<g class="(?:axis|series)').search(svg, start + 1)
+    return re.findall(r"<text[^>]*>([^<]*)</text>", svg[start:end.start() if end else None])
+
+
+def test_count_charts_tick_whole_numbers_only(desk: FlaskClient, app: Flask,
+                                              engine: Engine) -> None:
+    # Small counts, where pygal's own scale ticked 0, 0.2, 0.4 … for readers and papers.
+    alice = reader(app, "alice@example.org", ("llm", "nlp"))
+    reader(app, "bob@example.org", ("llm",))
+    [paper_id, *_] = todays_papers(engine, 1)
+    prepare_edition(engine, "daily", today().date())
+    with Session(engine) as session:
+        session.add(Rating(subscriber_id=alice, paper_id=paper_id, value=1))
+        session.commit()
+    charts = _charts(desk.get("/admin").get_data(as_text=True))
+    charts["papers"] = _charts(desk.get("/admin/feeds").get_data(as_text=True))["papers"]
+    axes = {"subscribers": "y", "editions": "y", "topics": "x", "production": "y",
+            "ratings": "y", "papers": "y"}
+    assert set(charts) == set(axes)
+    for key, axis in axes.items():
+        ticks = _value_ticks(charts[key], axis)
+        assert ticks and all(t.isdigit() for t in ticks), (key, ticks)
+    # Two confirmations today, two readers of LLMs: 0, 1, 2 and nothing between.
+    assert _value_ticks(charts["subscribers"]) == ["0", "1", "2"]
+    assert _value_ticks(charts["topics"], "x") == ["0", "1", "2"]
+    assert _value_ticks(charts["ratings"]) == ["0", "1"]
+
+
 def test_the_overview_has_no_ratings_chart_before_any_rating(desk: FlaskClient) -> None:
     html = desk.get("/admin?days=7").get_data(as_text=True)
     assert list(_charts(html)) == ["subscribers", "editions", "topics", "production"]

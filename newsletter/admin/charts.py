@@ -18,7 +18,8 @@ same numbers under it, so a screen reader (or anyone) can read what the chart sh
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable, Sequence
+import math
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -99,6 +100,29 @@ def _days(days: Sequence[date]) -> dict[str, Any]:
             "show_minor_x_labels": False, "truncate_label": -1}
 
 
+# At most this many steps up a count axis: pygal's own scale, left alone, fills a short one
+# with tenths (0.2, 0.4 readers), which no count can be.
+COUNT_STEPS = 8
+
+
+def count_ticks(largest: float, steps: int = COUNT_STEPS) -> list[int]:
+    """Whole-number ticks from 0 to at least `largest`, at a step of 1, 2 or 5 times a
+    power of ten, at most `steps` steps: 0, 1, 2 for a largest count of 2; 0, 20 … 100
+    for 93. An empty or all-zero series still gets 0 and 1."""
+    top = max(1, math.ceil(largest))
+    power = 1
+    while True:
+        for step in (power, 2 * power, 5 * power):
+            if math.ceil(top / step) <= steps:
+                return list(range(0, step * math.ceil(top / step) + 1, step))
+        power *= 10
+
+
+def _count_axis(values: Iterable[float]) -> dict[str, Any]:
+    """pygal options for a value axis of counts: ticks at whole numbers only."""
+    return {"y_labels": count_ticks(max(values, default=0))}
+
+
 def _axis(value: float) -> str:
     """An axis label: whole numbers as such, small amounts (dollars) to two figures."""
     if value == 0 or abs(value) >= 100:
@@ -125,7 +149,8 @@ def _table(days: Sequence[date], series: Sequence[Series],
 
 def subscribers(flow: SubscriberFlow) -> Chart:
     series = (flow.confirmed, flow.unsubscribed, flow.suppressed)
-    chart = pygal.Bar(**_config(**_days(flow.window.days)))
+    chart = pygal.Bar(**_config(**_days(flow.window.days),
+                                **_count_axis(v for s in series for v in s.values)))
     for s in series:
         chart.add(s.name, [int(v) for v in s.values])
     title = "Subscribers by day"
@@ -136,16 +161,21 @@ def subscribers(flow: SubscriberFlow) -> Chart:
                  _table(flow.window.days, series, (_count,) * 3))
 
 
+_EDITION_COLUMNS = (("Sent", "sent"), ("Skipped", "skipped"), ("Failed", "failed"),
+                    ("Delivered", "delivered"), ("Bounced", "bounced"), ("Opened", "opened"),
+                    ("Clicked", "clicked"))
+
+
 def editions(found: Sequence[EditionCounts]) -> Chart:
     """Each edition's deliveries (sent, skipped, failed) beside what the provider reported
     of them (delivered, bounced, opened, clicked): a line each, a dot per edition."""
     labels = [e.label for e in found]
     chart = pygal.Line(**_config(x_labels=labels, truncate_label=-1, show_dots=True,
                                  dots_size=2.5, x_labels_major_every=max(1, len(found) // 6),
-                                 show_minor_x_labels=len(found) <= 8))
-    columns = (("Sent", "sent"), ("Skipped", "skipped"), ("Failed", "failed"),
-               ("Delivered", "delivered"), ("Bounced", "bounced"), ("Opened", "opened"),
-               ("Clicked", "clicked"))
+                                 show_minor_x_labels=len(found) <= 8,
+                                 **_count_axis(getattr(e, attribute) for e in found
+                                               for _, attribute in _EDITION_COLUMNS)))
+    columns = _EDITION_COLUMNS
     for name, attribute in columns:
         chart.add(name, [getattr(e, attribute) for e in found])
     title = "Editions: sent, skipped and failed, and what the provider reported"
@@ -168,7 +198,9 @@ def topics(counts: Sequence[TopicCount]) -> Chart:
     shown = sorted(counts, key=lambda t: -t.readers)
     chart = pygal.HorizontalBar(**_config(show_legend=False, height=max(HEIGHT, 26 * len(shown)),
                                           x_labels=[t.name for t in reversed(shown)],
-                                          show_y_guides=False, show_x_guides=True))
+                                          show_y_guides=False, show_x_guides=True,
+                                          # y is the value axis, drawn across.
+                                          **_count_axis(t.readers for t in shown)))
     chart.add("Readers", [t.readers for t in reversed(shown)])
     title = "Readers per topic"
     top = [f"{t.name} ({_count(t.readers)})" for t in shown[:3] if t.readers]
@@ -181,8 +213,11 @@ def topics(counts: Sequence[TopicCount]) -> Chart:
 
 def production(made: Production) -> Chart:
     """Papers in and cards out on the left axis; what the LLM cost on the right."""
-    chart = pygal.Line(**_config(**_days(made.window.days), show_dots=True, dots_size=2.5))
-    for s in (made.papers, made.cards, made.card_failures):
+    counts = (made.papers, made.cards, made.card_failures)
+    # The left axis counts; the cost's right axis is scaled to its ticks by pygal.
+    chart = pygal.Line(**_config(**_days(made.window.days), show_dots=True, dots_size=2.5,
+                                 **_count_axis(v for s in counts for v in s.values)))
+    for s in counts:
         chart.add(s.name, [int(v) for v in s.values])
     chart.add(f"{made.cost_usd.name}, right axis", [round(v, 6) for v in made.cost_usd.values],
               secondary=True, formatter=_usd)
@@ -198,7 +233,9 @@ def production(made: Production) -> Chart:
 
 
 def ratings(flow: RatingFlow) -> Chart:
-    chart = pygal.StackedBar(**_config(**_days(flow.window.days)))
+    # Stacked: the axis reaches the largest day's sum.
+    chart = pygal.StackedBar(**_config(**_days(flow.window.days), **_count_axis(
+        up + down for up, down in zip(flow.up.values, flow.down.values, strict=True))))
     chart.add(flow.up.name, [int(v) for v in flow.up.values])
     chart.add(flow.down.name, [int(v) for v in flow.down.values])
     title = "Ratings per day"
@@ -210,7 +247,8 @@ def ratings(flow: RatingFlow) -> Chart:
 
 def papers_by_source(days: Sequence[date], by_source: Sequence[Series]) -> Chart:
     """Papers announced per day, one series per source (the feeds page)."""
-    chart = pygal.StackedBar(**_config(**_days(days)))
+    chart = pygal.StackedBar(**_config(**_days(days), **_count_axis(
+        sum(day) for day in zip(*(s.values for s in by_source), strict=True))))
     for s in by_source:
         chart.add(s.name, [int(v) for v in s.values])
     title = "Papers announced per day, by source"
