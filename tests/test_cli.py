@@ -87,7 +87,7 @@ def test_demo_falls_back_to_the_shipped_samples_when_arxiv_is_unreachable(
                  OUTBOX_DIR=str(tmp_path / "outbox"))
     assert result.exit_code == 0, result.output
     assert "using the sample feeds shipped with Paperwire" in result.stderr
-    assert "4 papers announced on 2026-09-24 (from the shipped samples):" in result.stdout
+    assert "3 new papers and 1 revised on 2026-09-24 (from the shipped samples):" in result.stdout
     assert len(list((tmp_path / "outbox").glob("*.eml"))) == 1
     assert "The Drift Contract: Spectral Updates" in result.stdout
 

@@ -51,6 +51,7 @@ REVIEWED = {
     "admin_sessions": "no: operators' sessions",
     "admin_login_failures": "addresses typed at the admin sign-in and the network, kept 15 minutes",
     "audit_log": "names readers by row id only (newsletter/admin/audit.py)",
+    "installation_secrets": "no: the installation's development signing key",
 }
 
 
