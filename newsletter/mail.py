@@ -19,9 +19,9 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from email.message import EmailMessage
+from email.message import EmailMessage, MIMEPart
 from email.parser import BytesParser
-from email.policy import SMTP, default
+from email.policy import EmailPolicy, default
 from email.utils import format_datetime, make_msgid, parseaddr
 from pathlib import Path
 from typing import Protocol, TextIO
@@ -49,13 +49,53 @@ class Message:
     headers: Mapping[str, str] = field(default_factory=dict)
 
 
-# SMTP allows 998-character lines. At the default 78, a long List-Unsubscribe URL has no
-# place to fold and is RFC 2047-encoded, which mail clients do not read as a link.
-_POLICY = SMTP.clone(max_line_length=998)
+# RFC 5322 §2.1.1: a line MUST be at most 998 characters, and SHOULD be at most 78.
+MAX_LINE = 998
+
+
+class _MailPolicy(EmailPolicy):
+    """SMTP's policy (CRLF, headers folded at 78 characters), but a header value of one
+    word too long for 78 is written whole, as RFC 5322 allows up to 998.
+
+    Left to the email package, a long List-Unsubscribe URL, which has no whitespace to fold
+    at, is RFC 2047-encoded into pieces, and mail clients no longer read it as a link.
+    """
+
+    def _whole(self, name: str, value: str) -> str | None:
+        text = str(value)
+        line = f"{name}: {text}"
+        if (self.max_line_length is not None and self.max_line_length < len(line) <= MAX_LINE
+                and text.isascii() and text.isprintable() and " " not in text):
+            return line + self.linesep
+        return None
+
+    def fold(self, name: str, value: str) -> str:
+        return self._whole(name, value) or super().fold(name, value)
+
+    def fold_binary(self, name: str, value: str) -> bytes:
+        whole = self._whole(name, value)
+        return whole.encode("ascii") if whole else super().fold_binary(name, value)
+
+
+_POLICY = _MailPolicy(linesep="\r\n")
+# RFC 2045 §6.7: quoted-printable lines are at most 76 characters.
+_BODY_POLICY = _POLICY.clone(max_line_length=76)
+
+
+def _body(content: str, subtype: str) -> MIMEPart:
+    part = MIMEPart(policy=_BODY_POLICY)
+    part.set_content(content, subtype=subtype, cte="quoted-printable")
+    return part
 
 
 def to_mime(message: Message, mail_from: str, now: datetime | None = None) -> EmailMessage:
-    """The RFC 5322 form of a message: plain text first, HTML as the preferred alternative."""
+    """The RFC 5322 form of a message: plain text first, HTML as the preferred alternative.
+
+    Each part is quoted-printable in lines of at most 76 characters, whatever its own lines
+    (MJML writes a whole mail on a few lines of thousands of characters): 7-bit clean, so a
+    relay without 8BITMIME carries it as it is, and SpamAssassin's MIME_QP_LONG_LINE and
+    LONGLN_* rules find nothing.
+    """
     mime = EmailMessage(policy=_POLICY)
     domain = parseaddr(mail_from)[1].rpartition("@")[2] or "localhost"
     mime["From"] = mail_from
@@ -65,8 +105,10 @@ def to_mime(message: Message, mail_from: str, now: datetime | None = None) -> Em
     mime["Message-ID"] = make_msgid(domain=domain)
     for name, value in message.headers.items():
         mime[name] = value
-    mime.set_content(message.text)
-    mime.add_alternative(message.html, subtype="html")
+    mime["MIME-Version"] = "1.0"
+    mime.make_alternative()
+    mime.attach(_body(message.text, "plain"))
+    mime.attach(_body(message.html, "html"))
     return mime
 
 
