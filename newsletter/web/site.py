@@ -20,6 +20,7 @@ from flask import (
     make_response,
     render_template,
     request,
+    send_from_directory,
 )
 from sqlmodel import Session
 
@@ -31,6 +32,8 @@ from newsletter.web.common import from_loopback, services
 blueprint = Blueprint("site", __name__)
 
 _ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+# The icon rarely changes, and browsers ask for it with every first visit.
+FAVICON_TTL = 24 * 3600
 
 
 # The landing page is the one everybody opens, and its papers change a few times a day
@@ -112,6 +115,14 @@ def day(value: str):  # type: ignore[no-untyped-def]
     with Session(services().engine) as session:
         view = archive.day(session, when)
     return render_template("day.html", view=view)
+
+
+@blueprint.get("/favicon.ico")
+def favicon():  # type: ignore[no-untyped-def]
+    """Browsers ask for /favicon.ico whatever a page links (feed readers and bookmarks
+    too): the icon from static, where it is not a 404 in every log."""
+    return send_from_directory(current_app.static_folder or "static", "favicon.ico",
+                               mimetype="image/vnd.microsoft.icon", max_age=FAVICON_TTL)
 
 
 @blueprint.get("/healthz")
