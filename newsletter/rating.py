@@ -73,14 +73,22 @@ class Rated:
     without_vectors: int  # of those, how many have no vector yet (left out of `similar`)
 
 
+# The MAC of a token naming no reader is checked against this key, which no row holds (a
+# link key is 22 characters of base64url): its answer then takes the same steps as a
+# forged token naming a real reader, one lookup and one MAC.
+_NO_READER_KEY = "!" * 22
+
+
 def _rater(svc: Services, session: Session, token: str) -> tuple[LinkHolder, Paper]:
-    """The reader and paper of a rating link. BadLink: not ours; LinkInvalid: the reader
-    (or paper) is gone."""
+    """The reader and paper of a rating link. BadLink: not ours, or its reader is gone
+    (the MAC covers the reader's link key, so a deleted reader's genuine link and a forged
+    one cannot be told apart: answering them differently would tell which ids exist);
+    LinkInvalid: a genuine link whose paper is gone."""
     claim = svc.links.read_rate(token)
     row = session.get(Subscriber, claim.subscriber_id)
+    holder = svc.links.verify_rate(claim, row.link_key if row else _NO_READER_KEY)
     if row is None:
-        raise LinkInvalid("this rating link's subscription was deleted")
-    holder = svc.links.verify_rate(claim, row.link_key)
+        raise BadLink("not a rating link")
     paper = session.get(Paper, claim.paper_id)
     if paper is None:
         raise LinkInvalid("this paper is no longer here")
@@ -107,7 +115,8 @@ def _value(direction: str) -> int | None:
 def offer(svc: Services, token: str, direction: str) -> RatingOffer:
     """A rating link opened: the paper and the button. Records nothing.
 
-    Raises BadLink (not our link, or not up/down/clear) or LinkInvalid (reader deleted).
+    Raises BadLink (not our link, its reader deleted, or not up/down/clear) or LinkInvalid
+    (its paper gone).
     """
     _value(direction)
     with Session(svc.engine) as session:

@@ -4,11 +4,11 @@ week") and their offline vectors.
 
 A rating link opened records nothing (mail scanners open every link); its button records,
 changes or clears, and the answer shows what changed and the week's papers the reader's
-new model ranks highest. Tokens we did not make for that reader and paper are 404s, a
-deleted reader's are 410s, and no token text is a 500. The paper page has buttons only
-with the reader's token for that paper. A description and liked papers typed at sign-up
-wait for the confirmation, then shape the model; the manage page edits them, lists the
-ratings and changes or clears them.
+new model ranks highest. Tokens we did not make for that reader and paper are 404s, and so
+are a deleted reader's, alike (which ids exist stays hidden); no token text is a 500. The
+paper page has buttons only with the reader's token for that paper. A description and
+liked papers typed at sign-up wait for the confirmation, then shape the model; the manage
+page edits them, lists the ratings and changes or clears them.
 """
 
 from __future__ import annotations
@@ -228,12 +228,40 @@ def test_a_deleted_readers_links_are_gone(client: FlaskClient, web_settings: Set
         row = session.get(subs.Subscriber, me.subscriber_id)
         assert row is not None
         privacy.erase(session, row)
-    assert client.get(up).status_code == 410
-    assert client.post(up, data={"csrf_token": form_token}).status_code == 410
+    assert client.get(up).status_code == 404
+    assert client.post(up, data={"csrf_token": form_token}).status_code == 404
     # A new reader later given the same id does not inherit the old links.
     with db.transaction(engine) as session:
         session.add(subs.Subscriber(id=me.subscriber_id, email="new@example.org"))
     assert client.get(up).status_code == 404
+    assert _ratings(engine) == {}
+
+
+def test_a_forged_token_is_answered_alike_whether_its_reader_exists_or_not(
+        client: FlaskClient, web_settings: Settings, engine: Engine,
+        papers: dict[str, int]) -> None:
+    # Issue 22, finding 11: a garbage MAC answered 404 for a real reader and 410 for a
+    # missing one, so anyone could list which subscriber ids exist.
+    me = _reader(engine)
+    _reader(engine, "other@example.org")
+    missing = me.subscriber_id + 1000
+    garbage = "A" * 16
+    csrf = session_form_token(client)
+    answers = {}
+    for reader_id in (me.subscriber_id, missing):
+        path = f"/rate/{reader_id}.{papers[TIDE]}.{garbage}/up"
+        got, sent = client.get(path), client.post(path, data={"csrf_token": csrf})
+        answers[reader_id] = [(a.status_code, _text(a)) for a in (got, sent)]
+    assert answers[me.subscriber_id] == answers[missing]
+    assert {status for status, _ in answers[missing]} == {404}
+    # A deleted reader's genuine link cannot be told from a forged one either.
+    up = _rate_path(web_settings, me, papers[TIDE], "up")
+    with db.transaction(engine) as session:
+        row = session.get(subs.Subscriber, me.subscriber_id)
+        assert row is not None
+        privacy.erase(session, row)
+    assert [(a.status_code, _text(a)) for a in (
+        client.get(up), client.post(up, data={"csrf_token": csrf}))] == answers[missing]
     assert _ratings(engine) == {}
 
 
@@ -265,9 +293,8 @@ def test_validly_signed_tokens_naming_impossible_rows_are_404s(
         client: FlaskClient, web_settings: Settings, reader_id: int, paper_id: int) -> None:
     # The forger holds the key (as anyone does in dev mode): only the ids are wrong.
     token = _links(web_settings).rate_token(LinkHolder(reader_id, "key"), paper_id)
-    status = client.get(f"/rate/{token}/up").status_code
-    possible = 0 < reader_id <= MAX_ROW_ID and 0 < paper_id <= MAX_ROW_ID
-    assert status == (410 if possible else 404)  # no such reader in an empty database
+    # No such reader in an empty database: whether the id could exist or not, a 404.
+    assert client.get(f"/rate/{token}/up").status_code == 404
 
 
 # ---------------------------------------------------------------- the paper page

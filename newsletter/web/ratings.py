@@ -2,7 +2,9 @@
 
 A GET shows the paper and one button (mail scanners open every link, and must rate
 nothing); the button's POST rates. Token errors become pages in create_app: a link we did
-not make is a 404, one whose reader was deleted a 410.
+not make is a 404, and so is one whose reader was deleted, with the same page (the MAC
+covers the reader's link key, so the two cannot be told apart; answering them differently
+would tell anyone which reader ids exist). A genuine link to a paper no longer here is a 410.
 """
 
 from __future__ import annotations
