@@ -62,6 +62,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from newsletter import digest
+from newsletter import reasons as why_reasons
 from newsletter.relevance import model, rank, scores, vectors
 from newsletter.relevance.train import REFERENCE_PAPERS
 from newsletter.taxonomy import guess_topics
@@ -186,7 +187,7 @@ def why_line_rules(day: Day, ups: sp.csr_matrix) -> dict[str, Callable[[int], st
     of the day's papers: the send's (`scores.standing_out`) and the fixed cosine."""
     closeness = (day.vectors @ ups.T).toarray()
     rows = list(range(ups.shape[0]))
-    titles = [str(row) for row in rows]
+    titles = [why_reasons.resembles(str(row), rated_up=True) for row in rows]
     return {
         "relative": scores.resembles(scores.standing_out(
             closeness, np.ones(len(closeness), dtype=bool)), rows, titles),

@@ -27,8 +27,9 @@ from datetime import timedelta
 
 from itsdangerous import BadSignature, SignatureExpired, Signer, URLSafeTimedSerializer
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
-from newsletter.config import Settings
+from newsletter.config import ConfigError, Settings
 from newsletter.db import engine_for
 from newsletter.installation import dev_signing_key
 
@@ -65,13 +66,20 @@ def signing_key(settings: Settings, engine: Engine | None = None) -> str:
     """SECRET_KEY, or in dev mode the installation's own random key, kept in its database
     (`installation.dev_signing_key`), so every process of it signs alike.
 
-    Config refuses to start without SECRET_KEY outside dev mode.
+    Config refuses to start without SECRET_KEY outside dev mode; in dev mode a start whose
+    database cannot be read is refused (ConfigError), as a start without a key would be.
     """
     if settings.secret_key:
         return settings.secret_key
     log.warning("dev mode: SECRET_KEY is not set; signing links with this installation's "
                 "development key, kept in its database. Set SECRET_KEY for real use.")
-    return dev_signing_key(engine or engine_for(settings.database_url))
+    try:
+        return dev_signing_key(engine or engine_for(settings.database_url))
+    except SQLAlchemyError as exc:
+        # Any other key would sign links the installation's other processes reject.
+        raise ConfigError(
+            "dev mode keeps its signing key in the database, which cannot be read "
+            f"({type(exc).__name__}): check DATABASE_URL, or set SECRET_KEY") from exc
 
 
 @dataclass(frozen=True)

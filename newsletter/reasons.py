@@ -19,7 +19,12 @@ AUTHOR = "author: "
 REVISED = "revised version"
 DESCRIPTION = "matches your description"
 TUNING = "help tune your digest: rate it"
-_LIKE, _LIKE_END = "like “", "” you rated up or liked"
+_LIKE = "like “"
+# What the reader did with the favourite a pick resembles; the last is how rows stored
+# before the two were told apart say it.
+_RATED_UP, _LISTED, _EITHER = "” you rated up", "” you liked", "” you rated up or liked"
+_SAID = {_RATED_UP: "which you rated up", _LISTED: "which you said you like",
+         _EITHER: "which you rated up or liked"}
 
 # Between the phrases of a why-line: a comma would be ambiguous beside "A, B and C".
 SEPARATOR = " · "
@@ -37,9 +42,20 @@ def author(name: str) -> str:
     return AUTHOR + name
 
 
-def resembles(title: str) -> str:
-    """The model's reason: the pick is close to a paper the reader rated up or listed."""
-    return f"{_LIKE}{title}{_LIKE_END}"
+def resembles(title: str, rated_up: bool) -> str:
+    """The model's reason: the pick is close to a paper the reader rated up, or (not
+    rated) listed among the papers they like."""
+    return f"{_LIKE}{title}{_RATED_UP if rated_up else _LISTED}"
+
+
+def _resemblance(reason: str) -> str | None:
+    """"similar to “X”, which you rated up" for a stored resemblance, else None."""
+    if not reason.startswith(_LIKE):
+        return None
+    for ending in (_EITHER, _RATED_UP, _LISTED):  # the longest first: it ends like another
+        if reason.endswith(ending):
+            return f"similar to “{reason[len(_LIKE):-len(ending)]}”, {_SAID[ending]}"
+    return None
 
 
 def topic_of(reason: str) -> str | None:
@@ -83,9 +99,8 @@ def why_line(reasons: Sequence[str]) -> str:
                 authors_at = len(phrases)
                 phrases.append(None)
             authors.append(reason.removeprefix(AUTHOR))
-        elif reason.startswith(_LIKE) and reason.endswith(_LIKE_END):
-            title = reason[len(_LIKE):-len(_LIKE_END)]
-            phrases.append(f"similar to “{title}”, which you rated up or liked")
+        elif (resemblance := _resemblance(reason)) is not None:
+            phrases.append(resemblance)
         elif reason == TUNING:
             phrases.append("a rating here helps tune your digest")
         elif reason != REVISED:

@@ -178,3 +178,14 @@ def test_each_item_of_the_text_part_stands_apart() -> None:
     assert all(lines[i - 1] == "" for i in numbered)
     notes = [i for i, line in enumerate(lines) if "(Offline summary:" in line]
     assert len(notes) == 2 and all(lines[i + 1] == "" for i in notes)
+
+
+def test_a_why_line_stored_before_likes_and_ratings_were_told_apart_still_reads_well() -> None:
+    from newsletter import reasons
+
+    old = "like “Paper X” you rated up or liked"
+    assert reasons.why_line([old]) == "similar to “Paper X”, which you rated up or liked"
+    assert reasons.why_line([reasons.resembles("Paper X", rated_up=True)]) == (
+        "similar to “Paper X”, which you rated up")
+    assert reasons.why_line([reasons.resembles("Paper X", rated_up=False)]) == (
+        "similar to “Paper X”, which you said you like")

@@ -11,7 +11,7 @@ from sqlalchemy import Engine
 
 from newsletter import archive, db, ingest, mail_queue
 from newsletter.card import Card
-from newsletter.config import Settings
+from newsletter.config import ConfigError, Settings
 from newsletter.paper import Paper
 from newsletter.web import create_app
 from tests.conftest import arxiv_fixture
@@ -173,8 +173,18 @@ def test_health(client: FlaskClient) -> None:
 
 def test_broken_database_is_unhealthy(web_settings: Settings, tmp_path) -> None:
     broken = db.make_engine(f"sqlite:///{tmp_path}/missing/dir/x.db")
-    answer = create_app(web_settings, engine=broken).test_client().get("/healthz")
+    keyed = web_settings.model_copy(update={"secret_key": "k" * 40})
+    answer = create_app(keyed, engine=broken).test_client().get("/healthz")
     assert answer.status_code == 503 and answer.json["database"] == "error"
+
+
+def test_a_dev_site_whose_database_cannot_be_read_is_refused_with_the_reason(
+        web_settings: Settings, tmp_path) -> None:
+    # Its signing key is kept there: a site signing with another would reject the
+    # worker's links, so it does not start half-working.
+    broken = db.make_engine(f"sqlite:///{tmp_path}/missing/dir/x.db")
+    with pytest.raises(ConfigError, match=r"signing key in the database.*DATABASE_URL"):
+        create_app(web_settings, engine=broken)
 
 
 def test_security_headers(client: FlaskClient) -> None:

@@ -51,13 +51,13 @@ class Learned:
 
     affinity: np.ndarray  # chance of an up-rating per candidate; NaN: the paper has no vector
     ratings: int  # ratings the model has seen
-    # The title of the reader's rated-up or liked paper a candidate most resembles, if any.
+    # The reason naming the reader's rated-up or liked paper a candidate most resembles,
+    # if any (`reasons.resembles`).
     resembles: Callable[[int], str | None] = field(default=lambda _i: None, compare=False)
 
 
 def _reason(learned: Learned, i: int) -> str:
-    title = learned.resembles(i)
-    return why.resembles(title) if title else why.DESCRIPTION
+    return learned.resembles(i) or why.DESCRIPTION
 
 
 @dataclass

@@ -16,6 +16,7 @@ import numpy as np
 from sqlalchemy import or_, select
 from sqlmodel import Session
 
+from newsletter import reasons as why
 from newsletter.digest import Interests, PaperIndex, Selection
 from newsletter.paper import Paper
 from newsletter.relevance import model
@@ -37,7 +38,8 @@ RESEMBLES_SHARE = 0.005
 
 def _favourites(session: Session, subscriber_ids: Sequence[int]
                 ) -> dict[int, list[tuple[int, str]]]:
-    """(paper id, title) of the papers each reader rated up or said they like."""
+    """(paper id, the reason naming it) of the papers each reader rated up or said they
+    like: "like “X” you rated up", or "... you liked" for a listed paper not rated."""
     ups: dict[int, list[int]] = {s: [] for s in subscriber_ids}
     rated_down: set[tuple[int, int]] = set()
     for subscriber_id, paper_id, value in session.execute(
@@ -65,10 +67,12 @@ def _favourites(session: Session, subscriber_ids: Sequence[int]
                 by_arxiv[arxiv_id] = paper_id
     found: dict[int, dict[int, str]] = {}
     for subscriber_id in subscriber_ids:
-        mine = {p: titles[p] for p in ups[subscriber_id] if p in titles}
+        mine = {p: why.resembles(titles[p], rated_up=True)
+                for p in ups[subscriber_id] if p in titles}
         for arxiv_id in liked.get(subscriber_id, ()):
             if arxiv_id in by_arxiv:
-                mine.setdefault(by_arxiv[arxiv_id], titles[by_arxiv[arxiv_id]])
+                paper_id = by_arxiv[arxiv_id]
+                mine.setdefault(paper_id, why.resembles(titles[paper_id], rated_up=False))
         # Ratings say more than likes: a paper rated down is no favourite, even if liked.
         for paper_id in [p for p in mine if (subscriber_id, p) in rated_down]:
             del mine[paper_id]
@@ -92,18 +96,18 @@ def standing_out(closeness: np.ndarray, present: np.ndarray) -> np.ndarray:
     return np.where(stands_out, closeness, 0.0)
 
 
-def resembles(standout: np.ndarray, columns: list[int], titles: list[str]
+def resembles(standout: np.ndarray, columns: list[int], labels: list[str]
               ) -> Callable[[int], str | None]:
-    """For the paper in row i, the title of the favourite (of `columns`, titled `titles`)
-    it stands out as closest to (`standing_out`), if any."""
-    def title_for(i: int) -> str | None:
+    """For the paper in row i, the label (the reason naming it) of the favourite of
+    `columns` it stands out as closest to (`standing_out`), if any."""
+    def label_for(i: int) -> str | None:
         if not columns:
             return None
         row = standout[i, columns]
         best = int(np.argmax(row))
-        return titles[best] if row[best] > 0 else None
+        return labels[best] if row[best] > 0 else None
 
-    return title_for
+    return label_for
 
 
 def learned_for(session: Session, space: VectorSpace, index: PaperIndex,
@@ -146,11 +150,11 @@ def learned_for(session: Session, space: VectorSpace, index: PaperIndex,
         closeness = standing_out(closeness, present)
     learned: dict[int, Learned] = {}
     for row, subscriber_id in enumerate(readers):
-        mine = [(fav_column[p], title) for p, title in favourites.get(subscriber_id, ())
+        mine = [(fav_column[p], label) for p, label in favourites.get(subscriber_id, ())
                 if p in fav_column]
         learned[subscriber_id] = Learned(
             affinity=affinity[row], ratings=int(ratings[row]),
-            resembles=resembles(closeness, [c for c, _ in mine], [t for _, t in mine]))
+            resembles=resembles(closeness, [c for c, _ in mine], [label for _, label in mine]))
     return learned
 
 
