@@ -343,6 +343,7 @@ def test_preview_shows_the_next_digest_with_no_link_acting_for_the_reader(
     framed = desk.get(f"/admin/subscribers/{alice}/preview.html")
     assert framed.status_code == 200
     assert "frame-ancestors 'self'" in framed.headers["Content-Security-Policy"]
+    assert "img-src 'self' data:;" in framed.headers["Content-Security-Policy"]
     html = framed.get_data(as_text=True)
     assert "Large language model reasoning, part 1" in html
     assert "/manage/" not in html and "/unsubscribe/" not in html

@@ -208,6 +208,9 @@ def test_outbox_in_dev_mode_only(client: FlaskClient, web_settings: Settings,
     assert "http://paperwire.test/confirm/" in message
     html = client.get(f"/outbox/{name}/html")
     assert html.status_code == 200 and "script-src" not in html.headers["Content-Security-Policy"]
+    # An email shown on our site fetches nothing from another host, images included.
+    assert "img-src 'self' data:;" in html.headers["Content-Security-Policy"]
+    assert "https:" not in html.headers["Content-Security-Policy"]
     assert client.get("/outbox/..%2F..%2Fetc%2Fpasswd").status_code == 404
     assert client.get("/outbox/not-a-message.eml").status_code == 404
 

@@ -40,3 +40,16 @@ def no_store(response):  # type: ignore[no-untyped-def]
     """Pages opened with a token must not linger in shared caches or history snapshots."""
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+# Who may frame an email shown on our site: our own page around it, or nobody.
+FRAMED = {True: "'self'", False: "'none'"}
+
+
+def mail_html_policy(*, framed: bool) -> str:
+    """The Content-Security-Policy for an email's HTML shown on our site (view in browser,
+    the outbox, the admin's preview): its inline styles and nothing else, no script, no
+    form, and no fetch or image from another host (no mail of ours has one, and a page of
+    ours loads nothing from elsewhere). `framed`: shown inside one of our own pages."""
+    return ("default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
+            f"base-uri 'none'; form-action 'none'; frame-ancestors {FRAMED[framed]}")

@@ -27,7 +27,7 @@ from sqlmodel import Session
 from newsletter import archive, engagement, mail, rating, status
 from newsletter.delivery.ledger import today_utc
 from newsletter.taxonomy import TOPICS
-from newsletter.web.common import from_loopback, services
+from newsletter.web.common import from_loopback, mail_html_policy, services
 
 blueprint = Blueprint("site", __name__)
 
@@ -165,11 +165,7 @@ def outbox_html(name: str):  # type: ignore[no-untyped-def]
         abort(404)
     response = make_response(message.html)
     response.headers["Content-Type"] = "text/html; charset=utf-8"
-    # The email's own inline styles may apply, nothing else: no script, no remote fetch
-    # but images, shown only inside our outbox page.
-    response.headers["Content-Security-Policy"] = (
-        "default-src 'none'; style-src 'unsafe-inline'; img-src data: https:; "
-        "frame-ancestors 'self'; base-uri 'none'; form-action 'none'")
+    response.headers["Content-Security-Policy"] = mail_html_policy(framed=True)
     response.headers["X-Frame-Options"] = "SAMEORIGIN"
     return response
 

@@ -10,7 +10,7 @@ from newsletter import delivery, reader_account
 from newsletter import signup as flows
 from newsletter.reader_input import InvalidInput
 from newsletter.taxonomy import TOPICS
-from newsletter.web.common import client, no_store, services
+from newsletter.web.common import client, mail_html_policy, no_store, services
 
 blueprint = Blueprint("subscriptions", __name__)
 blueprint.after_request(no_store)
@@ -174,10 +174,5 @@ def digest(token: str):  # type: ignore[no-untyped-def]
     app = services()
     html = delivery.digest_in_browser(app.engine, app.settings, app.links, token)
     response = Response(html, mimetype="text/html")
-    # An email's styles are inline; allow those and nothing else (no script, no fetch, no
-    # image from another host: the digest has none, and a page of ours loads nothing from
-    # elsewhere).
-    response.headers["Content-Security-Policy"] = (
-        "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
-        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+    response.headers["Content-Security-Policy"] = mail_html_policy(framed=False)
     return response

@@ -21,7 +21,7 @@ from flask import Response, abort, flash, redirect, render_template, request, ur
 from newsletter.admin import actions, lookups
 from newsletter.taxonomy import BY_SLUG, TOPICS
 from newsletter.web.admin import frame
-from newsletter.web.common import services
+from newsletter.web.common import mail_html_policy, services
 
 
 def target(subscriber_id: int) -> str:
@@ -135,9 +135,6 @@ def preview_html(subscriber_id: int) -> Response:
     if found.digest is None:
         abort(404)
     response = Response(found.digest.html, mimetype="text/html")
-    # The email's inline styles and nothing else, framed only by our own preview page.
-    response.headers["Content-Security-Policy"] = (
-        "default-src 'none'; style-src 'unsafe-inline'; img-src data: https:; "
-        "frame-ancestors 'self'; base-uri 'none'; form-action 'none'")
+    response.headers["Content-Security-Policy"] = mail_html_policy(framed=True)
     response.headers["X-Frame-Options"] = "SAMEORIGIN"
     return response
