@@ -1,5 +1,5 @@
 """The README's pictures of the reader's site: the front page on a desktop and on a phone,
-and the manage page.
+the manage page, and the digest the site's reader gets.
 
     .venv/bin/python -m tests.support.screenshot_site [FOLDER]   # default: docs/
 
@@ -7,8 +7,9 @@ Builds a fresh SQLite database in a temporary folder (tests/support/reader_site.
 arXiv listings with their offline cards, a reader with topics, keywords and ratings), serves
 the site on loopback as a deployed site's readers get it (no development note), and saves
 docs/site-front.png (1280 x 900), docs/site-phone.png (390 x 844) and docs/site-manage.png
-(the settings after the topics on the manage page): each a screen or less, not the whole
-page, to keep the files small.
+(the settings after the topics on the manage page), and docs/digest.png (the top of the
+reader's digest as a mail client shows it, 700 px wide): each a screen or less, not the
+whole page, to keep the files small.
 """
 
 from __future__ import annotations
@@ -54,7 +55,19 @@ def main(folder: Path) -> None:
                           clip={"x": form["x"] - 16, "y": top["y"] - 24,
                                 "width": form["width"] + 32,
                                 "height": form["y"] + form["height"] - top["y"] + 40})
-    for name in ("site-front.png", "site-phone.png", "site-manage.png"):
+
+        # The digest, rendered by the send's own code, as a mail client shows it.
+        from newsletter import db, delivery
+        from tests.support.reader_site import DAY, READER
+
+        engine = db.make_engine(site.database_url)
+        digest = delivery.preview(engine, site, READER, day=DAY)
+        engine.dispose()
+        assert digest is not None, "the seeded reader gets no digest"
+        mail = browser.new_page(viewport={"width": 700, "height": 600})
+        mail.set_content(digest.html)
+        mail.screenshot(path=str(folder / "digest.png"), full_page=True)
+    for name in ("site-front.png", "site-phone.png", "site-manage.png", "digest.png"):
         print(folder / name)
 
 
