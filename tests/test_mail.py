@@ -7,32 +7,18 @@ from email import message_from_bytes
 from email.policy import default
 
 import pytest
-from aiosmtpd.controller import Controller
 
 from newsletter.batch import Batch, Recipient
 from newsletter.config import Settings
 from newsletter.mail import MailError, Message, OneByOne, SmtpSender, batch_sender_for
 from tests.support.servers import free_port
-
-
-class Inbox:
-    def __init__(self) -> None:
-        self.received: list[tuple[str, list[str], bytes]] = []
-
-    async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
-        self.received.append((envelope.mail_from, list(envelope.rcpt_tos), envelope.content))
-        return "250 OK"
+from tests.support.smtp import Inbox, smtp_server
 
 
 @pytest.fixture
 def smtp() -> Iterator[tuple[Inbox, int]]:
-    inbox, port = Inbox(), free_port()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield inbox, port
-    finally:
-        controller.stop()
+    with smtp_server() as served:
+        yield served
 
 
 def test_smtp_sender_delivers_a_batch_reader_by_reader(smtp: tuple[Inbox, int]) -> None:

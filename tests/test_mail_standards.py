@@ -18,7 +18,6 @@ SpamAssassin, Chromium and axe-core are skipped locally when missing and fail in
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import shutil
@@ -35,7 +34,6 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import pytest
-from aiosmtpd.controller import Controller
 from mjml import mjml2html
 from sqlalchemy import Engine, text
 from sqlmodel import select
@@ -51,7 +49,8 @@ from newsletter.summarize import summarize_pending
 from newsletter.web import create_app
 from tests.conftest import _ENV, ARXIV_FIXTURES
 from tests.support.axe import axe_context, blocking_violations
-from tests.support.servers import free_port, missing
+from tests.support.servers import missing
+from tests.support.smtp import smtp_server
 from tests.support.web import csrf_token, html_of, link, live_site, text_of
 
 if TYPE_CHECKING:
@@ -402,36 +401,16 @@ def test_lines_keep_to_rfc_2045_and_5322(mails: Mails, kind: str) -> None:
             mime)
 
 
-class _Inbox:
-    def __init__(self) -> None:
-        self.received: list[bytes] = []
-
-    async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
-        self.received.append(envelope.content)
-        return "250 OK"
-
-
-@contextlib.contextmanager
-def _smtp_server() -> Iterator[tuple[_Inbox, int]]:
-    inbox, port = _Inbox(), free_port()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield inbox, port
-    finally:
-        controller.stop()
-
-
 def test_smtp_sends_the_same_short_lines(mails: Mails) -> None:
     """What an SMTP relay receives keeps the limits too, for the longest mail we send."""
     mime = mails.parsed("digest_daily")
     message = Message(to="reader@example.org", subject=str(mime["Subject"]),
                       html=html_of(mime), text=text_of(mime),
                       headers={"List-Unsubscribe": str(mime["List-Unsubscribe"])})
-    with _smtp_server() as (inbox, port):
+    with smtp_server() as (inbox, port):
         SmtpSender(Settings(mail_backend="smtp", smtp_host="127.0.0.1", smtp_port=port,
                             mail_from="Paperwire <digest@example.org>")).send(message)
-    (received,) = inbox.received
+    ((_, _, received),) = inbox.received
     assert _over_long(received) == []
     assert html_of(message_from_bytes(received, policy=default)) == message.html  # type: ignore[arg-type]
 

@@ -65,6 +65,13 @@ def preview(settings: Settings, email: str) -> list[dict[str, object]]:
     return json.loads(answer.output)
 
 
+def digest_text(engine: Engine, settings: Settings, email: str) -> str:
+    """The text part of the reader's digest of DAY, as the send would mail it."""
+    digest = delivery.preview(engine, settings, email, day=date.fromisoformat(DAY))
+    assert digest is not None, f"{email} would get no digest"
+    return digest.text
+
+
 def _key_of(engine: Engine, title: str) -> str:
     with Session(engine) as session:
         from sqlmodel import select
@@ -220,19 +227,15 @@ def test_the_why_line_names_the_liked_paper_a_pick_resembles_until_it_is_rated_d
     picks = {p["arxiv_id"]: p for p in preview(settings, "reader@example.org")}
     # The JSON keeps the reason as it is stored; the digest says it as a reader would.
     assert f"like “{earlier}” you liked" in picks[_key_of(engine, ATHLETICS)]["reasons"]
-    digest = delivery.preview(engine, settings, "reader@example.org",
-                              day=date.fromisoformat(DAY))
-    assert digest is not None
-    assert f"similar to “{earlier}”, which you said you like" in digest.text
-    assert "like “" not in digest.text
+    text = digest_text(engine, settings, "reader@example.org")
+    assert f"similar to “{earlier}”, which you said you like" in text
+    assert "like “" not in text
 
     # Rated up as well, it is said so: the reader did that, not only list it.
     assert run(settings, "rate", "reader@example.org", "2604.90001=up").exit_code == 0
-    digest = delivery.preview(engine, settings, "reader@example.org",
-                              day=date.fromisoformat(DAY))
-    assert digest is not None
-    assert f"similar to “{earlier}”, which you rated up" in digest.text
-    assert "which you said you like" not in digest.text
+    text = digest_text(engine, settings, "reader@example.org")
+    assert f"similar to “{earlier}”, which you rated up" in text
+    assert "which you said you like" not in text
 
     # Ratings say more than likes: rated down, the liked paper is no longer held up.
     assert run(settings, "rate", "reader@example.org", "2604.90001=down").exit_code == 0
