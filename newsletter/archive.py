@@ -15,7 +15,7 @@ from sqlmodel import Session, select
 
 from newsletter.card import card_json, cards_for
 from newsletter.feed import Feed
-from newsletter.paper import Paper, latest_announcement_day
+from newsletter.paper import Paper, latest_announcement_day, listed
 from newsletter.taxonomy import topic_name
 
 # Days with papers on one page of /days.
@@ -145,10 +145,12 @@ def latest(session: Session) -> DayView:
 
 
 def paper(session: Session, key: str) -> PaperView | None:
+    """A listed paper's page (None: no such paper, or one fetched only for a reader's liked
+    papers, whose page would tell that someone likes it)."""
     # No stored key is that long or holds control characters (Postgres refuses NUL).
     if len(key) > 200 or _CONTROL.search(key):
         return None
-    found = session.exec(select(Paper).where(Paper.key == key)).first()
+    found = session.exec(select(Paper).where(Paper.key == key, listed())).first()
     if found is None:
         return None
     return _with_cards(session, [found])[0]

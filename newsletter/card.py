@@ -21,7 +21,7 @@ from pydantic import Field as PydanticField
 from sqlalchemy import JSON, Column, DateTime, ForeignKey, Integer, Text, and_, or_, update
 from sqlmodel import Field, Session, SQLModel, select
 
-from newsletter.paper import Paper
+from newsletter.paper import Paper, listed
 from newsletter.taxonomy import MAX_TOPICS, SLUGS, known_topics
 
 KEY_POINTS = 4
@@ -297,12 +297,13 @@ def pending_papers(
     Pending: no card yet; a card written from another title or abstract; a failed card
     (until it failed `max_failures` sweeps in a row; naming the paper retries it anyway);
     with `upgrade_offline`, an offline card that an LLM can now replace. `force` takes
-    every paper (or the named one).
+    every paper (or the named one). Only listed papers: one fetched for a reader's liked
+    papers is shown nowhere, so a card for it would be written for nobody.
     """
     read_at = _utcnow()
     query = select(Paper.id, Paper.key, Paper.title, Paper.abstract, Paper.categories).outerjoin(
         Card, Card.paper_id == Paper.id  # type: ignore[arg-type]
-    )
+    ).where(listed())
     if paper_id is not None:
         query = query.where(Paper.id == paper_id)
     if not force:

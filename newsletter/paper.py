@@ -2,6 +2,12 @@
 
 `PaperEntry` is what a feed says about a paper on one day; `Paper` is what we keep.
 `merge` decides, without I/O, what an entry changes in a stored paper.
+
+A paper is listed when one of our feeds announced it on some day (new: `announced_on`,
+revised: `revised_on`). A paper fetched from the arXiv API only because a reader likes it
+(relevance/liked.py) has neither day: it teaches that reader's model and nothing else. It
+is on no day and no page, gets no card and goes in nobody's digest (`listed`), until a
+feed of ours lists it: then it takes that entry's day like a paper first seen then.
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, func, or_
+from sqlalchemy import JSON, Column, ColumnElement, Index, func, or_
 from sqlmodel import Field, Session, SQLModel, select
 
 ANNOUNCE_TYPES = ("new", "cross", "replace", "replace-cross")
@@ -95,12 +101,25 @@ class Paper(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=_utcnow)
 
 
-def new_row(entry: PaperEntry) -> dict[str, Any]:
-    """Column values for a paper we have never seen."""
+def listed() -> ColumnElement[bool]:
+    """Papers a feed of ours listed on some day, new or revised: what days, pages, cards
+    and digests are made of. Not a paper fetched only for a reader's liked papers."""
+    return or_(Paper.announced_on.is_not(None),  # type: ignore[union-attr]
+               Paper.revised_on.is_not(None))  # type: ignore[union-attr]
+
+
+def _listing_days(entry: PaperEntry) -> dict[str, date | None]:
+    """The days of a paper first listed by this entry."""
     revised = entry.announce_type in ("replace", "replace-cross")
     # A revision of a paper we never saw announced has no announcement day we know of:
     # it must not look like one of today's new papers.
-    announced = entry.first_announced_on or (None if revised else entry.announced_on)
+    return {"announced_on": entry.first_announced_on or (None if revised
+                                                         else entry.announced_on),
+            "revised_on": entry.announced_on if revised else None}
+
+
+def new_row(entry: PaperEntry) -> dict[str, Any]:
+    """Column values for a paper we have never seen."""
     now = _utcnow()
     return {
         "key": entry.key,
@@ -112,8 +131,7 @@ def new_row(entry: PaperEntry) -> dict[str, Any]:
         "categories": list(entry.categories),
         "primary_category": entry.primary_category,
         "announce_type": entry.announce_type,
-        "announced_on": announced,
-        "revised_on": entry.announced_on if revised else None,
+        **_listing_days(entry),
         "abs_url": entry.abs_url,
         "pdf_url": entry.pdf_url,
         "doi": entry.doi,
@@ -173,6 +191,11 @@ def merge(stored: dict[str, Any], entry: PaperEntry) -> dict[str, Any]:
         revision = entry.announce_type in ("replace", "replace-cross")
         if entry.announced_on and not stored["announced_on"] and not revision:
             changes["announced_on"] = entry.announced_on
+
+    if entry.announced_on and not stored["announced_on"] and not stored["revised_on"]:
+        # Never listed (fetched for a reader's liked papers): a feed lists it now, whatever
+        # version each holds, and it is listed as a paper first seen in this entry.
+        changes.update({k: v for k, v in _listing_days(entry).items() if v is not None})
 
     if changes:
         changes["updated_at"] = _utcnow()

@@ -1,8 +1,10 @@
 """Papers a reader likes that we do not have, fetched from the arXiv API and stored.
 
-A liked paper is an arXiv id; one we lack is asked for (`fetch_papers`) and stored like
-any other paper, so it gets a vector and can teach the reader's model
-(newsletter/relevance/learn.py). Calls keep arXiv's requested distance between them.
+A liked paper is an arXiv id; one we lack is asked for (`fetch_papers`) and stored
+without a day, so it gets a vector and can teach the reader's model
+(newsletter/relevance/learn.py) but is not listed: our feeds did not announce it, so it is
+on no day or page, gets no card and is picked for nobody's digest (`paper.listed`), until
+a feed of ours lists it. Calls keep arXiv's requested distance between them.
 
 Never in a web request: arXiv asks for 3 seconds between calls, so a few readers saving
 their lists at once would hold web workers for as long as it takes. The reader's list is
@@ -18,7 +20,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlalchemy import Engine, select
 from sqlmodel import Session
@@ -27,7 +29,7 @@ from newsletter.config import Settings
 from newsletter.db import transaction
 from newsletter.fetch import Fetched, Fetcher, FetchError
 from newsletter.ingest import make_fetcher, store_entries
-from newsletter.paper import Paper
+from newsletter.paper import Paper, PaperEntry
 from newsletter.parse import FeedError, parse_feed
 from newsletter.reader_input import MAX_LIKED_PAPERS
 from newsletter.subscriber import Preferences
@@ -92,13 +94,18 @@ def fetch_papers(session: Session, arxiv_ids: Sequence[str], *, settings: Settin
                 raise FeedError(f"HTTP {fetched.status}")
             if parsed.kind != "arxiv-api" and parsed.entries:
                 raise FeedError(f"{settings.arxiv_api_url} did not answer as the arXiv API")
-            entries = [e for e in parsed.entries if e.key in chunk]
+            entries = [_unlisted(e) for e in parsed.entries if e.key in chunk]
             store_entries(session, entries)
             stored += len(entries)
     finally:
         if own:
             fetcher.close()
     return stored
+
+
+def _unlisted(entry: PaperEntry) -> PaperEntry:
+    """The paper without the days the API gives it: arXiv announced it, our feeds did not."""
+    return replace(entry, announced_on=None, first_announced_on=None)
 
 
 def wanted(session: Session) -> list[str]:

@@ -34,7 +34,7 @@ from sqlmodel import Session
 
 from newsletter.config import Settings
 from newsletter.db import among, aware, transaction, upsert
-from newsletter.paper import Paper
+from newsletter.paper import Paper, listed
 from newsletter.relevance import liked, model, vectors
 from newsletter.relevance.embed import EmbedReport, embed_pending, vectors_for
 from newsletter.relevance.embedders import EmbedError, VectorSpace, embedder_for, space_for
@@ -94,10 +94,13 @@ def _paper_rows(session: Session, paper_ids: Sequence[int],
 
 
 def reference_papers(session: Session, space: VectorSpace) -> sp.csr_matrix | None:
-    """The vectors of the newest `REFERENCE_PAPERS` papers in `space` (None: none yet), the
-    sample a model's start is centred on."""
+    """The vectors of the newest `REFERENCE_PAPERS` listed papers in `space` (None: none
+    yet), the sample a model's start is centred on: papers fetched for one reader's liked
+    list must not move every reader's start."""
     blobs = list(session.execute(
-        select(PaperVector.data).where(PaperVector.model == space.name)
+        select(PaperVector.data)
+        .join(Paper, Paper.id == PaperVector.paper_id)  # type: ignore[arg-type]
+        .where(PaperVector.model == space.name, listed())
         .order_by(PaperVector.paper_id.desc())  # type: ignore[attr-defined]
         .limit(REFERENCE_PAPERS)).scalars())
     return vectors.stack(blobs, space.dims) if blobs else None
@@ -302,13 +305,13 @@ def _outdated(session: Session, space: VectorSpace) -> list[int]:
     for subscriber_id, made in rated:
         saw(subscriber_id, made)
     liking: dict[int, list[str]] = {}
-    for subscriber_id, description, listed in session.execute(select(
+    for subscriber_id, description, likes in session.execute(select(
             Preferences.subscriber_id, Preferences.description, Preferences.liked_papers)):
         if description and (subscriber_id not in models
                             or models[subscriber_id][1] != description_hash(description)):
             stale.add(subscriber_id)
-        if listed:
-            liking[subscriber_id] = list(listed)
+        if likes:
+            liking[subscriber_id] = list(likes)
     made_at = _liked_vectors_made(session, {i for ids in liking.values() for i in ids}, space)
     for subscriber_id, ids in liking.items():
         for arxiv_id in ids:
