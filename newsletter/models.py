@@ -9,12 +9,12 @@ from newsletter.feed import Feed
 from newsletter.installation import InstallationSecret
 from newsletter.paper import Paper
 from newsletter.relevance.tables import PaperVector, Rating, ReaderModelRow
-from newsletter.signup_limits import MailLimitHit
+from newsletter.signup_limits import MailLimitHit, SignupWindow
 from newsletter.subscriber import Consent, Preferences, Subscriber, Suppression, WebhookEvent
 
 __all__ = [
     "AdminSession", "AuditEntry", "Card", "Consent", "Delivery", "DigestEdition", "Feed",
     "InstallationSecret", "LoginFailure", "MailLimitHit", "Operator", "Paper", "PaperClick",
-    "PaperVector", "Preferences", "Rating", "ReaderModelRow", "SentPaper", "Subscriber",
-    "Suppression", "WebhookEvent",
+    "PaperVector", "Preferences", "Rating", "ReaderModelRow", "SentPaper", "SignupWindow",
+    "Subscriber", "Suppression", "WebhookEvent",
 ]

@@ -25,6 +25,7 @@ from newsletter import subscriber as subs
 from newsletter.delivery import Delivery, DigestEdition, SentPaper
 from newsletter.paper import Paper
 from newsletter.relevance.tables import Rating, ReaderModelRow
+from newsletter.signup_limits import SignupLimits, forget_ended_windows
 from newsletter.subscriber import Subscriber, Suppression, WebhookEvent
 
 
@@ -99,9 +100,17 @@ def export(session: Session, subscriber: Subscriber) -> dict[str, Any]:
     }
 
 
-def erase(session: Session, subscriber: Subscriber) -> None:
-    """Remove every row that names this reader; their links stop working at once."""
+def erase(session: Session, subscriber: Subscriber, limits: SignupLimits | None = None
+          ) -> None:
+    """Remove every row that names this reader; their links stop working at once.
+
+    `limits`: the sign-up limits, whose counters for the reader's inbox go too (in Redis
+    they would live up to a day). A reader's "Delete me" and the operator's erasure pass
+    them; the expiry of week-old sign-ups need not, their counters ended days ago.
+    """
     email = subscriber.email
+    if limits is not None:
+        limits.forget(email, session)
     session.exec(delete(Rating).where(Rating.subscriber_id == subscriber.id))  # type: ignore[call-overload, arg-type]
     session.exec(delete(ReaderModelRow).where(ReaderModelRow.subscriber_id == subscriber.id))  # type: ignore[call-overload, arg-type]
     session.exec(delete(SentPaper).where(SentPaper.subscriber_id == subscriber.id))  # type: ignore[call-overload, arg-type]
@@ -127,9 +136,10 @@ def expire_pending(session: Session, now: datetime | None = None,
 
 
 def expire_pending_configured() -> int:
-    """The scheduled job: forget sign-ups nobody confirmed."""
+    """The scheduled job: forget sign-ups nobody confirmed, and ended sign-up counters."""
     from newsletter.config import settings as current_settings
     from newsletter.db import engine_for, transaction
 
     with transaction(engine_for(current_settings().database_url)) as session:
+        forget_ended_windows(session)  # sign-up counters, kept in the database without Redis
         return expire_pending(session)

@@ -140,7 +140,7 @@ def delete(svc: Services, token: str) -> str:
     with transaction(svc.engine) as session:
         row = _managed(svc, session, token)
         email = row.email
-        privacy.erase(session, row)
+        privacy.erase(session, row, svc.limits)
     return email
 
 

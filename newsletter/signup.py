@@ -29,9 +29,10 @@ from newsletter import mail_queue, reader_input, webhook
 from newsletter import subscriber as subs
 from newsletter.config import Settings
 from newsletter.db import transaction
-from newsletter.links import CONFIRM_MAX_AGE, BadLink, LinkHolder, Links
+from newsletter.links import CONFIRM_MAX_AGE, BadLink, LinkHolder, Links, signing_key
 from newsletter.mail import MailError, Message, Sender, list_headers, sender_for
 from newsletter.mail_queue import MailJob, MailQueue
+from newsletter.pseudonyms import Pseudonyms
 from newsletter.reader_input import Client, InvalidInput, PreferenceValues
 from newsletter.relevance import learn
 from newsletter.render import render_email
@@ -53,6 +54,8 @@ class Services:
     limits: SignupLimits
     # Where requests put the mail they owe: sent after the answer (newsletter/mail_queue.py).
     mail: MailQueue
+    # Keyed hashes for what is counted or logged but must not be kept (an address, an IP).
+    pseudonyms: Pseudonyms
 
     @classmethod
     def build(cls, settings: Settings, engine: Engine, sender: Sender | None = None,
@@ -61,9 +64,12 @@ class Services:
             with contextlib.suppress(SendFailed):  # logged; nobody is waiting for it
                 send_job(svc, job)
 
+        key = signing_key(settings, engine)
+        pseudonyms = Pseudonyms(key)
         svc = cls(settings, engine, sender or sender_for(settings),
-                  links or Links.from_settings(settings), SignupLimits.from_settings(settings),
-                  mail_queue.for_broker(settings.redis_url, handle))
+                  links or Links(key, settings.base_url),
+                  SignupLimits.from_settings(settings, engine, pseudonyms),
+                  mail_queue.for_broker(settings.redis_url, handle), pseudonyms)
         return svc
 
 
@@ -178,7 +184,7 @@ def _record_signup(svc: Services, address: str, values: PreferenceValues, now: d
             with transaction(svc.engine) as session:
                 decision = subs.subscribe(session, address, values, now)
                 if decision.send and limited:
-                    refused = svc.limits.mail_refused(address)
+                    refused = svc.limits.mail_refused(address, session)
                     if refused:
                         raise _LimitReached(refused)  # and nothing of this attempt stays
                 row = decision.subscriber

@@ -9,30 +9,39 @@ A form anyone can post makes us mail any address. Two kinds of limit guard it:
   per hour. They stop many clients aimed at one inbox.
 
 Limits are written in the `limits` library's syntax ("5/minute;100/day") and counted in
-fixed windows: in Redis when REDIS_URL is set, all of one check's windows in one script
-call, else in this process. If Redis is down they fall back to this process and log it,
-because a sign-up must never depend on the broker (Flask-Limiter's own fallback cannot be
-kept to one route: it would throttle every page).
-A held-back mail is counted per limit in `mail_limit_hits`, without the address, for
-`newsletter status`.
+fixed windows that every web process shares: in Redis when REDIS_URL is set (all of one
+check's windows in one script call), else in the database. A limit must hold through a
+Redis outage too, so while Redis fails the database counts, and Redis is asked again
+REDIS_RETRY seconds later; what the database counted meanwhile still counts against the
+windows it belongs to once Redis is back (a sign-up must never depend on the broker, and
+an outage must not reopen the form to abuse: per-process counts had let each web worker
+take its own share until restart).
+
+A counter's key never holds the address or IP it counts, only its keyed hash
+(newsletter/pseudonyms.py), and erasing a reader deletes their mailbox's counters
+(`SignupLimits.forget`). A held-back mail is counted per limit in `mail_limit_hits`,
+without the address, for `newsletter status`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import logging
-import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Protocol
+from datetime import UTC, datetime, timedelta
 
 import redis
 from limits import RateLimitItem, parse_many
-from sqlmodel import Field, SQLModel
+from sqlalchemy import Connection, DateTime, Engine, delete, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Field, Session, SQLModel, col
 
 from newsletter.config import Settings
+from newsletter.db import aware
+from newsletter.pseudonyms import Pseudonyms
 
 log = logging.getLogger(__name__)
 
@@ -80,9 +89,24 @@ class MailLimitHit(SQLModel, table=True):
     at: datetime = Field(default_factory=lambda: datetime.now(UTC), index=True)
 
 
+class SignupWindow(SQLModel, table=True):
+    """One fixed-window count kept in the database: without Redis, or while it fails."""
+
+    __tablename__ = "signup_limit_windows"
+
+    key: str = Field(primary_key=True, max_length=120)  # a pseudonym, never the address
+    count: int = Field(default=0)
+    ends_at: datetime = Field(sa_type=DateTime(timezone=True), index=True)
+
+
 Rule = tuple[str, list[RateLimitItem], Callable[[str], str]]
 # The limits on confirmation mail, by the name a held-back mail is counted under.
 MAIL_LIMITS = ("mailbox", "domain", "all")
+# Seconds the database alone counts after Redis failed, before Redis is asked again: a
+# Redis that does not answer at all costs a sign-up its connect timeout only this often.
+REDIS_RETRY = 5.0
+# What a counter key's subject is hashed for (newsletter/pseudonyms.py).
+PURPOSE = "sign-up limits"
 
 
 @dataclass(frozen=True)
@@ -94,15 +118,11 @@ class Window:
     seconds: int
 
 
-class Counters(Protocol):
-    def count_unless_full(self, windows: Sequence[Window]) -> int | None:
-        """The index of the first full window, counting nothing; or None, every window
-        counted once. One atomic step: concurrent sign-ups cannot both take a last place."""
-
-
 # All of a sign-up's windows in one round trip: test every one, then count every one.
 # It was about twelve calls per sign-up, and each waits its turn on a loaded machine
 # (docs/BENCHMARKS.md, the site under load). A key's window starts at its first count.
+# ARGV per key: the count that fills it here (the amount less what the database counted
+# during an outage), and its length in seconds.
 _COUNT_UNLESS_FULL = """
 for i = 1, #KEYS do
   if tonumber(redis.call('GET', KEYS[i]) or '0') >= tonumber(ARGV[2 * i - 1]) then
@@ -120,88 +140,167 @@ class RedisCounters:
     """Counters every web worker shares, so a limit holds across processes and hosts."""
 
     def __init__(self, url: str) -> None:
-        # A down Redis must not hold a sign-up for long: it falls back (SignupLimits).
-        client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
-        self._script = client.register_script(_COUNT_UNLESS_FULL)
+        # A down Redis must not hold a sign-up for long: the database counts instead.
+        self._client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
+        self._script = self._client.register_script(_COUNT_UNLESS_FULL)
+        self.where = url.split("@")[-1]  # for the log, without a password
 
-    def count_unless_full(self, windows: Sequence[Window]) -> int | None:
-        args = [value for w in windows for value in (w.amount, w.seconds)]
+    def count_unless_full(self, windows: Sequence[Window], already: Sequence[int]
+                          ) -> int | None:
+        """The index of the first full window, counting nothing; or None, every window
+        counted once. `already`: each window's count kept elsewhere (the database)."""
+        args = [value for w, before in zip(windows, already, strict=True)
+                for value in (w.amount - before, w.seconds)]
         full = int(self._script(keys=[w.key for w in windows], args=args))
         return full - 1 if full else None
 
+    def forget(self, keys: Sequence[str]) -> None:
+        self._client.delete(*keys)
 
-class LocalCounters:
-    """Counters in this process: without Redis, or while it is unreachable."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+class DatabaseCounters:
+    """Counters in the database every web process shares: one row per window, locked
+    while a sign-up tests and counts it, so concurrent sign-ups cannot both take a last
+    place."""
+
+    def __init__(self, engine: Engine,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self.engine = engine
         self._clock = clock
-        self._lock = threading.Lock()
-        self._counts: dict[str, tuple[int, float]] = {}
 
-    def count_unless_full(self, windows: Sequence[Window]) -> int | None:
+    @contextlib.contextmanager
+    def connection(self, session: Session | None) -> Iterator[Connection]:
+        """The sign-up's own transaction when it has one (on SQLite a second connection
+        would wait for its write lock), else a short one of our own."""
+        if session is not None:
+            yield session.connection()
+            return
+        with self.engine.begin() as conn:
+            yield conn
+
+    def live(self, conn: Connection, windows: Sequence[Window]) -> list[int]:
+        """Each window's count here, 0 for one that is not running."""
+        rows = conn.execute(select(SignupWindow.key, SignupWindow.count).where(
+            col(SignupWindow.key).in_([w.key for w in windows]),
+            col(SignupWindow.ends_at) > self._clock()))
+        counts = {key: count for key, count in rows}
+        return [counts.get(w.key, 0) for w in windows]
+
+    def count_unless_full(self, conn: Connection, windows: Sequence[Window]) -> int | None:
         now = self._clock()
-        with self._lock:
-            current = [self._current(w.key, now) for w in windows]
-            for index, (window, (count, _ends)) in enumerate(zip(windows, current, strict=True)):
-                if count >= window.amount:
-                    return index
-            for window, (count, ends) in zip(windows, current, strict=True):
-                self._counts[window.key] = (count + 1, ends or now + window.seconds)
-            return None
+        table = SignupWindow.__table__  # type: ignore[attr-defined]
+        dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+        # Every row exists before any is locked, and rows are locked in key order: two
+        # sign-ups sharing windows wait for each other instead of deadlocking.
+        keys = sorted({w.key for w in windows})
+        conn.execute(dialect.insert(table).values(
+            [{"key": key, "count": 0, "ends_at": now} for key in keys]
+        ).on_conflict_do_nothing(index_elements=["key"]))
+        rows = conn.execute(select(table.c.key, table.c.count, table.c.ends_at)
+                            .where(table.c.key.in_(keys)).order_by(table.c.key)
+                            .with_for_update())
+        running = {key: (count, aware(ends)) for key, count, ends in rows
+                   if aware(ends) > now}
+        for index, window in enumerate(windows):
+            if running.get(window.key, (0, now))[0] >= window.amount:
+                return index
+        for window in windows:
+            count, ends = running.get(window.key, (0, now + timedelta(seconds=window.seconds)))
+            conn.execute(update(table).where(table.c.key == window.key)
+                         .values(count=count + 1, ends_at=ends))
+        return None
 
-    def _current(self, key: str, now: float) -> tuple[int, float]:
-        count, ends = self._counts.get(key, (0, 0.0))
-        return (count, ends) if ends > now else (0, 0.0)
+    def forget(self, conn: Connection, keys: Sequence[str]) -> None:
+        conn.execute(delete(SignupWindow).where(col(SignupWindow.key).in_(keys)))
+
+
+def forget_ended_windows(session: Session, now: datetime | None = None) -> int:
+    """Delete the database's counters whose window is over (a scheduled job); how many."""
+    result = session.execute(delete(SignupWindow).where(
+        col(SignupWindow.ends_at) <= (now or datetime.now(UTC))))
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
 @dataclass
 class SignupLimits:
-    """Every sign-up limit, over one counter store."""
+    """Every sign-up limit, over Redis when configured and the database always."""
 
-    storage_uri: str
     client_rules: list[Rule]
     mail_rules: list[Rule]
-    _counters: Counters | None = field(default=None, init=False)
+    pseudonyms: Pseudonyms
+    database: DatabaseCounters
+    redis_counters: RedisCounters | None = None
+    clock: Callable[[], float] = time.monotonic
+    # While Redis is failing: the clock's time it is asked again.
+    _redis_retry_at: float | None = field(default=None, init=False)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> SignupLimits:
+    def from_settings(cls, settings: Settings, engine: Engine, pseudonyms: Pseudonyms
+                      ) -> SignupLimits:
         per_mail = (settings.signup_mailbox_limit, settings.signup_domain_limit,
                     settings.signup_mail_limit)
         keys: tuple[Callable[[str], str], ...] = (mailbox, domain, lambda _address: "all")
         return cls(
-            settings.redis_url or "memory://",
             [("client", parse_many(settings.signup_rate_limit), client_network)],
             [(name, parse_many(limit), key)
              for name, limit, key in zip(MAIL_LIMITS, per_mail, keys, strict=True)],
+            pseudonyms, DatabaseCounters(engine),
+            RedisCounters(settings.redis_url) if settings.redis_url else None,
         )
 
     def client_refused(self, ip: str | None) -> bool:
         """True when this client has posted the form too often; else the post counts."""
-        return self._counted(self.client_rules, ip or "") is not None
+        return self._counted(self.client_rules, ip or "", None) is not None
 
-    def mail_refused(self, address: str) -> str | None:
+    def mail_refused(self, address: str, session: Session) -> str | None:
         """The name of the limit a confirmation mail to `address` would pass, or None and
-        the mail counts."""
-        return self._counted(self.mail_rules, address)
+        the mail counts (in the sign-up's transaction `session`, where the database
+        counts)."""
+        return self._counted(self.mail_rules, address, session)
 
-    def _store(self) -> Counters:
-        if self._counters is None:
-            self._counters = (LocalCounters() if self.storage_uri.startswith("memory://")
-                              else RedisCounters(self.storage_uri))
-        return self._counters
+    def forget(self, address: str, session: Session) -> None:
+        """Delete the counters that name this address's inbox, for its erasure. Those in
+        Redis would end with their window anyway (a day at most): a Redis that fails now
+        is logged, not a reason to keep the reader's data."""
+        keys = [w.key for name, w in self._windows(self.mail_rules, address)
+                if name == "mailbox"]
+        self.database.forget(session.connection(), keys)
+        if self.redis_counters is not None:
+            try:
+                self.redis_counters.forget(keys)
+            except (redis.RedisError, OSError) as exc:
+                log.warning("erasure: sign-up counters in Redis not deleted (%s); they end "
+                            "with their window", exc)
 
-    def _counted(self, rules: list[Rule], subject: str) -> str | None:
-        names, windows = [], []
-        for name, items, key in rules:
-            for item in items:
-                names.append(name)
-                windows.append(Window(item.key_for("signup", name, key(subject)), item.amount,
-                                      item.get_expiry()))
-        try:
-            full = self._store().count_unless_full(windows)
-        except (redis.RedisError, OSError) as exc:  # Redis is down or refusing
-            log.error("sign-up limits: %s unreachable (%s); counting in this process until "
-                      "restart", self.storage_uri.split("@")[-1], exc)
-            self.storage_uri, self._counters = "memory://", None
-            full = self._store().count_unless_full(windows)
-        return None if full is None else names[full]
+    def _windows(self, rules: list[Rule], subject: str) -> list[tuple[str, Window]]:
+        return [(name, Window(item.key_for("signup", name,
+                                           self.pseudonyms.of(PURPOSE, key(subject))),
+                              item.amount, item.get_expiry()))
+                for name, items, key in rules for item in items]
+
+    def _counted(self, rules: list[Rule], subject: str, session: Session | None
+                 ) -> str | None:
+        named = self._windows(rules, subject)
+        windows = [window for _name, window in named]
+        with self.database.connection(session) as conn:
+            full = self._count(conn, windows)
+        return None if full is None else named[full][0]
+
+    def _count(self, conn: Connection, windows: list[Window]) -> int | None:
+        counters = self.redis_counters
+        if counters is not None and (self._redis_retry_at is None
+                                     or self.clock() >= self._redis_retry_at):
+            try:
+                full = counters.count_unless_full(windows, self.database.live(conn, windows))
+            except (redis.RedisError, OSError) as exc:  # Redis is down or refusing
+                if self._redis_retry_at is None:
+                    log.error("sign-up limits: Redis at %s unreachable (%s); counting in the "
+                              "database until it answers", counters.where, exc)
+                self._redis_retry_at = self.clock() + REDIS_RETRY
+            else:
+                if self._redis_retry_at is not None:
+                    log.warning("sign-up limits: Redis at %s answers again; counting there",
+                                counters.where)
+                self._redis_retry_at = None
+                return full
+        return self.database.count_unless_full(conn, windows)

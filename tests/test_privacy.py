@@ -49,7 +49,9 @@ REVIEWED = {
     "paper_clicks": "no: clicks per edition and paper, counted across readers",
     "operators": "no: operators' own addresses",
     "admin_sessions": "no: operators' sessions",
-    "admin_login_failures": "addresses typed at the admin sign-in and the network, kept 15 minutes",
+    "admin_login_failures": "a keyed hash of what was typed at the admin sign-in, and the "
+                            "network, kept 15 minutes",
+    "signup_limit_windows": "no: sign-up counts keyed by keyed hashes; the inbox's go at erasure",
     "audit_log": "names readers by row id only (newsletter/admin/audit.py)",
     "installation_secrets": "no: the installation's development signing key",
 }

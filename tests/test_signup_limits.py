@@ -8,17 +8,20 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import redis
 from flask.testing import FlaskClient
 from sqlalchemy import Engine
 
-from newsletter import signup, status
+from newsletter import db, signup, status
 from newsletter.config import Settings
+from newsletter.pseudonyms import Pseudonyms
 from newsletter.reader_input import Client
 from newsletter.signup_limits import (
-    LocalCounters,
+    DatabaseCounters,
     SignupLimits,
     Window,
     client_network,
@@ -103,7 +106,7 @@ def test_a_held_back_signup_stores_nothing(settings: Settings, engine: Engine,
     assert names == ["r+1@example.com"]
 
 
-def test_limits_fall_back_to_this_process_when_redis_is_down(
+def test_limits_fall_back_to_the_database_when_redis_is_down(
     settings: Settings, engine: Engine, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     svc = _services(settings, engine, tmp_path, redis_url="redis://127.0.0.1:9/0",
@@ -111,8 +114,10 @@ def test_limits_fall_back_to_this_process_when_redis_is_down(
     with caplog.at_level(logging.ERROR):
         for n in range(4):
             _sign_up(svc, f"r+{n}@example.com", n)
-    assert len(outbox(svc.settings)) == 2  # still limited, now in this process
-    assert "counting in this process" in caplog.text
+    # Still limited, now in the database: two mails owed, two held back.
+    assert len(signup.listing(svc)) == 2
+    assert status.collect(engine).mail_limit_hits["mailbox"] == 2
+    assert "counting in the database" in caplog.text
 
 
 def test_operators_are_not_held_back(settings: Settings, engine: Engine,
@@ -154,54 +159,75 @@ def test_signups_work_when_redis_is_down(web_settings: Settings, engine: Engine,
                    signup_rate_limit="2/minute")
     with caplog.at_level(logging.ERROR):
         assert [_post(client, f"r{n}@example.com") for n in range(3)] == [200, 200, 429]
-    assert len(outbox(web_settings)) == 2
-    assert "counting in this process" in caplog.text
+    assert len(signup.listing(signup.Services.build(web_settings, engine))) == 2
+    assert "counting in the database" in caplog.text
 
 
 # ---------------------------------------------------------------- the counters
 
 
-def _limits(storage: str, **limits: str) -> SignupLimits:
+def _limits(engine: Engine, storage: str, **limits: str) -> SignupLimits:
     values = {"signup_rate_limit": "1000/minute", "signup_mailbox_limit": "3/hour",
               "signup_domain_limit": "1000/hour", "signup_mail_limit": "1000/hour", **limits}
-    return SignupLimits.from_settings(Settings(
-        database_url="sqlite://", redis_url=None if storage == "memory://" else storage,
-        **values))
+    configured = Settings(database_url="sqlite://",
+                          redis_url=None if storage == "database" else storage, **values)
+    return SignupLimits.from_settings(configured, engine, Pseudonyms("test key"))
 
 
-def test_web_workers_share_one_count_in_redis(redis_url: str) -> None:
+def _mail_refused(limits: SignupLimits, engine: Engine, address: str) -> str | None:
+    """A sign-up's check, in its own transaction as `signup.sign_up` makes one."""
+    with db.transaction(engine) as session:
+        return limits.mail_refused(address, session)
+
+
+@pytest.fixture
+def fresh_redis(redis_url: str) -> str:
+    """The module's Redis, emptied: each database's run of a test counts from zero."""
+    redis.Redis.from_url(redis_url).flushdb()
+    return redis_url
+
+
+def test_web_workers_share_one_count_in_redis(engine: Engine, fresh_redis: str) -> None:
     # Each gunicorn worker has its own SignupLimits: the limit holds across them all.
-    workers = [_limits(redis_url) for _ in range(3)]
-    refused = [workers[n % 3].mail_refused(f"bomb+{n}@shared.example") for n in range(9)]
+    workers = [_limits(engine, fresh_redis) for _ in range(3)]
+    refused = [_mail_refused(workers[n % 3], engine, f"bomb+{n}@shared.example")
+               for n in range(9)]
     assert refused == [None, None, None] + ["mailbox"] * 6
 
 
-@pytest.mark.parametrize("store", ["memory", "redis"])
-def test_a_last_place_is_taken_once_under_concurrent_signups(store: str, redis_url: str
-                                                              ) -> None:
-    limits = _limits("memory://" if store == "memory" else redis_url)
+@pytest.mark.parametrize("store", ["database", "redis"])
+def test_a_last_place_is_taken_once_under_concurrent_signups(engine: Engine, store: str,
+                                                              fresh_redis: str) -> None:
+    limits = _limits(engine, "database" if store == "database" else fresh_redis)
     with ThreadPoolExecutor(max_workers=16) as pool:
-        refused = list(pool.map(limits.mail_refused,
+        refused = list(pool.map(lambda address: _mail_refused(limits, engine, address),
                                 [f"race+{n}@example.com" for n in range(64)]))
     assert refused.count(None) == 3
     assert set(refused) == {None, "mailbox"}
 
 
-def test_a_full_window_counts_nothing_more() -> None:
+def test_a_full_window_counts_nothing_more(engine: Engine) -> None:
     # A refused mail must not use up another limit's places: the domain's stay free.
-    limits = _limits("memory://", signup_mailbox_limit="1/hour", signup_domain_limit="2/hour")
-    assert limits.mail_refused("a@lab.example") is None
-    assert [limits.mail_refused("a+x@lab.example") for _ in range(5)] == ["mailbox"] * 5
-    assert limits.mail_refused("b@lab.example") is None
-    assert limits.mail_refused("c@lab.example") == "domain"
+    limits = _limits(engine, "database", signup_mailbox_limit="1/hour",
+                     signup_domain_limit="2/hour")
+    assert _mail_refused(limits, engine, "a@lab.example") is None
+    assert [_mail_refused(limits, engine, "a+x@lab.example") for _ in range(5)] == [
+        "mailbox"] * 5
+    assert _mail_refused(limits, engine, "b@lab.example") is None
+    assert _mail_refused(limits, engine, "c@lab.example") == "domain"
 
 
-def test_a_window_opens_again_when_its_time_is_up() -> None:
-    now = [1000.0]
-    counters = LocalCounters(clock=lambda: now[0])
-    window = [Window("signup/mailbox/a@example.com", 2, 60)]
-    assert [counters.count_unless_full(window) for _ in range(3)] == [None, None, 0]
-    now[0] += 59
-    assert counters.count_unless_full(window) == 0
-    now[0] += 2
-    assert counters.count_unless_full(window) is None
+def test_a_window_opens_again_when_its_time_is_up(engine: Engine) -> None:
+    now = [datetime(2026, 9, 24, 9, 0, tzinfo=UTC)]
+    counters = DatabaseCounters(engine, clock=lambda: now[0])
+    window = [Window("signup/mailbox/a", 2, 60)]
+
+    def count() -> int | None:
+        with engine.begin() as conn:
+            return counters.count_unless_full(conn, window)
+
+    assert [count() for _ in range(3)] == [None, None, 0]
+    now[0] += timedelta(seconds=59)
+    assert count() == 0
+    now[0] += timedelta(seconds=2)
+    assert count() is None

@@ -25,6 +25,7 @@ from newsletter.config import Settings
 from newsletter.delivery import DigestEdition
 from newsletter.delivery.ledger import deliveries
 from newsletter.mail_queue import MailJob
+from newsletter.signup_limits import SignupLimits
 from newsletter.subscriber import Subscriber, Suppression
 
 log = logging.getLogger(__name__)
@@ -87,9 +88,10 @@ def unsuppress(session: Session, subscriber_id: int, now: datetime | None = None
     return status
 
 
-def erase(session: Session, subscriber_id: int) -> None:
-    """Delete everything held about the reader (newsletter/privacy.py)."""
-    privacy.erase(session, subscriber(session, subscriber_id))
+def erase(session: Session, subscriber_id: int, limits: SignupLimits) -> None:
+    """Delete everything held about the reader (newsletter/privacy.py), their sign-up
+    counters included."""
+    privacy.erase(session, subscriber(session, subscriber_id), limits)
 
 
 def resend_confirmation(session: Session, subscriber_id: int,

@@ -89,7 +89,7 @@ def erase(subscriber_id: int) -> Response:
     if request.form.get("confirm") != "yes":
         abort(400)  # the form's checkbox says the operator means it
     try:
-        actions.erase(frame.db(), frame.row_id(subscriber_id))
+        actions.erase(frame.db(), frame.row_id(subscriber_id), services().limits)
     except LookupError:
         abort(404)
     frame.act("subscriber-delete", target(subscriber_id))
