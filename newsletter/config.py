@@ -150,6 +150,10 @@ class Settings(BaseSettings):
     # client reaching the site directly could otherwise pick its own address).
     trusted_proxy_networks: Annotated[tuple[str, ...], NoDecode] = (
         "127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7")
+    # Days the admin audit log keeps a row; the beat task deletes older ones on
+    # AUDIT_CLEANUP_SCHEDULE (newsletter/admin/audit.py).
+    audit_retention_days: int = Field(default=365, ge=1, le=3650)
+    audit_cleanup_schedule: str = "25 4 * * *"
 
     @field_validator("arxiv_categories", "feed_urls", "trusted_proxy_networks", mode="before")
     @classmethod
@@ -194,7 +198,7 @@ class Settings(BaseSettings):
         return value
 
     @field_validator("ingest_schedule", "summarize_schedule", "digest_schedule",
-                     "weekly_digest_schedule", "expire_pending_schedule",
+                     "weekly_digest_schedule", "expire_pending_schedule", "audit_cleanup_schedule",
                      "engagement_cleanup_schedule")
     @classmethod
     def _check_schedule(cls, value: str | None) -> str | None:

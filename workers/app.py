@@ -2,6 +2,7 @@
 
 Every schedule comes from the environment (INGEST_SCHEDULE, SUMMARIZE_SCHEDULE,
 DIGEST_SCHEDULE or DIGEST_HOUR_UTC, WEEKLY_DIGEST_SCHEDULE or WEEKLY_DIGEST_DAY,
+AUDIT_CLEANUP_SCHEDULE,
 EXPIRE_PENDING_SCHEDULE, ENGAGEMENT_CLEANUP_SCHEDULE): a cron line or an interval in
 seconds, checked by config.py.
 """
@@ -54,6 +55,11 @@ def beat_entries(config: Settings) -> dict[str, dict[str, object]]:
             "task": "paperwire.expire_pending",
             "schedule": beat_schedule_for(schedule_spec(config.expire_pending_schedule)),
         },
+        # The admin audit log is kept AUDIT_RETENTION_DAYS.
+        "forget-old-audit-entries": {
+            "task": "paperwire.forget_old_audit_entries",
+            "schedule": beat_schedule_for(schedule_spec(config.audit_cleanup_schedule)),
+        },
         # Received provider events are kept ENGAGEMENT_RETENTION_DAYS, then forgotten.
         "forget-old-events": {
             "task": "paperwire.forget_old_events",
@@ -82,6 +88,7 @@ def make_celery() -> Celery:
             "paperwire.send_mail": {"queue": "signup"},
             "paperwire.expire_pending": {"queue": "default"},
             "paperwire.forget_old_events": {"queue": "default"},
+            "paperwire.forget_old_audit_entries": {"queue": "default"},
         },
         # A worker that dies mid-task hands the task back: every task is safe to run twice
         # (ingest upserts, cards are per paper, deliveries are claimed, expiry is idempotent).

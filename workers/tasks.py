@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy.exc import OperationalError
 
 from newsletter import delivery, engagement, ingest, privacy, signup, summarize
+from newsletter.admin import audit
 from newsletter.relevance import train
 from workers.app import app
 
@@ -105,6 +106,13 @@ def expire_pending() -> int:
 def forget_old_events() -> int:
     forgotten = engagement.forget_old_events_configured()
     log.info("forget_old_events deleted=%d", forgotten)
+    return forgotten
+
+
+@app.task(name="paperwire.forget_old_audit_entries", **RETRY)
+def forget_old_audit_entries() -> int:
+    forgotten = audit.forget_old_configured()
+    log.info("forget_old_audit_entries deleted=%d", forgotten)
     return forgotten
 
 

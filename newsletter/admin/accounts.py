@@ -21,6 +21,11 @@ that led to it; a successful sign-in clears its account's count.
 
 An unknown address costs the same Argon2 verification as a wrong password (against a
 hash of nothing), so the answer and its time do not tell which accounts exist.
+
+What was typed as the address is kept only as a keyed hash (newsletter/pseudonyms.py): in
+the failure count, and in the audit log unless it names an account. People type their
+password into the address field; it must not end up on /admin/audit. Every attempt is
+audited, throttled ones included.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from sqlmodel import Field, Session, SQLModel, col, select
 
 from newsletter.admin import audit
 from newsletter.db import aware
+from newsletter.pseudonyms import Pseudonyms
 from newsletter.reader_input import InvalidInput, parse_email
 from newsletter.signup_limits import client_network
 
@@ -82,7 +88,7 @@ class LoginFailure(SQLModel, table=True):
     __tablename__ = "admin_login_failures"
 
     id: int | None = Field(default=None, primary_key=True)
-    account: str = Field(max_length=254, index=True)  # the address as typed, lower-cased
+    account: str = Field(max_length=254, index=True)  # a keyed hash of what was typed
     network: str = Field(max_length=64, index=True)
     at: datetime = Field(sa_type=DateTime(timezone=True), index=True)
 
@@ -177,12 +183,16 @@ def _hash_of_nothing() -> str:
     return _hasher.hash(secrets.token_urlsafe(16))
 
 
+# What the text typed as an account is hashed for (newsletter/pseudonyms.py).
+PURPOSE = "admin sign-in"
+
+
 def _typed(email: str) -> str:
     """An address as accounts store it; any other text is still an attempt, and counts."""
     try:
         return parse_email(email)
     except InvalidInput:
-        return email.strip().lower()[:254]
+        return email.strip().lower()
 
 
 def _verified(session: Session, account: str, password: str) -> Operator | None:
@@ -205,22 +215,35 @@ def throttled(session: Session, account: str, network: str, now: datetime) -> bo
     return by_account >= ACCOUNT_FAILURES or by_network >= NETWORK_FAILURES
 
 
+def _attempted(session: Session, account: str, pseudonyms: Pseudonyms) -> str:
+    """Who an attempt is audited as: the account typed, if there is one; else a keyed
+    hash of the text, so repeated tries of one text show as one, and nothing typed is kept."""
+    if _named(session, account) is not None:
+        return account
+    return f"unknown:{pseudonyms.of(PURPOSE, account)[:16]}"
+
+
 def sign_in(session: Session, email: str, password: str, ip: str | None,
-            now: datetime | None = None) -> SignIn:
+            pseudonyms: Pseudonyms, now: datetime | None = None) -> SignIn:
     """Check a sign-in, count or clear its failures, audit it, and start a session."""
     now = now or _utcnow()
     account, network = _typed(email), client_network(ip)[:64]
-    if throttled(session, account, network, now):
+    counted_as = pseudonyms.of(PURPOSE, account)
+    if throttled(session, counted_as, network, now):
+        who = _attempted(session, account, pseudonyms)
+        audit.record(session, who, "login-throttled", f"operator:{who}", f"from {network}",
+                     at=now)
         return SignIn(Outcome.THROTTLED)
     operator = _verified(session, account, password)
     if operator is None:
         session.execute(delete(LoginFailure).where(
             col(LoginFailure.at) <= now - FAILURE_WINDOW))
-        session.add(LoginFailure(account=account, network=network, at=now))
-        audit.record(session, account, "login-failed", f"operator:{account}",
-                     f"from {network}", at=now)
+        session.add(LoginFailure(account=counted_as, network=network, at=now))
+        who = _attempted(session, account, pseudonyms)
+        audit.record(session, who, "login-failed", f"operator:{who}", f"from {network}",
+                     at=now)
         return SignIn(Outcome.REFUSED)
-    session.execute(delete(LoginFailure).where(LoginFailure.account == account))
+    session.execute(delete(LoginFailure).where(LoginFailure.account == counted_as))
     _end_expired(session, now)
     token = secrets.token_urlsafe(32)
     session.add(AdminSession(id=_session_id(token), operator_id=operator.id, created_at=now,

@@ -2,7 +2,12 @@
 
 A row is written in the same transaction as the action it records, so an action that
 rolled back leaves no row and one that happened always has one. Sign-in attempts are
-recorded too, failed ones included, with the address that was tried as the actor.
+recorded too, failed and throttled ones included: as the account tried when it exists,
+else as `unknown:` and a keyed hash of the text typed (which may be a password typed in
+the wrong field; newsletter/admin/accounts.py).
+
+Rows are kept AUDIT_RETENTION_DAYS, then deleted by the beat task
+`paperwire.forget_old_audit_entries` (workers/tasks.py).
 
 `target` names what was acted on by kind and id: "operator:ada@example.org",
 "subscriber:42", "edition:7", "paper:2409.01234". A reader is named by row id, never by
@@ -13,9 +18,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Column, DateTime, Text, func
+from sqlalchemy import Column, DateTime, Text, delete, func
 from sqlmodel import Field, Session, SQLModel, col, select
 
 # Actor of actions taken on the command line, where nobody signs in.
@@ -75,3 +80,20 @@ def actions(session: Session) -> list[str]:
     """Every action the log holds, for the filter's choices."""
     return list(session.exec(select(AuditEntry.action).distinct().order_by(AuditEntry.action)))
 
+
+def forget_older_than(session: Session, retention: timedelta,
+                      now: datetime | None = None) -> int:
+    """Delete the rows older than `retention`; how many."""
+    cutoff = (now or _utcnow()) - retention
+    result = session.execute(delete(AuditEntry).where(col(AuditEntry.at) < cutoff))
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def forget_old_configured() -> int:
+    """The scheduled job: keep AUDIT_RETENTION_DAYS of the log."""
+    from newsletter.config import settings as current_settings
+    from newsletter.db import engine_for, transaction
+
+    config = current_settings()
+    with transaction(engine_for(config.database_url)) as session:
+        return forget_older_than(session, timedelta(days=config.audit_retention_days))

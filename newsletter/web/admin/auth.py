@@ -3,7 +3,8 @@
 The login form answers the same for an unknown address and a wrong password (403), and
 with a 429 page while sign-in is throttled for the account or the network
 (newsletter/admin/accounts.py). Its outcome is committed whatever the answer's status:
-a failed attempt is what the throttle counts, and the audit log keeps it.
+a failed attempt is what the throttle counts, and the audit log keeps it, as it keeps a
+throttled one.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from flask import Response, make_response, redirect, render_template, request, u
 
 from newsletter.admin import accounts
 from newsletter.web.admin import frame
+from newsletter.web.common import services
 
 _STATUS = {accounts.Outcome.REFUSED: 403, accounts.Outcome.THROTTLED: 429}
 
@@ -24,7 +26,7 @@ def login() -> Response | tuple[str, int] | str:
     email = request.form.get("email", "")
     session = frame.db()
     result = accounts.sign_in(session, email, request.form.get("password", ""),
-                              request.remote_addr, frame.now())
+                              request.remote_addr, services().pseudonyms, frame.now())
     session.commit()
     if result.outcome is not accounts.Outcome.SIGNED_IN:
         page = render_template("admin/login.html", next=wanted, email=email,
