@@ -147,9 +147,10 @@ class Settings(BaseSettings):
     # X-Forwarded-For is then trusted for the client IP that rate limits and consent record.
     trusted_proxies: int = Field(default=0, ge=0, le=5)
     # Where those proxies connect from: X-Forwarded-* from any other peer is ignored (a
-    # client reaching the site directly could otherwise pick its own address).
-    trusted_proxy_networks: Annotated[tuple[str, ...], NoDecode] = (
-        "127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7")
+    # client reaching the site directly could otherwise pick its own address, and with it
+    # the key of every per-client limit). Loopback only by default: a proxy elsewhere (a
+    # compose network, a load balancer) is named by the operator, never a whole private range.
+    trusted_proxy_networks: Annotated[tuple[str, ...], NoDecode] = ("127.0.0.0/8", "::1/128")
     # Days the admin audit log keeps a row; the beat task deletes older ones on
     # AUDIT_CLEANUP_SCHEDULE (newsletter/admin/audit.py).
     audit_retention_days: int = Field(default=365, ge=1, le=3650)

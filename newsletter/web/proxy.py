@@ -5,9 +5,14 @@ X-Forwarded-For (and the scheme and host from X-Forwarded-Proto and -Host). Two 
 settings are common and both fail silently: with n > 0 and the site reached directly, a
 client writes its own X-Forwarded-For and picks the address the rate limits count; with 0
 behind a proxy, every visitor shares the proxy's address and one bucket. So the headers are
-believed only from a peer inside TRUSTED_PROXY_NETWORKS (loopback and private networks by
-default: where one's own proxy or load balancer connects from), and the first request that
-contradicts the setting is logged as a warning naming the fix.
+believed only from a peer inside TRUSTED_PROXY_NETWORKS, and the first request that
+contradicts the setting is logged as a warning naming the fix. From any other peer the
+request keeps the peer's own address, which is then what every per-client limit counts
+(sign-ups, admin sign-ins).
+
+Only loopback is trusted by default. Trusting every private range, as before, let any host
+on one of them (a neighbour container, a LAN machine reaching a published port) post
+straight to gunicorn with a fresh X-Forwarded-For each time and never meet a limit.
 """
 
 from __future__ import annotations
