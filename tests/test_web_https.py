@@ -11,9 +11,12 @@ token page to another https site must reach it with no Referer.
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import ssl
 import threading
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,9 +26,18 @@ from sqlmodel import Session
 
 from newsletter import db
 from newsletter import subscriber as subs
+from tests.conftest import REPO
 from tests.support.celery_procs import wait_until
 from tests.support.servers import free_port
-from tests.support.web import chromium, gunicorn, link, mails_in, nginx, self_signed
+from tests.support.web import (
+    NGINX_LOG_FORMAT,
+    chromium,
+    gunicorn,
+    link,
+    mails_in,
+    nginx,
+    self_signed,
+)
 
 EMAIL = "tls-reader@example.com"
 
@@ -176,3 +188,51 @@ def test_every_form_with_gunicorn_serving_tls(
     with gunicorn(production(base, url, tmp_path / "outbox"), port, tmp_path / "gunicorn.log",
                   "--certfile", str(cert), "--keyfile", str(key)):
         walk_every_form(base, engine, tmp_path / "outbox", other_site)
+
+
+# Made-up tokens shaped like real ones: what matters is the log, not the answer.
+READER_TOKENS = {
+    "/manage/{}": "MTIzLmxpbmtrZXk.c2lnbmF0dXJl-manage_1",
+    "/manage/{}/export": "MTIzLmxpbmtrZXk.c2lnbmF0dXJl-export_2",
+    "/unsubscribe/{}": "MTIzLmxpbmtrZXk.c2lnbmF0dXJl-unsub_3",
+    "/confirm/{}": "WzEyMywibm9uY2UiXQ.aGVsbG8-confirm_4",
+    "/digest/{}": "MTIzLjQ1Ng.c2lnbmF0dXJl-digest_5",
+    "/rate/{}/up": "123.456.bWFjLXJhdGU-rate_6",
+    "/papers/2409.00001?rate={}": "123.456.bWFjLXBhcGVy-paper_7",
+}
+REFERER_TOKEN = "MTIzLmxpbmtrZXk.cmVmZXJlcg-referer_8"
+
+
+def test_nginx_logs_the_routes_of_readers_links_without_their_tokens(
+    database: tuple[str, Engine], tmp_path: Path,
+) -> None:
+    url, _engine = database
+    public, app_port = free_port(), free_port()
+    base = f"https://127.0.0.1:{public}"
+    env = {**production(base, url, tmp_path / "outbox"), "TRUSTED_PROXIES": "1"}
+    unverified = ssl.create_default_context()
+    unverified.check_hostname, unverified.verify_mode = False, ssl.CERT_NONE
+    with gunicorn(env, app_port, tmp_path / "gunicorn.log"), nginx(public, app_port) as proxy:
+        for shape, token in READER_TOKENS.items():
+            request = urllib.request.Request(
+                base + shape.format(token),
+                headers={"Referer": f"{base}/manage/{REFERER_TOKEN}/export"})
+            with contextlib.suppress(urllib.error.HTTPError):
+                urllib.request.urlopen(request, timeout=10, context=unverified).read()
+        log = proxy / "access.log"
+        wait_until(lambda: log.read_text().count("\n") >= len(READER_TOKENS), 10,
+                   "nginx's access log")
+        written = log.read_text()
+    for token in [*READER_TOKENS.values(), REFERER_TOKEN]:
+        assert token not in written
+    for shape in READER_TOKENS:
+        assert f"GET {shape.format('[token]')} HTTP/1.1" in written
+    assert f'"{base}/manage/[token]/export"' in written
+
+
+def test_the_readmes_nginx_configuration_logs_with_the_shipped_format() -> None:
+    readme = (REPO / "README.md").read_text()
+    shipped = [line.strip() for line in NGINX_LOG_FORMAT.read_text().splitlines()
+               if line.strip() and not line.startswith("#")]
+    assert [line for line in shipped if line not in readme] == []
+    assert "access_log /var/log/nginx/paperwire.log paperwire;" in readme

@@ -210,7 +210,8 @@ pid {root}/nginx.pid;
 error_log {root}/error.log;
 events {{ worker_connections 64; }}
 http {{
-    access_log {root}/access.log;
+    include {root}/paperwire-log.conf;
+    access_log {root}/access.log paperwire;
     client_body_temp_path {root}/body;
     proxy_temp_path {root}/proxy;
     fastcgi_temp_path {root}/fastcgi;
@@ -263,13 +264,20 @@ def nginx_process(root: Path, conf: str, port: int) -> Iterator[None]:
         proc.wait(20)
 
 
+# The access log format we ship for nginx (tokens redacted), as the README includes it.
+NGINX_LOG_FORMAT = REPO / "deploy/nginx/paperwire-log.conf"
+
+
 @contextlib.contextmanager
 def nginx(port: int, upstream: int) -> Iterator[Path]:
     """nginx terminating TLS on 127.0.0.1:`port` for the app on `upstream`, as the README's
-    deployment does. Yields the prefix, where error.log and access.log are."""
+    deployment does, logging with the shipped format. Yields the prefix, where error.log
+    and access.log are."""
     root = Path(tempfile.mkdtemp(prefix="paperwire-nginx-"))
     try:
         self_signed(root)
+        # A copy in the prefix: nginx runs as an unprivileged user, who may not read the repo.
+        shutil.copy(NGINX_LOG_FORMAT, root / "paperwire-log.conf")
         with nginx_process(root, _NGINX_CONF.format(root=root, port=port, upstream=upstream),
                            port):
             yield root
