@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True)
@@ -51,3 +51,32 @@ class BatchResult:
     rejected: tuple[str, ...] = ()
     requests: int = 0
     error: str | None = None
+
+
+class RequestLog(Protocol):
+    """Told of each request a batch sender makes: whom it carries, before it goes, and what
+    came of it, once answered (`accepted`, `rejected` for good, neither: not sent).
+
+    A delivery's log is its send journal (newsletter/delivery/journal.py), which keeps
+    both on disk before the sender goes on. An exception from either stops the batch
+    there, so a request whose outcome could not be kept is the last one made.
+    """
+
+    def sending(self, recipients: Sequence[str]) -> None: ...
+
+    def answered(self, accepted: Sequence[str], rejected: Sequence[str], error: str | None,
+                 message_id: str | None) -> None: ...
+
+
+class Unlogged:
+    """A batch sent outside a delivery (a tool, a test): nothing to keep."""
+
+    def sending(self, recipients: Sequence[str]) -> None:
+        pass
+
+    def answered(self, accepted: Sequence[str], rejected: Sequence[str], error: str | None,
+                 message_id: str | None) -> None:
+        pass
+
+
+UNLOGGED = Unlogged()

@@ -204,13 +204,23 @@ def send_command(app: App, dry_run: bool, day: date | None, weekly: bool, worker
         click.echo(delivery.dry_run(app.engine, app.settings, frequency=frequency,
                                     day=day).line())
         return
+    from sqlalchemy.exc import DBAPIError
+
+    from newsletter.delivery.journal import JournalError
     from newsletter.mail import MailError
 
     try:
         report = delivery.send_edition(app.engine, app.settings, frequency=frequency, day=day,
                                        workers=workers, progress=_progress)
-    except MailError as exc:  # e.g. SendGrid's template is outdated: nobody was claimed
+    except (MailError, JournalError) as exc:  # e.g. SendGrid's template is outdated
         raise click.ClickException(str(exc)) from None
+    except DBAPIError as exc:  # the send stopped at the first outcome it could not record
+        reason = (str(exc.orig).strip().splitlines() or ["no reason given"])[0]
+        raise click.ClickException(
+            f"the database did not answer ({reason}), so the send stopped there. "
+            f"Anything the mail provider accepted is kept in the send journal "
+            f"({app.settings.send_journal}): run `newsletter send` again once the database "
+            "is back, and those readers are recorded as sent, not mailed again.") from None
     for error in dict.fromkeys(report.errors):
         _progress(f"error: {error}")
     click.echo(report.line())
@@ -322,7 +332,7 @@ def status_command(app: App, as_json: bool) -> None:
     suppressed addresses and today's LLM cost."""
     from newsletter import status
 
-    found = status.collect(app.engine)
+    found = status.collect(app.engine, journal=app.settings.send_journal)
     if as_json:
         click.echo(json.dumps(found.as_json(), indent=2))
         return

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Protocol, TextIO
 from urllib.parse import urlsplit
 
-from newsletter.batch import Batch, BatchResult
+from newsletter.batch import UNLOGGED, Batch, BatchResult, RequestLog
 from newsletter.config import Settings
 from newsletter.render import render_digest
 
@@ -201,17 +201,20 @@ class OneByOne:
     def prepare(self) -> None:
         """Nothing to check: the template is rendered here, from the package."""
 
-    def send_batch(self, batch: Batch) -> BatchResult:
+    def send_batch(self, batch: Batch, log: RequestLog = UNLOGGED) -> BatchResult:
         accepted: list[str] = []
         for recipient in batch.recipients:
             digest = render_digest(recipient.data)
             message = Message(to=recipient.to, subject=digest.subject, html=digest.html,
                               text=digest.text, headers={**batch.headers, **recipient.headers})
+            log.sending([recipient.to])
             try:
-                self.sender.send(message)
+                message_id = self.sender.send(message)
             except MailError as exc:
+                log.answered((), (), str(exc), None)
                 # The rest stay unsent, for the next run.
                 return BatchResult(tuple(accepted), (), len(accepted) + 1, str(exc))
+            log.answered([recipient.to], (), None, message_id)
             accepted.append(recipient.to)
         return BatchResult(tuple(accepted), (), len(accepted))
 
@@ -223,7 +226,7 @@ class BatchSender(Protocol):
         """Make sure the digest template can be rendered where it will be, before anyone
         is claimed; raises MailError (with what to do) when it cannot."""
 
-    def send_batch(self, batch: Batch) -> BatchResult: ...
+    def send_batch(self, batch: Batch, log: RequestLog = UNLOGGED) -> BatchResult: ...
 
 
 def batch_sender_for(settings: Settings) -> BatchSender:

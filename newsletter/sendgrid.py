@@ -47,7 +47,9 @@ What a request's answer means for its recipients, in `BatchResult` terms:
   the recipients are `rejected` and `error` holds SendGrid's own message.
 - 401 or 403 (the key or the sender identity is wrong, not the recipients): never retried,
   and neither that request nor the rest of the batch is attempted.
-Recipients in neither list were not sent and may be sent again later.
+Recipients in neither list were not sent and may be sent again later. The batch's
+`RequestLog` (a delivery's send journal) is told of each request before it goes and once
+it is answered.
 """
 
 from __future__ import annotations
@@ -68,7 +70,7 @@ import sendgrid
 from python_http_client.client import Response
 from python_http_client.exceptions import HTTPError
 
-from newsletter.batch import Batch, BatchResult, Recipient
+from newsletter.batch import UNLOGGED, Batch, BatchResult, Recipient, RequestLog
 from newsletter.config import Settings
 from newsletter.mail import MailError, Message
 from newsletter.message import DATA_LIMIT
@@ -112,6 +114,7 @@ class _Outcome:
     status: int | None = None  # the last HTTP status; None when no answer came
     error: str | None = None
     body: Any = None  # the answer's JSON, when it had one
+    message_id: str | None = None  # X-Message-Id of an accepted mail/send
 
     @property
     def permanent(self) -> bool:
@@ -334,7 +337,7 @@ class SendGridSender:
             raise MailError(outcome.error or "the mail provider did not take the message")
         return message.to
 
-    def send_batch(self, batch: Batch) -> BatchResult:
+    def send_batch(self, batch: Batch, log: RequestLog = UNLOGGED) -> BatchResult:
         accepted: list[str] = []
         rejected: list[str] = []
         requests = 0
@@ -345,20 +348,24 @@ class SendGridSender:
             # Not the readers' fault: they stay unsent, for a run after the operator syncs.
             return BatchResult((), (), 0, str(exc))
         for body, chunk in self.requests_for(batch, template_id):
+            addresses = [r.to for r in chunk]
+            log.sending(addresses)
             outcome = self._post(body)
             requests += outcome.requests
-            addresses = [r.to for r in chunk]
             if outcome.ok:
                 accepted.extend(addresses)
+                log.answered(addresses, (), None, outcome.message_id)
                 continue
             error = outcome.error
             if outcome.permanent and outcome.status not in _ACCOUNT:
                 # A 400 or 413 is about this request's content; the next one may be fine.
                 rejected.extend(addresses)
+                log.answered((), addresses, error, None)
                 continue
             # Retries ran out (SendGrid is down) or the account is refused (a wrong key, an
             # unverified sender: the operator's fault, not the readers'): leave this request
             # and the rest unsent, for a run after the operator fixes it.
+            log.answered((), (), error, None)
             break
         return BatchResult(tuple(accepted), tuple(rejected), requests, error)
 
@@ -485,8 +492,10 @@ class SendGridSender:
                 error = f"SendGrid unreachable: {type(exc).__name__}: {exc}"
                 wait = self._backoff(attempt)
             else:
+                headers = response.headers
                 return _Outcome(attempt, ok=True, status=response.status_code,
-                                body=_json(response.body))
+                                body=_json(response.body),
+                                message_id=headers.get("X-Message-Id") if headers else None)
             if attempt < self.max_attempts:
                 log.warning("%s; retrying in %.1fs (attempt %d of %d)",
                             error, wait, attempt + 1, self.max_attempts)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, and_, func, or_, text
@@ -16,6 +17,7 @@ from sqlmodel import Session, select
 
 from newsletter.card import Card
 from newsletter.delivery import Delivery, DigestEdition
+from newsletter.delivery.journal import accepted_waiting
 from newsletter.feed import Feed
 from newsletter.paper import Paper
 from newsletter.signup_limits import MAIL_LIMITS, MailLimitHit
@@ -72,6 +74,9 @@ class Status:
     llm_cost_unknown_today: int = 0  # LLM cards whose model has no known price
     # Confirmation mails held back in the last 24 hours, by limit (mailbox, domain, all).
     mail_limit_hits: dict[str, int] = field(default_factory=dict)
+    # Of the deliveries `sending` (claimed, outcome not recorded): readers the provider
+    # accepted that only the send journal knows of yet (newsletter/delivery/journal.py).
+    journal_accepted: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -113,6 +118,12 @@ class Status:
         totals = ", ".join(f"{self.deliveries.get(s, 0)} {s}"
                            for s in ("sent", "failed", "skipped"))
         out.append(f"deliveries, all editions: {totals}")
+        in_doubt = self.deliveries.get("sending", 0)
+        if in_doubt:
+            out.append(f"in doubt: {in_doubt} deliveries claimed by a send that has not "
+                       f"recorded their outcome (one running now, or one the database "
+                       f"stopped); {self.journal_accepted} of them accepted by the provider, "
+                       "kept in the send journal until the next send records them")
         out.append(f"suppressed addresses: {self.suppressed}")
         if any(self.mail_limit_hits.values()):
             held = ", ".join(f"{n} by the {limit} limit"
@@ -144,7 +155,9 @@ def _by_status(session: Session, *where: Any) -> dict[str, int]:
     return counts
 
 
-def collect(engine: Engine, now: datetime | None = None) -> Status:
+def collect(engine: Engine, now: datetime | None = None,
+            journal: Path | None = None) -> Status:
+    """`journal`: the send journal's folder, read (never settled) for what it holds."""
     now = now or datetime.now(UTC)
     today = now.date()
     midnight = datetime.combine(today, time.min, tzinfo=UTC)
@@ -202,6 +215,7 @@ def collect(engine: Engine, now: datetime | None = None) -> Status:
         llm_cards_today=cards_today, llm_cost_today_usd=float(cost_today),
         llm_cost_unknown_today=unknown,
         mail_limit_hits={name: limit_hits.get(name, 0) for name in MAIL_LIMITS},
+        journal_accepted=accepted_waiting(engine, journal) if journal else 0,
     )
 
 

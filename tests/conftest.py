@@ -28,9 +28,12 @@ _ENV = ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "PAPERWIRE_DEV", "BASE_URL", 
 
 
 @pytest.fixture(autouse=True)
-def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     for name in _ENV:
         monkeypatch.delenv(name, raising=False)
+    # Each test's sends keep their journal apart (by default it is beside the outbox, which
+    # many tests leave at ./outbox), and so do the workers a test starts.
+    monkeypatch.setenv("SEND_JOURNAL_DIR", str(tmp_path / "send-journal"))
     # Production is the service's default; most tests exercise development mode (no
     # SECRET_KEY, http BASE_URL, the outbox viewer), and say PAPERWIRE_DEV=0 when they do not.
     monkeypatch.setenv("PAPERWIRE_DEV", "1")

@@ -20,7 +20,7 @@ from sqlalchemy import Engine, text
 from sqlmodel import Session
 
 from newsletter import delivery
-from newsletter.batch import Batch, BatchResult
+from newsletter.batch import UNLOGGED, Batch, BatchResult, RequestLog
 from newsletter.config import Settings
 from newsletter.ingest import ingest_files
 from newsletter.mail import FileSender, MailError, OneByOne
@@ -218,8 +218,8 @@ class CrashAfter:
     def prepare(self) -> None:
         self.sender.prepare()
 
-    def send_batch(self, batch: Batch) -> BatchResult:
-        result = self.sender.send_batch(batch)
+    def send_batch(self, batch: Batch, log: RequestLog = UNLOGGED) -> BatchResult:
+        result = self.sender.send_batch(batch, log)
         if self.left == 0:
             raise Crash
         self.left -= 1
@@ -265,8 +265,8 @@ def test_two_workers_on_one_edition_never_send_the_same_delivery(
     reports: list[delivery.SendReport] = []
 
     def worker(sender: SendGridSender) -> None:
-        reports.append(delivery.deliver(engine, edition_id, chunks[0],
-                                        sender=sender, compose=compose))
+        reports.append(delivery.deliver(engine, edition_id, chunks[0], sender=sender,
+                                        compose=compose, journal=settings.send_journal))
 
     threads = [threading.Thread(target=worker, args=(sendgrid(sg),)) for _ in range(2)]
     for thread in threads:

@@ -125,6 +125,7 @@ class EditionCounts:
     skipped: int = 0
     failed: int = 0
     waiting: int = 0  # pending, or claimed by a worker and not yet sent
+    in_doubt: int = 0  # of those, claimed: their outcome is not recorded yet
     delivered: int = 0
     bounced: int = 0
     opened: int = 0
@@ -260,11 +261,11 @@ def counts_of(session: Session, found: Sequence[tuple[int, str, date]]) -> list[
 
     # One group per edition, read in the edition index's order: grouping by status as well
     # made SQLite sort a million rows (0.8 s, where that took 1.4-1.8 s).
-    names = ("sent", "skipped", "failed", "waiting", "delivered", "bounced", "opened",
-             "clicked")
+    names = ("sent", "skipped", "failed", "waiting", "in_doubt", "delivered", "bounced",
+             "opened", "clicked")
     rows = session.execute(
         select(d.edition_id, having("sent"), having("skipped"), having("failed"),
-               having("pending", "sending"), func.count(d.delivered_at),
+               having("pending", "sending"), having("sending"), func.count(d.delivered_at),
                func.count(d.bounced_at), func.count(d.opened_at), func.count(d.clicked_at))
         .where(d.edition_id.in_([i for i, _, _ in found]))
         .group_by(d.edition_id)).all()

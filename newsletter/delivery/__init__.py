@@ -6,15 +6,18 @@ constraint, so planning twice plans nothing new. Senders claim rows with a condi
 UPDATE (a row moves from pending to sending under one claim token), so two workers never
 take the same row; a row left in `sending` by a crashed worker is taken again after a
 lease. A delivery is marked sent, with the papers it carried, right after the request that
-sent it: after a crash only the recipients of the request in flight can get a second copy,
-and nobody is skipped. The papers carried (`SentPaper`, unique per subscriber and paper)
-are why a paper never reaches the same reader twice.
+sent it, whose outcome the send journal has kept first: a database outage mid-send costs
+nobody a second copy. After a crash only the recipients of the request in flight can get
+a second copy, and nobody is skipped. The papers carried (`SentPaper`, unique per
+subscriber and paper) are why a paper never reaches the same reader twice.
 
 - `ledger`: the tables, planning, claims, and what is recorded as sent, failed or skipped;
 - `sources`: what a digest is made from (readers with their interests, the window's
   candidate papers);
 - `send`: an edition cut into chunks, each claimed, selected, composed, sent and recorded,
   in one process or several (and the scheduled jobs' two halves);
+- `journal`: the send journal, each request's outcome on local disk before the ledger
+  has it, so a send the database stopped is settled, not sent again;
 - `views`: digests looked at, not sent (dry run, preview, view in browser).
 
 What the rest of Paperwire uses is named here.

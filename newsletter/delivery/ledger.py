@@ -14,6 +14,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterable, Sequence
 from contextlib import closing
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -193,9 +194,16 @@ def _postgres(session: Session) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
 
-def claim(session: Session, delivery_ids: Sequence[int], now: datetime) -> tuple[str, list[int]]:
+def new_claim() -> str:
+    """A claim's token: made before the claim, so the send journal can be opened under it
+    before any row is taken (newsletter/delivery/journal.py)."""
+    return secrets.token_hex(8)
+
+
+def claim(session: Session, delivery_ids: Sequence[int], now: datetime,
+          token: str | None = None) -> tuple[str, list[int]]:
     """Take rows for this worker: only rows nobody holds move, so two workers never share one."""
-    token = secrets.token_hex(8)
+    token = token or new_claim()
     taken = session.execute(
         update(deliveries)
         .where(
@@ -245,8 +253,32 @@ def mark_skipped(session: Session, token: str, delivery_ids: Iterable[int]) -> N
         ).values(status="skipped", error=None))
 
 
-# A sent digest: (delivery id, subscriber id, what it carried).
-Sent = tuple[int, int, Selection]
+@dataclass(frozen=True)
+class SentDigest:
+    """What one reader's digest carried, as the ledger records it, and as the send journal
+    keeps it until then (a JSON list: `as_json`, `from_json`)."""
+
+    delivery_id: int
+    subscriber_id: int
+    more: int  # matching papers left out by the reader's maximum
+    papers: tuple[tuple[int, int, str], ...]  # (paper id, score, reasons), in digest order
+
+    @classmethod
+    def of(cls, delivery_id: int, subscriber_id: int, selection: Selection) -> SentDigest:
+        return cls(delivery_id, subscriber_id, selection.more, tuple(
+            (pick.candidate.paper_id, pick.score, "\n".join(pick.reasons))
+            for pick in selection.picks))
+
+    def as_json(self) -> list[Any]:
+        return [self.delivery_id, self.subscriber_id, self.more,
+                [list(paper) for paper in self.papers]]
+
+    @classmethod
+    def from_json(cls, value: list[Any]) -> SentDigest:
+        delivery_id, subscriber_id, more, papers = value
+        return cls(int(delivery_id), int(subscriber_id), int(more),
+                   tuple((int(p), int(score), str(why)) for p, score, why in papers))
+
 
 # A request's readers marked sent in one statement on Postgres: three arrays, one row
 # each, where an executemany runs the UPDATE once per reader (a million statements for
@@ -260,14 +292,16 @@ _MARK_SENT = text("""
 """)
 
 
-def mark_sent(session: Session, token: str, sent: Sequence[Sent], now: datetime) -> None:
+def mark_sent(session: Session, token: str, sent: Sequence[SentDigest], now: datetime) -> None:
     """Record a request's readers together: their deliveries in one statement (one
     executemany on SQLite, which runs it in C), the papers they carried in one bulk write."""
+    if not sent:
+        return
     if _postgres(session):
         session.execute(_MARK_SENT, {
-            "ids": [delivery_id for delivery_id, _, _ in sent],
-            "papers": [len(s.picks) for _, _, s in sent],
-            "more": [s.more for _, _, s in sent],
+            "ids": [d.delivery_id for d in sent],
+            "papers": [len(d.papers) for d in sent],
+            "more": [d.more for d in sent],
             "now": now, "token": token,
         })
     else:
@@ -276,15 +310,32 @@ def mark_sent(session: Session, token: str, sent: Sequence[Sent], now: datetime)
             .where(deliveries.c.id == bindparam("row_id"), deliveries.c.claim == token)
             .values(status="sent", sent_at=now, error=None, paper_count=bindparam("papers"),
                     more_count=bindparam("more")),
-            [{"row_id": delivery_id, "papers": len(s.picks), "more": s.more}
-             for delivery_id, _, s in sent],
+            [{"row_id": d.delivery_id, "papers": len(d.papers), "more": d.more}
+             for d in sent],
         )
     write_sent_papers(session, (
-        (delivery_id, subscriber_id, pick.candidate.paper_id, i, pick.score,
-         "\n".join(pick.reasons))
-        for delivery_id, subscriber_id, selection in sent
-        for i, pick in enumerate(selection.picks)
+        (d.delivery_id, d.subscriber_id, paper_id, i, score, reasons)
+        for d in sent
+        for i, (paper_id, score, reasons) in enumerate(d.papers)
     ))
+
+
+def take_back(session: Session, token: str, delivery_ids: Sequence[int]) -> None:
+    """Put rows a claim sent back under it when nobody holds them any more: the claim
+    itself was lost with the database's last transactions (a crash with asynchronous
+    commit, a failover to a replica that lagged), and they are pending again."""
+    if delivery_ids:
+        session.execute(update(deliveries).where(
+            among(session, deliveries.c.id, delivery_ids), deliveries.c.status == "pending",
+        ).values(status="sending", claim=token))
+
+
+def held(session: Session, token: str, *, lock: bool) -> set[int]:
+    """The rows a claim still holds, unsent. `lock`: until the transaction ends (Postgres),
+    so nobody takes them while the send journal settles them."""
+    query = select_rows(deliveries.c.id).where(deliveries.c.claim == token,
+                                               deliveries.c.status == "sending")
+    return set(session.execute(query.with_for_update() if lock else query).scalars())
 
 
 def mark_failed(session: Session, token: str, delivery_ids: Sequence[int], error: str,

@@ -3,10 +3,12 @@ sent and recorded.
 
 A chunk's readers share requests whatever their digests hold (a request carries up to the
 provider's limit of readers). A delivery is marked sent, with the papers it carried,
-right after the request that sent it: after a crash only the recipients of the request in
-flight can get a second copy, and nobody is skipped. With more than one worker the chunks
-go to that many processes, as they would to that many Celery mail workers; each claims
-its own rows.
+right after the request that sent it, and kept in the send journal (`journal`) before
+that: when the database cannot record an outcome the send stops there, and the journal
+settles the rows it left at the next claim, so a database outage sends nobody anything
+twice. After a crash only the recipients of the request in flight can get a second copy,
+and nobody is skipped. With more than one worker the chunks go to that many processes, as
+they would to that many Celery mail workers; each claims its own rows.
 """
 
 from __future__ import annotations
@@ -15,10 +17,11 @@ import gc
 import logging
 import multiprocessing
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select, update
@@ -26,13 +29,16 @@ from sqlmodel import Session
 
 from newsletter import message
 from newsletter.batch import Batch
+from newsletter.delivery.journal import Journal, settle_abandoned
 from newsletter.delivery.ledger import (
     DigestEdition,
+    SentDigest,
     already_sent,
     claim,
     mark_failed,
     mark_sent,
     mark_skipped,
+    new_claim,
     open_deliveries,
     open_edition,
     plan,
@@ -60,10 +66,13 @@ class SendReport:
     failed: int = 0
     retry_later: int = 0
     requests: int = 0
+    # Readers a send that stopped had sent, recorded from its journal (not sent again).
+    journaled: int = 0
     errors: list[str] = field(default_factory=list)
 
     def add(self, other: SendReport) -> None:
         self.sent += other.sent
+        self.journaled += other.journaled
         self.skipped += other.skipped
         self.failed += other.failed
         self.retry_later += other.retry_later
@@ -71,19 +80,24 @@ class SendReport:
         self.errors += other.errors
 
     def line(self) -> str:
+        journaled = (f"; {self.journaled} sent by a send that stopped, recorded from the "
+                     "send journal" if self.journaled else "")
         return (f"send: {self.sent} sent, {self.skipped} skipped (nothing new), "
                 f"{self.failed} failed, {self.retry_later} to retry; "
-                f"{self.requests} requests")
+                f"{self.requests} requests{journaled}")
 
 
 def deliver(
     engine: Any, edition_id: int, delivery_ids: Sequence[int], *, sender: BatchSender,
-    compose: Composer, space: VectorSpace | None = None, now: Callable[[], datetime] = utcnow,
+    compose: Composer, journal: Path, space: VectorSpace | None = None,
+    now: Callable[[], datetime] = utcnow,
 ) -> SendReport:
     """Send one chunk of an edition: claim, select, group identical digests, send, record.
 
-    `space`: where readers' models live (`relevance.embedders.space_for`); None ranks every
-    reader by topics, keywords and authors alone."""
+    `journal`: the send journal's folder (SEND_JOURNAL_DIR); what stopped sends left there
+    is settled before anything is claimed. `space`: where readers' models live
+    (`relevance.embedders.space_for`); None ranks every reader by topics, keywords and
+    authors alone."""
     # A chunk makes millions of short-lived objects, and what earlier chunks built lives on
     # in this process (rendered papers, the engine's caches). The collector's defaults
     # re-scanned all of it every few hundred allocations, a third of delivery's CPU: freeze
@@ -91,8 +105,12 @@ def deliver(
     gc.freeze()
     gc.set_threshold(50_000, 20, 20)
     report = SendReport(edition_id=edition_id)
-    with Session(engine) as session:
-        token, taken = claim(session, delivery_ids, now())
+    report.journaled = settle_abandoned(engine, journal)
+    token = new_claim()
+    # Opened (and locked) before the claim: a claim whose journal cannot be written never
+    # takes a row.
+    with Journal.open(journal, engine, edition_id, token) as kept, Session(engine) as session:
+        _, taken = claim(session, delivery_ids, now(), token)
         session.commit()
         if not taken:
             return report
@@ -120,29 +138,50 @@ def deliver(
         # One request per part the provider allows, whatever each reader's digest holds.
         for start in range(0, len(chosen), sender.max_batch):
             part = chosen[start:start + sender.max_batch]
-            _send_part(session, token, part, compose(part), sender, now, report)
+            _send_part(session, token, part, compose(part), sender, kept, now, report)
     log.info("deliver edition=%s claimed=%d sent=%d skipped=%d failed=%d retry=%d requests=%d",
              edition_id, len(taken), report.sent, report.skipped, report.failed,
              report.retry_later, report.requests)
     return report
 
 
+@dataclass(frozen=True)
+class _Journaled:
+    """A batch's requests kept in the send journal as the sender makes them (RequestLog):
+    who each carries before it goes, what it carried once accepted."""
+
+    journal: Journal
+    digests: Mapping[str, SentDigest]  # by address
+    now: Callable[[], datetime]
+
+    def sending(self, recipients: Sequence[str]) -> None:
+        self.journal.request([self.digests[to].delivery_id for to in recipients])
+
+    def answered(self, accepted: Sequence[str], rejected: Sequence[str], error: str | None,
+                 message_id: str | None) -> None:
+        self.journal.answer([self.digests[to] for to in accepted],
+                            [self.digests[to].delivery_id for to in rejected],
+                            error, message_id, self.now())
+
+
 def _send_part(session: Session, token: str, part: Sequence[tuple[Reader, Selection]],
-               batch: Batch, sender: BatchSender, now: Callable[[], datetime],
-               report: SendReport) -> None:
+               batch: Batch, sender: BatchSender, journal: Journal,
+               now: Callable[[], datetime], report: SendReport) -> None:
     started = time.monotonic()
     readers_ = [reader for reader, _ in part]
+    digests = {r.email: SentDigest.of(r.delivery_id, r.subscriber_id, s) for r, s in part}
     # Senders report every outcome in the result: accepted, refused for good, or neither.
-    result = sender.send_batch(batch)
+    result = sender.send_batch(batch, _Journaled(journal, digests, now))
     report.requests += result.requests
     accepted, rejected = set(result.accepted), set(result.rejected)
-    ok = [(r.delivery_id, r.subscriber_id, s) for r, s in part if r.email in accepted]
+    ok = [digests[r.email] for r in readers_ if r.email in accepted]
     refused = [r.delivery_id for r in readers_
                if r.email in rejected and r.email not in accepted]
     unsent = [r.delivery_id for r in readers_
               if r.email not in accepted and r.email not in rejected]
-    if ok:
-        mark_sent(session, token, ok, now())
+    # Raises when the database is away: the send stops before its next request, and the
+    # journal has this one's outcome.
+    mark_sent(session, token, ok, now())
     error = result.error or "refused by the provider"
     if refused:
         mark_failed(session, token, refused, error, permanent=True)
@@ -264,8 +303,10 @@ def send_edition(
     # The provider must be able to render the digest (SendGrid: its template is this
     # release's) before anyone is planned or claimed; MailError says what to fix.
     local.prepare()
+    # First what a send that stopped left: its rows are then sent, or free to hand out.
+    journaled = settle_abandoned(engine, settings.send_journal)
     edition_id, planned, chunks = prepare_edition(engine, frequency, day, chunk_size, now)
-    report = SendReport(edition_id=edition_id, planned=planned)
+    report = SendReport(edition_id=edition_id, planned=planned, journaled=journaled)
     total, done = sum(len(c) for c in chunks), 0
 
     def handled(part: SendReport, size: int) -> None:
@@ -287,8 +328,8 @@ def send_edition(
     compose = _edition_composer(engine, settings, edition_id)
     space = space_for(settings)
     for chunk in chunks:
-        handled(deliver(engine, edition_id, chunk, sender=local, compose=compose, space=space,
-                        now=now), len(chunk))
+        handled(deliver(engine, edition_id, chunk, sender=local, compose=compose,
+                        journal=settings.send_journal, space=space, now=now), len(chunk))
     return report
 
 
@@ -303,7 +344,7 @@ def _deliver_in_worker(settings: Any, edition_id: int, chunk: Sequence[int]) -> 
         sender.prepare()  # before claiming: a missing template leaves the chunk pending
         return deliver(engine, edition_id, chunk, sender=sender,
                        compose=_edition_composer(engine, settings, edition_id),
-                       space=space_for(settings))
+                       journal=settings.send_journal, space=space_for(settings))
     finally:
         engine.dispose()
 
@@ -327,11 +368,12 @@ def prepare_configured(frequency: str, day: date | None = None) -> tuple[int, li
     settings = current_settings()
     # Checked (SendGrid: synced) once here, so the mail workers find the template current.
     batch_sender_for(settings).prepare()
-    edition_id, planned, chunks = prepare_edition(
-        engine_for(settings.database_url), frequency, day or today_utc(),
-        chunk_size=settings.delivery_chunk_size)
-    log.info("edition=%s frequency=%s planned=%d chunks=%d", edition_id, frequency, planned,
-             len(chunks))
+    engine = engine_for(settings.database_url)
+    journaled = settle_abandoned(engine, settings.send_journal)
+    edition_id, planned, chunks = prepare_edition(engine, frequency, day or today_utc(),
+                                                  chunk_size=settings.delivery_chunk_size)
+    log.info("edition=%s frequency=%s planned=%d chunks=%d journaled=%d", edition_id, frequency,
+             planned, len(chunks), journaled)
     return edition_id, chunks
 
 
