@@ -131,6 +131,11 @@ class Settings(BaseSettings):
     delivery_lease_seconds: int = Field(default=15 * 60, ge=1)
     # Deliveries per mail task: smaller chunks spread an edition over more mail workers.
     delivery_chunk_size: int = Field(default=1000, ge=1, le=1000)
+    # The send journal: what the mail provider accepted, fsynced before the ledger records
+    # it, so a database outage mid-send mails nobody twice (newsletter/delivery/journal.py).
+    # Unset: `send-journal` beside OUTBOX_DIR. Every mail worker, and wherever
+    # `newsletter send` runs, must see the same folder.
+    send_journal_dir: Path | None = None
     # Redis broker: an unacknowledged task (its worker died) goes back to the queue after
     # this many seconds. Longer than the longest task, or a running task is handed out twice.
     broker_visibility_timeout: int = Field(default=2 * 3600, ge=1)
@@ -272,6 +277,8 @@ class Settings(BaseSettings):
                             f"{largest} dimensions, not {self.embedding_dimensions}")
         if self.mail_backend == "sendgrid" and not self.sendgrid_api_key:
             problems.append("MAIL_BACKEND=sendgrid needs SENDGRID_API_KEY")
+        if self.send_journal.exists() and not self.send_journal.is_dir():
+            problems.append(f"SEND_JOURNAL_DIR: {self.send_journal} is not a folder")
         if problems:
             raise ValueError("\n".join(problems))
         return self
@@ -292,6 +299,11 @@ class Settings(BaseSettings):
             problems.append("EMBEDDING_LOCAL_MODEL and EMBEDDING_BASE_URL are both set: paper "
                             "vectors come from one of them; unset the other")
         return problems
+
+    @property
+    def send_journal(self) -> Path:
+        """The send journal's folder: SEND_JOURNAL_DIR, or `send-journal` beside the outbox."""
+        return self.send_journal_dir or self.outbox_dir.parent / "send-journal"
 
     @property
     def embeddings_key(self) -> str | None:
