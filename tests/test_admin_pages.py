@@ -20,7 +20,7 @@ from newsletter import subscriber as subs
 from newsletter.admin.audit import AuditEntry
 from newsletter.card import Card
 from newsletter.config import Settings
-from newsletter.delivery import Delivery, prepare_edition
+from newsletter.delivery import Delivery, prepare_edition, send_edition
 from newsletter.feed import Feed
 from newsletter.relevance.tables import Rating
 from newsletter.summarize import summarize_pending
@@ -383,7 +383,12 @@ def test_an_editions_failures_and_their_retry(desk: FlaskClient, app: Flask, eng
 
     answer = post(desk, page, f"{page}/retry")
     assert answer.status_code == 303
-    assert "Retried 1 failed deliveries: 1 sent" in desk.get(page).get_data(as_text=True)
+    # No broker: the page sends nothing itself, and names the command that does.
+    told = desk.get(page).get_data(as_text=True)
+    assert "Retried 1 failed deliveries: 1 deliveries are pending again" in told
+    assert f"newsletter send --date {today().date().isoformat()}" in told
+    assert outbox(web_settings) == []
+    send_edition(engine, web_settings, day=today().date())
     with Session(engine) as session:
         statuses = {d.subscriber_id: d.status for d in session.exec(select(Delivery))}
     assert statuses[bob] == "sent"

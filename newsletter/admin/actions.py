@@ -4,8 +4,9 @@ says what it changed. The views call one of these, record it with `act`, and com
 Work that takes longer than a page should wait for (sending digests, writing cards) starts
 after the commit, the way the rest of Paperwire runs it: on the Celery queues when a
 broker is configured (tasks sent by name, as the site's mail queue does, so the web
-process imports no worker code), in this process otherwise, as `newsletter send` and
-`newsletter summarize --paper` do on one machine.
+process imports no worker code). Without one, cards are written in this process, as
+`newsletter summarize --paper` does on one machine; digests are never sent from a web
+process (`send_retry`).
 """
 
 from __future__ import annotations
@@ -150,32 +151,49 @@ def chunks(ids: Sequence[int], size: int) -> list[list[int]]:
     return [list(ids[i:i + size]) for i in range(0, len(ids), size)]
 
 
-def send_retry(settings: Settings, engine: Engine, retry: Retry) -> str:
-    """Send what `retry_failed` put back: one `paperwire.deliver_chunk` task a chunk on the
-    mail queue with a broker (as `paperwire.send_digests` fans an edition out), or here and
-    now without one (as `newsletter send` does). A line saying what happened; MailError
-    when the provider cannot take the digest (the deliveries stay pending)."""
-    parts = chunks(retry.delivery_ids, settings.delivery_chunk_size)
-    if settings.redis_url and all(
-            _enqueue(settings.redis_url, "paperwire.deliver_chunk", "mail",
-                     [retry.edition_id, part]) for part in parts):
-        return (f"{len(retry.delivery_ids)} deliveries queued for the mail workers "
-                f"({len(parts)} task{'s' * (len(parts) != 1)}).")
-    from newsletter.delivery.send import composer_for, deliver
-    from newsletter.mail import batch_sender_for
-    from newsletter.relevance.embedders import space_for
+class NotQueued(Exception):
+    """The mail workers' queue did not take a retry: nothing was sent, and the deliveries
+    it did not take are failed again (the message says so)."""
 
-    sender = batch_sender_for(settings)
-    sender.prepare()
-    compose = composer_for(settings, retry.day, retry.frequency)
-    space = space_for(settings)
-    sent = failed = skipped = 0
-    for part in parts:
-        report = deliver(engine, retry.edition_id, part, sender=sender, compose=compose,
-                         space=space)
-        sent, failed, skipped = (sent + report.sent, failed + report.failed + report.retry_later,
-                                 skipped + report.skipped)
-    return f"{sent} sent, {skipped} skipped, {failed} failed again."
+
+def send_retry(settings: Settings, engine: Engine, retry: Retry) -> str:
+    """Hand what `retry_failed` put back to the mail workers: one `paperwire.deliver_chunk`
+    task a chunk on the mail queue, as `paperwire.send_digests` fans an edition out. A line
+    saying what happened.
+
+    Never sent from here: a retry sent inside the web request held a gunicorn worker past
+    its timeout (a 500 after 30 s, a thousand digests accepted and left `sending`; issue 22
+    finding 7). Without a broker the deliveries stay pending for `newsletter send`; with a
+    broker that does not take a chunk, that chunk and the rest are failed again and
+    NotQueued says so.
+    """
+    parts = chunks(retry.delivery_ids, settings.delivery_chunk_size)
+    count = len(retry.delivery_ids)
+    if not settings.redis_url:
+        weekly = " --weekly" if retry.frequency == "weekly" else ""
+        return (f"{count} deliveries are pending again. With no mail workers (REDIS_URL is "
+                f"unset) this site sends nothing itself: `newsletter send --date "
+                f"{retry.day.isoformat()}{weekly}` sends them.")
+    for queued, part in enumerate(parts):
+        if not _enqueue(settings.redis_url, "paperwire.deliver_chunk", "mail",
+                        [retry.edition_id, part]):
+            _fail_again(engine, [i for rest in parts[queued:] for i in rest])
+            left = count - sum(len(p) for p in parts[:queued])
+            raise NotQueued(f"the mail workers' queue (Redis) is not answering, so nothing "
+                            f"was sent from here: {left} deliveries are still failed. "
+                            "Retry once it is back.")
+    return (f"{count} deliveries queued for the mail workers "
+            f"({len(parts)} task{'s' * (len(parts) != 1)}).")
+
+
+def _fail_again(engine: Engine, delivery_ids: Sequence[int]) -> None:
+    """Rows a retry could not queue go back to failed, their last error kept: the button
+    to retry them is there again, and nobody sends them behind the operator's back."""
+    with Session(engine) as session:
+        session.execute(update(deliveries).where(
+            deliveries.c.id.in_(list(delivery_ids)), deliveries.c.status == "pending",
+        ).values(status="failed"))
+        session.commit()
 
 
 # ------------------------------------------------------------------ cards

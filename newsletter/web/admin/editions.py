@@ -1,9 +1,10 @@
 """/admin/editions: every recent edition with its deliveries counted; one edition's failed
 deliveries with their errors; and a retry of those, audited.
 
-A retry puts the failed deliveries back to pending and sends them the way the scheduled
-send does: chunks for the mail workers with a broker, this process without one
-(newsletter/admin/actions.py). Readers who left meanwhile are skipped, as in any send.
+A retry puts the failed deliveries back to pending and queues them the way the scheduled
+send does: chunks for the mail workers (newsletter/admin/actions.py). The page never sends
+mail itself; without a broker, or when it does not answer, it says so. Readers who left
+meanwhile are skipped, as in any send.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 from flask import Response, abort, flash, redirect, render_template, url_for
 
 from newsletter.admin import actions, lookups
-from newsletter.mail import MailError
 from newsletter.web.admin import frame
 from newsletter.web.common import services
 
@@ -46,9 +46,8 @@ def retry_failed(edition_id: int) -> Response | tuple[str, int]:
     svc = services()
     try:
         outcome = actions.send_retry(svc.settings, svc.engine, retry)
-    except MailError as exc:
-        flash(f"{len(retry.delivery_ids)} deliveries are pending again, but the mail provider "
-              f"refused the send: {exc}", "problem")
+    except actions.NotQueued as exc:
+        flash(f"Not retried: {exc}", "problem")
     else:
         flash(f"Retried {len(retry.delivery_ids)} failed deliveries: {outcome}", "done")
     return redirect(back, 303)
