@@ -126,6 +126,8 @@ class Settings(BaseSettings):
     weekly_digest_schedule: str | None = None
     expire_pending_schedule: str = "45 3 * * *"
     engagement_cleanup_schedule: str = "15 4 * * *"
+    # How often mail queued while the broker was down is looked for (newsletter/mail_queue.py).
+    waiting_mail_schedule: str = "30s"
     # A delivery left `sending` by a dead worker is taken again after this many seconds;
     # it must outlast one chunk's send, or a slow live worker's rows would be sent twice.
     delivery_lease_seconds: int = Field(default=15 * 60, ge=1)
@@ -205,7 +207,7 @@ class Settings(BaseSettings):
 
     @field_validator("ingest_schedule", "summarize_schedule", "digest_schedule",
                      "weekly_digest_schedule", "expire_pending_schedule", "audit_cleanup_schedule",
-                     "engagement_cleanup_schedule")
+                     "engagement_cleanup_schedule", "waiting_mail_schedule")
     @classmethod
     def _check_schedule(cls, value: str | None) -> str | None:
         if value is None or not value.strip():

@@ -8,11 +8,16 @@ Now every valid sign-up takes the same path: decide and store in one transaction
 Rendering and sending happen after the answer, in `signup.send_job`.
 
 Two queues behind one interface:
-- With a broker (REDIS_URL), the Celery task `paperwire.send_mail` on the `signup` queue,
-  sent by name so the web process imports no worker code. Mail workers consume it beside
-  the digests (`-Q mail,signup`): Celery's Redis transport takes from its queues in turn,
-  so a confirmation does not wait for a whole edition. If the broker cannot take the job,
-  it goes to the in-process queue instead: nothing is lost.
+- With a broker (REDIS_URL), the job is written to the `waiting_mail` table, then the
+  Celery task `paperwire.send_mail` on the `signup` queue is told of it, by name so the web
+  process imports no worker code. Mail workers consume it beside the digests
+  (`-Q mail,signup`): Celery's Redis transport takes from its queues in turn, so a
+  confirmation does not wait for a whole edition. The worker claims the row before it
+  sends and deletes it after, so each job is sent once however often it is handed out.
+  A broker that is down costs the request milliseconds (newsletter/broker.py), and the
+  job waits in the table: beat's `paperwire.send_waiting_mail` sends what no task took,
+  once the broker is back (docs/SECURITY.md, issue 22 finding 3). A job the broker took
+  and lost (a Redis restart without persistence) is sent the same way.
 - Without one (one machine, `newsletter serve`), a thread in the web process. It is
   started in the process that uses it (gunicorn forks workers after loading the app) and
   drained when the process exits.
@@ -28,12 +33,25 @@ import threading
 import weakref
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any, Protocol
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol, TypeVar
+
+from sqlalchemy import JSON, Column, DateTime, Engine, delete, or_, select, update
+from sqlmodel import Field, SQLModel
+
+from newsletter import broker
 
 log = logging.getLogger(__name__)
 
 TASK = "paperwire.send_mail"
 QUEUE = "signup"
+# A job the broker was told of is normally sent within a second; the sweep leaves younger
+# ones to their task.
+SWEEP_AFTER = timedelta(seconds=10)
+# A claimed job whose worker died is taken again after this: longer than a send with
+# its retries and the provider's timeouts.
+CLAIM_LEASE = timedelta(minutes=5)
+SWEEP_BATCH = 500
 
 
 @dataclass(frozen=True)
@@ -125,26 +143,92 @@ def drain_all() -> None:
 atexit.register(drain_all)
 
 
+class WaitingMail(SQLModel, table=True):
+    """A job a request queued with a broker configured, until a worker has handled it."""
+
+    __tablename__ = "waiting_mail"
+
+    id: int | None = Field(default=None, primary_key=True)
+    job: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    queued_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    claimed_at: datetime | None = Field(default=None,
+                                        sa_column=Column(DateTime(timezone=True)))
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _waiting() -> Any:
+    return WaitingMail.__table__  # type: ignore[attr-defined]
+
+
 class BrokerQueue:
-    """Jobs go to the Celery task by name; the in-process queue takes them if the broker
-    does not."""
+    """Jobs are kept in the database and a mail worker is told of each; the sweep sends
+    what no worker was told of."""
 
-    def __init__(self, broker_url: str, fallback: InProcessQueue) -> None:
-        from celery import Celery  # only a broker deployment pays for importing Celery
-
-        self._app = Celery("paperwire-web", broker=broker_url)
-        self._fallback = fallback
+    def __init__(self, broker_url: str, engine: Engine) -> None:
+        self._publisher = broker.publisher(broker_url)
+        self._engine = engine
 
     def put(self, job: MailJob) -> None:
+        with self._engine.begin() as conn:
+            waiting_id = conn.execute(_waiting().insert().values(
+                job=job.to_json(), queued_at=_utcnow())).inserted_primary_key[0]
         try:
-            # No publish retries: a broker that is down must not hold the reader's request.
-            self._app.send_task(TASK, args=[job.to_json()], queue=QUEUE, retry=False)
-        except Exception as exc:
-            log.error("mail queue: the broker refused a job (%s); sending from this process",
-                      exc)
-            self._fallback.put(job)
+            self._publisher.publish(TASK, QUEUE, args=[job.to_json()],
+                                    kwargs={"waiting_id": waiting_id})
+        except broker.BrokerDown:
+            log.warning("mail queue: job %s waits in the database for the broker", waiting_id)
 
 
-def for_broker(broker_url: str | None, handler: Handler) -> MailQueue:
-    in_process = InProcessQueue(handler)
-    return BrokerQueue(broker_url, in_process) if broker_url else in_process
+Sent = TypeVar("Sent")
+
+
+def send_waiting(engine: Engine, waiting_id: int, handler: Callable[[MailJob], Sent],
+                 now: datetime | None = None) -> Sent | None:
+    """Handle one waiting job unless another worker has it or had it (None). A handler
+    that raises leaves the job claimed: it is taken again after the lease."""
+    job = _claim(engine, waiting_id, now or _utcnow())
+    if job is None:
+        return None
+    sent = handler(job)
+    _forget(engine, waiting_id)
+    return sent
+
+
+def sweep_waiting(engine: Engine, handler: Callable[[MailJob], object],
+                  now: datetime | None = None) -> int:
+    """Send the jobs no worker took (the broker was down, or lost them); how many of them
+    the handler sent (it answers something, not None)."""
+    now = now or _utcnow()
+    table = _waiting()
+    with engine.connect() as conn:
+        ids = conn.execute(
+            select(table.c.id).where(or_(
+                table.c.claimed_at.is_(None) & (table.c.queued_at < now - SWEEP_AFTER),
+                table.c.claimed_at < now - CLAIM_LEASE))
+            .order_by(table.c.id).limit(SWEEP_BATCH)).scalars().all()
+    return sum(send_waiting(engine, waiting_id, handler, now) is not None
+               for waiting_id in ids)
+
+
+def _claim(engine: Engine, waiting_id: int, now: datetime) -> MailJob | None:
+    """The job, now this worker's; None when it is gone or another worker's lease holds."""
+    table = _waiting()
+    with engine.begin() as conn:
+        job = conn.execute(
+            update(table).where(table.c.id == waiting_id, or_(
+                table.c.claimed_at.is_(None), table.c.claimed_at < now - CLAIM_LEASE))
+            .values(claimed_at=now).returning(table.c.job)).scalar_one_or_none()
+    return None if job is None else MailJob.from_json(job)
+
+
+def _forget(engine: Engine, waiting_id: int) -> None:
+    table = _waiting()
+    with engine.begin() as conn:
+        conn.execute(delete(table).where(table.c.id == waiting_id))
+
+
+def for_broker(broker_url: str | None, handler: Handler, engine: Engine) -> MailQueue:
+    return BrokerQueue(broker_url, engine) if broker_url else InProcessQueue(handler)

@@ -7,14 +7,16 @@ from newsletter.delivery import Delivery, DigestEdition, SentPaper
 from newsletter.engagement.tables import PaperClick
 from newsletter.feed import Feed
 from newsletter.installation import InstallationSecret
+from newsletter.mail_queue import WaitingMail
 from newsletter.paper import Paper
 from newsletter.relevance.tables import PaperVector, Rating, ReaderModelRow
 from newsletter.signup_limits import MailLimitHit, SignupWindow
+from newsletter.status import WriteProbe
 from newsletter.subscriber import Consent, Preferences, Subscriber, Suppression, WebhookEvent
 
 __all__ = [
     "AdminSession", "AuditEntry", "Card", "Consent", "Delivery", "DigestEdition", "Feed",
     "InstallationSecret", "LoginFailure", "MailLimitHit", "Operator", "Paper", "PaperClick",
     "PaperVector", "Preferences", "Rating", "ReaderModelRow", "SentPaper", "SignupWindow",
-    "Subscriber", "Suppression", "WebhookEvent",
+    "Subscriber", "Suppression", "WaitingMail", "WebhookEvent", "WriteProbe",
 ]

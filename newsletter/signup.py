@@ -69,7 +69,7 @@ class Services:
         svc = cls(settings, engine, sender or sender_for(settings),
                   links or Links(key, settings.base_url),
                   SignupLimits.from_settings(settings, engine, pseudonyms),
-                  mail_queue.for_broker(settings.redis_url, handle), pseudonyms)
+                  mail_queue.for_broker(settings.redis_url, handle, engine), pseudonyms)
         return svc
 
 
@@ -262,10 +262,32 @@ def _configured_services() -> Services:
     return Services.build(config, engine_for(config.database_url))
 
 
-def send_queued(data: dict[str, Any]) -> str | None:
-    """A mail worker's side of the queue (task paperwire.send_mail): the subject sent."""
-    message = send_job(_configured_services(), MailJob.from_json(data))
+def _send_quietly(svc: Services, job: MailJob) -> Message | None:
+    """`send_job` for a worker: a provider that keeps refusing is logged, and the reader
+    may ask again; it is not retried for hours."""
+    try:
+        return send_job(svc, job)
+    except SendFailed:
+        return None
+
+
+def send_queued(data: dict[str, Any], waiting_id: int | None = None) -> str | None:
+    """A mail worker's side of the queue (task paperwire.send_mail): the subject sent.
+    Nothing is sent when another worker has the waiting job or had it."""
+    svc = _configured_services()
+    send = functools.partial(_send_quietly, svc)
+    if waiting_id is None:  # put on the broker before jobs waited in the database
+        message = send(MailJob.from_json(data))
+    else:
+        message = mail_queue.send_waiting(svc.engine, waiting_id, send)
     return message.subject if message else None
+
+
+def send_waiting_configured() -> int:
+    """Beat's sweep (task paperwire.send_waiting_mail): the mail no worker was handed,
+    because the broker was down when it was queued; how many were sent."""
+    svc = _configured_services()
+    return mail_queue.sweep_waiting(svc.engine, functools.partial(_send_quietly, svc))
 
 
 def sign_up(svc: Services, email: str, topics: Sequence[str], frequency: str | None,

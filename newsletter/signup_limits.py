@@ -39,6 +39,7 @@ from sqlalchemy import Connection, DateTime, Engine, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Field, Session, SQLModel, col
 
+from newsletter import broker
 from newsletter.config import Settings
 from newsletter.db import aware
 from newsletter.pseudonyms import Pseudonyms
@@ -141,7 +142,7 @@ class RedisCounters:
 
     def __init__(self, url: str) -> None:
         # A down Redis must not hold a sign-up for long: the database counts instead.
-        self._client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
+        self._client = broker.redis_client(url)
         self._script = self._client.register_script(_COUNT_UNLESS_FULL)
         self.where = url.split("@")[-1]  # for the log, without a password
 

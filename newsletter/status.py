@@ -1,7 +1,8 @@
 """What the service is doing: `newsletter status` and the site's /healthz.
 
-Reads only (a status check must never change what it reports on). Times are UTC; SQLite
-hands datetimes back without a zone, so they are read as UTC.
+Reads only (a status check must never change what it reports on): /healthz's one write
+is rolled back. Times are UTC; SQLite hands datetimes back without a zone, so they are
+read as UTC.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, and_, func, or_, text
-from sqlmodel import Session, select
+from sqlalchemy import Engine, and_, func, insert, or_, text
+from sqlmodel import Field, Session, SQLModel, select
 
 from newsletter.card import Card
 from newsletter.delivery import Delivery, DigestEdition
@@ -222,20 +223,39 @@ def collect(engine: Engine, now: datetime | None = None,
 # ------------------------------------------------------------------ /healthz
 
 
-def database_ok(engine: Engine) -> bool:
+class WriteProbe(SQLModel, table=True):
+    """Always empty: /healthz inserts a row and rolls it back."""
+
+    __tablename__ = "write_probes"
+
+    id: int = Field(primary_key=True)
+
+
+def database_state(engine: Engine) -> str:
+    """"ok", "error" (unreachable), or "cannot write": a database that answers reads but
+    refuses writes (read-only, a standby, a full disk when the write needs a new page)
+    fails every sign-up while SELECT 1 still succeeds (docs/SECURITY.md, issue 22
+    finding 14)."""
     try:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
     except Exception as exc:
         log.error("health check: database unreachable: %s", exc)
-        return False
-    return True
+        return "error"
+    try:
+        with engine.connect() as conn, conn.begin() as probe:
+            conn.execute(insert(WriteProbe).values(id=1))
+            probe.rollback()
+    except Exception as exc:
+        log.error("health check: the database cannot write: %s", exc)
+        return "cannot write"
+    return "ok"
 
 
 def broker_ok(redis_url: str) -> bool:
-    import redis
+    from newsletter.broker import redis_client
 
-    client = redis.Redis.from_url(redis_url, socket_connect_timeout=1, socket_timeout=1)
+    client = redis_client(redis_url)
     try:
         return bool(client.ping())
     except Exception as exc:
@@ -254,23 +274,24 @@ def health(engine: Engine, redis_url: str | None,
            now: datetime | None = None) -> tuple[dict[str, Any], int]:
     """The /healthz answer and its HTTP status.
 
-    503 only when the database is down: the site cannot serve a page without it. A broker
-    that is down (sign-ups still work, digests wait) or a stale ingest reads "degraded",
-    with 200, so a load balancer keeps the site in rotation while someone looks.
+    503 only when the database is down or cannot write: the site cannot serve a page
+    without it, nor take a sign-up without writing. A broker that is down (sign-ups
+    still work, digests wait) or a stale ingest reads "degraded", with 200, so a load
+    balancer keeps the site in rotation while someone looks.
     """
     now = now or datetime.now(UTC)
-    db_up = database_ok(engine)
-    body: dict[str, Any] = {"status": "ok", "database": "ok" if db_up else "error"}
+    database = database_state(engine)
+    body: dict[str, Any] = {"status": "ok", "database": database}
     if redis_url:
         body["broker"] = "ok" if broker_ok(redis_url) else "error"
     else:
         body["broker"] = "not configured"
     age = None
-    if db_up:
+    if database != "error":
         last = last_ingest_at(engine)
         age = int((now - last).total_seconds()) if last else None
     body["last_ingest_age_seconds"] = age
-    if not db_up:
+    if database != "ok":
         body["status"] = "error"
         return body, 503
     if body["broker"] == "error":

@@ -3,8 +3,8 @@
 Every schedule comes from the environment (INGEST_SCHEDULE, SUMMARIZE_SCHEDULE,
 DIGEST_SCHEDULE or DIGEST_HOUR_UTC, WEEKLY_DIGEST_SCHEDULE or WEEKLY_DIGEST_DAY,
 AUDIT_CLEANUP_SCHEDULE,
-EXPIRE_PENDING_SCHEDULE, ENGAGEMENT_CLEANUP_SCHEDULE): a cron line or an interval in
-seconds, checked by config.py.
+EXPIRE_PENDING_SCHEDULE, ENGAGEMENT_CLEANUP_SCHEDULE, WAITING_MAIL_SCHEDULE): a cron line
+or an interval in seconds, checked by config.py.
 """
 
 from __future__ import annotations
@@ -55,6 +55,11 @@ def beat_entries(config: Settings) -> dict[str, dict[str, object]]:
             "task": "paperwire.expire_pending",
             "schedule": beat_schedule_for(schedule_spec(config.expire_pending_schedule)),
         },
+        # Mail a request queued while the broker was down (newsletter/mail_queue.py).
+        "send-waiting-mail": {
+            "task": "paperwire.send_waiting_mail",
+            "schedule": beat_schedule_for(schedule_spec(config.waiting_mail_schedule)),
+        },
         # The admin audit log is kept AUDIT_RETENTION_DAYS.
         "forget-old-audit-entries": {
             "task": "paperwire.forget_old_audit_entries",
@@ -86,6 +91,7 @@ def make_celery() -> Celery:
             "paperwire.deliver_chunk": {"queue": "mail"},
             # Confirmations a reader is waiting for: mail workers take them between chunks.
             "paperwire.send_mail": {"queue": "signup"},
+            "paperwire.send_waiting_mail": {"queue": "signup"},
             "paperwire.expire_pending": {"queue": "default"},
             "paperwire.forget_old_events": {"queue": "default"},
             "paperwire.forget_old_audit_entries": {"queue": "default"},

@@ -117,10 +117,16 @@ def forget_old_audit_entries() -> int:
 
 
 @app.task(name="paperwire.send_mail", acks_late=True, **RETRY)
-def send_mail(job: dict[str, Any]) -> str | None:
+def send_mail(job: dict[str, Any], waiting_id: int | None = None) -> str | None:
     """Mail a web request queued (newsletter/mail_queue.py). A provider that keeps refusing
     is logged and the reader may ask again; it is not retried for hours."""
-    try:
-        return signup.send_queued(job)
-    except signup.SendFailed:
-        return None
+    return signup.send_queued(job, waiting_id)
+
+
+@app.task(name="paperwire.send_waiting_mail", **RETRY)
+def send_waiting_mail() -> int:
+    """Mail requests queued while the broker was down (newsletter/mail_queue.py)."""
+    sent = signup.send_waiting_configured()
+    if sent:
+        log.info("send_waiting_mail sent=%d", sent)
+    return sent

@@ -19,7 +19,7 @@ from newsletter.links import BadLink, ExpiredLink, Links, signing_key
 from newsletter.mail import Sender
 from newsletter.signup import Services
 from newsletter.subscriber import LinkInvalid
-from newsletter.web import admin, ratings, site, subscriptions, webhooks
+from newsletter.web import admin, ratings, site, subscriptions, unavailable, webhooks
 from newsletter.web.common import SERVICES
 from newsletter.web.origin import REFERRER_POLICY, OriginCheckedCSRF
 from newsletter.web.proxy import TrustedProxies, networks
@@ -153,6 +153,8 @@ def _register_errors(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def crash(exc: Exception):  # type: ignore[no-untyped-def]
+        if unavailable.database_unavailable(exc):
+            return unavailable.answer(exc)
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_page(500, "Something went wrong on our side",
                           "The error was logged. Please try again in a moment.")

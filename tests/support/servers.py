@@ -65,9 +65,35 @@ def _unprivileged() -> pwd.struct_passwd | None:
 class Postgres:
     port: int
     user: str = "paperwire"
+    # What a fault test needs to stop the cluster and start it again on the same port.
+    pg_ctl: str = ""
+    data: Path | None = None
+    start_options: str = ""
 
     def url(self, database: str) -> str:
         return f"postgresql+psycopg://{self.user}@127.0.0.1:{self.port}/{database}"
+
+    def stop(self) -> None:
+        """Stop as a crash would: no shutdown checkpoint, every connection cut."""
+        self._pg_ctl("-m", "immediate", "stop")
+
+    def start(self) -> None:
+        assert self.data is not None
+        self._pg_ctl("-o", self.start_options, "-l", str(self.data.parent / "log"), "-w",
+                     "start")
+
+    def _pg_ctl(self, *args: str) -> None:
+        assert self.data is not None
+        subprocess.run([self.pg_ctl, "-D", str(self.data), *args], check=True,
+                       capture_output=True, preexec_fn=_as_unprivileged,
+                       env={**os.environ, "LC_ALL": "C.UTF-8"})
+
+
+def _as_unprivileged() -> None:
+    user = _unprivileged()
+    if user:
+        os.setgid(user.pw_gid)
+        os.setuid(user.pw_uid)
 
 
 @contextlib.contextmanager
@@ -81,29 +107,21 @@ def postgres_server() -> Iterator[Postgres]:
     data = root / "data"
     if user:
         os.chown(root, user.pw_uid, user.pw_gid)
-
-    def as_user() -> None:
-        if user:
-            os.setgid(user.pw_gid)
-            os.setuid(user.pw_uid)
-
     port = free_port()
     env = {**os.environ, "LC_ALL": "C.UTF-8"}
     subprocess.run(
         [initdb, "-D", str(data), "-U", "paperwire", "--auth=trust", "-E", "UTF8", "--no-sync"],
-        check=True, capture_output=True, preexec_fn=as_user, env=env,
+        check=True, capture_output=True, preexec_fn=_as_unprivileged, env=env,
     )
     opts = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off " \
            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
-    subprocess.run(
-        [pg_ctl, "-D", str(data), "-o", opts, "-l", str(root / "log"), "-w", "start"],
-        check=True, capture_output=True, preexec_fn=as_user, env=env,
-    )
+    server = Postgres(port=port, pg_ctl=pg_ctl, data=data, start_options=opts)
+    server.start()
     try:
-        yield Postgres(port=port)
+        yield server
     finally:
-        subprocess.run([pg_ctl, "-D", str(data), "-m", "immediate", "stop"],
-                       capture_output=True, preexec_fn=as_user, env=env)
+        with contextlib.suppress(subprocess.CalledProcessError):  # a test left it stopped
+            server.stop()
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -118,26 +136,61 @@ def _redis_binary() -> str | None:
     return None
 
 
+class RedisServer:
+    """A redis-server on one loopback port, which a fault test may stop and start again."""
+
+    def __init__(self, binary: str) -> None:
+        self._binary = binary
+        self.port = free_port()
+        self._workdir = tempfile.mkdtemp(prefix="paperwire-redis-")
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def pid(self) -> int:
+        assert self._proc is not None, "the server is stopped"
+        return self._proc.pid
+
+    def start(self) -> None:
+        self._proc = subprocess.Popen(
+            [self._binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", self._workdir],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        wait_for_port(self.port)
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            self._proc.terminate()
+            self._proc.wait(10)
+            self._proc = None
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self._workdir, ignore_errors=True)
+
+
 @contextlib.contextmanager
-def redis_server() -> Iterator[str]:
+def redis_process() -> Iterator[RedisServer]:
     binary = _redis_binary()
     if not binary:
         missing("redis-server")
     assert binary
-    port = free_port()
-    workdir = tempfile.mkdtemp(prefix="paperwire-redis-")
-    proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
-         "no", "--dir", workdir],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
+    server = RedisServer(binary)
     try:
-        wait_for_port(port)
-        yield f"redis://127.0.0.1:{port}/0"
+        server.start()
+        yield server
     finally:
-        proc.terminate()
-        proc.wait(10)
-        shutil.rmtree(workdir, ignore_errors=True)
+        server.remove()
+
+
+@contextlib.contextmanager
+def redis_server() -> Iterator[str]:
+    with redis_process() as server:
+        yield server.url
 
 
 @contextlib.contextmanager
