@@ -441,6 +441,12 @@ def test_feeds_show_the_last_fetch_and_papers_per_day(desk: FlaskClient,
     assert '<desc class="value">4</desc>' in svg
 
 
+def test_the_feeds_page_of_a_site_with_no_feed_yet(desk: FlaskClient) -> None:
+    """The fuzz run's finding: a chart with no series was a 500 (pygal places no labels)."""
+    answer = desk.get("/admin/feeds")
+    assert answer.status_code == 200 and "none in this period" in answer.get_data(as_text=True)
+
+
 # ------------------------------------------------------------------ hostile input
 
 

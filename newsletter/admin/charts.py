@@ -247,8 +247,11 @@ def ratings(flow: RatingFlow) -> Chart:
 
 def papers_by_source(days: Sequence[date], by_source: Sequence[Series]) -> Chart:
     """Papers announced per day, one series per source (the feeds page)."""
-    chart = pygal.StackedBar(**_config(**_days(days), **_count_axis(
-        sum(day) for day in zip(*(s.values for s in by_source), strict=True))))
+    # pygal cannot place axis labels on a chart with no series (an AttributeError, so the
+    # feeds page of a site with no feed yet was a 500).
+    axis = _count_axis(sum(day) for day in zip(*(s.values for s in by_source), strict=True)
+                       ) if by_source else {}
+    chart = pygal.StackedBar(**_config(**_days(days), **axis))
     for s in by_source:
         chart.add(s.name, [int(v) for v in s.values])
     title = "Papers announced per day, by source"
