@@ -7,12 +7,14 @@ turn any of them into a crash of the send, the dry run or the preview.
 from __future__ import annotations
 
 import json
+import os
 from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
+from celery import Celery
 from click.testing import CliRunner, Result
-from sqlalchemy import Engine, delete
+from sqlalchemy import Engine, delete, text
 from sqlmodel import Session, select
 
 from newsletter import reader_input, subscriber
@@ -24,6 +26,7 @@ from newsletter.relevance.embed import embed_pending
 from newsletter.relevance.tables import PaperVector
 from newsletter.summarize import summarize_pending
 from tests.conftest import ARXIV_FIXTURES
+from tests.support.celery_procs import running, start_worker, wait_until
 from tests.support.web import mails_in
 
 DAY = date(2026, 4, 27)
@@ -84,6 +87,32 @@ def test_an_edition_with_no_papers_sends_nothing_and_crashes_nothing(
     # The preview (files) says plainly that there is nothing to send.
     assert "nothing new" in ok(settings, "preview", "model@example.org", "--date",
                                holiday.isoformat())
+
+
+@pytest.mark.redis
+def test_through_celery_an_edition_with_no_papers_settles_every_reader(
+        engine: Engine, settings: Settings, day: None, redis_url: str, tmp_path: Path) -> None:
+    add_reader(settings, "model@example.org", "--describe", DESCRIBE)
+    add_reader(settings, "rules@example.org")
+    holiday = DAY + timedelta(days=3)
+    env = {**os.environ, "DATABASE_URL": settings.database_url, "REDIS_URL": redis_url,
+           "MAIL_BACKEND": "file", "OUTBOX_DIR": str(settings.outbox_dir),
+           "BASE_URL": settings.base_url}
+    log = tmp_path / "worker.log"
+
+    def settled() -> list[tuple[str, int]]:
+        with engine.connect() as conn:
+            return list(conn.execute(text("SELECT status, attempts FROM deliveries")).all())
+
+    with running(start_worker(env, log, queues="mail", concurrency=1, name="edges")):
+        client = Celery("paperwire-test", broker=redis_url, backend=redis_url)
+        client.send_task("paperwire.send_digests", args=("daily", holiday.isoformat()),
+                         queue="mail").get(timeout=60)
+        wait_until(lambda: [s for s, _ in settled()] == ["skipped", "skipped"], 60,
+                   "both readers settled", logs=(log,))
+    assert settled() == [("skipped", 1), ("skipped", 1)]  # one try each, no crash to retry
+    assert "Traceback" not in log.read_text()
+    assert mails_in(settings.outbox_dir) == []
 
 
 def test_an_edition_of_one_paper_reaches_the_reader_with_a_model(
