@@ -228,13 +228,13 @@ def write_cards(settings: Settings, engine: Engine, paper_id: int | None = None)
 
 def _enqueue(broker_url: str, task: str, queue: str, args: Sequence[object] = (),
              kwargs: dict[str, object] | None = None) -> bool:
-    """Hand a task to the workers; False when the broker would not take it, and the work
-    is then done here (a chunk claims only unsent rows, so one the broker did take is not
-    sent twice). A broker that is down costs the operator's request milliseconds
+    """Hand a task to the workers; False when the broker would not take it, and the caller
+    says what then (cards are written here; a retry of deliveries is refused, never sent
+    here). A broker that is down costs the operator's request milliseconds
     (newsletter/broker.py)."""
     try:
         broker.publisher(broker_url).publish(task, queue, args, kwargs)
     except broker.BrokerDown as exc:
-        log.error("admin: the broker refused %s (%s); running it in this process", task, exc)
+        log.error("admin: the broker refused %s (%s)", task, exc)
         return False
     return True
