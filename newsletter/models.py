@@ -4,7 +4,6 @@ from newsletter.admin.accounts import AdminSession, LoginFailure, Operator
 from newsletter.admin.audit import AuditEntry
 from newsletter.card import Card
 from newsletter.delivery import Delivery, DigestEdition, SentPaper
-from newsletter.engagement.tables import PaperClick
 from newsletter.feed import Feed
 from newsletter.installation import InstallationSecret
 from newsletter.mail_queue import WaitingMail
@@ -16,7 +15,7 @@ from newsletter.subscriber import Consent, Preferences, Subscriber, Suppression,
 
 __all__ = [
     "AdminSession", "AuditEntry", "Card", "Consent", "Delivery", "DigestEdition", "Feed",
-    "InstallationSecret", "LoginFailure", "MailLimitHit", "Operator", "Paper", "PaperClick",
+    "InstallationSecret", "LoginFailure", "MailLimitHit", "Operator", "Paper",
     "PaperVector", "Preferences", "Rating", "ReaderModelRow", "SentPaper", "SignupWindow",
     "Subscriber", "Suppression", "WaitingMail", "WebhookEvent", "WriteProbe",
 ]

@@ -41,7 +41,8 @@ def _deliveries(session: Session, subscriber_id: int) -> list[dict[str, Any]]:
     for item, paper in sent:
         papers.setdefault(item.delivery_id, []).append({
             "paper": paper.key, "title": paper.title, "position": item.position,
-            "score": item.score, "reasons": [r for r in item.reasons.splitlines() if r]})
+            "score": item.score, "reasons": [r for r in item.reasons.splitlines() if r],
+            "clicked_at": subs.iso(item.clicked_at)})
     return [{"edition": {"frequency": edition.frequency, "day": edition.day.isoformat()},
              "status": delivery.status, "sent_at": subs.iso(delivery.sent_at),
              # What the provider told us of it: first delivered, opened, clicked, bounced.

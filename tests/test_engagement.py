@@ -1,7 +1,8 @@
 """Engagement from SendGrid's events: signed batches through the real webhook route update
-each delivery's first times, the clicks per edition and paper and the reader's last
-activity, once per event; readers we do not know and readers who opted out leave nothing;
-the operator's tracking choice and each reader's opt-out reach SendGrid's requests."""
+each delivery's first times, the first click on each paper it carried (each reader once)
+and the reader's last activity, once per event; readers we do not know and readers who
+opted out leave nothing; the operator's tracking choice and each reader's opt-out reach
+SendGrid's requests."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from newsletter import subscriber as subs
 from newsletter.batch import Batch, Recipient
 from newsletter.config import ConfigError, Settings, load_settings
 from newsletter.delivery import Delivery, DigestEdition, SentPaper
-from newsletter.engagement.events import PaperLinks, clicked_paper
+from newsletter.engagement.events import PaperLinks, clicked_paper, papers_of
 from newsletter.mail import Message
 from newsletter.paper import Paper
 from newsletter.sendgrid import SendGridSender
@@ -208,9 +209,20 @@ def _utc(value: datetime | None) -> datetime | None:
 
 
 def clicks(engine: Engine) -> dict[tuple[int, int], int]:
+    """Readers who clicked through to each paper, by edition and paper."""
     with engine.connect() as conn:
-        return {(e, p): n for e, p, n in conn.execute(
-            text("SELECT edition_id, paper_id, clicks FROM paper_clicks"))}
+        return {(e, p): n for e, p, n in conn.execute(text(
+            "SELECT d.edition_id, s.paper_id, COUNT(*) FROM sent_papers s "
+            "JOIN deliveries d ON d.id = s.delivery_id WHERE s.clicked_at IS NOT NULL "
+            "GROUP BY d.edition_id, s.paper_id"))}
+
+
+def first_clicks(engine: Engine, delivery_id: int) -> dict[int, datetime]:
+    """When the reader first went to each paper of their digest."""
+    with Session(engine) as session:
+        return {row.paper_id: _utc(row.clicked_at) for row in session.exec(
+            select(SentPaper).where(SentPaper.delivery_id == delivery_id,
+                                    SentPaper.clicked_at.is_not(None)))}  # type: ignore[union-attr]
 
 
 def last_active(engine: Engine, subscriber_id: int) -> datetime | None:
@@ -255,9 +267,12 @@ def test_events_fill_first_times_paper_clicks_and_last_activity(
     assert first_times(engine, bob.delivery_id) == {
         "delivered_at": None, "opened_at": None, "clicked_at": at(200),
         "bounced_at": at(300)}
-    # Per edition and paper, across readers; the rating and manage links count for none.
-    assert clicks(engine) == {(ada.edition_id, p1): 3, (ada.edition_id, p2): 1,
+    # Each reader once per paper, at their first click; the rating and manage links count
+    # for none.
+    assert clicks(engine) == {(ada.edition_id, p1): 2, (ada.edition_id, p2): 1,
                               (ada.edition_id, old): 1}
+    assert first_clicks(engine, ada.delivery_id) == {p1: at(90), p2: at(99), old: at(99)}
+    assert first_clicks(engine, bob.delivery_id) == {p1: at(200)}
     assert last_active(engine, ada.subscriber_id) == at(101)
     assert last_active(engine, bob.subscriber_id) == at(200)
     # The machine open changed nothing, and is not kept.
@@ -276,7 +291,7 @@ def test_a_replayed_batch_counts_once(
     assert post(client, key, [batch[1], event("c2", "click", ada, 30,
                                               url="https://arxiv.org/abs/2609.00002")]
                 )["duplicates"] == 1
-    assert clicks(engine) == {(ada.edition_id, ada.paper_ids[1]): 2}
+    assert clicks(engine) == {(ada.edition_id, ada.paper_ids[1]): 1}  # one reader
     assert stored_events(engine) == ["c1", "c2", "o1"]
 
 
@@ -557,18 +572,23 @@ def test_every_link_of_a_sent_digest_counts_for_its_paper_or_for_none(
     events = [{"sg_event_id": f"c{i}", "event": "click", "email": "ada@example.com",
                "timestamp": T0 + i, "url": link.replace("&amp;", "&"), **mail.custom_args}
               for i, link in enumerate(links)]
+    # The rating links (which hold the paper's id), manage, unsubscribe, view in browser,
+    # the day's list and the site itself count for no paper.
+    elsewhere = [i for i, link in enumerate(links) if link.rstrip("/") == SITE or any(
+        part in link for part in ("/rate/", "/manage/", "/unsubscribe/", "/digest/",
+                                  "/days/"))]
+    assert post(client, key, [events[i] for i in elsewhere])["received"] == len(elsewhere)
+    assert clicks(engine) == {}
     assert post(client, key, events)["received"] == len(links)
     with Session(engine) as session:
         carried = dict(session.exec(select(SentPaper.paper_id, Paper.key).join(
             Paper, Paper.id == SentPaper.paper_id)).all())  # type: ignore[arg-type]
+        digest = papers_of(session, int(mail.custom_args["delivery_id"]))
     per_paper = {carried[paper]: n for (_, paper), n in clicks(engine).items()}
-    assert set(per_paper) == set(carried.values())  # every paper of the digest, no other
-    # Each paper's title, "Read more", arXiv, PDF and code links count for it; the
-    # rating links (which hold the paper's id), manage, unsubscribe, view in browser, the
-    # day's list and the site itself count for none.
-    elsewhere = [link for link in links if link.rstrip("/") == SITE or any(
-        part in link for part in ("/rate/", "/manage/", "/unsubscribe/", "/digest/",
-                                  "/days/"))]
-    assert len([link for link in elsewhere if "/rate/" in link]) == 2 * len(carried)
-    assert sum(per_paper.values()) == len(links) - len(elsewhere)
-    assert all(n >= 4 for n in per_paper.values())  # title, Read more, arXiv, PDF
+    # Every paper of the digest, no other, and its one reader once.
+    assert per_paper == dict.fromkeys(carried.values(), 1)
+    assert len(elsewhere) >= 2 * len(carried)  # the rating links, at least
+    # Each paper's title, "Read more", arXiv, PDF and code links count for it.
+    opened = [clicked_paper(digest, link, SITE) for link in links]
+    assert [i for i, paper in enumerate(opened) if paper is None] == elsewhere
+    assert all(opened.count(paper) >= 4 for paper in carried)  # title, Read more, arXiv, PDF

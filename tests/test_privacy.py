@@ -35,7 +35,7 @@ REVIEWED = {
     "preferences": "a reader's choices",
     "consents": "IP and user agent of each consent",
     "deliveries": "which editions a reader got",
-    "sent_papers": "which papers a reader got, and why",
+    "sent_papers": "which papers a reader got, why, and which they clicked through to",
     "webhook_events": "provider events name the address",
     "suppressions": "the address of a bounced or complaining mailbox",
     "editions": "no: one row per day and frequency",
@@ -46,7 +46,6 @@ REVIEWED = {
     "paper_vectors": "no: one vector per paper",
     "ratings": "which papers a reader rated up or down, and when",
     "reader_models": "a model of what a reader wants, trained from their own signals",
-    "paper_clicks": "no: clicks per edition and paper, counted across readers",
     "operators": "no: operators' own addresses",
     "admin_sessions": "no: operators' sessions",
     "admin_login_failures": "a keyed hash of what was typed at the admin sign-in, and the "
@@ -76,6 +75,7 @@ def _reader_with_a_history(engine: Engine) -> subs.Subscriber:
         for position, paper in enumerate(papers):
             session.add(SentPaper(delivery_id=delivery.id, subscriber_id=row.id,
                                   paper_id=paper.id, position=position, score=80,
+                                  clicked_at=NOW if position == 0 else None,
                                   reasons="topic: Large Language Models\nkeyword: quantization"))
         events = [webhook.Event("ev-1", "delivered", STORED),
                   webhook.Event("ev-2", "open", STORED),
@@ -103,6 +103,8 @@ def test_export_holds_deliveries_papers_events_and_consents(engine: Engine) -> N
     assert delivery["papers"][0]["reasons"] == ["topic: Large Language Models",
                                                 "keyword: quantization"]
     assert delivery["papers"][0]["title"]
+    # Which papers they went to (each paper's first click).
+    assert [p["clicked_at"] for p in delivery["papers"]] == [NOW.isoformat(), None]
     assert [e["event"] for e in data["provider_events"]] == ["delivered", "open", "bounce"]
     assert data["preferences"]["description"] == DESCRIPTION
     assert data["preferences"]["liked_papers"] == ["2009.13987"]

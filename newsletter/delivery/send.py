@@ -22,7 +22,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select, update
 from sqlmodel import Session
@@ -51,6 +51,9 @@ from newsletter.links import LinkHolder, Links
 from newsletter.mail import BatchSender, batch_sender_for
 from newsletter.relevance.embedders import VectorSpace, space_for
 from newsletter.relevance.scores import choose
+
+if TYPE_CHECKING:
+    from newsletter.engagement import Audience
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
@@ -203,17 +206,19 @@ def _chunks(ids: Sequence[int], size: int) -> list[list[int]]:
 
 def prepare_edition(
     engine: Any, frequency: str, day: date, chunk_size: int = 1000,
-    now: Callable[[], datetime] = utcnow,
+    now: Callable[[], datetime] = utcnow, *, audience: Audience | None = None,
 ) -> tuple[int, int, list[list[int]]]:
     """Open the edition, plan its deliveries, and cut what is left to send into chunks.
 
     Returns (edition id, rows planned now, chunks of delivery ids). Safe to call again:
     it plans only subscribers not yet planned and hands out only rows not yet sent.
+    `audience`: how many readers a paper of a weekly edition's "most read this week" needs
+    (`audience_of(settings)`; the settings' defaults when not given).
     """
     with Session(engine) as session:
         edition = open_edition(session, frequency, day)
         planned = plan(session, edition)
-        freeze_most_read(session, edition)
+        freeze_most_read(session, edition, audience)
         session.commit()
         assert edition.id is not None
         ids = open_deliveries(session, edition.id, now())
@@ -237,19 +242,28 @@ def composer_for(settings: Any, day: date, frequency: str,
 MostRead = tuple[tuple[str, str], ...]  # (key, title) of each paper, most read first
 
 
-def _week_before(session: Session, day: date) -> MostRead:
-    from newsletter.engagement import most_read  # engagement reads the ledger's tables
+def audience_of(settings: Any) -> Audience:
+    """MOST_READ_MIN_READERS and MOST_READ_MIN_PERCENT."""
+    from newsletter.engagement import Audience  # engagement reads the ledger's tables
 
-    return tuple((m.key, m.title) for m in most_read(session, day - timedelta(days=1)))
+    return Audience.of(settings)
 
 
-def freeze_most_read(session: Session, edition: DigestEdition) -> None:
+def _week_before(session: Session, day: date, audience: Audience | None) -> MostRead:
+    from newsletter.engagement import Audience, most_read
+
+    found = most_read(session, day - timedelta(days=1), audience or Audience.default())
+    return tuple((m.key, m.title) for m in found)
+
+
+def freeze_most_read(session: Session, edition: DigestEdition,
+                     audience: Audience | None = None) -> None:
     """Freeze a weekly edition's "most read this week" (the week before its day) as it is
     planned, so every chunk, sent whenever, and the digest viewed in the browser later
     show the list that was mailed, while clicks on the week's digests keep arriving."""
     if edition.frequency != "weekly" or edition.most_read is not None:
         return
-    listed = [[key, title] for key, title in _week_before(session, edition.day)]
+    listed = [[key, title] for key, title in _week_before(session, edition.day, audience)]
     # Of two planners at once, the first one's list stands.
     session.execute(update(DigestEdition)
                     .where(DigestEdition.id == edition.id,  # type: ignore[arg-type]
@@ -269,7 +283,7 @@ def most_read_for(session: Session, settings: Any, frequency: str, day: date) ->
         DigestEdition.frequency == frequency, DigestEdition.day == day)).scalar()
     if frozen is not None:
         return tuple((key, title) for key, title in frozen)
-    return _week_before(session, day)
+    return _week_before(session, day, audience_of(settings))
 
 
 def addressee(links: Links, reader: Reader, selection: Selection,
@@ -305,7 +319,8 @@ def send_edition(
     local.prepare()
     # First what a send that stopped left: its rows are then sent, or free to hand out.
     journaled = settle_abandoned(engine, settings.send_journal)
-    edition_id, planned, chunks = prepare_edition(engine, frequency, day, chunk_size, now)
+    edition_id, planned, chunks = prepare_edition(engine, frequency, day, chunk_size, now,
+                                                  audience=audience_of(settings))
     report = SendReport(edition_id=edition_id, planned=planned, journaled=journaled)
     total, done = sum(len(c) for c in chunks), 0
 
@@ -371,7 +386,8 @@ def prepare_configured(frequency: str, day: date | None = None) -> tuple[int, li
     engine = engine_for(settings.database_url)
     journaled = settle_abandoned(engine, settings.send_journal)
     edition_id, planned, chunks = prepare_edition(engine, frequency, day or today_utc(),
-                                                  chunk_size=settings.delivery_chunk_size)
+                                                  chunk_size=settings.delivery_chunk_size,
+                                                  audience=audience_of(settings))
     log.info("edition=%s frequency=%s planned=%d chunks=%d journaled=%d", edition_id, frequency,
              planned, len(chunks), journaled)
     return edition_id, chunks

@@ -1,5 +1,6 @@
 """What a provider event changes: a delivery's first delivered, opened, clicked and bounced
-times, a paper's clicks in its edition, a reader's last activity. Counts, not a log.
+times, the first click on each paper it carried, a reader's last activity. First times,
+not a log.
 
 SendGrid echoes each personalization's `custom_args` as top-level fields of its events
 (Event Webhook reference,
@@ -19,9 +20,11 @@ the mail arrives: SendGrid marks those opens `sg_machine_open: true`. They say n
 about a person reading, so they are not counted at all.
 
 Only the first of each kind of event per delivery is kept (a unique open or click per
-edition is `count(opened_at)`); every click on a paper of the digest adds one to that
-paper's count in its edition. The received events themselves (the replay guard) are
-forgotten after ENGAGEMENT_RETENTION_DAYS (`forget_old_events`).
+edition is `count(opened_at)`), and only the first click on each paper of the digest
+(`sent_papers.clicked_at`): a reader who clicks a paper 200 times has gone to it once,
+which is all "most read this week" counts (engagement/most_read.py). The received events
+themselves (the replay guard) are forgotten after ENGAGEMENT_RETENTION_DAYS
+(`forget_old_events`).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, or_, text, update
+from sqlalchemy import delete, or_, update
 from sqlalchemy import select as select_rows
 from sqlmodel import Session
 
@@ -52,7 +55,6 @@ class Target:
     """The delivery an event names, and whose it is."""
 
     delivery_id: int
-    edition_id: int
     subscriber_id: int
     email: str
     tracking: bool
@@ -74,13 +76,13 @@ def targets(session: Session, delivery_ids: Sequence[int]) -> dict[int, Target]:
     subscribers = Subscriber.__table__  # type: ignore[attr-defined]
     preferences = Preferences.__table__  # type: ignore[attr-defined]
     rows = session.execute(
-        select_rows(deliveries.c.id, deliveries.c.edition_id, deliveries.c.subscriber_id,
+        select_rows(deliveries.c.id, deliveries.c.subscriber_id,
                     subscribers.c.email, preferences.c.tracking)
         .join(subscribers, subscribers.c.id == deliveries.c.subscriber_id)
         .outerjoin(preferences, preferences.c.subscriber_id == subscribers.c.id)
         .where(among(session, deliveries.c.id, sorted(set(delivery_ids))))
     )
-    return {row[0]: Target(row[0], row[1], row[2], row[3], row[4] is None or bool(row[4]))
+    return {row[0]: Target(row[0], row[1], row[2], row[3] is None or bool(row[3]))
             for row in rows}
 
 
@@ -122,13 +124,6 @@ def event_time(timestamp: int | None, now: datetime) -> datetime:
         except (OverflowError, OSError, ValueError):
             return now
     return now
-
-
-# Both databases take this upsert (SQLite since 3.24).
-_ADD_CLICK = text("""
-    INSERT INTO paper_clicks (edition_id, paper_id, clicks) VALUES (:edition, :paper, 1)
-    ON CONFLICT (edition_id, paper_id) DO UPDATE SET clicks = paper_clicks.clicks + 1
-""")
 
 
 def tracked_addresses(session: Session, emails: Sequence[str]) -> set[str]:
@@ -187,8 +182,18 @@ class Recorder:
                 self._papers[target.delivery_id] = papers_of(session, target.delivery_id)
             paper_id = clicked_paper(self._papers[target.delivery_id], url, self.site_url)
             if paper_id is not None:
-                session.execute(_ADD_CLICK, {"edition": target.edition_id, "paper": paper_id})
+                _first_click(session, target.delivery_id, paper_id, at)
         return True
+
+
+def _first_click(session: Session, delivery_id: int, paper_id: int, at: datetime) -> None:
+    """The reader went to this paper of their digest: keep the earliest time, once."""
+    session.execute(update(sent_papers)
+                    .where(sent_papers.c.delivery_id == delivery_id,
+                           sent_papers.c.paper_id == paper_id,
+                           or_(sent_papers.c.clicked_at.is_(None),
+                               sent_papers.c.clicked_at > at))
+                    .values(clicked_at=at))
 
 
 def touch(session: Session, subscriber_id: int, at: datetime) -> None:

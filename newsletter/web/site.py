@@ -57,10 +57,12 @@ def _landing_page() -> str:
     key = (_TODAY, outbox_open())
     cached: _RenderedPage | None = current_app.extensions.get(key)
     if cached is None or cached.expires <= now:
-        with Session(services().engine) as session:
+        svc = services()
+        with Session(svc.engine) as session:
             view = archive.latest(session)
             # Counts across readers, naming nobody: the same page for everyone, cacheable.
-            popular = engagement.most_read(session, today_utc())
+            popular = engagement.most_read(session, today_utc(),
+                                           engagement.Audience.of(svc.settings))
         html = render_template("index.html", view=view, most_read=popular, topics=TOPICS,
                                form={}, errors={})
         cached = current_app.extensions[key] = _RenderedPage(html, now + TODAY_TTL)
