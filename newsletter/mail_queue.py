@@ -155,6 +155,17 @@ class WaitingMail(SQLModel, table=True):
                                         sa_column=Column(DateTime(timezone=True)))
 
 
+def forget_reader(session: Any, subscriber_id: int) -> int:
+    """Drop the mail still waiting for a reader being erased (it names their row and their
+    choices); returns how many. Few wait at any time, so they are read and matched here."""
+    waiting = _waiting()
+    mine = [row.id for row in session.execute(select(waiting.c.id, waiting.c.job))
+            if row.job.get("subscriber_id") == subscriber_id]
+    if mine:
+        session.execute(delete(waiting).where(waiting.c.id.in_(mine)))
+    return len(mine)
+
+
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 

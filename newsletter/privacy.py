@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import delete, update
 from sqlmodel import Session, select
 
+from newsletter import mail_queue
 from newsletter import subscriber as subs
 from newsletter.delivery import Delivery, DigestEdition, SentPaper
 from newsletter.paper import Paper
@@ -116,6 +117,8 @@ def erase(session: Session, subscriber: Subscriber, limits: SignupLimits | None 
     session.exec(delete(ReaderModelRow).where(ReaderModelRow.subscriber_id == subscriber.id))  # type: ignore[call-overload, arg-type]
     session.exec(delete(SentPaper).where(SentPaper.subscriber_id == subscriber.id))  # type: ignore[call-overload, arg-type]
     session.exec(delete(Delivery).where(Delivery.subscriber_id == subscriber.id))  # type: ignore[call-overload, arg-type]
+    assert subscriber.id is not None
+    mail_queue.forget_reader(session, subscriber.id)
     # The event id stays, so a provider's retry of an old event is still seen as a repeat.
     session.exec(update(WebhookEvent).where(WebhookEvent.email == email)  # type: ignore[call-overload, arg-type]
                  .values(email=None))

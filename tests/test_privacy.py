@@ -13,7 +13,7 @@ from sqlalchemy import Engine, text
 from sqlmodel import Session, SQLModel, select
 
 import newsletter.models  # noqa: F401  (every table on the metadata)
-from newsletter import db, privacy, reader_input, webhook
+from newsletter import db, mail_queue, privacy, reader_input, webhook
 from newsletter import subscriber as subs
 from newsletter.config import Settings
 from newsletter.delivery import Delivery, DigestEdition, SentPaper
@@ -53,6 +53,8 @@ REVIEWED = {
     "signup_limit_windows": "no: sign-up counts keyed by keyed hashes; the inbox's go at erasure",
     "audit_log": "names readers by row id only (newsletter/admin/audit.py)",
     "installation_secrets": "no: the installation's development signing key",
+    "waiting_mail": "a mail job names the reader's row and choices until sent; erased with them",
+    "write_probes": "no: always empty (/healthz writes a row and rolls it back)",
 }
 
 
@@ -86,6 +88,11 @@ def _reader_with_a_history(engine: Engine) -> subs.Subscriber:
         learn.record_ratings(session, row.id, {papers[0].id: 1, papers[1].id: -1},
                              settings=Settings())
         session.expunge(row)
+    # A confirmation mail still waiting for a worker when they asked to be forgotten.
+    with db.transaction(engine) as session:
+        session.execute(mail_queue._waiting().insert().values(
+            job=mail_queue.MailJob("welcome", row.id, topics=("llm",)).to_json(),
+            queued_at=NOW))
     return row
 
 
@@ -143,7 +150,7 @@ def test_erasure_leaves_no_row_that_names_the_reader(engine: Engine) -> None:
                 assert value != reader.id, (table, column)
     with engine.connect() as conn:
         for table in ("subscribers", "preferences", "consents", "deliveries", "sent_papers",
-                      "ratings", "reader_models"):
+                      "ratings", "reader_models", "waiting_mail"):
             assert conn.execute(text(f"SELECT count(*) FROM {table}")).scalar() == 0, table
         # Provider events stay as bare ids, so a retried event is still seen as a repeat.
         assert conn.execute(text("SELECT count(*) FROM webhook_events")).scalar() == 3
