@@ -1,4 +1,5 @@
-"""A database that stops recording mid-send mails nobody twice (issue 22, finding 1).
+"""A database that stops recording mid-send mails nobody twice (issue 22, finding 1), and
+neither does a broker that goes away under a slow, rate-limiting provider.
 
 The send journal keeps each request's outcome on disk before the ledger is told; the send
 stops at the first outcome the database cannot record; the next send records what the
@@ -33,8 +34,8 @@ from newsletter.web import create_app
 from tests.conftest import ARXIV_FIXTURES
 from tests.support.admin_desk import add_operator, sign_in
 from tests.support.celery_procs import running, start_worker, wait_until
-from tests.support.sendgrid_server import Received, SendGridServer
-from tests.support.servers import postgres_server
+from tests.support.sendgrid_server import Fault, Received, SendGridServer
+from tests.support.servers import postgres_server, redis_process
 
 DAY = date(2026, 4, 27)  # the three single-category listings: 9 papers
 KEY = "SG.journal"
@@ -249,3 +250,60 @@ def test_a_postgres_outage_mid_send_through_celery_mails_everyone_once(
         assert statuses(engine) == {"sent": READERS}
         assert journal_files(journal) == []
         engine.dispose()
+
+
+# ------------------------------------------------------------------ Redis, a slow provider
+
+
+@pytest.mark.redis
+def test_a_redis_outage_mid_send_with_a_slow_rate_limiting_provider_mails_everyone_once(
+        sqlite_url: str, sg: SendGridServer, tmp_path: Path) -> None:
+    readers = [f"r{i:02d}@example.org" for i in range(60)]
+    engine = db.make_engine(sqlite_url)
+    store(engine, Settings(database_url=sqlite_url), readers)
+    journal = tmp_path / "send-journal"
+    with redis_process() as redis:
+        env = {**os.environ, "DATABASE_URL": sqlite_url, "REDIS_URL": redis.url,
+               "MAIL_BACKEND": "sendgrid", "SENDGRID_API_KEY": KEY, "SENDGRID_HOST": sg.url,
+               "MAIL_FROM": MAIL_FROM, "DELIVERY_CHUNK_SIZE": "10",
+               "SEND_JOURNAL_DIR": str(journal), "OUTBOX_DIR": str(tmp_path / "outbox")}
+        # The provider answers every mail request late, rate-limits the first two (retry in
+        # a second), and Redis goes away as the third arrives: six chunks are queued in it.
+        stopped: list[float] = []
+
+        def slow_limited_and_redis_gone(request: Received) -> Fault | None:
+            if not request.path.endswith("/mail/send"):
+                return None
+            mail = len(mail_requests(sg))
+            if mail == 3 and not stopped:
+                stopped.append(time.monotonic())
+                redis.stop()
+            if mail <= 2:
+                return Fault(status=429, headers={"X-RateLimit-Reset": str(int(time.time()) + 1)})
+            return Fault(delay=1.0)
+
+        sg.on_request = slow_limited_and_redis_gone
+        log = tmp_path / "worker.log"
+        worker = start_worker(env, log, queues="mail", concurrency=2, name="mail")
+        with running(worker):
+            client = Celery("paperwire-test", broker=redis.url, backend=redis.url)
+            client.send_task("paperwire.send_digests", args=("daily", DAY.isoformat()),
+                             queue="mail")
+            wait_until(lambda: stopped, 60, "Redis stopped mid-send", logs=(log,))
+            time.sleep(3)
+            redis.start()  # empty: the chunks still queued in it are gone with it
+            wait_until(lambda: statuses(engine).get("sending", 0) == 0, 60,
+                       "no delivery left sending", logs=(log,))
+        # What the lost chunks held is sent by the next `newsletter send` (beat's next run,
+        # or the operator's): every reader once, nobody twice, nothing stuck.
+        later = datetime.now(UTC) + delivery.LEASE + timedelta(minutes=1)
+        settings = Settings(database_url=sqlite_url, mail_backend="sendgrid",
+                            sendgrid_api_key=KEY, sendgrid_host=sg.url, mail_from=MAIL_FROM,
+                            send_journal_dir=journal, outbox_dir=tmp_path / "outbox")
+        sg.on_request = None
+        delivery.send_edition(engine, settings, day=DAY, now=lambda: later)
+    counts = sg.recipient_counts()
+    assert set(counts) == set(readers) and set(counts.values()) == {1}
+    assert statuses(engine) == {"sent": len(readers)}
+    assert journal_files(journal) == []
+    engine.dispose()

@@ -107,8 +107,12 @@ def make_celery() -> Celery:
         result_backend_transport_options={"visibility_timeout": config.broker_visibility_timeout},
         result_expires=3600,
         # SIGTERM is Celery's warm shutdown: running tasks finish, nothing new starts.
-        # A task cut off by a lost broker connection is redelivered rather than finished twice.
-        worker_cancel_long_running_tasks_on_connection_loss=True,
+        # A lost broker connection does not cut a running task off either: a digest chunk
+        # needs the database and the provider, not Redis, and one killed between a request
+        # and its answer leaves those readers in doubt, to be mailed again after the lease.
+        # Finished, its rows are settled; if Redis hands the unacknowledged task out again,
+        # its claim finds nothing left to send (every task is safe to run twice, above).
+        worker_cancel_long_running_tasks_on_connection_loss=False,
         task_track_started=True,
         beat_schedule=beat_entries(config),
     )
