@@ -244,13 +244,14 @@ def run_naive(url: str, sink: str, sample: int) -> dict[str, Any]:
     """
     from mjml import mjml2html
 
-    from newsletter import db, message
+    from newsletter import db
     from newsletter.delivery.ledger import window
     from newsletter.delivery.sources import candidates, confirmed_readers
     from newsletter.digest import select
     from newsletter.links import LinkHolder, Links
-    from newsletter.render import TEMPLATE_DIR
-    from newsletter.sendgrid import SendGridSender
+    from newsletter.mail import message
+    from newsletter.mail.render import TEMPLATE_DIR
+    from newsletter.mail.sendgrid import SendGridSender
 
     settings = production_settings(url, sink)
     engine = db.make_engine(url)

@@ -207,7 +207,7 @@ def send_command(app: App, dry_run: bool, day: date | None, weekly: bool, worker
     from sqlalchemy.exc import DBAPIError
 
     from newsletter.delivery.journal import JournalError
-    from newsletter.mail import MailError
+    from newsletter.mail.senders import MailError
 
     try:
         report = delivery.send_edition(app.engine, app.settings, frequency=frequency, day=day,
@@ -234,7 +234,7 @@ def sendgrid_group() -> None:
 
 
 def _sendgrid(app: App):  # type: ignore[no-untyped-def]
-    from newsletter.sendgrid import SendGridSender
+    from newsletter.mail.sendgrid import SendGridSender
 
     try:
         return SendGridSender.from_settings(app.settings)
@@ -246,7 +246,7 @@ def _sendgrid(app: App):  # type: ignore[no-untyped-def]
 @click.pass_obj
 def sendgrid_sync_command(app: App) -> None:
     """Upload the digest template as a new version and activate it, if it changed."""
-    from newsletter.sendgrid import TemplateError
+    from newsletter.mail.sendgrid import TemplateError
 
     try:
         click.echo(_sendgrid(app).sync().line())
@@ -258,7 +258,7 @@ def sendgrid_sync_command(app: App) -> None:
 @click.pass_obj
 def sendgrid_status_command(app: App) -> None:
     """Say whether SendGrid's active digest template is this release's; exit 1 if not."""
-    from newsletter.sendgrid import TemplateError
+    from newsletter.mail.sendgrid import TemplateError
 
     try:
         state = _sendgrid(app).template_state()
@@ -345,7 +345,7 @@ def status_command(app: App, as_json: bool) -> None:
 
 
 def _services(app: App):  # type: ignore[no-untyped-def]
-    from newsletter.mail import MailError
+    from newsletter.mail.senders import MailError
     from newsletter.signup import Services
 
     try:
@@ -360,7 +360,7 @@ def _services(app: App):  # type: ignore[no-untyped-def]
 @click.pass_obj
 def serve_command(app: App, host: str, port: int) -> None:
     """Run the website with Flask's development server (production: gunicorn, see README)."""
-    from newsletter.mail import MailError
+    from newsletter.mail.senders import MailError
     from newsletter.web import create_app
 
     try:
@@ -561,7 +561,7 @@ def demo_command(app: App, offline: bool, no_serve: bool, port: int | None) -> N
     """The whole service on this machine: ingest, cards, a demo reader's digest in the
     outbox, then the site, a Celery worker and beat on an embedded Redis until Ctrl-C."""
     from newsletter import demo
-    from newsletter.mail import MailError
+    from newsletter.mail.senders import MailError
 
     demo.enter_dev_mode()  # before the first setting is read
     host = "127.0.0.1"

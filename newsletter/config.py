@@ -87,7 +87,7 @@ class Settings(BaseSettings):
     # Engagement tracking by SendGrid, the operator's choice, off unless asked for: click
     # tracking rewrites every link of a digest to pass through SendGrid; open tracking adds
     # an invisible image whose loading reports an open (and Apple Mail loads it for every
-    # mail, so opens say little). A reader who opted out gets neither (newsletter/sendgrid.py).
+    # mail, so opens say little). A reader who opted out gets neither (newsletter/mail/sendgrid.py).
     sendgrid_click_tracking: bool = False
     sendgrid_open_tracking: bool = False
     # Days a received provider event (the replay guard, with the address it names) is kept;

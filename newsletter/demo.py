@@ -165,9 +165,9 @@ def prepare(engine: Engine, settings: Settings, *, offline: bool = False,
 
 
 def outbox_messages(outbox: Path, email: str) -> list[Path]:
-    from newsletter import mail
+    from newsletter.mail import senders
 
-    return [outbox / e.name for e in mail.outbox_entries(outbox) if email in e.to]
+    return [outbox / e.name for e in senders.outbox_entries(outbox) if email in e.to]
 
 
 # ------------------------------------------------------------------ the running service

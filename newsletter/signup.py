@@ -30,12 +30,14 @@ from newsletter import subscriber as subs
 from newsletter.config import Settings
 from newsletter.db import transaction
 from newsletter.links import CONFIRM_MAX_AGE, BadLink, LinkHolder, Links, signing_key
-from newsletter.mail import MailError, Message, Sender, list_headers, sender_for
+from newsletter.mail.message import list_headers
+from newsletter.mail.registry import sender_for
+from newsletter.mail.render import render_email
+from newsletter.mail.senders import MailError, Message, Sender
 from newsletter.mail_queue import MailJob, MailQueue
 from newsletter.pseudonyms import Pseudonyms
 from newsletter.reader_input import Client, InvalidInput, PreferenceValues
 from newsletter.relevance import learn
-from newsletter.render import render_email
 from newsletter.signup_limits import MailLimitHit, SignupLimits
 from newsletter.subscriber import LinkInvalid, Preferences, Subscriber
 from newsletter.taxonomy import topic_name

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, text
 
-from newsletter import db, sendgrid
+from newsletter import db
 from newsletter.config import Settings
+from newsletter.mail import sendgrid
 from tests.support.servers import Postgres, postgres_server, redis_server
 
 REPO = Path(__file__).resolve().parent.parent

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from newsletter.digest import Interests, candidate, select
-from newsletter.message import Addressee, compose
-from newsletter.render import render_digest
+from newsletter.mail.message import Addressee, compose
+from newsletter.mail.render import render_digest
 from tests.test_web_browser import chromium
 
 LONG = "Hyper" + "parameter" * 12  # one unbreakable word, far wider than a phone

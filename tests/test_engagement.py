@@ -22,13 +22,13 @@ from sqlmodel import Session, select
 
 from newsletter import db, engagement, privacy, reader_input
 from newsletter import subscriber as subs
-from newsletter.batch import Batch, Recipient
 from newsletter.config import ConfigError, Settings, load_settings
 from newsletter.delivery import Delivery, DigestEdition, SentPaper
 from newsletter.engagement.events import PaperLinks, clicked_paper, papers_of
-from newsletter.mail import Message
+from newsletter.mail.batch import Batch, Recipient
+from newsletter.mail.senders import Message
+from newsletter.mail.sendgrid import SendGridSender
 from newsletter.paper import Paper
-from newsletter.sendgrid import SendGridSender
 from newsletter.web import create_app
 from tests.support import web
 from tests.support.sendgrid_server import SendGridServer, validate
@@ -486,7 +486,7 @@ def test_the_stand_in_refuses_tracking_settings_sendgrid_does_not_document(
 
 
 def test_a_digest_keeps_the_readers_links_out_of_click_tracking() -> None:
-    from newsletter.render import digest_template
+    from newsletter.mail.render import digest_template
 
     html = digest_template().html
     for personal in ('href="{{m}}"', 'href="{{x}}"', 'href="{{v}}"', '/rate/{{rt}}/up"',

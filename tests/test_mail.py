@@ -8,9 +8,10 @@ from email.policy import default
 
 import pytest
 
-from newsletter.batch import Batch, Recipient
 from newsletter.config import Settings
-from newsletter.mail import MailError, Message, OneByOne, SmtpSender, batch_sender_for
+from newsletter.mail.batch import Batch, Recipient
+from newsletter.mail.registry import batch_sender_for
+from newsletter.mail.senders import MailError, Message, OneByOne, SmtpSender
 from tests.support.servers import free_port
 from tests.support.smtp import Inbox, smtp_server
 

@@ -19,7 +19,7 @@ from newsletter import mail_queue, reader_input, signup
 from newsletter import subscriber as subs
 from newsletter.config import Settings
 from newsletter.db import transaction
-from newsletter.mail import MailError, Message
+from newsletter.mail.senders import MailError, Message
 from newsletter.web import create_app
 from tests.support import web
 from tests.support.celery_procs import wait_until

@@ -9,8 +9,8 @@ import re
 from datetime import date
 
 from newsletter.digest import Interests, candidate, select
-from newsletter.message import DATA_LIMIT, Addressee, compose
-from newsletter.render import render_digest
+from newsletter.mail.message import DATA_LIMIT, Addressee, compose
+from newsletter.mail.render import render_digest
 
 SITE = "https://paperwire.example.org"
 DAY = date(2026, 9, 24)

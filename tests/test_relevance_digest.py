@@ -23,11 +23,11 @@ from newsletter.cli import main
 from newsletter.config import Settings
 from newsletter.digest import PaperIndex, candidate, interests
 from newsletter.ingest import ingest_files, store_entries
-from newsletter.message import Addressee, compose
+from newsletter.mail.message import Addressee, compose
+from newsletter.mail.render import render_digest
 from newsletter.parse import parse_feed
 from newsletter.relevance import rank
 from newsletter.relevance.embed import embed_pending
-from newsletter.render import render_digest
 from newsletter.summarize import summarize_pending
 from tests.conftest import ARXIV_FIXTURES
 from tests.support.web import mails_in, text_of

@@ -27,7 +27,7 @@ from newsletter import db, delivery, status
 from newsletter.cli import main
 from newsletter.config import Settings
 from newsletter.ingest import ingest_files
-from newsletter.sendgrid import SendGridSender
+from newsletter.mail.sendgrid import SendGridSender
 from newsletter.subscriber import Preferences, Subscriber
 from newsletter.summarize import summarize_pending
 from newsletter.web import create_app

@@ -14,14 +14,14 @@ import sendgrid
 from click.testing import CliRunner
 from python_http_client.exceptions import HTTPError
 
-from newsletter.batch import Batch, Recipient
 from newsletter.cli import main
 from newsletter.config import Settings
 from newsletter.digest import Interests, candidate, select
-from newsletter.mail import Message
-from newsletter.message import DATA_LIMIT, Addressee, compose
-from newsletter.render import DigestTemplate, digest_template
-from newsletter.sendgrid import SendGridSender, TemplateError
+from newsletter.mail.batch import Batch, Recipient
+from newsletter.mail.message import DATA_LIMIT, Addressee, compose
+from newsletter.mail.render import DigestTemplate, digest_template
+from newsletter.mail.senders import Message
+from newsletter.mail.sendgrid import SendGridSender, TemplateError
 from tests.support.sendgrid_server import RESERVED_HEADERS, Fault, SendGridServer
 
 KEY = "SG.test-key"

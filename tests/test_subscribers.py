@@ -19,9 +19,9 @@ from newsletter import subscriber as subs
 from newsletter.cli import main
 from newsletter.config import Settings
 from newsletter.links import BadLink, ExpiredLink, LinkHolder, Links
-from newsletter.mail import ConsoleSender, FileSender, Message, outbox_entries, read_outbox
+from newsletter.mail.render import render_email
+from newsletter.mail.senders import ConsoleSender, FileSender, Message, outbox_entries, read_outbox
 from newsletter.reader_input import Client, InvalidInput
-from newsletter.render import render_email
 from newsletter.subscriber import LinkInvalid
 from tests.support.web import link, outbox, text_of
 

@@ -20,9 +20,9 @@ from newsletter.card import Card
 from newsletter.config import Settings
 from newsletter.delivery import Delivery, DigestEdition
 from newsletter.links import LinkHolder, Links
+from newsletter.mail.render import RenderedDigest
 from newsletter.paper import Paper
 from newsletter.relevance.tables import Rating
-from newsletter.render import RenderedDigest
 from newsletter.subscriber import (
     STATUSES,
     Consent,

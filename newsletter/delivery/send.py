@@ -27,8 +27,6 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select, update
 from sqlmodel import Session
 
-from newsletter import message
-from newsletter.batch import Batch
 from newsletter.delivery.journal import Journal, settle_abandoned
 from newsletter.delivery.ledger import (
     DigestEdition,
@@ -48,7 +46,10 @@ from newsletter.delivery.ledger import (
 from newsletter.delivery.sources import Reader, candidates, readers
 from newsletter.digest import PaperIndex, Selection
 from newsletter.links import LinkHolder, Links
-from newsletter.mail import BatchSender, batch_sender_for
+from newsletter.mail import message
+from newsletter.mail.batch import Batch
+from newsletter.mail.registry import batch_sender_for
+from newsletter.mail.senders import BatchSender
 from newsletter.relevance.embedders import VectorSpace, space_for
 from newsletter.relevance.scores import choose
 

@@ -12,7 +12,6 @@ from sqlalchemy import and_, text
 from sqlalchemy import select as select_rows
 from sqlmodel import Session
 
-from newsletter import message
 from newsletter.card import Card
 from newsletter.delivery.ledger import SentPaper, already_sent, today_utc, window
 from newsletter.delivery.send import addressee, most_read_for
@@ -26,10 +25,11 @@ from newsletter.delivery.sources import (
 )
 from newsletter.digest import PaperIndex, Pick, Selection
 from newsletter.links import BadLink, Links
+from newsletter.mail import message
+from newsletter.mail.render import render_digest
 from newsletter.paper import Paper
 from newsletter.relevance.embedders import space_for
 from newsletter.relevance.scores import choose
-from newsletter.render import render_digest
 from newsletter.subscriber import UnknownReader
 
 

@@ -16,7 +16,7 @@ from werkzeug.exceptions import HTTPException
 from newsletter import db
 from newsletter.config import Settings, load_settings
 from newsletter.links import BadLink, ExpiredLink, Links, signing_key
-from newsletter.mail import Sender
+from newsletter.mail.senders import Sender
 from newsletter.signup import Services
 from newsletter.subscriber import LinkInvalid
 from newsletter.web import admin, ratings, site, subscriptions, unavailable, webhooks

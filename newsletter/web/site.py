@@ -24,8 +24,9 @@ from flask import (
 )
 from sqlmodel import Session
 
-from newsletter import archive, engagement, mail, rating, status
+from newsletter import archive, engagement, rating, status
 from newsletter.delivery.ledger import today_utc
+from newsletter.mail import senders
 from newsletter.taxonomy import TOPICS
 from newsletter.web.common import from_loopback, mail_html_policy, services
 
@@ -143,7 +144,7 @@ def outbox_open() -> bool:
 def outbox():  # type: ignore[no-untyped-def]
     if not outbox_open():
         abort(404)
-    entries = mail.outbox_entries(services().settings.outbox_dir)
+    entries = senders.outbox_entries(services().settings.outbox_dir)
     return render_template("outbox.html", entries=entries)
 
 
@@ -151,18 +152,18 @@ def outbox():  # type: ignore[no-untyped-def]
 def outbox_message(name: str):  # type: ignore[no-untyped-def]
     if not outbox_open():
         abort(404)
-    message = mail.read_outbox(services().settings.outbox_dir, name)
+    message = senders.read_outbox(services().settings.outbox_dir, name)
     if message is None:
         abort(404)
     return render_template("outbox_message.html", message=message,
-                           links=mail.links_in(message.text))
+                           links=senders.links_in(message.text))
 
 
 @blueprint.get("/outbox/<name>/html")
 def outbox_html(name: str):  # type: ignore[no-untyped-def]
     if not outbox_open():
         abort(404)
-    message = mail.read_outbox(services().settings.outbox_dir, name)
+    message = senders.read_outbox(services().settings.outbox_dir, name)
     if message is None or message.html is None:
         abort(404)
     response = make_response(message.html)

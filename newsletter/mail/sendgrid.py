@@ -70,11 +70,11 @@ import sendgrid
 from python_http_client.client import Response
 from python_http_client.exceptions import HTTPError
 
-from newsletter.batch import UNLOGGED, Batch, BatchResult, Recipient, RequestLog
 from newsletter.config import Settings
-from newsletter.mail import MailError, Message
-from newsletter.message import DATA_LIMIT
-from newsletter.render import DigestTemplate, digest_template, render_digest
+from newsletter.mail.batch import UNLOGGED, Batch, BatchResult, Recipient, RequestLog
+from newsletter.mail.message import DATA_LIMIT
+from newsletter.mail.render import DigestTemplate, digest_template, render_digest
+from newsletter.mail.senders import MailError, Message
 
 log = logging.getLogger(__name__)
 

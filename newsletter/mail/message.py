@@ -23,11 +23,10 @@ from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
-from newsletter.batch import Batch, Recipient
 from newsletter.digest import Candidate, Pick, Selection, headline
-from newsletter.mail import list_headers
+from newsletter.mail.batch import Batch, Recipient
 from newsletter.reasons import why_line
 from newsletter.taxonomy import topic_name
 
@@ -73,6 +72,16 @@ class Addressee:
     rate_tokens: tuple[str, ...] = ()
     # False: the reader opted out of open and click tracking.
     tracking: bool = True
+
+
+def list_headers(unsubscribe_url: str, base_url: str) -> dict[str, str]:
+    """The RFC 2369 / RFC 8058 headers that make mail clients show an unsubscribe button."""
+    host = urlsplit(base_url).hostname or "localhost"
+    return {
+        "List-Unsubscribe": f"<{unsubscribe_url}>",
+        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+        "List-Id": f"Paperwire <paperwire.{host}>",
+    }
 
 
 def short_authors(authors: Sequence[str], limit: int = 3) -> str:

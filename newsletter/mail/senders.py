@@ -3,7 +3,7 @@
 Every sender has the same shape, `send(message) -> str` (an id for logs), so the
 confirmation and the welcome mail never know where mail goes. MAIL_BACKEND picks one:
 `file` (the embedded default: `.eml` files in OUTBOX_DIR), `console`, `smtp` or `sendgrid`.
-Digests go out in batches (`batch_sender_for`): SendGrid renders up to a request's limit of
+Digests go out in batches (`registry.batch_sender_for`): SendGrid renders up to a request's limit of
 readers from its copy of the digest template; the others render the same template here
 (`render_digest`) and send message by message.
 """
@@ -25,11 +25,10 @@ from email.policy import EmailPolicy, default
 from email.utils import format_datetime, make_msgid, parseaddr
 from pathlib import Path
 from typing import Protocol, TextIO
-from urllib.parse import urlsplit
 
-from newsletter.batch import UNLOGGED, Batch, BatchResult, RequestLog
 from newsletter.config import Settings
-from newsletter.render import render_digest
+from newsletter.mail.batch import UNLOGGED, Batch, BatchResult, RequestLog
+from newsletter.mail.render import render_digest
 
 # Outbox file names are ours; anything else asked of /outbox is refused.
 OUTBOX_NAME = re.compile(r"\d{8}T\d{6}\d{6}Z-[0-9a-f]{32}\.eml")
@@ -110,16 +109,6 @@ def to_mime(message: Message, mail_from: str, now: datetime | None = None) -> Em
     mime.attach(_body(message.text, "plain"))
     mime.attach(_body(message.html, "html"))
     return mime
-
-
-def list_headers(unsubscribe_url: str, base_url: str) -> dict[str, str]:
-    """The RFC 2369 / RFC 8058 headers that make mail clients show an unsubscribe button."""
-    host = urlsplit(base_url).hostname or "localhost"
-    return {
-        "List-Unsubscribe": f"<{unsubscribe_url}>",
-        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-        "List-Id": f"Paperwire <paperwire.{host}>",
-    }
 
 
 class Sender(Protocol):
@@ -227,32 +216,6 @@ class BatchSender(Protocol):
         is claimed; raises MailError (with what to do) when it cannot."""
 
     def send_batch(self, batch: Batch, log: RequestLog = UNLOGGED) -> BatchResult: ...
-
-
-def batch_sender_for(settings: Settings) -> BatchSender:
-    """The MAIL_BACKEND as digests use it: SendGrid natively, the others message by message."""
-    if settings.mail_backend == "sendgrid":
-        from newsletter.sendgrid import SendGridSender
-
-        return SendGridSender.from_settings(settings)
-    if settings.mail_backend == "smtp":
-        return OneByOne(SmtpSender(settings))
-    if settings.mail_backend == "console":
-        return OneByOne(ConsoleSender(settings.mail_from))
-    return OneByOne(FileSender(settings.outbox_dir, settings.mail_from))
-
-
-def sender_for(settings: Settings) -> Sender:
-    """The MAIL_BACKEND for single messages (confirmation, welcome)."""
-    if settings.mail_backend == "file":
-        return FileSender(settings.outbox_dir, settings.mail_from)
-    if settings.mail_backend == "console":
-        return ConsoleSender(settings.mail_from)
-    if settings.mail_backend == "smtp":
-        return SmtpSender(settings)
-    from newsletter.sendgrid import SendGridSender
-
-    return SendGridSender.from_settings(settings)
 
 
 @dataclass(frozen=True)
