@@ -39,6 +39,31 @@ class BrokerDown(Exception):
     """The broker did not take the task, or refused one moments ago."""
 
 
+class Outage:
+    """What a process remembers of a Redis that failed: until when requests do not try it
+    again. The callers keep the clock and the pause, so tests can move them."""
+
+    def __init__(self) -> None:
+        self._until: float | None = None
+        self._lock = threading.Lock()
+
+    def known(self, now: float) -> bool:
+        """True while the pause after the last failure runs: do not try Redis now."""
+        return self._until is not None and now < self._until
+
+    def began(self, now: float, pause: float) -> bool:
+        """Redis failed now; True when that is news (it was answering before)."""
+        with self._lock:
+            news, self._until = self._until is None, now + pause
+        return news
+
+    def ended(self) -> bool:
+        """Redis answered; True when that ends an outage."""
+        with self._lock:
+            was, self._until = self._until is not None, None
+        return was
+
+
 def redis_client(url: str) -> redis.Redis:
     """A client that tries once and gives up within a second: the site's health check
     and sign-up limits use it."""
@@ -62,23 +87,22 @@ class Publisher:
                                       "socket_timeout": SOCKET_TIMEOUT},
         )
         self._clock = clock
-        self._down_until = 0.0
-        self._lock = threading.Lock()
+        self._outage = Outage()
 
     def publish(self, task: str, queue: str, args: Sequence[Any] = (),
                 kwargs: dict[str, Any] | None = None) -> None:
         """Put one task on `queue`; BrokerDown when the broker does not take it now."""
-        if self._clock() < self._down_until:
+        if self._outage.known(self._clock()):
             raise BrokerDown("the broker refused a task moments ago")
         try:
             self._app.send_task(task, args=list(args), kwargs=kwargs or {}, queue=queue,
                                 retry=False)
         except Exception as exc:
-            with self._lock:
-                self._down_until = self._clock() + DOWN_FOR
+            self._outage.began(self._clock(), DOWN_FOR)
             log.error("broker: %s not taken (%s); not trying again for %.0f s", task, exc,
                       DOWN_FOR)
             raise BrokerDown(str(exc)) from exc
+        self._outage.ended()
 
 
 @functools.cache

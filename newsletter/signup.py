@@ -61,15 +61,17 @@ class Services:
 
     @classmethod
     def build(cls, settings: Settings, engine: Engine, sender: Sender | None = None,
-              links: Links | None = None) -> Services:
+              key: str | None = None) -> Services:
+        """`key`: the signing key, when the caller has read it already (the site, for its
+        cookies too); else read here."""
         def handle(job: MailJob) -> None:
             with contextlib.suppress(SendFailed):  # logged; nobody is waiting for it
                 send_job(svc, job)
 
-        key = signing_key(settings, engine)
+        key = key or signing_key(settings, engine)
         pseudonyms = Pseudonyms(key)
         svc = cls(settings, engine, sender or sender_for(settings),
-                  links or Links(key, settings.base_url),
+                  Links(key, settings.base_url),
                   SignupLimits.from_settings(settings, engine, pseudonyms),
                   mail_queue.for_broker(settings.redis_url, handle, engine), pseudonyms)
         return svc

@@ -232,8 +232,8 @@ class SignupLimits:
     database: DatabaseCounters
     redis_counters: RedisCounters | None = None
     clock: Callable[[], float] = time.monotonic
-    # While Redis is failing: the clock's time it is asked again.
-    _redis_retry_at: float | None = field(default=None, init=False)
+    # While Redis is failing: when it is asked again.
+    _outage: broker.Outage = field(default_factory=broker.Outage, init=False)
 
     @classmethod
     def from_settings(cls, settings: Settings, engine: Engine, pseudonyms: Pseudonyms
@@ -289,19 +289,16 @@ class SignupLimits:
 
     def _count(self, conn: Connection, windows: list[Window]) -> int | None:
         counters = self.redis_counters
-        if counters is not None and (self._redis_retry_at is None
-                                     or self.clock() >= self._redis_retry_at):
+        if counters is not None and not self._outage.known(self.clock()):
             try:
                 full = counters.count_unless_full(windows, self.database.live(conn, windows))
             except (redis.RedisError, OSError) as exc:  # Redis is down or refusing
-                if self._redis_retry_at is None:
+                if self._outage.began(self.clock(), REDIS_RETRY):
                     log.error("sign-up limits: Redis at %s unreachable (%s); counting in the "
                               "database until it answers", counters.where, exc)
-                self._redis_retry_at = self.clock() + REDIS_RETRY
             else:
-                if self._redis_retry_at is not None:
+                if self._outage.ended():
                     log.warning("sign-up limits: Redis at %s answers again; counting there",
                                 counters.where)
-                self._redis_retry_at = None
                 return full
         return self.database.count_unless_full(conn, windows)

@@ -2,9 +2,8 @@
 
 Every schedule comes from the environment (INGEST_SCHEDULE, SUMMARIZE_SCHEDULE,
 DIGEST_SCHEDULE or DIGEST_HOUR_UTC, WEEKLY_DIGEST_SCHEDULE or WEEKLY_DIGEST_DAY,
-AUDIT_CLEANUP_SCHEDULE,
-EXPIRE_PENDING_SCHEDULE, ENGAGEMENT_CLEANUP_SCHEDULE, WAITING_MAIL_SCHEDULE): a cron line
-or an interval in seconds, checked by config.py.
+EXPIRE_PENDING_SCHEDULE, ENGAGEMENT_CLEANUP_SCHEDULE, AUDIT_CLEANUP_SCHEDULE,
+WAITING_MAIL_SCHEDULE): a cron line or an interval in seconds, checked by config.py.
 """
 
 from __future__ import annotations

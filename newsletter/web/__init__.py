@@ -15,7 +15,7 @@ from werkzeug.exceptions import HTTPException
 
 from newsletter import db
 from newsletter.config import Settings, load_settings
-from newsletter.links import BadLink, ExpiredLink, Links, signing_key
+from newsletter.links import BadLink, ExpiredLink, signing_key
 from newsletter.mail.senders import Sender
 from newsletter.signup import Services
 from newsletter.subscriber import LinkInvalid
@@ -58,8 +58,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.wsgi_app = TrustedProxies(  # type: ignore[method-assign]
         app.wsgi_app, settings.trusted_proxies, networks(settings.trusted_proxy_networks))
 
-    app.extensions[SERVICES] = Services.build(settings, engine, sender,
-                                              Links(key, settings.base_url))
+    app.extensions[SERVICES] = Services.build(settings, engine, sender, key)
 
     csrf = OriginCheckedCSRF(app, settings.base_url)
     # One-click unsubscribe comes from mail providers with no cookie and no form token
