@@ -82,15 +82,20 @@ def _postgres_database(pg: Postgres, template: str) -> str:
     return pg.url(name)
 
 
+def migrated_sqlite(folder: Path) -> str:
+    """The URL of a migrated, empty SQLite database in `folder`."""
+    url = f"sqlite:///{folder / 'paperwire.db'}"
+    engine = db.make_engine(url)
+    db.upgrade(engine)
+    engine.dispose()
+    return url
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A migrated, empty database: the test runs once on SQLite and once on Postgres."""
     if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'paperwire.db'}"
-        engine = db.make_engine(url)
-        db.upgrade(engine)
-        engine.dispose()
-        return url
+        return migrated_sqlite(tmp_path)
     pg = request.getfixturevalue("pg")
     return _postgres_database(pg, request.getfixturevalue("pg_template"))
 

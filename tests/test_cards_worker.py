@@ -12,7 +12,7 @@ from celery import Celery
 from sqlalchemy import text
 
 from newsletter import db
-from tests.conftest import arxiv_fixture
+from tests.conftest import arxiv_fixture, migrated_sqlite
 from tests.support.http import Reply, ScriptedServer
 from tests.support.servers import celery_worker
 
@@ -23,11 +23,7 @@ COMBINED = arxiv_fixture("rss_cs.LG+cs.AI+cs.CL+stat.ML_2026-09-24.xml").read_by
 @pytest.fixture
 def database_url(tmp_path: Path) -> str:
     """SQLite only: this tests the task chain; the card store runs on Postgres elsewhere."""
-    url = f"sqlite:///{tmp_path / 'paperwire.db'}"
-    engine = db.make_engine(url)
-    db.upgrade(engine)
-    engine.dispose()
-    return url
+    return migrated_sqlite(tmp_path)
 
 
 @pytest.fixture

@@ -38,7 +38,7 @@ from newsletter.web.common import SERVICES
 from tests.conftest import ARXIV_FIXTURES
 from tests.support.admin_desk import OPERATOR, PASSWORD, add_operator
 from tests.support.celery_procs import wait_until
-from tests.support.servers import Postgres, postgres_server
+from tests.support.servers import Postgres, postgres_of_its_own
 from tests.support.web import csrf_token
 
 READER = "reader@example.org"
@@ -95,13 +95,7 @@ class Site:
 
 @pytest.fixture
 def cluster() -> Iterator[Postgres]:
-    """A Postgres of this test's own: stopping the suite's would fail everyone else's."""
-    with postgres_server() as server:
-        admin = db.make_engine(server.url("postgres")).execution_options(
-            isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text("CREATE DATABASE paperwire"))
-        admin.dispose()
+    with postgres_of_its_own() as server:
         yield server
 
 

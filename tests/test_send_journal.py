@@ -31,11 +31,11 @@ from newsletter.mail.sendgrid import SendGridSender
 from newsletter.subscriber import Preferences, Subscriber
 from newsletter.summarize import summarize_pending
 from newsletter.web import create_app
-from tests.conftest import ARXIV_FIXTURES
+from tests.conftest import ARXIV_FIXTURES, migrated_sqlite
 from tests.support.admin_desk import add_operator, sign_in
 from tests.support.celery_procs import running, start_worker, wait_until
 from tests.support.sendgrid_server import Fault, Received, SendGridServer
-from tests.support.servers import postgres_server, redis_process
+from tests.support.servers import postgres_of_its_own, redis_process
 
 DAY = date(2026, 4, 27)  # the three single-category listings: 9 papers
 KEY = "SG.journal"
@@ -77,11 +77,7 @@ def accepted_by(sg: SendGridServer) -> set[str]:
 
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
-    url = f"sqlite:///{tmp_path / 'paperwire.db'}"
-    engine = db.make_engine(url)
-    db.upgrade(engine)
-    engine.dispose()
-    return url
+    return migrated_sqlite(tmp_path)
 
 
 @pytest.fixture
@@ -196,12 +192,7 @@ CHUNK = 100  # three mail tasks, two at a time
 def test_a_postgres_outage_mid_send_through_celery_mails_everyone_once(
         redis_url: str, sg: SendGridServer, tmp_path: Path) -> None:
     readers = [f"r{i:03d}@example.org" for i in range(READERS)]
-    with postgres_server() as pg:
-        admin = db.make_engine(pg.url("postgres")).execution_options(
-            isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text("CREATE DATABASE paperwire"))
-        admin.dispose()
+    with postgres_of_its_own() as pg:
         url = pg.url("paperwire")
         engine = db.make_engine(url)
         db.upgrade(engine)

@@ -212,3 +212,20 @@ def celery_worker(env: dict[str, str], queues: str, log_path: Path) -> Iterator[
                 proc.wait(20)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+@contextlib.contextmanager
+def postgres_of_its_own(database: str = "paperwire") -> Iterator[Postgres]:
+    """A Postgres server for one fault test, with an empty `database`: stopping the
+    suite's shared server would fail every other test."""
+    from sqlalchemy import text
+
+    from newsletter import db
+
+    with postgres_server() as server:
+        admin = db.make_engine(server.url("postgres")).execution_options(
+            isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f"CREATE DATABASE {database}"))
+        admin.dispose()
+        yield server
