@@ -82,7 +82,7 @@ def add_models(conn: Any, share: float, papers: int, rng: random.Random, now: da
     """Paper vectors for every paper, and `share` of the readers each holding a model
     trained from 20 ratings of earlier papers (rows in `ratings` too), as `learn` stores
     them. Returns how many readers hold one."""
-    from newsletter.paper import Paper
+    from newsletter.ingest.paper import Paper
     from newsletter.relevance import embedders, model, vectors
     from newsletter.relevance.tables import PaperVector, Rating, ReaderModelRow
 
@@ -137,7 +137,7 @@ def build(url: str, subscribers: int, papers: int, seed: int = 7, models: float 
     `models`, that share of them holding a reader model (see `add_models`)."""
     from newsletter import db
     from newsletter.card import Card
-    from newsletter.paper import Paper
+    from newsletter.ingest.paper import Paper
     from newsletter.subscriber import Preferences, Subscriber
 
     rng = random.Random(seed)

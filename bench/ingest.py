@@ -21,10 +21,10 @@ from sqlalchemy import Engine, event, text
 from sqlmodel import Session, select
 
 from newsletter import db
-from newsletter.fetch import Fetched
-from newsletter.ingest import ingest_document
-from newsletter.paper import Paper, merge, new_row
-from newsletter.parse import parse_feed
+from newsletter.ingest.fetch import Fetched
+from newsletter.ingest.paper import Paper, merge, new_row
+from newsletter.ingest.parse import parse_feed
+from newsletter.ingest.store import ingest_document
 
 ITEM = """    <item>
       <title>{title}</title>

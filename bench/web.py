@@ -85,7 +85,7 @@ def build(url: str, today: date, per_day: int = PAPERS_A_DAY, days: int = DAYS,
 
     from newsletter import db
     from newsletter.card import Card
-    from newsletter.paper import Paper
+    from newsletter.ingest.paper import Paper
 
     rng = random.Random(seed)
     engine = db.make_engine(url)

@@ -14,8 +14,8 @@ from sqlalchemy import func, or_
 from sqlmodel import Session, select
 
 from newsletter.card import card_json, cards_for
-from newsletter.feed import Feed
-from newsletter.paper import Paper, latest_announcement_day, listed
+from newsletter.ingest.feed import Feed
+from newsletter.ingest.paper import Paper, latest_announcement_day, listed
 from newsletter.taxonomy import topic_name
 
 # Days with papers on one page of /days.

@@ -21,7 +21,7 @@ from pydantic import Field as PydanticField
 from sqlalchemy import JSON, Column, DateTime, ForeignKey, Integer, Text, and_, or_, update
 from sqlmodel import Field, Session, SQLModel, select
 
-from newsletter.paper import Paper, listed
+from newsletter.ingest.paper import Paper, listed
 from newsletter.taxonomy import MAX_TOPICS, SLUGS, known_topics
 
 KEY_POINTS = 4

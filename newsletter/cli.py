@@ -13,12 +13,13 @@ import click
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
-from newsletter import db, ingest
+from newsletter import db
 from newsletter.admin.cli import admin_group
 from newsletter.card import card_json, cards_for, find_paper
 from newsletter.config import ConfigError, Settings, load_settings
-from newsletter.feed import Feed
-from newsletter.paper import paper_json, papers_of_day
+from newsletter.ingest import store as ingest
+from newsletter.ingest.feed import Feed
+from newsletter.ingest.paper import paper_json, papers_of_day
 
 
 class App:

@@ -31,10 +31,10 @@ from pathlib import Path
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
-from newsletter import ingest
 from newsletter.card import Card
 from newsletter.config import Settings
-from newsletter.paper import Paper, latest_announcement_day, papers_of_day
+from newsletter.ingest import store as ingest
+from newsletter.ingest.paper import Paper, latest_announcement_day, papers_of_day
 
 Progress = Callable[[str], None]
 

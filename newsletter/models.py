@@ -4,10 +4,10 @@ from newsletter.admin.accounts import AdminSession, LoginFailure, Operator
 from newsletter.admin.audit import AuditEntry
 from newsletter.card import Card
 from newsletter.delivery import Delivery, DigestEdition, SentPaper
-from newsletter.feed import Feed
+from newsletter.ingest.feed import Feed
+from newsletter.ingest.paper import Paper
 from newsletter.installation import InstallationSecret
 from newsletter.mail_queue import WaitingMail
-from newsletter.paper import Paper
 from newsletter.relevance.tables import PaperVector, Rating, ReaderModelRow
 from newsletter.signup_limits import MailLimitHit, SignupWindow
 from newsletter.status import WriteProbe

@@ -24,7 +24,7 @@ from sqlmodel import Session, select
 from newsletter import mail_queue
 from newsletter import subscriber as subs
 from newsletter.delivery import Delivery, DigestEdition, SentPaper
-from newsletter.paper import Paper
+from newsletter.ingest.paper import Paper
 from newsletter.relevance.tables import Rating, ReaderModelRow
 from newsletter.signup_limits import SignupLimits, forget_ended_windows
 from newsletter.subscriber import Subscriber, Suppression, WebhookEvent

@@ -27,8 +27,8 @@ from sqlmodel import Session
 from newsletter import archive
 from newsletter.archive import PaperView
 from newsletter.db import transaction
+from newsletter.ingest.paper import Paper, latest_announcement_day
 from newsletter.links import BadLink, LinkHolder
-from newsletter.paper import Paper, latest_announcement_day
 from newsletter.relevance import learn, model
 from newsletter.relevance.embed import vectors_for
 from newsletter.relevance.embedders import space_for

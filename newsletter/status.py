@@ -19,8 +19,8 @@ from sqlmodel import Field, Session, SQLModel, select
 from newsletter.card import Card
 from newsletter.delivery import Delivery, DigestEdition
 from newsletter.delivery.journal import accepted_waiting
-from newsletter.feed import Feed
-from newsletter.paper import Paper
+from newsletter.ingest.feed import Feed
+from newsletter.ingest.paper import Paper
 from newsletter.signup_limits import MAIL_LIMITS, MailLimitHit
 from newsletter.subscriber import Suppression
 

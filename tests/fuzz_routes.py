@@ -29,9 +29,9 @@ from sqlmodel import select
 from newsletter import db, reader_input
 from newsletter import subscriber as subs
 from newsletter.config import Settings
-from newsletter.ingest import ingest_files
+from newsletter.ingest.paper import Paper
+from newsletter.ingest.store import ingest_files
 from newsletter.links import LinkHolder, Links, signing_key
-from newsletter.paper import Paper
 from newsletter.web import create_app
 from tests.conftest import ARXIV_FIXTURES
 from tests.support.admin_desk import add_operator, sign_in

@@ -21,7 +21,7 @@ from newsletter.admin.audit import AuditEntry
 from newsletter.card import Card
 from newsletter.config import Settings
 from newsletter.delivery import Delivery, prepare_edition, send_edition
-from newsletter.feed import Feed
+from newsletter.ingest.feed import Feed
 from newsletter.relevance.tables import Rating
 from newsletter.summarize import summarize_pending
 from newsletter.web import create_app

@@ -15,8 +15,8 @@ from sqlmodel import Session
 from newsletter.admin import stats
 from newsletter.card import Card
 from newsletter.delivery import Delivery, DigestEdition
-from newsletter.feed import Feed
-from newsletter.paper import Paper
+from newsletter.ingest.feed import Feed
+from newsletter.ingest.paper import Paper
 from newsletter.relevance.tables import PaperVector, Rating
 from newsletter.subscriber import Consent, Preferences, Subscriber, Suppression
 

@@ -18,10 +18,10 @@ from sqlmodel import Session, select
 
 from newsletter.card import Card, card_json, check_draft
 from newsletter.config import Settings
-from newsletter.ingest import ingest_files, store_entries
+from newsletter.ingest.paper import Paper
+from newsletter.ingest.parse import parse_feed
+from newsletter.ingest.store import ingest_files, store_entries
 from newsletter.llm_writer import LLMWriter, Throttle
-from newsletter.paper import Paper
-from newsletter.parse import parse_feed
 from newsletter.price import PRICES_PER_MTOK
 from newsletter.prompt import PROMPT_VERSION
 from newsletter.summarize import SummarizeReport, summarize_pending

@@ -14,10 +14,10 @@ from sqlmodel import Session, select
 from newsletter.card import Card, check_draft
 from newsletter.cli import main
 from newsletter.config import Settings
-from newsletter.ingest import ingest_files
+from newsletter.ingest.paper import PaperEntry
+from newsletter.ingest.parse import FeedError, parse_feed
+from newsletter.ingest.store import ingest_files
 from newsletter.offline_writer import extract_card, split_sentences
-from newsletter.paper import PaperEntry
-from newsletter.parse import FeedError, parse_feed
 from newsletter.summarize import summarize_pending
 from newsletter.taxonomy import SLUGS
 from tests.conftest import ARXIV_FIXTURES

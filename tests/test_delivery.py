@@ -21,7 +21,7 @@ from sqlmodel import Session
 
 from newsletter import delivery
 from newsletter.config import Settings
-from newsletter.ingest import ingest_files
+from newsletter.ingest.store import ingest_files
 from newsletter.mail.batch import UNLOGGED, Batch, BatchResult, RequestLog
 from newsletter.mail.senders import FileSender, MailError, OneByOne
 from newsletter.mail.sendgrid import SendGridSender

@@ -24,9 +24,9 @@ from sqlmodel import Session, select
 from newsletter import db
 from newsletter.cli import main
 from newsletter.config import ConfigError, Settings, load_settings
-from newsletter.ingest import ingest_files, store_entries
-from newsletter.paper import Paper, PaperEntry
-from newsletter.parse import parse_feed
+from newsletter.ingest.paper import Paper, PaperEntry
+from newsletter.ingest.parse import parse_feed
+from newsletter.ingest.store import ingest_files, store_entries
 from newsletter.relevance import vectors
 from newsletter.relevance.embed import (
     EmbedReport,

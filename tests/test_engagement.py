@@ -25,10 +25,10 @@ from newsletter import subscriber as subs
 from newsletter.config import ConfigError, Settings, load_settings
 from newsletter.delivery import Delivery, DigestEdition, SentPaper
 from newsletter.engagement.events import PaperLinks, clicked_paper, papers_of
+from newsletter.ingest.paper import Paper
 from newsletter.mail.batch import Batch, Recipient
 from newsletter.mail.senders import Message
 from newsletter.mail.sendgrid import SendGridSender
-from newsletter.paper import Paper
 from newsletter.web import create_app
 from tests.support import web
 from tests.support.sendgrid_server import SendGridServer, validate
@@ -551,7 +551,7 @@ def test_every_link_of_a_sent_digest_counts_for_its_paper_or_for_none(
     import re
 
     from newsletter import delivery
-    from newsletter.ingest import ingest_files
+    from newsletter.ingest.store import ingest_files
     from newsletter.summarize import summarize_pending
     from tests.conftest import ARXIV_FIXTURES
 

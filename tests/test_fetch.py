@@ -11,9 +11,9 @@ from sqlalchemy import Engine
 from sqlmodel import Session, select
 
 from newsletter.config import Settings
-from newsletter.feed import Feed
-from newsletter.fetch import Fetcher, retry_after_seconds
-from newsletter.ingest import arxiv_feed_url, backfill, ingest_feeds
+from newsletter.ingest.feed import Feed
+from newsletter.ingest.fetch import Fetcher, retry_after_seconds
+from newsletter.ingest.store import arxiv_feed_url, backfill, ingest_feeds
 from tests.conftest import LOCAL_FIXTURES, arxiv_fixture
 from tests.support.http import Reply, Request, ScriptedServer
 from tests.support.servers import free_port

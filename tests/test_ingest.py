@@ -8,9 +8,9 @@ from pathlib import Path
 from sqlalchemy import Engine, text
 from sqlmodel import Session, select
 
-from newsletter.feed import Feed
-from newsletter.ingest import ingest_files
-from newsletter.paper import Paper
+from newsletter.ingest.feed import Feed
+from newsletter.ingest.paper import Paper
+from newsletter.ingest.store import ingest_files
 from tests.conftest import ARXIV_FIXTURES, LOCAL_FIXTURES, arxiv_fixture
 
 COMBINED = "rss_cs.LG+cs.AI+cs.CL+stat.ML_2026-09-24.xml"

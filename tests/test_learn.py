@@ -27,8 +27,8 @@ from newsletter import db, reader_input
 from newsletter import subscriber as subs
 from newsletter.cli import main
 from newsletter.config import Settings
-from newsletter.ingest import ingest_files
-from newsletter.paper import Paper
+from newsletter.ingest.paper import Paper
+from newsletter.ingest.store import ingest_files
 from newsletter.relevance import learn, liked, model, train, vectors
 from newsletter.relevance.embed import embed_pending, vectors_for
 from newsletter.relevance.embedders import space_for

@@ -28,8 +28,8 @@ from newsletter import subscriber as subs
 from newsletter.card import Card
 from newsletter.config import Settings
 from newsletter.delivery.sources import candidates
-from newsletter.ingest import ingest_files
-from newsletter.paper import Paper, PaperEntry, merge, new_row
+from newsletter.ingest.paper import Paper, PaperEntry, merge, new_row
+from newsletter.ingest.store import ingest_files
 from newsletter.relevance import learn
 from newsletter.relevance.tables import PaperVector, ReaderModelRow
 from newsletter.summarize import summarize_pending

@@ -25,8 +25,8 @@ from sqlmodel import Session, select
 
 from newsletter.cli import main
 from newsletter.config import ConfigError, Settings, load_settings
-from newsletter.ingest import ingest_files
-from newsletter.paper import Paper
+from newsletter.ingest.paper import Paper
+from newsletter.ingest.store import ingest_files
 from newsletter.relevance import local_model, vectors
 from newsletter.relevance.embed import embed_pending
 from newsletter.relevance.embedders import LocalEmbedder, space_for

@@ -28,12 +28,12 @@ from newsletter.delivery import Delivery, DigestEdition, SentPaper
 from newsletter.delivery.ledger import today_utc
 from newsletter.digest import Interests, candidate, select
 from newsletter.engagement.most_read import UP_RATING_WEIGHT, Audience, Tally, rank
-from newsletter.ingest import ingest_files
+from newsletter.ingest.paper import Paper
+from newsletter.ingest.store import ingest_files
 from newsletter.links import LinkHolder, Links
 from newsletter.mail.message import DATA_LIMIT, Addressee, compose
 from newsletter.mail.render import render_digest
 from newsletter.mail.sendgrid import SendGridSender
-from newsletter.paper import Paper
 from newsletter.relevance.tables import Rating
 from newsletter.summarize import summarize_pending
 from newsletter.web import create_app, site

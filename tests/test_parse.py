@@ -6,8 +6,8 @@ from datetime import date
 
 import pytest
 
-from newsletter.paper import find_code_url
-from newsletter.parse import FeedError, parse_feed, split_authors
+from newsletter.ingest.paper import find_code_url
+from newsletter.ingest.parse import FeedError, parse_feed, split_authors
 from tests.conftest import LOCAL_FIXTURES, arxiv_fixture
 
 

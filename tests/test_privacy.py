@@ -17,8 +17,8 @@ from newsletter import db, mail_queue, privacy, reader_input, webhook
 from newsletter import subscriber as subs
 from newsletter.config import Settings
 from newsletter.delivery import Delivery, DigestEdition, SentPaper
-from newsletter.ingest import ingest_files
-from newsletter.paper import Paper
+from newsletter.ingest.paper import Paper
+from newsletter.ingest.store import ingest_files
 from newsletter.relevance import learn, vectors
 from tests.conftest import arxiv_fixture
 

@@ -13,7 +13,7 @@ from newsletter import delivery, reader_input
 from newsletter import subscriber as subs
 from newsletter.config import Settings
 from newsletter.db import transaction
-from newsletter.ingest import ingest_files
+from newsletter.ingest.store import ingest_files
 from newsletter.relevance.embed import embed_pending
 from newsletter.summarize import summarize_pending
 from tests.conftest import ARXIV_FIXTURES

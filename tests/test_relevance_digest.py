@@ -22,10 +22,10 @@ from newsletter import delivery
 from newsletter.cli import main
 from newsletter.config import Settings
 from newsletter.digest import PaperIndex, candidate, interests
-from newsletter.ingest import ingest_files, store_entries
+from newsletter.ingest.parse import parse_feed
+from newsletter.ingest.store import ingest_files, store_entries
 from newsletter.mail.message import Addressee, compose
 from newsletter.mail.render import render_digest
-from newsletter.parse import parse_feed
 from newsletter.relevance import rank
 from newsletter.relevance.embed import embed_pending
 from newsletter.summarize import summarize_pending
@@ -76,7 +76,7 @@ def _key_of(engine: Engine, title: str) -> str:
     with Session(engine) as session:
         from sqlmodel import select
 
-        from newsletter.paper import Paper
+        from newsletter.ingest.paper import Paper
         return session.exec(select(Paper.key).where(Paper.title.startswith(title))).one()
 
 

@@ -20,8 +20,8 @@ from sqlmodel import Session, select
 from newsletter import reader_input, subscriber
 from newsletter.cli import main
 from newsletter.config import Settings
-from newsletter.ingest import ingest_files
-from newsletter.paper import Paper
+from newsletter.ingest.paper import Paper
+from newsletter.ingest.store import ingest_files
 from newsletter.relevance.embed import embed_pending
 from newsletter.relevance.tables import PaperVector
 from newsletter.summarize import summarize_pending

@@ -26,7 +26,7 @@ from sqlmodel import Session, create_engine
 from newsletter import db, delivery, status
 from newsletter.cli import main
 from newsletter.config import Settings
-from newsletter.ingest import ingest_files
+from newsletter.ingest.store import ingest_files
 from newsletter.mail.sendgrid import SendGridSender
 from newsletter.subscriber import Preferences, Subscriber
 from newsletter.summarize import summarize_pending

@@ -15,7 +15,7 @@ from sqlmodel import Session
 
 from newsletter import db
 from newsletter.config import Settings
-from newsletter.ingest import ingest_files
+from newsletter.ingest.store import ingest_files
 from newsletter.subscriber import Preferences, Subscriber
 from newsletter.summarize import summarize_pending
 from tests.conftest import ARXIV_FIXTURES

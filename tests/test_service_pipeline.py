@@ -14,7 +14,7 @@ from sqlmodel import Session, select
 
 from newsletter import db
 from newsletter.card import Card
-from newsletter.paper import Paper
+from newsletter.ingest.paper import Paper
 from tests.conftest import arxiv_fixture
 from tests.support.celery_procs import running, start_beat, start_worker, wait_until
 from tests.support.http import Reply, ScriptedServer

@@ -13,7 +13,7 @@ from sqlmodel import Session
 
 from newsletter import delivery, signup, status
 from newsletter.config import Settings, load_settings, settings
-from newsletter.ingest import ingest_files
+from newsletter.ingest.store import ingest_files
 from newsletter.subscriber import suppress
 from newsletter.summarize import summarize_pending
 from tests.conftest import ARXIV_FIXTURES

@@ -20,7 +20,7 @@ from flask.testing import FlaskClient
 
 from newsletter import db
 from newsletter.config import Settings
-from newsletter.paper import Paper
+from newsletter.ingest.paper import Paper
 from tests.conftest import REPO
 from tests.support import web
 from tests.support.reader_site import DAY, ReaderPages, served

@@ -28,9 +28,9 @@ from sqlmodel import Session, select
 from newsletter import db, privacy, reader_input
 from newsletter import subscriber as subs
 from newsletter.config import Settings
-from newsletter.ingest import ingest_files
+from newsletter.ingest.paper import Paper
+from newsletter.ingest.store import ingest_files
 from newsletter.links import MAX_ROW_ID, LinkHolder, Links
-from newsletter.paper import Paper
 from newsletter.relevance import train
 from newsletter.relevance.embed import embed_pending
 from newsletter.relevance.tables import Rating, ReaderModelRow

@@ -9,10 +9,11 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import Engine
 
-from newsletter import archive, db, ingest, mail_queue
+from newsletter import archive, db, mail_queue
 from newsletter.card import Card
 from newsletter.config import ConfigError, Settings
-from newsletter.paper import Paper
+from newsletter.ingest import store as ingest
+from newsletter.ingest.paper import Paper
 from newsletter.web import create_app
 from tests.conftest import arxiv_fixture
 from tests.support import web

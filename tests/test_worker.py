@@ -91,7 +91,7 @@ def test_digests_fan_out_to_mail_workers(
     from sqlmodel import Session
 
     from newsletter.config import Settings
-    from newsletter.ingest import ingest_files
+    from newsletter.ingest.store import ingest_files
     from newsletter.subscriber import Preferences, Subscriber
     from newsletter.summarize import summarize_pending
     from tests.conftest import ARXIV_FIXTURES

@@ -19,9 +19,9 @@ from newsletter.admin.stats import EditionCounts, as_date, counts_of, is_postgre
 from newsletter.card import Card
 from newsletter.config import Settings
 from newsletter.delivery import Delivery, DigestEdition
+from newsletter.ingest.paper import Paper
 from newsletter.links import LinkHolder, Links
 from newsletter.mail.render import RenderedDigest
-from newsletter.paper import Paper
 from newsletter.relevance.tables import Rating
 from newsletter.subscriber import (
     STATUSES,

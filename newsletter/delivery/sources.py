@@ -18,7 +18,7 @@ from newsletter.card import Card
 from newsletter.db import among
 from newsletter.delivery.ledger import MAILABLE
 from newsletter.digest import Candidate, Interests, candidate, interests
-from newsletter.paper import Paper
+from newsletter.ingest.paper import Paper
 from newsletter.taxonomy import guess_topics
 
 # What a digest needs of a subscriber (see `reader_from_row`). Preferences come as their

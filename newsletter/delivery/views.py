@@ -24,10 +24,10 @@ from newsletter.delivery.sources import (
     reader_from_row,
 )
 from newsletter.digest import PaperIndex, Pick, Selection
+from newsletter.ingest.paper import Paper
 from newsletter.links import BadLink, Links
 from newsletter.mail import message
 from newsletter.mail.render import render_digest
-from newsletter.paper import Paper
 from newsletter.relevance.embedders import space_for
 from newsletter.relevance.scores import choose
 from newsletter.subscriber import UnknownReader

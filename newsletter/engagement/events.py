@@ -40,7 +40,7 @@ from sqlmodel import Session
 from newsletter.db import among
 from newsletter.delivery.ledger import deliveries, sent_papers
 from newsletter.engagement.links import paper_key
-from newsletter.paper import Paper
+from newsletter.ingest.paper import Paper
 from newsletter.subscriber import Preferences, Subscriber, WebhookEvent
 
 # The delivery's column each event kind fills, once.

@@ -33,7 +33,7 @@ from sqlalchemy import select as select_rows
 from sqlmodel import Session
 
 from newsletter.delivery.ledger import DigestEdition, deliveries, sent_papers
-from newsletter.paper import Paper
+from newsletter.ingest.paper import Paper
 from newsletter.relevance.tables import Rating
 from newsletter.subscriber import Subscriber
 

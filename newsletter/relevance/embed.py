@@ -33,7 +33,7 @@ from sqlmodel import Session, select
 
 from newsletter.config import Settings
 from newsletter.db import transaction
-from newsletter.paper import Paper
+from newsletter.ingest.paper import Paper
 from newsletter.relevance import vectors
 from newsletter.relevance.embedders import (
     OPENAI_MAX_CHARS,

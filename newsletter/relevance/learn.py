@@ -30,7 +30,7 @@ from sqlmodel import Session
 from newsletter.config import Settings
 from newsletter.db import aware, upsert
 from newsletter.engagement.events import touch
-from newsletter.paper import Paper
+from newsletter.ingest.paper import Paper
 from newsletter.reader_input import claimed_arxiv_id, parse_interests
 from newsletter.relevance.liked import ids_we_lack
 from newsletter.relevance.model import ReaderModel

@@ -27,10 +27,10 @@ from sqlmodel import Session
 
 from newsletter.config import Settings
 from newsletter.db import transaction
-from newsletter.fetch import Fetched, Fetcher, FetchError
-from newsletter.ingest import make_fetcher, store_entries
-from newsletter.paper import Paper, PaperEntry
-from newsletter.parse import FeedError, parse_feed
+from newsletter.ingest.fetch import Fetched, Fetcher, FetchError
+from newsletter.ingest.paper import Paper, PaperEntry
+from newsletter.ingest.parse import FeedError, parse_feed
+from newsletter.ingest.store import make_fetcher, store_entries
 from newsletter.reader_input import MAX_LIKED_PAPERS
 from newsletter.subscriber import Preferences
 

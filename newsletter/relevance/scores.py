@@ -18,7 +18,7 @@ from sqlmodel import Session
 
 from newsletter import reasons as why
 from newsletter.digest import Interests, PaperIndex, Selection
-from newsletter.paper import Paper
+from newsletter.ingest.paper import Paper
 from newsletter.relevance import model
 from newsletter.relevance.embed import vectors_for
 from newsletter.relevance.embedders import VectorSpace

@@ -34,7 +34,7 @@ from sqlmodel import Session
 
 from newsletter.config import Settings
 from newsletter.db import among, aware, transaction, upsert
-from newsletter.paper import Paper, listed
+from newsletter.ingest.paper import Paper, listed
 from newsletter.relevance import liked, model, vectors
 from newsletter.relevance.embed import EmbedReport, embed_pending, vectors_for
 from newsletter.relevance.embedders import EmbedError, VectorSpace, embedder_for, space_for

@@ -19,8 +19,8 @@ from newsletter.admin import accounts, audit
 from newsletter.card import Card
 from newsletter.delivery import Delivery, DigestEdition
 from newsletter.delivery.ledger import window
-from newsletter.feed import Feed
-from newsletter.paper import Paper
+from newsletter.ingest.feed import Feed
+from newsletter.ingest.paper import Paper
 from newsletter.relevance.tables import Rating
 from newsletter.subscriber import Consent, Preferences, Subscriber, Suppression
 from newsletter.taxonomy import SLUGS

@@ -21,9 +21,9 @@ from newsletter import db, reader_input
 from newsletter import subscriber as subs
 from newsletter.config import Settings
 from newsletter.db import transaction
-from newsletter.ingest import ingest_files
+from newsletter.ingest.paper import Paper
+from newsletter.ingest.store import ingest_files
 from newsletter.links import LinkHolder, Links
-from newsletter.paper import Paper
 from newsletter.relevance.tables import Rating
 from newsletter.summarize import summarize_pending
 from tests.conftest import ARXIV_FIXTURES

@@ -10,7 +10,7 @@ from __future__ import annotations
 from flask import Response, abort, flash, redirect, render_template, url_for
 
 from newsletter.admin import actions, lookups
-from newsletter.paper import Paper
+from newsletter.ingest.paper import Paper
 from newsletter.web.admin import frame
 from newsletter.web.common import services
 

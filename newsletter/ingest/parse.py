@@ -20,7 +20,7 @@ from typing import Any
 
 import feedparser
 
-from newsletter.paper import PaperEntry
+from newsletter.ingest.paper import PaperEntry
 
 # Version 1: arXiv's new listing. The kinds a document can be.
 KINDS = ("arxiv-rss", "arxiv-atom", "arxiv-rss1", "arxiv-api", "source")

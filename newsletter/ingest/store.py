@@ -20,10 +20,10 @@ from sqlmodel import Session, select
 
 from newsletter.config import Settings
 from newsletter.db import transaction
-from newsletter.feed import Feed
-from newsletter.fetch import Fetched, Fetcher, FetchError
-from newsletter.paper import Paper, PaperEntry, merge, new_row
-from newsletter.parse import FeedError, ParsedFeed, parse_feed
+from newsletter.ingest.feed import Feed
+from newsletter.ingest.fetch import Fetched, Fetcher, FetchError
+from newsletter.ingest.paper import Paper, PaperEntry, merge, new_row
+from newsletter.ingest.parse import FeedError, ParsedFeed, parse_feed
 
 log = logging.getLogger(__name__)
 papers = Paper.__table__  # type: ignore[attr-defined]
