@@ -136,7 +136,7 @@ def build(url: str, subscribers: int, papers: int, seed: int = 7, models: float 
     """A database with a day of papers (with cards) and confirmed, varied subscribers; with
     `models`, that share of them holding a reader model (see `add_models`)."""
     from newsletter import db
-    from newsletter.card import Card
+    from newsletter.cards.card import Card
     from newsletter.ingest.paper import Paper
     from newsletter.subscriber import Preferences, Subscriber
 

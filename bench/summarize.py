@@ -18,13 +18,13 @@ import time
 from pathlib import Path
 
 from newsletter import db
+from newsletter.cards.llm_writer import LLMWriter  # noqa: F401  (imported before the clock starts)
+from newsletter.cards.price import cost_usd, price_of
+from newsletter.cards.summarize import SummarizeReport, summarize_pending
 from newsletter.config import Settings
 from newsletter.ingest.paper import PaperEntry
 from newsletter.ingest.parse import FeedError, parse_feed
 from newsletter.ingest.store import store_entries
-from newsletter.llm_writer import LLMWriter  # noqa: F401  (imported before the clock starts)
-from newsletter.price import cost_usd, price_of
-from newsletter.summarize import SummarizeReport, summarize_pending
 from tests.support.openai_server import Call, OpenAIServer, good_card
 
 SAMPLES = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "arxiv"

@@ -84,7 +84,7 @@ def build(url: str, today: date, per_day: int = PAPERS_A_DAY, days: int = DAYS,
     from sqlalchemy import insert, text
 
     from newsletter import db
-    from newsletter.card import Card
+    from newsletter.cards.card import Card
     from newsletter.ingest.paper import Paper
 
     rng = random.Random(seed)

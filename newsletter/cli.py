@@ -15,7 +15,7 @@ from sqlmodel import Session, select
 
 from newsletter import db
 from newsletter.admin.cli import admin_group
-from newsletter.card import card_json, cards_for, find_paper
+from newsletter.cards.card import card_json, cards_for, find_paper
 from newsletter.config import ConfigError, Settings, load_settings
 from newsletter.ingest import store as ingest
 from newsletter.ingest.feed import Feed
@@ -150,7 +150,7 @@ def papers_command(app: App, as_json: bool, day: date | None) -> None:
 @click.pass_obj
 def summarize_command(app: App, limit: int | None, paper_ref: str | None, force: bool) -> None:
     """Write the card of every paper that needs one (LLM with OPENAI_API_KEY, else offline)."""
-    from newsletter.summarize import summarize_pending
+    from newsletter.cards.summarize import summarize_pending
 
     paper_id = None
     if paper_ref is not None:

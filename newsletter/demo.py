@@ -31,7 +31,7 @@ from pathlib import Path
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
-from newsletter.card import Card
+from newsletter.cards.card import Card
 from newsletter.config import Settings
 from newsletter.ingest import store as ingest
 from newsletter.ingest.paper import Paper, latest_announcement_day, papers_of_day
@@ -137,7 +137,7 @@ def prepare(engine: Engine, settings: Settings, *, offline: bool = False,
             progress: Progress = _quiet) -> Prepared:
     """The one-shot half of the demo. Safe to run again: nothing is sent twice."""
     from newsletter import delivery, signup
-    from newsletter.summarize import summarize_pending
+    from newsletter.cards.summarize import summarize_pending
 
     source, summary = ingest_live_or_samples(engine, settings, offline=offline,
                                              progress=progress)

@@ -2,7 +2,7 @@
 
 from newsletter.admin.accounts import AdminSession, LoginFailure, Operator
 from newsletter.admin.audit import AuditEntry
-from newsletter.card import Card
+from newsletter.cards.card import Card
 from newsletter.delivery import Delivery, DigestEdition, SentPaper
 from newsletter.ingest.feed import Feed
 from newsletter.ingest.paper import Paper

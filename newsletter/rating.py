@@ -24,8 +24,8 @@ import numpy as np
 from sqlalchemy import select
 from sqlmodel import Session
 
-from newsletter import archive
-from newsletter.archive import PaperView
+from newsletter.cards import archive
+from newsletter.cards.archive import PaperView
 from newsletter.db import transaction
 from newsletter.ingest.paper import Paper, latest_announcement_day
 from newsletter.links import BadLink, LinkHolder

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import Engine, and_, func, insert, or_, text
 from sqlmodel import Field, Session, SQLModel, select
 
-from newsletter.card import Card
+from newsletter.cards.card import Card
 from newsletter.delivery import Delivery, DigestEdition
 from newsletter.delivery.journal import accepted_waiting
 from newsletter.ingest.feed import Feed

@@ -17,11 +17,11 @@ from sqlmodel import Session, select
 from newsletter import signup
 from newsletter import subscriber as subs
 from newsletter.admin.audit import AuditEntry
-from newsletter.card import Card
+from newsletter.cards.card import Card
+from newsletter.cards.summarize import summarize_pending
 from newsletter.config import Settings
 from newsletter.delivery import Delivery, prepare_edition
 from newsletter.relevance.tables import Rating
-from newsletter.summarize import summarize_pending
 from newsletter.web import create_app
 from tests.support.admin_desk import (
     OPERATOR,

@@ -18,12 +18,12 @@ from sqlmodel import Session, select
 
 from newsletter import subscriber as subs
 from newsletter.admin.audit import AuditEntry
-from newsletter.card import Card
+from newsletter.cards.card import Card
+from newsletter.cards.summarize import summarize_pending
 from newsletter.config import Settings
 from newsletter.delivery import Delivery, prepare_edition, send_edition
 from newsletter.ingest.feed import Feed
 from newsletter.relevance.tables import Rating
-from newsletter.summarize import summarize_pending
 from newsletter.web import create_app
 from tests.support import web
 from tests.support.admin_desk import OPERATOR, add_operator, failed_card, sign_in, todays_papers

@@ -16,9 +16,9 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import Engine, text
 
+from newsletter.cards.summarize import summarize_pending
 from newsletter.config import Settings
 from newsletter.delivery import prepare_edition
-from newsletter.summarize import summarize_pending
 from newsletter.web import create_app
 from tests.support import web
 from tests.support.admin_desk import add_operator, confirmed_reader, sign_in, todays_papers

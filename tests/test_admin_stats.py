@@ -13,7 +13,7 @@ from sqlalchemy import Engine, text
 from sqlmodel import Session
 
 from newsletter.admin import stats
-from newsletter.card import Card
+from newsletter.cards.card import Card
 from newsletter.delivery import Delivery, DigestEdition
 from newsletter.ingest.feed import Feed
 from newsletter.ingest.paper import Paper

@@ -7,10 +7,10 @@ from email.utils import format_datetime
 
 import pytest
 
-from newsletter.card import AnswerError, CardDraft, check_draft, parse_answer, text_hash
+from newsletter.cards.card import AnswerError, CardDraft, check_draft, parse_answer, text_hash
+from newsletter.cards.llm_writer import retry_after
+from newsletter.cards.price import cost_usd, price_of
 from newsletter.config import Settings
-from newsletter.llm_writer import retry_after
-from newsletter.price import cost_usd, price_of
 from newsletter.taxonomy import SLUGS, TOPICS, guess_topics, known_topics
 
 GOOD = {

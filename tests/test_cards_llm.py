@@ -16,15 +16,15 @@ import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
-from newsletter.card import Card, card_json, check_draft
+from newsletter.cards.card import Card, card_json, check_draft
+from newsletter.cards.llm_writer import LLMWriter, Throttle
+from newsletter.cards.price import PRICES_PER_MTOK
+from newsletter.cards.prompt import PROMPT_VERSION
+from newsletter.cards.summarize import SummarizeReport, summarize_pending
 from newsletter.config import Settings
 from newsletter.ingest.paper import Paper
 from newsletter.ingest.parse import parse_feed
 from newsletter.ingest.store import ingest_files, store_entries
-from newsletter.llm_writer import LLMWriter, Throttle
-from newsletter.price import PRICES_PER_MTOK
-from newsletter.prompt import PROMPT_VERSION
-from newsletter.summarize import SummarizeReport, summarize_pending
 from newsletter.taxonomy import SLUGS, TOPICS
 from tests.conftest import arxiv_fixture
 from tests.support.http import Reply
@@ -392,7 +392,7 @@ def test_a_wrong_api_key_fails_each_paper_once_without_retrying(
 
 
 def test_the_llm_writer_output_passes_the_card_checks(serve: Any) -> None:
-    from newsletter.card import PaperText
+    from newsletter.cards.card import PaperText
 
     server = serve()
     with LLMWriter(llm_settings(Settings(), server)) as writer:

@@ -11,14 +11,14 @@ from click.testing import CliRunner, Result
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
-from newsletter.card import Card, check_draft
+from newsletter.cards.card import Card, check_draft
+from newsletter.cards.offline_writer import extract_card, split_sentences
+from newsletter.cards.summarize import summarize_pending
 from newsletter.cli import main
 from newsletter.config import Settings
 from newsletter.ingest.paper import PaperEntry
 from newsletter.ingest.parse import FeedError, parse_feed
 from newsletter.ingest.store import ingest_files
-from newsletter.offline_writer import extract_card, split_sentences
-from newsletter.summarize import summarize_pending
 from newsletter.taxonomy import SLUGS
 from tests.conftest import ARXIV_FIXTURES
 from tests.support.openai_server import OpenAIServer

@@ -20,13 +20,13 @@ from sqlalchemy import Engine, text
 from sqlmodel import Session
 
 from newsletter import delivery
+from newsletter.cards.summarize import summarize_pending
 from newsletter.config import Settings
 from newsletter.ingest.store import ingest_files
 from newsletter.mail.batch import UNLOGGED, Batch, BatchResult, RequestLog
 from newsletter.mail.senders import FileSender, MailError, OneByOne
 from newsletter.mail.sendgrid import SendGridSender
 from newsletter.subscriber import Preferences, Subscriber, Suppression
-from newsletter.summarize import summarize_pending
 from tests.conftest import ARXIV_FIXTURES
 from tests.support.sendgrid_server import SendGridServer
 

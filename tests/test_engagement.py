@@ -551,8 +551,8 @@ def test_every_link_of_a_sent_digest_counts_for_its_paper_or_for_none(
     import re
 
     from newsletter import delivery
+    from newsletter.cards.summarize import summarize_pending
     from newsletter.ingest.store import ingest_files
-    from newsletter.summarize import summarize_pending
     from tests.conftest import ARXIV_FIXTURES
 
     day = date(2026, 4, 27)

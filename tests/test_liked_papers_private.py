@@ -25,14 +25,14 @@ from sqlmodel import Session, select
 
 from newsletter import db, delivery, reader_input
 from newsletter import subscriber as subs
-from newsletter.card import Card
+from newsletter.cards.card import Card
+from newsletter.cards.summarize import summarize_pending
 from newsletter.config import Settings
 from newsletter.delivery.sources import candidates
 from newsletter.ingest.paper import Paper, PaperEntry, merge, new_row
 from newsletter.ingest.store import ingest_files
 from newsletter.relevance import learn
 from newsletter.relevance.tables import PaperVector, ReaderModelRow
-from newsletter.summarize import summarize_pending
 from newsletter.taxonomy import SLUGS
 from newsletter.web import site
 from tests.support import web

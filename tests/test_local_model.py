@@ -23,6 +23,7 @@ from safetensors.numpy import load_file, save_file
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
+from newsletter.cards.summarize import summarize_pending
 from newsletter.cli import main
 from newsletter.config import ConfigError, Settings, load_settings
 from newsletter.ingest.paper import Paper
@@ -31,7 +32,6 @@ from newsletter.relevance import local_model, vectors
 from newsletter.relevance.embed import embed_pending
 from newsletter.relevance.embedders import LocalEmbedder, space_for
 from newsletter.relevance.tables import PaperVector, ReaderModelRow
-from newsletter.summarize import summarize_pending
 from tests.conftest import ARXIV_FIXTURES
 
 TINY = Path(__file__).parent / "fixtures" / "tiny-bert"

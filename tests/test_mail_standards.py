@@ -40,12 +40,12 @@ from sqlmodel import select
 
 from newsletter import db, delivery, mail_queue, reader_input
 from newsletter import subscriber as subs
+from newsletter.cards.summarize import summarize_pending
 from newsletter.config import Settings
 from newsletter.ingest.paper import Paper
 from newsletter.ingest.store import ingest_files
 from newsletter.mail.render import TEMPLATE_DIR, to_html
 from newsletter.mail.senders import FileSender, Message, OneByOne, SmtpSender
-from newsletter.summarize import summarize_pending
 from newsletter.web import create_app
 from tests.conftest import _ENV, ARXIV_FIXTURES
 from tests.support.axe import axe_context, blocking_violations

@@ -23,6 +23,7 @@ from sqlmodel import select as select_rows
 
 from newsletter import db, delivery, engagement, reader_input
 from newsletter import subscriber as subs
+from newsletter.cards.summarize import summarize_pending
 from newsletter.config import ConfigError, Settings, load_settings
 from newsletter.delivery import Delivery, DigestEdition, SentPaper
 from newsletter.delivery.ledger import today_utc
@@ -35,7 +36,6 @@ from newsletter.mail.message import DATA_LIMIT, Addressee, compose
 from newsletter.mail.render import render_digest
 from newsletter.mail.sendgrid import SendGridSender
 from newsletter.relevance.tables import Rating
-from newsletter.summarize import summarize_pending
 from newsletter.web import create_app, site
 from tests.conftest import ARXIV_FIXTURES
 from tests.support import web

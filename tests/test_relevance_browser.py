@@ -11,11 +11,11 @@ from sqlalchemy import Engine
 
 from newsletter import delivery, reader_input
 from newsletter import subscriber as subs
+from newsletter.cards.summarize import summarize_pending
 from newsletter.config import Settings
 from newsletter.db import transaction
 from newsletter.ingest.store import ingest_files
 from newsletter.relevance.embed import embed_pending
-from newsletter.summarize import summarize_pending
 from tests.conftest import ARXIV_FIXTURES
 from tests.support.web import chromium, live_site, mails_in
 

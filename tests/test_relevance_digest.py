@@ -19,6 +19,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from newsletter import delivery
+from newsletter.cards.summarize import summarize_pending
 from newsletter.cli import main
 from newsletter.config import Settings
 from newsletter.digest import PaperIndex, candidate, interests
@@ -28,7 +29,6 @@ from newsletter.mail.message import Addressee, compose
 from newsletter.mail.render import render_digest
 from newsletter.relevance import rank
 from newsletter.relevance.embed import embed_pending
-from newsletter.summarize import summarize_pending
 from tests.conftest import ARXIV_FIXTURES
 from tests.support.web import mails_in, text_of
 

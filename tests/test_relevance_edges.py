@@ -18,13 +18,13 @@ from sqlalchemy import Engine, delete, text
 from sqlmodel import Session, select
 
 from newsletter import reader_input, subscriber
+from newsletter.cards.summarize import summarize_pending
 from newsletter.cli import main
 from newsletter.config import Settings
 from newsletter.ingest.paper import Paper
 from newsletter.ingest.store import ingest_files
 from newsletter.relevance.embed import embed_pending
 from newsletter.relevance.tables import PaperVector
-from newsletter.summarize import summarize_pending
 from tests.conftest import ARXIV_FIXTURES
 from tests.support.celery_procs import running, start_worker, wait_until
 from tests.support.web import mails_in

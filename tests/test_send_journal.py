@@ -24,12 +24,12 @@ from sqlalchemy import Engine, text
 from sqlmodel import Session, create_engine
 
 from newsletter import db, delivery, status
+from newsletter.cards.summarize import summarize_pending
 from newsletter.cli import main
 from newsletter.config import Settings
 from newsletter.ingest.store import ingest_files
 from newsletter.mail.sendgrid import SendGridSender
 from newsletter.subscriber import Preferences, Subscriber
-from newsletter.summarize import summarize_pending
 from newsletter.web import create_app
 from tests.conftest import ARXIV_FIXTURES, migrated_sqlite
 from tests.support.admin_desk import add_operator, sign_in

@@ -14,10 +14,10 @@ from sqlalchemy import text
 from sqlmodel import Session
 
 from newsletter import db
+from newsletter.cards.summarize import summarize_pending
 from newsletter.config import Settings
 from newsletter.ingest.store import ingest_files
 from newsletter.subscriber import Preferences, Subscriber
-from newsletter.summarize import summarize_pending
 from tests.conftest import ARXIV_FIXTURES
 from tests.support.celery_procs import kill_group, running, start_worker, wait_until
 from tests.support.sendgrid_server import Fault, SendGridServer

@@ -13,7 +13,7 @@ import pytest
 from sqlmodel import Session, select
 
 from newsletter import db
-from newsletter.card import Card
+from newsletter.cards.card import Card
 from newsletter.ingest.paper import Paper
 from tests.conftest import arxiv_fixture
 from tests.support.celery_procs import running, start_beat, start_worker, wait_until

@@ -9,8 +9,9 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import Engine
 
-from newsletter import archive, db, mail_queue
-from newsletter.card import Card
+from newsletter import db, mail_queue
+from newsletter.cards import archive
+from newsletter.cards.card import Card
 from newsletter.config import ConfigError, Settings
 from newsletter.ingest import store as ingest
 from newsletter.ingest.paper import Paper

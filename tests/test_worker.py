@@ -90,10 +90,10 @@ def test_digests_fan_out_to_mail_workers(
 ) -> None:
     from sqlmodel import Session
 
+    from newsletter.cards.summarize import summarize_pending
     from newsletter.config import Settings
     from newsletter.ingest.store import ingest_files
     from newsletter.subscriber import Preferences, Subscriber
-    from newsletter.summarize import summarize_pending
     from tests.conftest import ARXIV_FIXTURES
 
     engine = db.make_engine(database_url)

@@ -15,8 +15,9 @@ from typing import Any
 
 from sqlalchemy.exc import OperationalError
 
-from newsletter import delivery, engagement, privacy, signup, summarize
+from newsletter import delivery, engagement, privacy, signup
 from newsletter.admin import audit
+from newsletter.cards import summarize
 from newsletter.ingest import store as ingest
 from newsletter.relevance import train
 from workers.app import app

@@ -21,7 +21,7 @@ from sqlmodel import Session
 
 from newsletter import broker, privacy
 from newsletter import subscriber as subs
-from newsletter.card import Card
+from newsletter.cards.card import Card
 from newsletter.config import Settings
 from newsletter.delivery import DigestEdition
 from newsletter.delivery.ledger import deliveries
@@ -221,7 +221,7 @@ def write_cards(settings: Settings, engine: Engine, paper_id: int | None = None)
     if settings.redis_url and _enqueue(settings.redis_url, "paperwire.summarize", "llm",
                                        kwargs={"paper_id": paper_id}):
         return "Queued for the card writers."
-    from newsletter.summarize import summarize_pending
+    from newsletter.cards.summarize import summarize_pending
 
     return summarize_pending(engine, settings, paper_id=paper_id).line()
 

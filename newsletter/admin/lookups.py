@@ -16,7 +16,7 @@ from sqlmodel import Session
 
 from newsletter import delivery
 from newsletter.admin.stats import EditionCounts, as_date, counts_of, is_postgres
-from newsletter.card import Card
+from newsletter.cards.card import Card
 from newsletter.config import Settings
 from newsletter.delivery import Delivery, DigestEdition
 from newsletter.ingest.paper import Paper

@@ -48,7 +48,7 @@ from sqlalchemy import (
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session
 
-from newsletter.card import Card
+from newsletter.cards.card import Card
 from newsletter.delivery import Delivery, DigestEdition
 from newsletter.delivery.ledger import deliveries
 from newsletter.ingest.feed import Feed

@@ -14,7 +14,7 @@ from sqlalchemy import and_, literal_column, or_, text
 from sqlalchemy import select as select_rows
 from sqlmodel import Session
 
-from newsletter.card import Card
+from newsletter.cards.card import Card
 from newsletter.db import among
 from newsletter.delivery.ledger import MAILABLE
 from newsletter.digest import Candidate, Interests, candidate, interests

@@ -12,7 +12,7 @@ from sqlalchemy import and_, text
 from sqlalchemy import select as select_rows
 from sqlmodel import Session
 
-from newsletter.card import Card
+from newsletter.cards.card import Card
 from newsletter.delivery.ledger import SentPaper, already_sent, today_utc, window
 from newsletter.delivery.send import addressee, most_read_for
 from newsletter.delivery.sources import (

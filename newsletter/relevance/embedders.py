@@ -9,7 +9,7 @@ anything:
   the space `local:<folder>@<weights' hash>:<dims>+<offline space>@<share>`;
 - OpenAI, or any server that speaks its embeddings API, with an embeddings key
   (EMBEDDING_API_KEY, else OPENAI_API_KEY; EMBEDDING_BASE_URL, else OPENAI_BASE_URL): the
-  real `openai` client with the card writer's retry rules (newsletter.llm_writer: 429
+  real `openai` client with the card writer's retry rules (newsletter.cards.llm_writer: 429
   waits for Retry-After, 5xx, timeouts and broken connections back off, other 4xx are
   final), in `openai:<EMBEDDING_MODEL>:<EMBEDDING_DIMENSIONS>`;
 - otherwise the offline space `vectors.OFFLINE_MODEL`, free and deterministic.
@@ -33,9 +33,9 @@ import openai
 from openai import OpenAI
 from openai.types import CreateEmbeddingResponse
 
+from newsletter.cards.llm_writer import failure, openai_client
+from newsletter.cards.price import cost_usd, price_of
 from newsletter.config import Settings
-from newsletter.llm_writer import failure, openai_client
-from newsletter.price import cost_usd, price_of
 from newsletter.relevance import local_model, vectors
 
 # OpenAI's limits per request: 2048 inputs, 8192 tokens each, 300,000 tokens in all

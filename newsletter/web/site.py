@@ -24,7 +24,8 @@ from flask import (
 )
 from sqlmodel import Session
 
-from newsletter import archive, engagement, rating, status
+from newsletter import engagement, rating, status
+from newsletter.cards import archive
 from newsletter.delivery.ledger import today_utc
 from newsletter.mail import senders
 from newsletter.taxonomy import TOPICS

@@ -16,7 +16,7 @@ from sqlmodel import Session
 from newsletter import db, signup
 from newsletter import subscriber as subs
 from newsletter.admin import accounts, audit
-from newsletter.card import Card
+from newsletter.cards.card import Card
 from newsletter.delivery import Delivery, DigestEdition
 from newsletter.delivery.ledger import window
 from newsletter.ingest.feed import Feed

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from newsletter.card import KEY_POINTS, PaperText, card_schema
+from newsletter.cards.card import KEY_POINTS, PaperText, card_schema
 from newsletter.taxonomy import MAX_TOPICS, prompt_listing
 
 PROMPT_VERSION = "card-v1"

@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime
 from sqlalchemy import func, or_
 from sqlmodel import Session, select
 
-from newsletter.card import card_json, cards_for
+from newsletter.cards.card import card_json, cards_for
 from newsletter.ingest.feed import Feed
 from newsletter.ingest.paper import Paper, latest_announcement_day, listed
 from newsletter.taxonomy import topic_name

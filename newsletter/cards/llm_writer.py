@@ -20,10 +20,10 @@ from typing import Any
 import openai
 from openai import OpenAI
 
-from newsletter.card import CardDraft, PaperText, WriteResult, check_draft, parse_answer
+from newsletter.cards.card import CardDraft, PaperText, WriteResult, check_draft, parse_answer
+from newsletter.cards.price import cost_usd, price_of
+from newsletter.cards.prompt import PROMPT_VERSION, card_messages, response_format
 from newsletter.config import Settings
-from newsletter.price import cost_usd, price_of
-from newsletter.prompt import PROMPT_VERSION, card_messages, response_format
 from newsletter.taxonomy import guess_topics
 
 # Room for ~350 words of card in JSON; a longer answer is cut and retried, not paid for twice.

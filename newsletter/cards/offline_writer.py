@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from newsletter.card import KEY_POINTS, CardDraft, PaperText, WriteResult
+from newsletter.cards.card import KEY_POINTS, CardDraft, PaperText, WriteResult
 from newsletter.taxonomy import guess_topics
 
 MODEL = "offline"

@@ -17,7 +17,7 @@ from typing import Protocol
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 
-from newsletter.card import PaperText, WriteResult, pending_papers, save_results
+from newsletter.cards.card import PaperText, WriteResult, pending_papers, save_results
 from newsletter.config import Settings
 from newsletter.db import transaction
 
@@ -43,10 +43,10 @@ class Writer(Protocol):
 def writer_for(settings: Settings) -> Writer:
     """The LLM writer when there is an API key, the offline writer otherwise."""
     if settings.openai_api_key:
-        from newsletter.llm_writer import LLMWriter
+        from newsletter.cards.llm_writer import LLMWriter
 
         return LLMWriter(settings)
-    from newsletter.offline_writer import OfflineWriter
+    from newsletter.cards.offline_writer import OfflineWriter
 
     return OfflineWriter()
 
