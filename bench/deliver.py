@@ -138,7 +138,7 @@ def build(url: str, subscribers: int, papers: int, seed: int = 7, models: float 
     from newsletter import db
     from newsletter.cards.card import Card
     from newsletter.ingest.paper import Paper
-    from newsletter.subscriber import Preferences, Subscriber
+    from newsletter.readers.tables import Preferences, Subscriber
 
     rng = random.Random(seed)
     engine = db.make_engine(url)
@@ -248,10 +248,10 @@ def run_naive(url: str, sink: str, sample: int) -> dict[str, Any]:
     from newsletter.delivery.ledger import window
     from newsletter.delivery.sources import candidates, confirmed_readers
     from newsletter.digest import select
-    from newsletter.links import LinkHolder, Links
     from newsletter.mail import message
     from newsletter.mail.render import TEMPLATE_DIR
     from newsletter.mail.sendgrid import SendGridSender
+    from newsletter.readers.links import LinkHolder, Links
 
     settings = production_settings(url, sink)
     engine = db.make_engine(url)

@@ -22,10 +22,11 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
-from newsletter import db, mail_queue, reader_input, signup
-from newsletter import subscriber as subs
+from newsletter import db, mail_queue, signup
 from newsletter.config import Settings
 from newsletter.db import transaction
+from newsletter.readers import reader_input
+from newsletter.readers import subscriber as subs
 from newsletter.web import create_app
 from newsletter.web.common import SERVICES
 

@@ -284,7 +284,7 @@ def preview_command(app: App, email: str, day: date | None, folder: Path,
                     as_json: bool) -> None:
     """Write EMAIL's next digest as HTML and text, and print the paths."""
     from newsletter import delivery
-    from newsletter.subscriber import UnknownReader
+    from newsletter.readers.subscriber import UnknownReader
 
     try:
         found = delivery.preview(app.engine, app.settings, email, day=day)
@@ -415,8 +415,8 @@ def subscribers_add(app: App, email: str, topics: str, frequency: str, describe:
     --describe and --like shape their model before their first digest; given for a reader
     who has them already, each replaces what was there (the other is kept)."""
     from newsletter import signup
-    from newsletter.reader_input import InvalidInput
-    from newsletter.subscriber import LinkInvalid
+    from newsletter.readers.reader_input import InvalidInput
+    from newsletter.readers.subscriber import LinkInvalid
 
     try:
         interests = _checked_interests(describe, like)
@@ -433,7 +433,7 @@ def subscribers_add(app: App, email: str, topics: str, frequency: str, describe:
 
 def _checked_interests(describe: str | None, like: str | None) -> bool:
     """Whether interests were given; InvalidInput naming every bad one, before any write."""
-    from newsletter.reader_input import InvalidInput, parse_description, parse_liked_papers
+    from newsletter.readers.reader_input import InvalidInput, parse_description, parse_liked_papers
 
     errors: dict[str, str] = {}
     for given, check in ((describe, parse_description), (like, parse_liked_papers)):
@@ -450,8 +450,8 @@ def _checked_interests(describe: str | None, like: str | None) -> bool:
 def _learn_interests(app: App, email: str, describe: str | None, like: str | None) -> str:
     """Store a reader's description and liked papers, fetch the liked papers we lack from
     arXiv, train their model; a summary."""
+    from newsletter.readers.subscriber import find_by_email
     from newsletter.relevance import learn, liked, train
-    from newsletter.subscriber import find_by_email
 
     with db.transaction(app.engine) as session:
         reader = find_by_email(session, email)
@@ -485,9 +485,9 @@ def rate_command(app: App, email: str, ratings: tuple[str, ...]) -> None:
 
     All or nothing: an unknown reader, paper or value writes no rating. The reader's
     model is trained again once, after all of them."""
-    from newsletter.reader_input import InvalidInput, parse_email
+    from newsletter.readers.reader_input import InvalidInput, parse_email
+    from newsletter.readers.subscriber import find_by_email
     from newsletter.relevance import learn
-    from newsletter.subscriber import find_by_email
 
     try:
         wanted = learn.parse_ratings(ratings)
@@ -525,8 +525,8 @@ def rate_command(app: App, email: str, ratings: tuple[str, ...]) -> None:
 def subscribers_import(app: App, file: Path, confirmed: bool) -> None:
     """Add everyone in a CSV with columns email,topics[,frequency] (all or nothing)."""
     from newsletter import signup
-    from newsletter.reader_input import InvalidInput
-    from newsletter.subscriber import LinkInvalid
+    from newsletter.readers.reader_input import InvalidInput
+    from newsletter.readers.subscriber import LinkInvalid
 
     try:
         rows = signup.read_csv(file.read_text(encoding="utf-8-sig"))

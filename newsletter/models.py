@@ -8,10 +8,10 @@ from newsletter.ingest.feed import Feed
 from newsletter.ingest.paper import Paper
 from newsletter.installation import InstallationSecret
 from newsletter.mail_queue import WaitingMail
+from newsletter.readers.tables import Consent, Preferences, Subscriber, Suppression, WebhookEvent
 from newsletter.relevance.tables import PaperVector, Rating, ReaderModelRow
 from newsletter.signup_limits import MailLimitHit, SignupWindow
 from newsletter.status import WriteProbe
-from newsletter.subscriber import Consent, Preferences, Subscriber, Suppression, WebhookEvent
 
 __all__ = [
     "AdminSession", "AuditEntry", "Card", "Consent", "Delivery", "DigestEdition", "Feed",

@@ -22,12 +22,12 @@ from sqlalchemy import delete, update
 from sqlmodel import Session, select
 
 from newsletter import mail_queue
-from newsletter import subscriber as subs
 from newsletter.delivery import Delivery, DigestEdition, SentPaper
 from newsletter.ingest.paper import Paper
+from newsletter.readers import subscriber as subs
+from newsletter.readers.tables import PENDING_LIFETIME, Subscriber, Suppression, WebhookEvent
 from newsletter.relevance.tables import Rating, ReaderModelRow
 from newsletter.signup_limits import SignupLimits, forget_ended_windows
-from newsletter.subscriber import Subscriber, Suppression, WebhookEvent
 
 
 def _deliveries(session: Session, subscriber_id: int) -> list[dict[str, Any]]:
@@ -128,7 +128,7 @@ def erase(session: Session, subscriber: Subscriber, limits: SignupLimits | None 
 
 
 def expire_pending(session: Session, now: datetime | None = None,
-                   lifetime: timedelta = subs.PENDING_LIFETIME) -> int:
+                   lifetime: timedelta = PENDING_LIFETIME) -> int:
     """Forget sign-ups never confirmed within `lifetime`; returns how many."""
     now = now or datetime.now(UTC)
     stale = list(session.exec(select(Subscriber).where(

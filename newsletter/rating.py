@@ -28,14 +28,15 @@ from newsletter.cards import archive
 from newsletter.cards.archive import PaperView
 from newsletter.db import transaction
 from newsletter.ingest.paper import Paper, latest_announcement_day
-from newsletter.links import BadLink, LinkHolder
+from newsletter.readers.links import BadLink, LinkHolder
+from newsletter.readers.subscriber import LinkInvalid
+from newsletter.readers.tables import Subscriber
 from newsletter.relevance import learn, model
 from newsletter.relevance.embed import vectors_for
 from newsletter.relevance.embedders import space_for
 from newsletter.relevance.model import ReaderModel
 from newsletter.relevance.tables import Rating
 from newsletter.signup import Services
-from newsletter.subscriber import LinkInvalid, Subscriber
 
 # The last week of papers, ending on the latest announcement day we hold.
 SIMILAR_DAYS = 7

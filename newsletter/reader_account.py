@@ -14,13 +14,14 @@ from typing import Any
 
 from sqlmodel import Session
 
-from newsletter import privacy, reader_input
-from newsletter import subscriber as subs
+from newsletter import privacy
 from newsletter.db import transaction
-from newsletter.reader_input import Client, InvalidInput
+from newsletter.readers import reader_input
+from newsletter.readers import subscriber as subs
+from newsletter.readers.reader_input import Client, InvalidInput
+from newsletter.readers.tables import Subscriber
 from newsletter.relevance import learn
 from newsletter.signup import Services, link_holder, utcnow
-from newsletter.subscriber import Subscriber
 
 
 @dataclass(frozen=True)

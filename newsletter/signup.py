@@ -25,21 +25,23 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from newsletter import mail_queue, reader_input, webhook
-from newsletter import subscriber as subs
+from newsletter import mail_queue, webhook
 from newsletter.config import Settings
 from newsletter.db import transaction
-from newsletter.links import CONFIRM_MAX_AGE, BadLink, LinkHolder, Links, signing_key
 from newsletter.mail.message import list_headers
 from newsletter.mail.registry import sender_for
 from newsletter.mail.render import render_email
 from newsletter.mail.senders import MailError, Message, Sender
 from newsletter.mail_queue import MailJob, MailQueue
 from newsletter.pseudonyms import Pseudonyms
-from newsletter.reader_input import Client, InvalidInput, PreferenceValues
+from newsletter.readers import reader_input
+from newsletter.readers import subscriber as subs
+from newsletter.readers.links import CONFIRM_MAX_AGE, BadLink, LinkHolder, Links, signing_key
+from newsletter.readers.reader_input import Client, InvalidInput, PreferenceValues
+from newsletter.readers.subscriber import LinkInvalid
+from newsletter.readers.tables import Preferences, Subscriber
 from newsletter.relevance import learn
 from newsletter.signup_limits import MailLimitHit, SignupLimits
-from newsletter.subscriber import LinkInvalid, Preferences, Subscriber
 from newsletter.taxonomy import topic_name
 
 log = logging.getLogger(__name__)

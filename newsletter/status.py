@@ -21,8 +21,8 @@ from newsletter.delivery import Delivery, DigestEdition
 from newsletter.delivery.journal import accepted_waiting
 from newsletter.ingest.feed import Feed
 from newsletter.ingest.paper import Paper
+from newsletter.readers.tables import Suppression
 from newsletter.signup_limits import MAIL_LIMITS, MailLimitHit
-from newsletter.subscriber import Suppression
 
 log = logging.getLogger(__name__)
 

@@ -36,9 +36,10 @@ from cryptography.hazmat.primitives.serialization import load_der_public_key, lo
 from sqlmodel import Session, select
 
 from newsletter.engagement.events import Recorder, event_time
-from newsletter.links import MAX_ROW_ID
-from newsletter.reader_input import MAX_EMAIL_LENGTH, InvalidInput, parse_email
-from newsletter.subscriber import SUPPRESSING_EVENTS, WebhookEvent, suppress
+from newsletter.readers.links import MAX_ROW_ID
+from newsletter.readers.reader_input import MAX_EMAIL_LENGTH, InvalidInput, parse_email
+from newsletter.readers.subscriber import suppress
+from newsletter.readers.tables import SUPPRESSING_EVENTS, WebhookEvent
 
 SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
 TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"

@@ -26,12 +26,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlmodel import select
 
-from newsletter import db, reader_input
-from newsletter import subscriber as subs
+from newsletter import db
 from newsletter.config import Settings
 from newsletter.ingest.paper import Paper
 from newsletter.ingest.store import ingest_files
-from newsletter.links import LinkHolder, Links, signing_key
+from newsletter.readers import reader_input
+from newsletter.readers import subscriber as subs
+from newsletter.readers.links import LinkHolder, Links, signing_key
 from newsletter.web import create_app
 from tests.conftest import ARXIV_FIXTURES
 from tests.support.admin_desk import add_operator, sign_in

@@ -15,12 +15,12 @@ from sqlalchemy import Engine, text
 from sqlmodel import Session, select
 
 from newsletter import signup
-from newsletter import subscriber as subs
 from newsletter.admin.audit import AuditEntry
 from newsletter.cards.card import Card
 from newsletter.cards.summarize import summarize_pending
 from newsletter.config import Settings
 from newsletter.delivery import Delivery, prepare_edition
+from newsletter.readers import subscriber as subs
 from newsletter.relevance.tables import Rating
 from newsletter.web import create_app
 from tests.support.admin_desk import (

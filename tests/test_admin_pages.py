@@ -16,13 +16,14 @@ from flask.testing import FlaskClient
 from sqlalchemy import Engine, text
 from sqlmodel import Session, select
 
-from newsletter import subscriber as subs
 from newsletter.admin.audit import AuditEntry
 from newsletter.cards.card import Card
 from newsletter.cards.summarize import summarize_pending
 from newsletter.config import Settings
 from newsletter.delivery import Delivery, prepare_edition, send_edition
 from newsletter.ingest.feed import Feed
+from newsletter.readers import subscriber as subs
+from newsletter.readers.tables import Subscriber, Suppression, WebhookEvent
 from newsletter.relevance.tables import Rating
 from newsletter.web import create_app
 from tests.support import web
@@ -63,7 +64,7 @@ def audit_rows(engine: Engine) -> list[tuple[str, str, str]]:
 
 def status_of(engine: Engine, subscriber_id: int) -> str | None:
     with Session(engine) as session:
-        row = session.get(subs.Subscriber, subscriber_id)
+        row = session.get(Subscriber, subscriber_id)
         return row.status if row else None
 
 
@@ -157,7 +158,7 @@ def test_search_by_address_status_and_topic(desk: FlaskClient, app: Flask,
     rl = reader(app, "rl_fan%@example.org", ("rl",))
     subscribe(desk, "pending@example.org")
     with Session(engine) as session:
-        session.add(subs.Suppression(email="reader03@example.org", reason="bounce"))
+        session.add(Suppression(email="reader03@example.org", reason="bounce"))
         session.commit()
 
     def emails(query: str) -> list[str]:
@@ -206,7 +207,7 @@ def test_a_readers_history(desk: FlaskClient, app: Flask, engine: Engine,
                              "error = 'refused by the provider: 400 bad address', "
                              "bounced_at = :t WHERE id = :id"), {"t": today(), "id": chunk[0]})
         session.add(Rating(subscriber_id=alice, paper_id=paper_id, value=-1))
-        session.add(subs.WebhookEvent(sg_event_id="ev-1", event="bounce",
+        session.add(WebhookEvent(sg_event_id="ev-1", event="bounce",
                                       email="alice@example.org"))
         session.commit()
     html = desk.get(f"/admin/subscribers/{alice}").get_data(as_text=True)
@@ -268,7 +269,7 @@ def test_what_lifting_a_suppression_leaves(status: str, confirmed: bool, unsubsc
     from newsletter.admin.actions import status_after_unsuppress
 
     moment = today()
-    row = subs.Subscriber(email="x@example.org", status=status,
+    row = Subscriber(email="x@example.org", status=status,
                           confirmed_at=moment if confirmed else None,
                           unsubscribed_at=moment if unsubscribed else None)
     assert status_after_unsuppress(row) == after

@@ -17,8 +17,8 @@ from newsletter.cards.card import Card
 from newsletter.delivery import Delivery, DigestEdition
 from newsletter.ingest.feed import Feed
 from newsletter.ingest.paper import Paper
+from newsletter.readers.tables import Consent, Preferences, Subscriber, Suppression
 from newsletter.relevance.tables import PaperVector, Rating
-from newsletter.subscriber import Consent, Preferences, Subscriber, Suppression
 
 WINDOW = stats.Window(date(2026, 11, 14), date(2026, 11, 20))
 

@@ -26,7 +26,7 @@ from newsletter.ingest.store import ingest_files
 from newsletter.mail.batch import UNLOGGED, Batch, BatchResult, RequestLog
 from newsletter.mail.senders import FileSender, MailError, OneByOne
 from newsletter.mail.sendgrid import SendGridSender
-from newsletter.subscriber import Preferences, Subscriber, Suppression
+from newsletter.readers.tables import Preferences, Subscriber, Suppression
 from tests.conftest import ARXIV_FIXTURES
 from tests.support.sendgrid_server import SendGridServer
 

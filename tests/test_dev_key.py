@@ -18,7 +18,7 @@ from sqlalchemy import Engine, text
 
 from newsletter import db, installation
 from newsletter.config import Settings
-from newsletter.links import LinkHolder, Links, signing_key
+from newsletter.readers.links import LinkHolder, Links, signing_key
 from tests.conftest import REPO
 
 HOLDER = LinkHolder(7, "k" * 22)
@@ -26,7 +26,7 @@ HOLDER = LinkHolder(7, "k" * 22)
 SIGN_ELSEWHERE = """
 import sys
 from newsletter.config import Settings
-from newsletter.links import LinkHolder, Links
+from newsletter.readers.links import LinkHolder, Links
 links = Links.from_settings(Settings(database_url=sys.argv[1]))
 print(links.manage_token(LinkHolder(7, "k" * 22)))
 """

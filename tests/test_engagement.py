@@ -20,8 +20,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import Engine, func, text
 from sqlmodel import Session, select
 
-from newsletter import db, engagement, privacy, reader_input
-from newsletter import subscriber as subs
+from newsletter import db, engagement, privacy
 from newsletter.config import ConfigError, Settings, load_settings
 from newsletter.delivery import Delivery, DigestEdition, SentPaper
 from newsletter.engagement.events import PaperLinks, clicked_paper, papers_of
@@ -29,6 +28,9 @@ from newsletter.ingest.paper import Paper
 from newsletter.mail.batch import Batch, Recipient
 from newsletter.mail.senders import Message
 from newsletter.mail.sendgrid import SendGridSender
+from newsletter.readers import reader_input
+from newsletter.readers import subscriber as subs
+from newsletter.readers.tables import Preferences, Subscriber, WebhookEvent
 from newsletter.web import create_app
 from tests.support import web
 from tests.support.sendgrid_server import SendGridServer, validate
@@ -227,13 +229,13 @@ def first_clicks(engine: Engine, delivery_id: int) -> dict[int, datetime]:
 
 def last_active(engine: Engine, subscriber_id: int) -> datetime | None:
     with Session(engine) as session:
-        row = session.get(subs.Subscriber, subscriber_id)
+        row = session.get(Subscriber, subscriber_id)
         return _utc(row.last_active_at) if row else None
 
 
 def stored_events(engine: Engine) -> list[str]:
     with Session(engine) as session:
-        return sorted(session.exec(select(subs.WebhookEvent.sg_event_id)))
+        return sorted(session.exec(select(WebhookEvent.sg_event_id)))
 
 
 def at(offset: int) -> datetime:
@@ -301,7 +303,7 @@ def test_events_for_unknown_or_deleted_readers_are_ignored(
     gone = sent_digest(engine, "gone@example.com")
     kept = sent_digest(engine, "kept@example.com")
     with db.transaction(engine) as session:
-        privacy.erase(session, session.get(subs.Subscriber, gone.subscriber_id))
+        privacy.erase(session, session.get(Subscriber, gone.subscriber_id))
     stranger = Sent("stranger@example.com", 0, 2_000_000, kept.edition_id, ())
     answer = post(client, key, [
         event("g1", "open", gone, 10),
@@ -348,7 +350,7 @@ def test_received_events_are_forgotten_after_the_retention_days(engine: Engine) 
     now = datetime(2026, 11, 1, 12, tzinfo=UTC)
     with db.transaction(engine) as session:
         for ident, age in (("old", 31), ("edge", 30), ("new", 1)):
-            session.add(subs.WebhookEvent(sg_event_id=ident, event="open",
+            session.add(WebhookEvent(sg_event_id=ident, event="open",
                                           email="a@example.com",
                                           received_at=now - timedelta(days=age, seconds=1)))
     with db.transaction(engine) as session:
@@ -365,9 +367,9 @@ def test_the_scheduled_task_forgets_by_the_configured_days(
     from workers.tasks import forget_old_events
 
     with db.transaction(engine) as session:
-        session.add(subs.WebhookEvent(sg_event_id="old", event="open",
+        session.add(WebhookEvent(sg_event_id="old", event="open",
                                       received_at=datetime.now(UTC) - timedelta(days=8)))
-        session.add(subs.WebhookEvent(sg_event_id="new", event="open",
+        session.add(WebhookEvent(sg_event_id="new", event="open",
                                       received_at=datetime.now(UTC) - timedelta(days=6)))
     monkeypatch.setenv("DATABASE_URL", database_url)
     monkeypatch.setenv("ENGAGEMENT_RETENTION_DAYS", "7")
@@ -505,11 +507,11 @@ def test_a_digest_keeps_the_readers_links_out_of_click_tracking() -> None:
 def test_the_manage_page_opt_out_is_saved_and_exported(
     client: FlaskClient, engine: Engine, web_settings: Settings
 ) -> None:
-    from newsletter.links import LinkHolder, Links
+    from newsletter.readers.links import LinkHolder, Links
 
     reader = sent_digest(engine, "ada@example.com")
     with Session(engine) as session:
-        row = session.get(subs.Subscriber, reader.subscriber_id)
+        row = session.get(Subscriber, reader.subscriber_id)
         token = Links.from_settings(web_settings).manage_token(LinkHolder(row.id, row.link_key))
     browser = create_app(web_settings, engine=engine).test_client()
     page = browser.get(f"/manage/{token}").get_data(as_text=True)
@@ -527,16 +529,16 @@ def test_the_manage_page_opt_out_is_saved_and_exported(
     assert set(exported["deliveries"][0]) >= {"delivered_at", "opened_at", "clicked_at",
                                               "bounced_at"}
     with Session(engine) as session:
-        assert session.exec(select(subs.Preferences.tracking).where(
-            subs.Preferences.subscriber_id == reader.subscriber_id)).one() is False
+        assert session.exec(select(Preferences.tracking).where(
+            Preferences.subscriber_id == reader.subscriber_id)).one() is False
     # Unticked again: tracked again.
     del form["no_tracking"]
     form["csrf_token"] = web.csrf_token(browser, f"/manage/{token}")
     assert browser.post(f"/manage/{token}", data=form,
                         headers={"Origin": SITE}).status_code == 303
     with Session(engine) as session:
-        assert session.exec(select(func.count()).select_from(subs.Preferences).where(
-            subs.Preferences.tracking.is_(True))).one() == 1  # type: ignore[union-attr]
+        assert session.exec(select(func.count()).select_from(Preferences).where(
+            Preferences.tracking.is_(True))).one() == 1  # type: ignore[union-attr]
 
 
 # ------------------------------------------------------------ a digest's own links, end to end

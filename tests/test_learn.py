@@ -23,12 +23,14 @@ from click.testing import CliRunner, Result
 from sqlalchemy import Engine, inspect, text
 from sqlmodel import Session, select
 
-from newsletter import db, reader_input
-from newsletter import subscriber as subs
+from newsletter import db
 from newsletter.cli import main
 from newsletter.config import Settings
 from newsletter.ingest.paper import Paper
 from newsletter.ingest.store import ingest_files
+from newsletter.readers import reader_input
+from newsletter.readers import subscriber as subs
+from newsletter.readers.tables import Preferences
 from newsletter.relevance import learn, liked, model, train, vectors
 from newsletter.relevance.embed import embed_pending, vectors_for
 from newsletter.relevance.embedders import space_for
@@ -297,7 +299,7 @@ def test_liked_papers_we_lack_are_fetched_from_the_arxiv_api_by_the_sweep(
         assert fetched[TIDE].title.startswith("Turning the TIDE")
         assert fetched[TIDE].abstract.startswith("Diffusion large language models")
         assert fetched[CONVEX].authors[0] == "Shayan Hundrieser"
-        prefs = session.get(subs.Preferences, me)
+        prefs = session.get(Preferences, me)
         assert prefs is not None and prefs.liked_papers == list(stored.liked)
         assert learn.interests_of(session, me) == learn.Interests(None, stored.liked,
                                                                   ("2604.99999",))
@@ -319,7 +321,7 @@ def test_liked_papers_are_kept_when_arxiv_cannot_be_asked(engine: Engine,
     assert fetched.asked == (TIDE,) and fetched.stored == 0
     assert fetched.problem is not None and "HTTP 503" in fetched.problem
     with Session(engine) as session:
-        prefs = session.get(subs.Preferences, me)
+        prefs = session.get(Preferences, me)
         assert prefs is not None and prefs.liked_papers == [TIDE, "2609.26811"]
         assert learn.interests_of(session, me).missing == (TIDE,)
     assert model_row(engine, me) is not None  # trained on what we have
@@ -372,7 +374,7 @@ def test_invalid_interests_write_nothing(engine: Engine, settings: Settings) -> 
     assert set(refused.value.errors) == {"description", "liked_papers"}
     assert "'arxiv.org/list/cs.LG'" in refused.value.errors["liked_papers"]
     with Session(engine) as session:
-        prefs = session.get(subs.Preferences, me)
+        prefs = session.get(Preferences, me)
         assert prefs is not None and prefs.description is None and prefs.liked_papers == []
 
 
@@ -393,7 +395,7 @@ def test_subscribers_add_stores_a_description_and_liked_papers(
     with Session(engine) as session:
         ada = subs.find_by_email(session, "ada@example.org")
         assert ada is not None and ada.id is not None
-        prefs = session.get(subs.Preferences, ada.id)
+        prefs = session.get(Preferences, ada.id)
         assert prefs is not None and prefs.description == ON_TIDE
         assert prefs.liked_papers == [TIDE, "2609.26811"]
         assert prefs.topics == ["llm"]
@@ -407,7 +409,7 @@ def test_subscribers_add_stores_a_description_and_liked_papers(
                  "--like", "2609.26811", "--confirmed", **env)
     assert result.exit_code == 0, result.output
     with Session(engine) as session:
-        prefs = session.get(subs.Preferences, ada.id)
+        prefs = session.get(Preferences, ada.id)
         assert prefs is not None and prefs.description == ON_TIDE
         assert prefs.liked_papers == ["2609.26811"]
     engine.dispose()
@@ -563,6 +565,6 @@ def test_the_migration_goes_down_and_up(database_url: str) -> None:
     db.upgrade(engine)
     assert {"ratings", "reader_models"} <= set(inspect(engine).get_table_names())
     with Session(engine) as session:
-        prefs = session.get(subs.Preferences, 7)
+        prefs = session.get(Preferences, 7)
         assert prefs is not None and prefs.liked_papers == [] and prefs.description is None
     engine.dispose()

@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from newsletter import delivery
-from newsletter.subscriber import Preferences, Subscriber
+from newsletter.readers.tables import Preferences, Subscriber
 
 DAY = date(2026, 9, 24)
 NOW = datetime(2026, 9, 24, 7, 0, tzinfo=UTC)

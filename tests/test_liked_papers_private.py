@@ -23,14 +23,15 @@ from flask.testing import FlaskClient
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
-from newsletter import db, delivery, reader_input
-from newsletter import subscriber as subs
+from newsletter import db, delivery
 from newsletter.cards.card import Card
 from newsletter.cards.summarize import summarize_pending
 from newsletter.config import Settings
 from newsletter.delivery.sources import candidates
 from newsletter.ingest.paper import Paper, PaperEntry, merge, new_row
 from newsletter.ingest.store import ingest_files
+from newsletter.readers import reader_input
+from newsletter.readers import subscriber as subs
 from newsletter.relevance import learn
 from newsletter.relevance.tables import PaperVector, ReaderModelRow
 from newsletter.taxonomy import SLUGS

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from itsdangerous import Signer, URLSafeTimedSerializer
 
 from newsletter.config import Settings
-from newsletter.links import _SALTS, MAX_ROW_ID, BadLink, LinkHolder, Links, signing_key
+from newsletter.readers.links import _SALTS, MAX_ROW_ID, BadLink, LinkHolder, Links, signing_key
 from tests.support import web
 
 web_settings = web.web_settings

@@ -21,8 +21,7 @@ from sqlalchemy import Engine, inspect, text
 from sqlmodel import Session
 from sqlmodel import select as select_rows
 
-from newsletter import db, delivery, engagement, reader_input
-from newsletter import subscriber as subs
+from newsletter import db, delivery, engagement
 from newsletter.cards.summarize import summarize_pending
 from newsletter.config import ConfigError, Settings, load_settings
 from newsletter.delivery import Delivery, DigestEdition, SentPaper
@@ -31,10 +30,13 @@ from newsletter.digest import Interests, candidate, select
 from newsletter.engagement.most_read import UP_RATING_WEIGHT, Audience, Tally, rank
 from newsletter.ingest.paper import Paper
 from newsletter.ingest.store import ingest_files
-from newsletter.links import LinkHolder, Links
 from newsletter.mail.message import DATA_LIMIT, Addressee, compose
 from newsletter.mail.render import render_digest
 from newsletter.mail.sendgrid import SendGridSender
+from newsletter.readers import reader_input
+from newsletter.readers import subscriber as subs
+from newsletter.readers.links import LinkHolder, Links
+from newsletter.readers.tables import Subscriber
 from newsletter.relevance.tables import Rating
 from newsletter.web import create_app, site
 from tests.conftest import ARXIV_FIXTURES
@@ -415,7 +417,7 @@ def test_one_readers_up_rating_does_not_reach_the_front_page(
 
 def _link_key(engine: Engine, subscriber_id: int) -> str:
     with Session(engine) as session:
-        row = session.get(subs.Subscriber, subscriber_id)
+        row = session.get(Subscriber, subscriber_id)
         assert row is not None
         return row.link_key
 

@@ -13,12 +13,14 @@ from sqlalchemy import Engine, text
 from sqlmodel import Session, SQLModel, select
 
 import newsletter.models  # noqa: F401  (every table on the metadata)
-from newsletter import db, mail_queue, privacy, reader_input, webhook
-from newsletter import subscriber as subs
+from newsletter import db, mail_queue, privacy, webhook
 from newsletter.config import Settings
 from newsletter.delivery import Delivery, DigestEdition, SentPaper
 from newsletter.ingest.paper import Paper
 from newsletter.ingest.store import ingest_files
+from newsletter.readers import reader_input
+from newsletter.readers import subscriber as subs
+from newsletter.readers.tables import Subscriber, WebhookEvent
 from newsletter.relevance import learn, vectors
 from tests.conftest import arxiv_fixture
 
@@ -58,7 +60,7 @@ REVIEWED = {
 }
 
 
-def _reader_with_a_history(engine: Engine) -> subs.Subscriber:
+def _reader_with_a_history(engine: Engine) -> Subscriber:
     ingest_files(engine, [arxiv_fixture("rss_cs.LG+cs.AI+cs.CL+stat.ML_2026-09-24.xml")])
     with db.transaction(engine) as session:
         row = subs.ensure(session, reader_input.parse_email(EMAIL), NOW)
@@ -99,7 +101,7 @@ def _reader_with_a_history(engine: Engine) -> subs.Subscriber:
 def test_export_holds_deliveries_papers_events_and_consents(engine: Engine) -> None:
     reader = _reader_with_a_history(engine)
     with Session(engine) as session:
-        data = privacy.export(session, session.get(subs.Subscriber, reader.id))
+        data = privacy.export(session, session.get(Subscriber, reader.id))
     json.dumps(data)
     assert data["email"] == STORED and data["suppressed"] is True
     assert [(c["action"], c["ip"], c["user_agent"]) for c in data["consents"]] == [
@@ -138,7 +140,7 @@ def test_erasure_leaves_no_row_that_names_the_reader(engine: Engine) -> None:
         "a table was added or removed: review it for personal data in privacy.py and here")
     reader = _reader_with_a_history(engine)
     with db.transaction(engine) as session:
-        privacy.erase(session, session.get(subs.Subscriber, reader.id))
+        privacy.erase(session, session.get(Subscriber, reader.id))
 
     traces = [STORED, EMAIL.lower(), "reader@", IP, AGENT, reader.link_key, DESCRIPTION]
     for (table, column), values in _every_value(engine).items():
@@ -159,7 +161,7 @@ def test_erasure_leaves_no_row_that_names_the_reader(engine: Engine) -> None:
 def test_an_erased_address_that_bounced_is_still_never_mailed(engine: Engine) -> None:
     reader = _reader_with_a_history(engine)
     with db.transaction(engine) as session:
-        privacy.erase(session, session.get(subs.Subscriber, reader.id))
+        privacy.erase(session, session.get(Subscriber, reader.id))
     with db.transaction(engine) as session:
         assert subs.is_suppressed(session, STORED)
         decision = subs.subscribe(session, reader_input.parse_email(EMAIL.upper()),
@@ -185,7 +187,7 @@ def test_expired_signups_are_erased_like_a_deleted_reader(engine: Engine) -> Non
     with db.transaction(engine) as session:
         assert privacy.expire_pending(session, NOW) == 1
     with Session(engine) as session:
-        assert session.get(subs.Subscriber, stale_id) is None
-        assert session.get(subs.Subscriber, reader_id) is not None
-        event = session.exec(select(subs.WebhookEvent)).one()
+        assert session.get(Subscriber, stale_id) is None
+        assert session.get(Subscriber, reader_id) is not None
+        event = session.exec(select(WebhookEvent)).one()
         assert event.sg_event_id == "ev-9" and event.email is None

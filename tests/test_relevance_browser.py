@@ -9,12 +9,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
-from newsletter import delivery, reader_input
-from newsletter import subscriber as subs
+from newsletter import delivery
 from newsletter.cards.summarize import summarize_pending
 from newsletter.config import Settings
 from newsletter.db import transaction
 from newsletter.ingest.store import ingest_files
+from newsletter.readers import reader_input
+from newsletter.readers import subscriber as subs
 from newsletter.relevance.embed import embed_pending
 from tests.conftest import ARXIV_FIXTURES
 from tests.support.web import chromium, live_site, mails_in

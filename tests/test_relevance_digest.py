@@ -131,8 +131,8 @@ def test_a_paper_rated_up_is_not_said_to_be_like_itself(engine: Engine, settings
 
 def test_exclude_keywords_still_exclude(engine: Engine, settings: Settings, day: None) -> None:
     with Session(engine) as session:
-        from newsletter import reader_input
-        from newsletter import subscriber as subs
+        from newsletter.readers import reader_input
+        from newsletter.readers import subscriber as subs
         row = subs.ensure(session, "reader@example.org", subs._utcnow())
         subs.update_preferences(session, row, reader_input.parse_preferences(
             ["federated"], exclude_keywords="clinical"))

@@ -17,12 +17,12 @@ from click.testing import CliRunner, Result
 from sqlalchemy import Engine, delete, text
 from sqlmodel import Session, select
 
-from newsletter import reader_input, subscriber
 from newsletter.cards.summarize import summarize_pending
 from newsletter.cli import main
 from newsletter.config import Settings
 from newsletter.ingest.paper import Paper
 from newsletter.ingest.store import ingest_files
+from newsletter.readers import reader_input, subscriber
 from newsletter.relevance.embed import embed_pending
 from newsletter.relevance.tables import PaperVector
 from tests.conftest import ARXIV_FIXTURES

@@ -29,7 +29,7 @@ from newsletter.cli import main
 from newsletter.config import Settings
 from newsletter.ingest.store import ingest_files
 from newsletter.mail.sendgrid import SendGridSender
-from newsletter.subscriber import Preferences, Subscriber
+from newsletter.readers.tables import Preferences, Subscriber
 from newsletter.web import create_app
 from tests.conftest import ARXIV_FIXTURES, migrated_sqlite
 from tests.support.admin_desk import add_operator, sign_in

@@ -17,7 +17,7 @@ from newsletter import db
 from newsletter.cards.summarize import summarize_pending
 from newsletter.config import Settings
 from newsletter.ingest.store import ingest_files
-from newsletter.subscriber import Preferences, Subscriber
+from newsletter.readers.tables import Preferences, Subscriber
 from tests.conftest import ARXIV_FIXTURES
 from tests.support.celery_procs import kill_group, running, start_worker, wait_until
 from tests.support.sendgrid_server import Fault, SendGridServer

@@ -15,7 +15,7 @@ from newsletter import delivery, signup, status
 from newsletter.cards.summarize import summarize_pending
 from newsletter.config import Settings, load_settings, settings
 from newsletter.ingest.store import ingest_files
-from newsletter.subscriber import suppress
+from newsletter.readers.subscriber import suppress
 from tests.conftest import ARXIV_FIXTURES
 from tests.support.servers import free_port
 

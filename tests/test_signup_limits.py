@@ -19,7 +19,7 @@ from sqlalchemy import Engine
 from newsletter import db, signup, status
 from newsletter.config import Settings
 from newsletter.pseudonyms import Pseudonyms
-from newsletter.reader_input import Client
+from newsletter.readers.reader_input import Client
 from newsletter.signup_limits import (
     DatabaseCounters,
     SignupLimits,

@@ -21,7 +21,7 @@ from sqlalchemy import Engine, text
 from newsletter import mail_queue, reader_account, signup, signup_limits
 from newsletter.config import Settings
 from newsletter.pseudonyms import Pseudonyms
-from newsletter.reader_input import Client
+from newsletter.readers.reader_input import Client
 from tests.support.servers import redis_process
 from tests.support.web import link, outbox
 

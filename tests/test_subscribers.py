@@ -14,15 +14,17 @@ from itsdangerous import URLSafeTimedSerializer
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
-from newsletter import db, privacy, reader_input, signup
-from newsletter import subscriber as subs
+from newsletter import db, privacy, signup
 from newsletter.cli import main
 from newsletter.config import Settings
-from newsletter.links import BadLink, ExpiredLink, LinkHolder, Links
 from newsletter.mail.render import render_email
 from newsletter.mail.senders import ConsoleSender, FileSender, Message, outbox_entries, read_outbox
-from newsletter.reader_input import Client, InvalidInput
-from newsletter.subscriber import LinkInvalid
+from newsletter.readers import reader_input
+from newsletter.readers import subscriber as subs
+from newsletter.readers.links import BadLink, ExpiredLink, LinkHolder, Links
+from newsletter.readers.reader_input import Client, InvalidInput
+from newsletter.readers.subscriber import LinkInvalid
+from newsletter.readers.tables import Consent, Subscriber
 from tests.support.web import link, outbox, text_of
 
 NOW = datetime(2026, 9, 24, 12, 0, tzinfo=UTC)
@@ -146,7 +148,7 @@ def _values(*topics: str) -> reader_input.PreferenceValues:
     return reader_input.parse_preferences(list(topics or ("llm",)))
 
 
-def _row(engine: Engine, email: str) -> subs.Subscriber | None:
+def _row(engine: Engine, email: str) -> Subscriber | None:
     with Session(engine) as session:
         return subs.find_by_email(session, email)
 
@@ -164,9 +166,9 @@ def _prefs(engine: Engine, email: str) -> dict:
         return subs.profile(session, row)["preferences"]
 
 
-def _consents(engine: Engine) -> list[subs.Consent]:
+def _consents(engine: Engine) -> list[Consent]:
     with Session(engine) as session:
-        return list(session.exec(select(subs.Consent).order_by(subs.Consent.id)))
+        return list(session.exec(select(Consent).order_by(Consent.id)))
 
 
 def test_signup_decides_what_to_mail(engine: Engine) -> None:

@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from newsletter import subscriber as subs
 from newsletter.config import Settings
+from newsletter.readers import subscriber as subs
 from tests.support.web import chromium, live_site
 
 

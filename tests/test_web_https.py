@@ -25,7 +25,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from newsletter import db
-from newsletter import subscriber as subs
+from newsletter.readers import subscriber as subs
 from tests.conftest import REPO
 from tests.support.celery_procs import wait_until
 from tests.support.servers import free_port

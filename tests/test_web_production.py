@@ -9,8 +9,9 @@ from flask.testing import FlaskClient
 from sqlalchemy import Engine, func
 from sqlmodel import Session, select
 
-from newsletter import subscriber as subs
 from newsletter.config import Settings
+from newsletter.readers import subscriber as subs
+from newsletter.readers.tables import Subscriber
 from newsletter.web import create_app
 from newsletter.web.origin import foreign_post, origin_of
 from tests.support import web
@@ -46,7 +47,7 @@ def _signup(site: FlaskClient, email: str, headers: dict[str, str]):  # type: ig
 
 def _count(engine: Engine) -> int:
     with Session(engine) as session:
-        return session.exec(select(func.count()).select_from(subs.Subscriber)).one()
+        return session.exec(select(func.count()).select_from(Subscriber)).one()
 
 
 def test_session_cookie_is_secure(site: FlaskClient, production: Settings) -> None:

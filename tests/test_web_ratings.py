@@ -25,12 +25,14 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, func
 from sqlmodel import Session, select
 
-from newsletter import db, privacy, reader_input
-from newsletter import subscriber as subs
+from newsletter import db, privacy
 from newsletter.config import Settings
 from newsletter.ingest.paper import Paper
 from newsletter.ingest.store import ingest_files
-from newsletter.links import MAX_ROW_ID, LinkHolder, Links
+from newsletter.readers import reader_input
+from newsletter.readers import subscriber as subs
+from newsletter.readers.links import MAX_ROW_ID, LinkHolder, Links
+from newsletter.readers.tables import Preferences, Subscriber
 from newsletter.relevance import train
 from newsletter.relevance.embed import embed_pending
 from newsletter.relevance.tables import Rating, ReaderModelRow
@@ -225,14 +227,14 @@ def test_a_deleted_readers_links_are_gone(client: FlaskClient, web_settings: Set
     up = _rate_path(web_settings, me, papers[TIDE], "up")
     form_token = csrf_token(client, up)
     with db.transaction(engine) as session:
-        row = session.get(subs.Subscriber, me.subscriber_id)
+        row = session.get(Subscriber, me.subscriber_id)
         assert row is not None
         privacy.erase(session, row)
     assert client.get(up).status_code == 404
     assert client.post(up, data={"csrf_token": form_token}).status_code == 404
     # A new reader later given the same id does not inherit the old links.
     with db.transaction(engine) as session:
-        session.add(subs.Subscriber(id=me.subscriber_id, email="new@example.org"))
+        session.add(Subscriber(id=me.subscriber_id, email="new@example.org"))
     assert client.get(up).status_code == 404
     assert _ratings(engine) == {}
 
@@ -257,7 +259,7 @@ def test_a_forged_token_is_answered_alike_whether_its_reader_exists_or_not(
     # A deleted reader's genuine link cannot be told from a forged one either.
     up = _rate_path(web_settings, me, papers[TIDE], "up")
     with db.transaction(engine) as session:
-        row = session.get(subs.Subscriber, me.subscriber_id)
+        row = session.get(Subscriber, me.subscriber_id)
         assert row is not None
         privacy.erase(session, row)
     assert [(a.status_code, _text(a)) for a in (
@@ -339,7 +341,7 @@ def _confirm_from_mail(client: FlaskClient, web_settings: Settings) -> str:
     return link(outbox(web_settings)[-1], "manage")
 
 
-def _preferences(engine: Engine, email: str) -> subs.Preferences:
+def _preferences(engine: Engine, email: str) -> Preferences:
     with Session(engine) as session:
         row = subs.find_by_email(session, email)
         assert row is not None
@@ -403,7 +405,7 @@ def test_a_sign_up_with_bad_interests_is_refused_with_what_was_typed(
     assert "At most 500 characters" in body and "&#39;not-a-paper&#39; is not an arXiv id" in body
     assert long.strip() in body and "2401.12345\nnot-a-paper</textarea>" in body
     with Session(engine) as session:
-        assert session.exec(select(func.count()).select_from(subs.Subscriber)).one() == 0
+        assert session.exec(select(func.count()).select_from(Subscriber)).one() == 0
     assert outbox(web_settings) == []
 
 

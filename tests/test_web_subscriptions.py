@@ -15,9 +15,10 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, func
 from sqlmodel import Session, select
 
-from newsletter import reader_input
-from newsletter import subscriber as subs
 from newsletter.config import Settings
+from newsletter.readers import reader_input
+from newsletter.readers import subscriber as subs
+from newsletter.readers.tables import Consent, Subscriber
 from newsletter.taxonomy import BY_SLUG
 from newsletter.web import create_app
 from tests.support import web
@@ -53,7 +54,7 @@ def _topics(engine: Engine, email: str) -> list[str]:
 
 def _count(engine: Engine) -> int:
     with Session(engine) as session:
-        return session.exec(select(func.count()).select_from(subs.Subscriber)).one()
+        return session.exec(select(func.count()).select_from(Subscriber)).one()
 
 
 def _confirmed(client: FlaskClient, web_settings: Settings, email: str,
@@ -93,7 +94,7 @@ def test_double_opt_in(client: FlaskClient, web_settings: Settings, engine: Engi
     assert welcome["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert welcome["List-Unsubscribe"] == f"<http://paperwire.test{link(welcome, 'unsubscribe')}>"
     with Session(engine) as session:
-        actions = [c.action for c in session.exec(select(subs.Consent))]
+        actions = [c.action for c in session.exec(select(Consent))]
     assert actions == ["confirm"]  # an anonymous sign-up proves no consent; the click does
 
 
@@ -187,7 +188,7 @@ def test_same_answer_for_new_pending_confirmed_and_suppressed(
     assert sent_to.count("pending@example.com") == 1
     assert sent_to.count("confirmed@example.com") == 2  # confirmation, welcome
     with Session(engine) as session:
-        for row in session.exec(select(subs.Subscriber)):
+        for row in session.exec(select(Subscriber)):
             row.last_confirmation_sent_at = datetime.now(UTC) - timedelta(minutes=11)
         session.commit()
     later = {subscribe(client, e).get_data(as_text=True) for e in answers}

@@ -13,9 +13,11 @@ from flask.testing import FlaskClient
 from sqlalchemy import Engine, func
 from sqlmodel import Session, select
 
-from newsletter import db, reader_input
-from newsletter import subscriber as subs
+from newsletter import db
 from newsletter.config import Settings
+from newsletter.readers import reader_input
+from newsletter.readers import subscriber as subs
+from newsletter.readers.tables import Suppression, WebhookEvent
 from newsletter.web import create_app
 from tests.support import web
 
@@ -70,7 +72,7 @@ def _status(engine: Engine, email: str) -> str | None:
 
 def _suppressed(engine: Engine) -> list[tuple[str, str]]:
     with Session(engine) as session:
-        return sorted((s.email, s.reason) for s in session.exec(select(subs.Suppression)))
+        return sorted((s.email, s.reason) for s in session.exec(select(Suppression)))
 
 
 def test_signed_events_suppress_for_good(client: FlaskClient, engine: Engine,
@@ -110,7 +112,7 @@ def test_replayed_events_act_once(client: FlaskClient, engine: Engine,
     assert replay.json == {"received": 1, "duplicates": 1, "suppressed": 0}
     assert _status(engine, "b@example.com") == "confirmed"
     with Session(engine) as session:
-        assert session.exec(select(func.count()).select_from(subs.WebhookEvent)).one() == 1
+        assert session.exec(select(func.count()).select_from(WebhookEvent)).one() == 1
 
 
 def test_forged_requests_are_refused(client: FlaskClient, engine: Engine,

@@ -93,7 +93,7 @@ def test_digests_fan_out_to_mail_workers(
     from newsletter.cards.summarize import summarize_pending
     from newsletter.config import Settings
     from newsletter.ingest.store import ingest_files
-    from newsletter.subscriber import Preferences, Subscriber
+    from newsletter.readers.tables import Preferences, Subscriber
     from tests.conftest import ARXIV_FIXTURES
 
     engine = db.make_engine(database_url)

@@ -45,7 +45,7 @@ from sqlmodel import Field, Session, SQLModel, col, select
 from newsletter.admin import audit
 from newsletter.db import aware
 from newsletter.pseudonyms import Pseudonyms
-from newsletter.reader_input import InvalidInput, parse_email
+from newsletter.readers.reader_input import InvalidInput, parse_email
 from newsletter.signup_limits import client_network
 
 IDLE_TIMEOUT = timedelta(minutes=30)

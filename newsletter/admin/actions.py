@@ -20,14 +20,14 @@ from sqlalchemy import Engine, delete, select, update
 from sqlmodel import Session
 
 from newsletter import broker, privacy
-from newsletter import subscriber as subs
 from newsletter.cards.card import Card
 from newsletter.config import Settings
 from newsletter.delivery import DigestEdition
 from newsletter.delivery.ledger import deliveries
 from newsletter.mail_queue import MailJob
+from newsletter.readers import subscriber as subs
+from newsletter.readers.tables import Subscriber, Suppression
 from newsletter.signup_limits import SignupLimits
-from newsletter.subscriber import Subscriber, Suppression
 
 log = logging.getLogger(__name__)
 

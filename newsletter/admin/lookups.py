@@ -20,18 +20,18 @@ from newsletter.cards.card import Card
 from newsletter.config import Settings
 from newsletter.delivery import Delivery, DigestEdition
 from newsletter.ingest.paper import Paper
-from newsletter.links import LinkHolder, Links
 from newsletter.mail.render import RenderedDigest
-from newsletter.relevance.tables import Rating
-from newsletter.subscriber import (
+from newsletter.readers.links import LinkHolder, Links
+from newsletter.readers.subscriber import erased_form
+from newsletter.readers.tables import (
     STATUSES,
     Consent,
     Preferences,
     Subscriber,
     Suppression,
     WebhookEvent,
-    erased_form,
 )
+from newsletter.relevance.tables import Rating
 
 # What the subscriber search filters on: a status, or "suppressed" (any status).
 SEARCH_STATUSES = (*STATUSES, "suppressed")

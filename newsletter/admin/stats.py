@@ -53,8 +53,8 @@ from newsletter.delivery import Delivery, DigestEdition
 from newsletter.delivery.ledger import deliveries
 from newsletter.ingest.feed import Feed
 from newsletter.ingest.paper import Paper
+from newsletter.readers.tables import Consent, Preferences, Subscriber, Suppression
 from newsletter.relevance.tables import PaperVector, Rating
-from newsletter.subscriber import Consent, Preferences, Subscriber, Suppression
 from newsletter.taxonomy import TOPICS
 
 DEFAULT_DAYS = 30

@@ -25,12 +25,12 @@ from newsletter.delivery.sources import (
 )
 from newsletter.digest import PaperIndex, Pick, Selection
 from newsletter.ingest.paper import Paper
-from newsletter.links import BadLink, Links
 from newsletter.mail import message
 from newsletter.mail.render import render_digest
+from newsletter.readers.links import BadLink, Links
+from newsletter.readers.subscriber import UnknownReader
 from newsletter.relevance.embedders import space_for
 from newsletter.relevance.scores import choose
-from newsletter.subscriber import UnknownReader
 
 
 @dataclass(frozen=True)

@@ -13,14 +13,9 @@ off by default) and each reader's: one who opts out on the manage page is mailed
 tracking off, and any event about them is dropped but for suppression.
 """
 
-from newsletter.engagement.events import (
-    Recorder,
-    forget_old_events,
-    forget_old_events_configured,
-    touch,
-)
+from newsletter.engagement.events import Recorder, forget_old_events, forget_old_events_configured
 from newsletter.engagement.links import paper_key
 from newsletter.engagement.most_read import Audience, MostRead, most_read
 
 __all__ = ["Audience", "MostRead", "Recorder", "forget_old_events",
-           "forget_old_events_configured", "most_read", "paper_key", "touch"]
+           "forget_old_events_configured", "most_read", "paper_key"]

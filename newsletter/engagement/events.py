@@ -41,7 +41,8 @@ from newsletter.db import among
 from newsletter.delivery.ledger import deliveries, sent_papers
 from newsletter.engagement.links import paper_key
 from newsletter.ingest.paper import Paper
-from newsletter.subscriber import Preferences, Subscriber, WebhookEvent
+from newsletter.readers.subscriber import touch
+from newsletter.readers.tables import Preferences, Subscriber, WebhookEvent
 
 # The delivery's column each event kind fills, once.
 FIRST_SEEN = {"delivered": "delivered_at", "open": "opened_at", "click": "clicked_at",
@@ -194,16 +195,6 @@ def _first_click(session: Session, delivery_id: int, paper_id: int, at: datetime
                            or_(sent_papers.c.clicked_at.is_(None),
                                sent_papers.c.clicked_at > at))
                     .values(clicked_at=at))
-
-
-def touch(session: Session, subscriber_id: int, at: datetime) -> None:
-    """A reader was active at `at` (an open, a click, a rating): keep the latest time."""
-    subscribers = Subscriber.__table__  # type: ignore[attr-defined]
-    session.execute(update(subscribers)
-                    .where(subscribers.c.id == subscriber_id,
-                           or_(subscribers.c.last_active_at.is_(None),
-                               subscribers.c.last_active_at < at))
-                    .values(last_active_at=at))
 
 
 def forget_old_events(session: Session, now: datetime, days: int) -> int:

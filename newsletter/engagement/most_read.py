@@ -34,8 +34,8 @@ from sqlmodel import Session
 
 from newsletter.delivery.ledger import DigestEdition, deliveries, sent_papers
 from newsletter.ingest.paper import Paper
+from newsletter.readers.tables import Subscriber
 from newsletter.relevance.tables import Rating
-from newsletter.subscriber import Subscriber
 
 if TYPE_CHECKING:
     from newsletter.config import Settings

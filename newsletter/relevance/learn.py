@@ -29,14 +29,14 @@ from sqlmodel import Session
 
 from newsletter.config import Settings
 from newsletter.db import aware, upsert
-from newsletter.engagement.events import touch
 from newsletter.ingest.paper import Paper
-from newsletter.reader_input import claimed_arxiv_id, parse_interests
+from newsletter.readers.reader_input import claimed_arxiv_id, parse_interests
+from newsletter.readers.subscriber import UnknownReader, preferences_of, touch
+from newsletter.readers.tables import Preferences, Subscriber
 from newsletter.relevance.liked import ids_we_lack
 from newsletter.relevance.model import ReaderModel
 from newsletter.relevance.tables import Rating
 from newsletter.relevance.train import current_settings, retrain
-from newsletter.subscriber import Preferences, Subscriber, UnknownReader, preferences_of
 
 log = logging.getLogger(__name__)
 

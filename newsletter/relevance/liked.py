@@ -31,8 +31,8 @@ from newsletter.ingest.fetch import Fetched, Fetcher, FetchError
 from newsletter.ingest.paper import Paper, PaperEntry
 from newsletter.ingest.parse import FeedError, parse_feed
 from newsletter.ingest.store import make_fetcher, store_entries
-from newsletter.reader_input import MAX_LIKED_PAPERS
-from newsletter.subscriber import Preferences
+from newsletter.readers.reader_input import MAX_LIKED_PAPERS
+from newsletter.readers.tables import Preferences
 
 log = logging.getLogger(__name__)
 

@@ -19,6 +19,7 @@ from sqlmodel import Session
 from newsletter import reasons as why
 from newsletter.digest import Interests, PaperIndex, Selection
 from newsletter.ingest.paper import Paper
+from newsletter.readers.tables import Preferences
 from newsletter.relevance import model
 from newsletter.relevance.embed import vectors_for
 from newsletter.relevance.embedders import VectorSpace
@@ -26,7 +27,6 @@ from newsletter.relevance.rank import Learned
 from newsletter.relevance.rank import select as select_learned
 from newsletter.relevance.tables import Rating
 from newsletter.relevance.train import stored_models
-from newsletter.subscriber import Preferences
 
 # A pick's why-line names the rated-up or liked paper it resembles when the pick is among
 # the edition's papers closest to that paper: closer to it than all but this share of them

@@ -35,12 +35,12 @@ from sqlmodel import Session
 from newsletter.config import Settings
 from newsletter.db import among, aware, transaction, upsert
 from newsletter.ingest.paper import Paper, listed
+from newsletter.readers.tables import Preferences
 from newsletter.relevance import liked, model, vectors
 from newsletter.relevance.embed import EmbedReport, embed_pending, vectors_for
 from newsletter.relevance.embedders import EmbedError, VectorSpace, embedder_for, space_for
 from newsletter.relevance.model import ReaderModel
 from newsletter.relevance.tables import PaperVector, Rating, ReaderModelRow
-from newsletter.subscriber import Preferences
 
 log = logging.getLogger(__name__)
 

@@ -15,10 +15,10 @@ from werkzeug.exceptions import HTTPException
 
 from newsletter import db
 from newsletter.config import Settings, load_settings
-from newsletter.links import BadLink, ExpiredLink, signing_key
 from newsletter.mail.senders import Sender
+from newsletter.readers.links import BadLink, ExpiredLink, signing_key
+from newsletter.readers.subscriber import LinkInvalid
 from newsletter.signup import Services
-from newsletter.subscriber import LinkInvalid
 from newsletter.web import admin, ratings, site, subscriptions, unavailable, webhooks
 from newsletter.web.common import SERVICES
 from newsletter.web.origin import REFERRER_POLICY, OriginCheckedCSRF

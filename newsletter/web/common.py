@@ -6,7 +6,7 @@ import ipaddress
 
 from flask import current_app, request
 
-from newsletter.reader_input import Client
+from newsletter.readers.reader_input import Client
 from newsletter.signup import Services
 
 SERVICES = "paperwire"

@@ -8,7 +8,7 @@ from flask import Blueprint, Response, abort, redirect, render_template, request
 
 from newsletter import delivery, reader_account
 from newsletter import signup as flows
-from newsletter.reader_input import InvalidInput
+from newsletter.readers.reader_input import InvalidInput
 from newsletter.taxonomy import TOPICS
 from newsletter.web.common import client, mail_html_policy, no_store, services
 

@@ -14,15 +14,15 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from newsletter import db, signup
-from newsletter import subscriber as subs
 from newsletter.admin import accounts, audit
 from newsletter.cards.card import Card
 from newsletter.delivery import Delivery, DigestEdition
 from newsletter.delivery.ledger import window
 from newsletter.ingest.feed import Feed
 from newsletter.ingest.paper import Paper
+from newsletter.readers import subscriber as subs
+from newsletter.readers.tables import Consent, Preferences, Subscriber, Suppression
 from newsletter.relevance.tables import Rating
-from newsletter.subscriber import Consent, Preferences, Subscriber, Suppression
 from newsletter.taxonomy import SLUGS
 from newsletter.web.common import SERVICES
 from tests.support.web import csrf_token

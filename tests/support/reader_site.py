@@ -17,14 +17,15 @@ from pathlib import Path
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
-from newsletter import db, reader_input
-from newsletter import subscriber as subs
+from newsletter import db
 from newsletter.cards.summarize import summarize_pending
 from newsletter.config import Settings
 from newsletter.db import transaction
 from newsletter.ingest.paper import Paper
 from newsletter.ingest.store import ingest_files
-from newsletter.links import LinkHolder, Links
+from newsletter.readers import reader_input
+from newsletter.readers import subscriber as subs
+from newsletter.readers.links import LinkHolder, Links
 from newsletter.relevance.tables import Rating
 from tests.conftest import ARXIV_FIXTURES
 from tests.support.web import live_site

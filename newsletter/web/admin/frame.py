@@ -47,7 +47,7 @@ from markupsafe import Markup, escape
 from sqlmodel import Session
 
 from newsletter.admin import accounts, audit
-from newsletter.links import MAX_ROW_ID
+from newsletter.readers.links import MAX_ROW_ID
 from newsletter.web.common import no_store, services
 
 blueprint = Blueprint("admin", __name__, url_prefix="/admin")

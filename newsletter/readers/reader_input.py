@@ -2,7 +2,7 @@
 (topics, keywords, authors, frequency, how many papers), their interests in their own words
 and the papers they like. Pure: each parser returns clean values or raises InvalidInput
 naming every bad field, so a bad form never leaves half a subscriber behind
-(newsletter/subscriber.py stores what passes).
+(newsletter/readers/subscriber.py stores what passes).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
-"""Subscribers, their preferences and consent, and the addresses we must never mail.
+"""What happens to a reader's rows: subscribe, confirm, change, unsubscribe, suppress, delete.
 
-Input is checked by the pure functions of newsletter/reader_input.py before anything is
+Input is checked by the pure functions of newsletter/readers/reader_input.py before anything is
 written, so a bad form never leaves half a subscriber behind. The functions that take
 a Session change state; the caller owns the transaction (`db.transaction`).
 """
@@ -10,147 +10,30 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import (
-    JSON,
-    Boolean,
-    Column,
-    DateTime,
-    ForeignKey,
-    Integer,
-    Text,
-    func,
-    text,
-    true,
-)
 from sqlalchemy import delete as sql_delete
-from sqlmodel import Field, Session, SQLModel, select
+from sqlalchemy import func, or_, update
+from sqlmodel import Session, select
 
 from newsletter.db import aware
-from newsletter.reader_input import (
+from newsletter.readers.reader_input import (
     DEFAULT_MAX_PAPERS,
-    MAX_EMAIL_LENGTH,
     Client,
     PreferenceValues,
     agreement,
 )
-
-STATUSES = ("pending", "confirmed", "unsubscribed", "bounced", "complained")
-CONFIRMATION_INTERVAL = timedelta(minutes=10)
-PENDING_LIFETIME = timedelta(days=7)
-
-# Provider events that mean "never mail this address again", and the status they leave.
-SUPPRESSING_EVENTS = {
-    "bounce": "bounced",
-    "dropped": "bounced",
-    "spamreport": "complained",
-    "unsubscribe": "unsubscribed",
-    "group_unsubscribe": "unsubscribed",
-}
-
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def _key() -> str:
-    return secrets.token_urlsafe(16)
-
-
-class Subscriber(SQLModel, table=True):
-    __tablename__ = "subscribers"
-
-    id: int | None = Field(default=None, primary_key=True)
-    email: str = Field(max_length=MAX_EMAIL_LENGTH, unique=True)
-    status: str = Field(default="pending", max_length=16, index=True)
-    # Signed manage/unsubscribe links name this; a new row gets a new key, so links made
-    # for a deleted subscriber never open a later one with the same address or id.
-    link_key: str = Field(default_factory=_key, max_length=64)
-    # The pending confirmation's nonce; cleared when used, so a confirm link works once.
-    confirm_nonce: str | None = Field(default=None, max_length=64)
-    created_at: datetime = Field(default_factory=_utcnow)
-    updated_at: datetime = Field(default_factory=_utcnow)
-    confirmed_at: datetime | None = None
-    unsubscribed_at: datetime | None = None
-    last_confirmation_sent_at: datetime | None = None
-    # What an anonymous sign-up asked for, waiting for the mailbox's owner to confirm it:
-    # until then nobody's status or preferences change (see `subscribe`).
-    requested: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
-    # The last open, click or rating (newsletter/engagement/), never an older one.
-    last_active_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
-
-
-class Preferences(SQLModel, table=True):
-    __tablename__ = "preferences"
-
-    subscriber_id: int = Field(sa_column=Column(
-        Integer, ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True))
-    topics: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
-    include_keywords: list[str] = Field(default_factory=list,
-                                        sa_column=Column(JSON, nullable=False))
-    exclude_keywords: list[str] = Field(default_factory=list,
-                                        sa_column=Column(JSON, nullable=False))
-    authors: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
-    frequency: str = Field(default="daily", max_length=16)
-    max_papers: int = DEFAULT_MAX_PAPERS
-    include_revised: bool = False
-    updated_at: datetime = Field(default_factory=_utcnow)
-    # Interests in the reader's own words and papers they like (arXiv ids without version):
-    # with their ratings they train the reader's model (newsletter/relevance/learn.py).
-    description: str | None = Field(default=None, sa_type=Text)
-    liked_papers: list[str] = Field(default_factory=list, sa_column=Column(
-        JSON, nullable=False, server_default=text("'[]'")))
-    # False: the reader asked not to be tracked; their mail goes with SendGrid's open and
-    # click tracking off, and their events are dropped but for suppression.
-    tracking: bool = Field(default=True, sa_column=Column(Boolean, nullable=False,
-                                                          server_default=true()))
-
-
-class Consent(SQLModel, table=True):
-    """Proof of what someone agreed to, when, and from where."""
-
-    __tablename__ = "consents"
-
-    id: int | None = Field(default=None, primary_key=True)
-    subscriber_id: int = Field(sa_column=Column(
-        Integer, ForeignKey("subscribers.id", ondelete="CASCADE"), nullable=False, index=True))
-    # Consents given (confirm, resubscribe, admin, import) and withdrawn (unsubscribe):
-    # never an anonymous attempt, which proves nothing about the mailbox's owner.
-    action: str = Field(max_length=32)
-    at: datetime = Field(default_factory=_utcnow)
-    ip: str | None = Field(default=None, max_length=64)
-    user_agent: str | None = Field(default=None, max_length=512)
-    agreed_to: str = Field(sa_type=Text)
-
-
-class Suppression(SQLModel, table=True):
-    """An address we never mail again, whatever its subscriber row says (or if it has none)."""
-
-    __tablename__ = "suppressions"
-
-    id: int | None = Field(default=None, primary_key=True)
-    email: str = Field(max_length=MAX_EMAIL_LENGTH, unique=True)
-    reason: str = Field(max_length=64)
-    at: datetime = Field(default_factory=_utcnow)
-
-
-class WebhookEvent(SQLModel, table=True):
-    """A provider event already acted on: providers retry, and payloads can be replayed."""
-
-    __tablename__ = "webhook_events"
-
-    id: int | None = Field(default=None, primary_key=True)
-    sg_event_id: str = Field(max_length=200, unique=True)
-    event: str = Field(max_length=64)
-    email: str | None = Field(default=None, max_length=MAX_EMAIL_LENGTH)
-    # Kept ENGAGEMENT_RETENTION_DAYS (engagement.forget_old_events deletes by this).
-    received_at: datetime = Field(default_factory=_utcnow, index=True)
-
-
-# ---------------------------------------------------------------- state changes
+from newsletter.readers.tables import (
+    CONFIRMATION_INTERVAL,
+    SUPPRESSING_EVENTS,
+    Consent,
+    Preferences,
+    Subscriber,
+    Suppression,
+    _key,
+    _utcnow,
+)
 
 
 @dataclass
@@ -463,3 +346,13 @@ def _listed(subscriber: Subscriber, prefs: Preferences | None) -> dict[str, Any]
 def counts(session: Session) -> dict[str, int]:
     rows = session.exec(select(Subscriber.status, func.count()).group_by(Subscriber.status))
     return {status: n for status, n in rows}
+
+
+def touch(session: Session, subscriber_id: int, at: datetime) -> None:
+    """A reader was active at `at` (an open, a click, a rating): keep the latest time."""
+    subscribers = Subscriber.__table__  # type: ignore[attr-defined]
+    session.execute(update(subscribers)
+                    .where(subscribers.c.id == subscriber_id,
+                           or_(subscribers.c.last_active_at.is_(None),
+                               subscribers.c.last_active_at < at))
+                    .values(last_active_at=at))
