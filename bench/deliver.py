@@ -247,7 +247,7 @@ def run_naive(url: str, sink: str, sample: int) -> dict[str, Any]:
     from newsletter import db
     from newsletter.delivery.ledger import window
     from newsletter.delivery.sources import candidates, confirmed_readers
-    from newsletter.digest import select
+    from newsletter.digest.selection import select
     from newsletter.mail import message
     from newsletter.mail.render import TEMPLATE_DIR
     from newsletter.mail.sendgrid import SendGridSender

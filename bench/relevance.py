@@ -61,9 +61,10 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from newsletter import digest
-from newsletter import reasons as why_reasons
-from newsletter.relevance import model, rank, scores, vectors
+from newsletter.digest import rank, scores
+from newsletter.digest import reasons as why_reasons
+from newsletter.digest import selection as digest
+from newsletter.relevance import model, vectors
 from newsletter.relevance.train import REFERENCE_PAPERS
 from newsletter.taxonomy import guess_topics
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.digest import Interests, candidate, select
+from newsletter.digest.selection import Interests, candidate, select
 from newsletter.mail.message import Addressee, compose
 from newsletter.mail.render import render_digest
 from tests.test_web_browser import chromium

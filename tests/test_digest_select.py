@@ -5,7 +5,14 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from newsletter.digest import Interests, PaperIndex, author_key, candidate, headline, select
+from newsletter.digest.selection import (
+    Interests,
+    PaperIndex,
+    author_key,
+    candidate,
+    headline,
+    select,
+)
 
 QUANT = candidate(1, "2609.00001", "Post-training Quantization for LLMs at 2 Bits",
                   "We quantize large language models to two bits without retraining.",

@@ -8,7 +8,7 @@ import json
 import re
 from datetime import date
 
-from newsletter.digest import Interests, candidate, select
+from newsletter.digest.selection import Interests, candidate, select
 from newsletter.mail.message import DATA_LIMIT, Addressee, compose
 from newsletter.mail.render import render_digest
 
@@ -181,8 +181,7 @@ def test_each_item_of_the_text_part_stands_apart() -> None:
 
 
 def test_a_why_line_stored_before_likes_and_ratings_were_told_apart_still_reads_well() -> None:
-    from newsletter import reasons
-
+    from newsletter.digest import reasons
     old = "like “Paper X” you rated up or liked"
     assert reasons.why_line([old]) == "similar to “Paper X”, which you rated up or liked"
     assert reasons.why_line([reasons.resembles("Paper X", rated_up=True)]) == (

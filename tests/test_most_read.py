@@ -26,7 +26,7 @@ from newsletter.cards.summarize import summarize_pending
 from newsletter.config import ConfigError, Settings, load_settings
 from newsletter.delivery import Delivery, DigestEdition, SentPaper
 from newsletter.delivery.ledger import today_utc
-from newsletter.digest import Interests, candidate, select
+from newsletter.digest.selection import Interests, candidate, select
 from newsletter.engagement.most_read import UP_RATING_WEIGHT, Audience, Tally, rank
 from newsletter.ingest.paper import Paper
 from newsletter.ingest.store import ingest_files

@@ -22,12 +22,12 @@ from newsletter import delivery
 from newsletter.cards.summarize import summarize_pending
 from newsletter.cli import main
 from newsletter.config import Settings
-from newsletter.digest import PaperIndex, candidate, interests
+from newsletter.digest import rank
+from newsletter.digest.selection import PaperIndex, candidate, interests
 from newsletter.ingest.parse import parse_feed
 from newsletter.ingest.store import ingest_files, store_entries
 from newsletter.mail.message import Addressee, compose
 from newsletter.mail.render import render_digest
-from newsletter.relevance import rank
 from newsletter.relevance.embed import embed_pending
 from tests.conftest import ARXIV_FIXTURES
 from tests.support.web import mails_in, text_of
@@ -247,8 +247,7 @@ def test_the_why_line_names_a_favourite_only_beside_the_papers_closest_to_it_in_
 ) -> None:
     import numpy as np
 
-    from newsletter.relevance import scores
-
+    from newsletter.digest import scores
     rng = np.random.default_rng(7)
     edition = 200  # its 0.5% closest to a favourite: the one closest
     everyone = np.ones(edition, dtype=bool)

@@ -16,7 +16,7 @@ from python_http_client.exceptions import HTTPError
 
 from newsletter.cli import main
 from newsletter.config import Settings
-from newsletter.digest import Interests, candidate, select
+from newsletter.digest.selection import Interests, candidate, select
 from newsletter.mail.batch import Batch, Recipient
 from newsletter.mail.message import DATA_LIMIT, Addressee, compose
 from newsletter.mail.render import DigestTemplate, digest_template

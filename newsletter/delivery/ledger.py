@@ -39,7 +39,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel, select
 
 from newsletter.db import among
-from newsletter.digest import Selection
+from newsletter.digest.selection import Selection
 
 FREQUENCIES = ("daily", "weekly")
 # How far back an edition looks for papers; "never sent before" does the rest.

@@ -44,14 +44,14 @@ from newsletter.delivery.ledger import (
     utcnow,
 )
 from newsletter.delivery.sources import Reader, candidates, readers
-from newsletter.digest import PaperIndex, Selection
+from newsletter.digest.scores import choose
+from newsletter.digest.selection import PaperIndex, Selection
 from newsletter.mail import message
 from newsletter.mail.batch import Batch
 from newsletter.mail.registry import batch_sender_for
 from newsletter.mail.senders import BatchSender
 from newsletter.readers.links import LinkHolder, Links
 from newsletter.relevance.embedders import VectorSpace, space_for
-from newsletter.relevance.scores import choose
 
 if TYPE_CHECKING:
     from newsletter.engagement import Audience

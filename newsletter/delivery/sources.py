@@ -17,7 +17,7 @@ from sqlmodel import Session
 from newsletter.cards.card import Card
 from newsletter.db import among
 from newsletter.delivery.ledger import MAILABLE
-from newsletter.digest import Candidate, Interests, candidate, interests
+from newsletter.digest.selection import Candidate, Interests, candidate, interests
 from newsletter.ingest.paper import Paper
 from newsletter.taxonomy import guess_topics
 

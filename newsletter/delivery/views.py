@@ -23,14 +23,14 @@ from newsletter.delivery.sources import (
     confirmed_readers,
     reader_from_row,
 )
-from newsletter.digest import PaperIndex, Pick, Selection
+from newsletter.digest.scores import choose
+from newsletter.digest.selection import PaperIndex, Pick, Selection
 from newsletter.ingest.paper import Paper
 from newsletter.mail import message
 from newsletter.mail.render import render_digest
 from newsletter.readers.links import BadLink, Links
 from newsletter.readers.subscriber import UnknownReader
 from newsletter.relevance.embedders import space_for
-from newsletter.relevance.scores import choose
 
 
 @dataclass(frozen=True)

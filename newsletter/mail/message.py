@@ -25,9 +25,9 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from newsletter.digest import Candidate, Pick, Selection, headline
+from newsletter.digest.reasons import why_line
+from newsletter.digest.selection import Candidate, Pick, Selection, headline
 from newsletter.mail.batch import Batch, Recipient
-from newsletter.reasons import why_line
 from newsletter.taxonomy import topic_name
 
 # "The total collective size of your dynamic_template_data may not exceed 10,000 bytes per

@@ -23,7 +23,7 @@ sigmoid(paper . weights + bias), read as the chance they would rate it up.
 
 `affinities` scores a chunk of readers against a day's papers with one sparse matrix
 product. `blend` turns an affinity and the topic/keyword/author points of
-`newsletter.digest.score` into the 0-100 score a digest ranks by: the affinity's log-odds,
+`newsletter.digest.selection.score` into the 0-100 score a digest ranks by: the affinity's log-odds,
 nudged by the points, widened so whole points keep the order. Topics are a prior, not a
 filter: the nudge is small (`TOPIC_PRIOR`), so a paper outside the reader's topics that
 the model rates highly beats a paper the topics only weakly match. `unsure` picks the

@@ -21,7 +21,7 @@ from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from newsletter import reasons as why
+from newsletter.digest import reasons as why
 from newsletter.taxonomy import topic_name
 
 # A paper's first topic is what it is about; later ones are side themes.

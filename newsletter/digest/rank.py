@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from newsletter import reasons as why
-from newsletter.digest import Interests, PaperIndex, Pick, Selection, excluded
+from newsletter.digest import reasons as why
+from newsletter.digest.selection import Interests, PaperIndex, Pick, Selection, excluded
 from newsletter.relevance import model
 
 # A paper nothing but the model points to enters at this score (the model's chance of an

@@ -16,15 +16,15 @@ import numpy as np
 from sqlalchemy import or_, select
 from sqlmodel import Session
 
-from newsletter import reasons as why
-from newsletter.digest import Interests, PaperIndex, Selection
+from newsletter.digest import reasons as why
+from newsletter.digest.rank import Learned
+from newsletter.digest.rank import select as select_learned
+from newsletter.digest.selection import Interests, PaperIndex, Selection
 from newsletter.ingest.paper import Paper
 from newsletter.readers.tables import Preferences
 from newsletter.relevance import model
 from newsletter.relevance.embed import vectors_for
 from newsletter.relevance.embedders import VectorSpace
-from newsletter.relevance.rank import Learned
-from newsletter.relevance.rank import select as select_learned
 from newsletter.relevance.tables import Rating
 from newsletter.relevance.train import stored_models
 
