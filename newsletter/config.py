@@ -98,7 +98,7 @@ class Settings(BaseSettings):
     # "Most read this week" (the front page, weekly digests) lists a paper only when at least
     # this many readers went to it or rated it up, and at least this percent of the confirmed
     # readers: no one reader, or a handful, decides what everyone is shown
-    # (newsletter/engagement/most_read.py).
+    # (newsletter/delivery/most_read.py).
     most_read_min_readers: int = Field(default=3, ge=2, le=1_000_000)
     most_read_min_percent: float = Field(default=1.0, ge=0, le=100)
     smtp_host: str = "localhost"

@@ -25,9 +25,10 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from newsletter import mail_queue, webhook
+from newsletter import mail_queue
 from newsletter.config import Settings
 from newsletter.db import transaction
+from newsletter.engagement import webhook
 from newsletter.mail.message import list_headers
 from newsletter.mail.registry import sender_for
 from newsletter.mail.render import render_email

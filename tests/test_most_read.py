@@ -21,13 +21,13 @@ from sqlalchemy import Engine, inspect, text
 from sqlmodel import Session
 from sqlmodel import select as select_rows
 
-from newsletter import db, delivery, engagement
+from newsletter import db, delivery
 from newsletter.cards.summarize import summarize_pending
 from newsletter.config import ConfigError, Settings, load_settings
 from newsletter.delivery import Delivery, DigestEdition, SentPaper
 from newsletter.delivery.ledger import today_utc
+from newsletter.delivery.most_read import UP_RATING_WEIGHT, Audience, Tally, most_read, rank
 from newsletter.digest.selection import Interests, candidate, select
-from newsletter.engagement.most_read import UP_RATING_WEIGHT, Audience, Tally, rank
 from newsletter.ingest.paper import Paper
 from newsletter.ingest.store import ingest_files
 from newsletter.mail.message import DATA_LIMIT, Addressee, compose
@@ -187,17 +187,17 @@ def test_the_weeks_most_read_come_from_clicks_and_up_ratings(engine: Engine) -> 
     week_with_readers(engine, last_day)
     audience = Audience.default()
     with Session(engine) as session:
-        found = engagement.most_read(session, last_day, audience)
+        found = most_read(session, last_day, audience)
     assert [(m.title, m.weight) for m in found] == [
         ("Rated up by many", 4 * UP_RATING_WEIGHT), ("Clicked a lot", 6),
         ("Clicked and rated", UP_RATING_WEIGHT + 2)]
     with Session(engine) as session:
         # Nine days later none of it is this week's.
-        assert engagement.most_read(session, last_day + timedelta(days=9), audience) == []
-        assert engagement.most_read(session, last_day, audience, limit=1)[0].key == \
+        assert most_read(session, last_day + timedelta(days=9), audience) == []
+        assert most_read(session, last_day, audience, limit=1)[0].key == \
             "2609.00002"
         # With two readers enough, the two readers' paper is listed too.
-        assert "Two readers only" in [m.title for m in engagement.most_read(
+        assert "Two readers only" in [m.title for m in most_read(
             session, last_day, Audience(2, 0.0))]
 
 
@@ -325,7 +325,7 @@ def test_a_weekly_edition_shows_the_most_read_as_fixed_when_it_was_planned(
     # its chunks go out, another paper leads the week.
     with db.transaction(engine) as session:
         _went_to(session, earlier_digest, second[0], _readers(session, 4, first=3))
-        assert engagement.most_read(session, weekly_day - timedelta(days=1),
+        assert most_read(session, weekly_day - timedelta(days=1),
                                     Audience.default())[0].title == second[1]
     # The reader's preview shows the edition as it will be mailed.
     previewed = delivery.preview(engine, settings, "weekly@example.org", day=weekly_day)
@@ -443,6 +443,6 @@ def test_the_migration_keeps_clicks_per_reader_and_goes_down_and_up(
     assert "paper_clicks" not in shape.get_table_names()
     assert "ix_sent_papers_clicked_at" in {i["name"] for i in shape.get_indexes("sent_papers")}
     with Session(engine) as session:  # the old counts could not be given to readers
-        assert [m.title for m in engagement.most_read(session, last_day, Audience(3, 0))] \
+        assert [m.title for m in most_read(session, last_day, Audience(3, 0))] \
             == ["Rated up by many"]
     engine.dispose()

@@ -13,9 +13,10 @@ from sqlalchemy import Engine, text
 from sqlmodel import Session, SQLModel, select
 
 import newsletter.models  # noqa: F401  (every table on the metadata)
-from newsletter import db, mail_queue, privacy, webhook
+from newsletter import db, mail_queue, privacy
 from newsletter.config import Settings
 from newsletter.delivery import Delivery, DigestEdition, SentPaper
+from newsletter.engagement import webhook
 from newsletter.ingest.paper import Paper
 from newsletter.ingest.store import ingest_files
 from newsletter.readers import reader_input

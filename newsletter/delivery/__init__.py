@@ -16,6 +16,9 @@ subscriber and paper) are why a paper never reaches the same reader twice.
   candidate papers);
 - `send`: an edition cut into chunks, each claimed, selected, composed, sent and recorded,
   in one process or several (and the scheduled jobs' two halves);
+- `most_read`: "Most read this week", from the readers who went to a paper or rated it
+  up, each counted once, shown only when enough of them did, naming nobody (the end of
+  weekly digests, and the front page);
 - `journal`: the send journal, each request's outcome on local disk before the ledger
   has it, so a send the database stopped is settled, not sent again;
 - `views`: digests looked at, not sent (dry run, preview, view in browser).

@@ -22,7 +22,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlmodel import Session
@@ -43,6 +43,7 @@ from newsletter.delivery.ledger import (
     today_utc,
     utcnow,
 )
+from newsletter.delivery.most_read import Audience, most_read
 from newsletter.delivery.sources import Reader, candidates, readers
 from newsletter.digest.scores import choose
 from newsletter.digest.selection import PaperIndex, Selection
@@ -52,9 +53,6 @@ from newsletter.mail.registry import batch_sender_for
 from newsletter.mail.senders import BatchSender
 from newsletter.readers.links import LinkHolder, Links
 from newsletter.relevance.embedders import VectorSpace, space_for
-
-if TYPE_CHECKING:
-    from newsletter.engagement import Audience
 
 log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
@@ -245,14 +243,10 @@ MostRead = tuple[tuple[str, str], ...]  # (key, title) of each paper, most read 
 
 def audience_of(settings: Any) -> Audience:
     """MOST_READ_MIN_READERS and MOST_READ_MIN_PERCENT."""
-    from newsletter.engagement import Audience  # engagement reads the ledger's tables
-
     return Audience.of(settings)
 
 
 def _week_before(session: Session, day: date, audience: Audience | None) -> MostRead:
-    from newsletter.engagement import Audience, most_read
-
     found = most_read(session, day - timedelta(days=1), audience or Audience.default())
     return tuple((m.key, m.title) for m in found)
 

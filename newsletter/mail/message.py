@@ -252,7 +252,7 @@ def compose(
     """One batch for these readers, whatever each one's digest holds.
 
     `most_read`: (key, title) of the week's most read papers, the same for every reader,
-    shown after their own papers (weekly digests; see engagement.most_read).
+    shown after their own papers (weekly digests; see delivery.most_read).
 
     Each reader's data is at the most detail that fits DATA_LIMIT, measured as json.dumps'
     default form (ASCII escapes, spaced separators), which the SendGrid sender sends, and

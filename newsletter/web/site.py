@@ -24,9 +24,10 @@ from flask import (
 )
 from sqlmodel import Session
 
-from newsletter import engagement, rating, status
+from newsletter import rating, status
 from newsletter.cards import archive
 from newsletter.delivery.ledger import today_utc
+from newsletter.delivery.most_read import Audience, most_read
 from newsletter.mail import senders
 from newsletter.taxonomy import TOPICS
 from newsletter.web.common import from_loopback, mail_html_policy, services
@@ -63,8 +64,7 @@ def _landing_page() -> str:
         with Session(svc.engine) as session:
             view = archive.latest(session)
             # Counts across readers, naming nobody: the same page for everyone, cacheable.
-            popular = engagement.most_read(session, today_utc(),
-                                           engagement.Audience.of(svc.settings))
+            popular = most_read(session, today_utc(), Audience.of(svc.settings))
         html = render_template("index.html", view=view, most_read=popular, topics=TOPICS,
                                form={}, errors={})
         cached = current_app.extensions[key] = _RenderedPage(html, now + TODAY_TTL)

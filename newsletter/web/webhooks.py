@@ -5,8 +5,8 @@ from __future__ import annotations
 from flask import Blueprint, jsonify, request
 
 from newsletter import signup as flows
+from newsletter.engagement.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER
 from newsletter.web.common import services
-from newsletter.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER
 
 blueprint = Blueprint("webhooks", __name__)
 
