@@ -22,11 +22,12 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
-from newsletter import db, mail_queue, signup
+from newsletter import db
 from newsletter.config import Settings
 from newsletter.db import transaction
 from newsletter.readers import reader_input
 from newsletter.readers import subscriber as subs
+from newsletter.subscriptions import mail_queue, signup
 from newsletter.web import create_app
 from newsletter.web.common import SERVICES
 

@@ -10,7 +10,7 @@ sign-ups in a row held every web thread, and the pages behind them waited.
 Here every attempt is a single one with short socket timeouts, and a `Publisher`
 remembers for a few seconds that the broker refused: the requests in that time do not try
 at all. The callers keep what they were handing over: the mail queue writes it to the
-database (newsletter/mail_queue.py), the admin's actions run it in the process.
+database (newsletter/subscriptions/mail_queue.py), the admin's actions run it in the process.
 """
 
 from __future__ import annotations

@@ -331,8 +331,7 @@ def feeds_command(app: App, as_json: bool) -> None:
 def status_command(app: App, as_json: bool) -> None:
     """Papers today, cards pending and failed, feeds, the last edition, deliveries,
     suppressed addresses and today's LLM cost."""
-    from newsletter import status
-
+    from newsletter.admin import status
     found = status.collect(app.engine, journal=app.settings.send_journal)
     if as_json:
         click.echo(json.dumps(found.as_json(), indent=2))
@@ -347,7 +346,7 @@ def status_command(app: App, as_json: bool) -> None:
 
 def _services(app: App):  # type: ignore[no-untyped-def]
     from newsletter.mail.senders import MailError
-    from newsletter.signup import Services
+    from newsletter.subscriptions.signup import Services
 
     try:
         return Services.build(app.settings, app.engine)
@@ -380,8 +379,7 @@ def subscribers_group(ctx: click.Context, as_json: bool) -> None:
     """List subscribers (or add or import them: see the subcommands)."""
     if ctx.invoked_subcommand is not None:
         return
-    from newsletter import signup
-
+    from newsletter.subscriptions import signup
     rows = signup.listing(_services(ctx.obj))
     if as_json:
         click.echo(json.dumps(rows, ensure_ascii=False, indent=2))
@@ -414,9 +412,9 @@ def subscribers_add(app: App, email: str, topics: str, frequency: str, describe:
 
     --describe and --like shape their model before their first digest; given for a reader
     who has them already, each replaces what was there (the other is kept)."""
-    from newsletter import signup
     from newsletter.readers.reader_input import InvalidInput
     from newsletter.readers.subscriber import LinkInvalid
+    from newsletter.subscriptions import signup
 
     try:
         interests = _checked_interests(describe, like)
@@ -524,9 +522,9 @@ def rate_command(app: App, email: str, ratings: tuple[str, ...]) -> None:
 @click.pass_obj
 def subscribers_import(app: App, file: Path, confirmed: bool) -> None:
     """Add everyone in a CSV with columns email,topics[,frequency] (all or nothing)."""
-    from newsletter import signup
     from newsletter.readers.reader_input import InvalidInput
     from newsletter.readers.subscriber import LinkInvalid
+    from newsletter.subscriptions import signup
 
     try:
         rows = signup.read_csv(file.read_text(encoding="utf-8-sig"))

@@ -132,7 +132,7 @@ class Settings(BaseSettings):
     weekly_digest_schedule: str | None = None
     expire_pending_schedule: str = "45 3 * * *"
     engagement_cleanup_schedule: str = "15 4 * * *"
-    # How often mail queued while the broker was down is looked for (newsletter/mail_queue.py).
+    # How often mail queued while the broker was down is looked for (subscriptions/mail_queue.py).
     waiting_mail_schedule: str = "30s"
     # A delivery left `sending` by a dead worker is taken again after this many seconds;
     # it must outlast one chunk's send, or a slow live worker's rows would be sent twice.

@@ -136,8 +136,9 @@ def ingest_live_or_samples(engine: Engine, settings: Settings, *, offline: bool,
 def prepare(engine: Engine, settings: Settings, *, offline: bool = False,
             progress: Progress = _quiet) -> Prepared:
     """The one-shot half of the demo. Safe to run again: nothing is sent twice."""
-    from newsletter import delivery, signup
+    from newsletter import delivery
     from newsletter.cards.summarize import summarize_pending
+    from newsletter.subscriptions import signup
 
     source, summary = ingest_live_or_samples(engine, settings, offline=offline,
                                              progress=progress)

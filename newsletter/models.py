@@ -2,16 +2,16 @@
 
 from newsletter.admin.accounts import AdminSession, LoginFailure, Operator
 from newsletter.admin.audit import AuditEntry
+from newsletter.admin.status import WriteProbe
 from newsletter.cards.card import Card
 from newsletter.delivery import Delivery, DigestEdition, SentPaper
 from newsletter.ingest.feed import Feed
 from newsletter.ingest.paper import Paper
 from newsletter.installation import InstallationSecret
-from newsletter.mail_queue import WaitingMail
 from newsletter.readers.tables import Consent, Preferences, Subscriber, Suppression, WebhookEvent
 from newsletter.relevance.tables import PaperVector, Rating, ReaderModelRow
-from newsletter.signup_limits import MailLimitHit, SignupWindow
-from newsletter.status import WriteProbe
+from newsletter.subscriptions.mail_queue import WaitingMail
+from newsletter.subscriptions.signup_limits import MailLimitHit, SignupWindow
 
 __all__ = [
     "AdminSession", "AuditEntry", "Card", "Consent", "Delivery", "DigestEdition", "Feed",

@@ -14,7 +14,6 @@ from flask import Flask
 from sqlalchemy import Engine, text
 from sqlmodel import Session, select
 
-from newsletter import signup
 from newsletter.admin.audit import AuditEntry
 from newsletter.cards.card import Card
 from newsletter.cards.summarize import summarize_pending
@@ -22,6 +21,7 @@ from newsletter.config import Settings
 from newsletter.delivery import Delivery, prepare_edition
 from newsletter.readers import subscriber as subs
 from newsletter.relevance.tables import Rating
+from newsletter.subscriptions import signup
 from newsletter.web import create_app
 from tests.support.admin_desk import (
     OPERATOR,

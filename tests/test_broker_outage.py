@@ -25,9 +25,9 @@ from alembic.migration import MigrationContext
 from flask.testing import FlaskClient
 from sqlalchemy import Engine, MetaData, text
 
+from newsletter.admin.status import WriteProbe
 from newsletter.config import Settings
-from newsletter.mail_queue import WaitingMail
-from newsletter.status import WriteProbe
+from newsletter.subscriptions.mail_queue import WaitingMail
 from newsletter.web import create_app
 from tests.support import web
 from tests.support.admin_desk import add_operator, failed_card, sign_in, todays_papers

@@ -26,12 +26,13 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.pool import NullPool
 from sqlmodel import Session, select
 
-from newsletter import db, signup
+from newsletter import db
 from newsletter.config import Settings
 from newsletter.ingest.paper import Paper
 from newsletter.ingest.store import ingest_files
 from newsletter.readers import subscriber as subs
 from newsletter.readers.links import LinkHolder
+from newsletter.subscriptions import signup
 from newsletter.web import create_app
 from newsletter.web import site as site_views
 from newsletter.web.common import SERVICES

@@ -20,7 +20,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import Engine, func, text
 from sqlmodel import Session, select
 
-from newsletter import db, engagement, privacy
+from newsletter import db, engagement
 from newsletter.config import ConfigError, Settings, load_settings
 from newsletter.delivery import Delivery, DigestEdition, SentPaper
 from newsletter.engagement.events import PaperLinks, clicked_paper, papers_of
@@ -31,6 +31,7 @@ from newsletter.mail.sendgrid import SendGridSender
 from newsletter.readers import reader_input
 from newsletter.readers import subscriber as subs
 from newsletter.readers.tables import Preferences, Subscriber, WebhookEvent
+from newsletter.subscriptions import privacy
 from newsletter.web import create_app
 from tests.support import web
 from tests.support.sendgrid_server import SendGridServer, validate

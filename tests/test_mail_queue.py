@@ -15,12 +15,12 @@ import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from newsletter import mail_queue, signup
 from newsletter.config import Settings
 from newsletter.db import transaction
 from newsletter.mail.senders import MailError, Message
 from newsletter.readers import reader_input
 from newsletter.readers import subscriber as subs
+from newsletter.subscriptions import mail_queue, signup
 from newsletter.web import create_app
 from tests.support import web
 from tests.support.celery_procs import wait_until

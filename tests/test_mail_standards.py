@@ -38,7 +38,7 @@ from mjml import mjml2html
 from sqlalchemy import Engine, text
 from sqlmodel import select
 
-from newsletter import db, delivery, mail_queue
+from newsletter import db, delivery
 from newsletter.cards.summarize import summarize_pending
 from newsletter.config import Settings
 from newsletter.ingest.paper import Paper
@@ -47,6 +47,7 @@ from newsletter.mail.render import TEMPLATE_DIR, to_html
 from newsletter.mail.senders import FileSender, Message, OneByOne, SmtpSender
 from newsletter.readers import reader_input
 from newsletter.readers import subscriber as subs
+from newsletter.subscriptions import mail_queue
 from newsletter.web import create_app
 from tests.conftest import _ENV, ARXIV_FIXTURES
 from tests.support.axe import axe_context, blocking_violations

@@ -13,7 +13,7 @@ from sqlalchemy import Engine, text
 from sqlmodel import Session, SQLModel, select
 
 import newsletter.models  # noqa: F401  (every table on the metadata)
-from newsletter import db, mail_queue, privacy
+from newsletter import db
 from newsletter.config import Settings
 from newsletter.delivery import Delivery, DigestEdition, SentPaper
 from newsletter.engagement import webhook
@@ -23,6 +23,7 @@ from newsletter.readers import reader_input
 from newsletter.readers import subscriber as subs
 from newsletter.readers.tables import Subscriber, WebhookEvent
 from newsletter.relevance import learn, vectors
+from newsletter.subscriptions import mail_queue, privacy
 from tests.conftest import arxiv_fixture
 
 NOW = datetime(2026, 9, 24, 9, 0, tzinfo=UTC)

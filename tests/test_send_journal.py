@@ -23,7 +23,8 @@ from click.testing import CliRunner
 from sqlalchemy import Engine, text
 from sqlmodel import Session, create_engine
 
-from newsletter import db, delivery, status
+from newsletter import db, delivery
+from newsletter.admin import status
 from newsletter.cards.summarize import summarize_pending
 from newsletter.cli import main
 from newsletter.config import Settings

@@ -44,8 +44,8 @@ def database_url(postgres_url: str) -> str:
 def test_beat_drives_ingest_cards_and_digest_to_a_reader(
     database_url: str, redis_url: str, tmp_path: Path,
 ) -> None:
-    from newsletter import signup
     from newsletter.config import Settings
+    from newsletter.subscriptions import signup
     from newsletter.taxonomy import SLUGS
 
     engine = db.make_engine(database_url)

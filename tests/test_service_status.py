@@ -11,11 +11,13 @@ from click.testing import CliRunner
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from newsletter import delivery, signup, status
+from newsletter import delivery
+from newsletter.admin import status
 from newsletter.cards.summarize import summarize_pending
 from newsletter.config import Settings, load_settings, settings
 from newsletter.ingest.store import ingest_files
 from newsletter.readers.subscriber import suppress
+from newsletter.subscriptions import signup
 from tests.conftest import ARXIV_FIXTURES
 from tests.support.servers import free_port
 

@@ -16,11 +16,13 @@ import redis
 from flask.testing import FlaskClient
 from sqlalchemy import Engine
 
-from newsletter import db, signup, status
+from newsletter import db
+from newsletter.admin import status
 from newsletter.config import Settings
 from newsletter.pseudonyms import Pseudonyms
 from newsletter.readers.reader_input import Client
-from newsletter.signup_limits import (
+from newsletter.subscriptions import signup
+from newsletter.subscriptions.signup_limits import (
     DatabaseCounters,
     SignupLimits,
     Window,

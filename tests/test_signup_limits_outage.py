@@ -18,10 +18,10 @@ import pytest
 import redis
 from sqlalchemy import Engine, text
 
-from newsletter import mail_queue, reader_account, signup, signup_limits
 from newsletter.config import Settings
 from newsletter.pseudonyms import Pseudonyms
 from newsletter.readers.reader_input import Client
+from newsletter.subscriptions import mail_queue, reader_account, signup, signup_limits
 from tests.support.servers import redis_process
 from tests.support.web import link, outbox
 

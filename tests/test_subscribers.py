@@ -14,7 +14,7 @@ from itsdangerous import URLSafeTimedSerializer
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
-from newsletter import db, privacy, signup
+from newsletter import db
 from newsletter.cli import main
 from newsletter.config import Settings
 from newsletter.mail.render import render_email
@@ -25,6 +25,7 @@ from newsletter.readers.links import BadLink, ExpiredLink, LinkHolder, Links
 from newsletter.readers.reader_input import Client, InvalidInput
 from newsletter.readers.subscriber import LinkInvalid
 from newsletter.readers.tables import Consent, Subscriber
+from newsletter.subscriptions import privacy, signup
 from tests.support.web import link, outbox, text_of
 
 NOW = datetime(2026, 9, 24, 12, 0, tzinfo=UTC)

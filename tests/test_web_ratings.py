@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, func
 from sqlmodel import Session, select
 
-from newsletter import db, privacy
+from newsletter import db
 from newsletter.config import Settings
 from newsletter.ingest.paper import Paper
 from newsletter.ingest.store import ingest_files
@@ -36,6 +36,7 @@ from newsletter.readers.tables import Preferences, Subscriber
 from newsletter.relevance import train
 from newsletter.relevance.embed import embed_pending
 from newsletter.relevance.tables import Rating, ReaderModelRow
+from newsletter.subscriptions import privacy
 from newsletter.web import create_app
 from tests.support import web
 from tests.support.web import csrf_token, link, outbox, session_form_token, subscribe

@@ -9,12 +9,13 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import Engine
 
-from newsletter import db, mail_queue
+from newsletter import db
 from newsletter.cards import archive
 from newsletter.cards.card import Card
 from newsletter.config import ConfigError, Settings
 from newsletter.ingest import store as ingest
 from newsletter.ingest.paper import Paper
+from newsletter.subscriptions import mail_queue
 from newsletter.web import create_app
 from tests.conftest import arxiv_fixture
 from tests.support import web

@@ -54,7 +54,7 @@ def beat_entries(config: Settings) -> dict[str, dict[str, object]]:
             "task": "paperwire.expire_pending",
             "schedule": beat_schedule_for(schedule_spec(config.expire_pending_schedule)),
         },
-        # Mail a request queued while the broker was down (newsletter/mail_queue.py).
+        # Mail a request queued while the broker was down (newsletter/subscriptions/mail_queue.py).
         "send-waiting-mail": {
             "task": "paperwire.send_waiting_mail",
             "schedule": beat_schedule_for(schedule_spec(config.waiting_mail_schedule)),

@@ -15,11 +15,12 @@ from typing import Any
 
 from sqlalchemy.exc import OperationalError
 
-from newsletter import delivery, engagement, privacy, signup
+from newsletter import delivery, engagement
 from newsletter.admin import audit
 from newsletter.cards import summarize
 from newsletter.ingest import store as ingest
 from newsletter.relevance import train
+from newsletter.subscriptions import privacy, signup
 from workers.app import app
 
 log = logging.getLogger(__name__)
@@ -120,14 +121,14 @@ def forget_old_audit_entries() -> int:
 
 @app.task(name="paperwire.send_mail", acks_late=True, **RETRY)
 def send_mail(job: dict[str, Any], waiting_id: int | None = None) -> str | None:
-    """Mail a web request queued (newsletter/mail_queue.py). A provider that keeps refusing
+    """Mail a web request queued (subscriptions/mail_queue.py). A provider that keeps refusing
     is logged and the reader may ask again; it is not retried for hours."""
     return signup.send_queued(job, waiting_id)
 
 
 @app.task(name="paperwire.send_waiting_mail", **RETRY)
 def send_waiting_mail() -> int:
-    """Mail requests queued while the broker was down (newsletter/mail_queue.py)."""
+    """Mail requests queued while the broker was down (newsletter/subscriptions/mail_queue.py)."""
     sent = signup.send_waiting_configured()
     if sent:
         log.info("send_waiting_mail sent=%d", sent)

@@ -9,5 +9,9 @@ Sign-in failures are counted per account and per network, so guessing a password
 Every action an operator takes, from the browser or the CLI, is written to the audit log
 (newsletter/admin/audit.py): who, what, on what, when. The site shows it at /admin/audit.
 
+What the service is doing (`status`: `newsletter status` and the site's /healthz), its
+counts and charts (`stats`, `charts`), and what an operator may look up or do (`lookups`,
+`actions`) are here too.
+
 The web frame around these lives in newsletter/web/admin/; this package holds the domain.
 """

@@ -46,7 +46,7 @@ from newsletter.admin import audit
 from newsletter.db import aware
 from newsletter.pseudonyms import Pseudonyms
 from newsletter.readers.reader_input import InvalidInput, parse_email
-from newsletter.signup_limits import client_network
+from newsletter.subscriptions.signup_limits import client_network
 
 IDLE_TIMEOUT = timedelta(minutes=30)
 LIFETIME = timedelta(hours=12)

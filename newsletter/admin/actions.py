@@ -19,15 +19,16 @@ from datetime import UTC, date, datetime
 from sqlalchemy import Engine, delete, select, update
 from sqlmodel import Session
 
-from newsletter import broker, privacy
+from newsletter import broker
 from newsletter.cards.card import Card
 from newsletter.config import Settings
 from newsletter.delivery import DigestEdition
 from newsletter.delivery.ledger import deliveries
-from newsletter.mail_queue import MailJob
 from newsletter.readers import subscriber as subs
 from newsletter.readers.tables import Subscriber, Suppression
-from newsletter.signup_limits import SignupLimits
+from newsletter.subscriptions import privacy
+from newsletter.subscriptions.mail_queue import MailJob
+from newsletter.subscriptions.signup_limits import SignupLimits
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ def unsuppress(session: Session, subscriber_id: int, now: datetime | None = None
 
 
 def erase(session: Session, subscriber_id: int, limits: SignupLimits) -> None:
-    """Delete everything held about the reader (newsletter/privacy.py), their sign-up
+    """Delete everything held about the reader (newsletter/subscriptions/privacy.py), their sign-up
     counters included."""
     privacy.erase(session, subscriber(session, subscriber_id), limits)
 

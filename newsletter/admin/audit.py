@@ -11,7 +11,7 @@ Rows are kept AUDIT_RETENTION_DAYS, then deleted by the beat task
 
 `target` names what was acted on by kind and id: "operator:ada@example.org",
 "subscriber:42", "edition:7", "paper:2409.01234". A reader is named by row id, never by
-address, so erasing a reader (newsletter/privacy.py) leaves nothing here that names them.
+address, so erasing a reader (subscriptions/privacy.py) leaves nothing here that names them.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ import ipaddress
 from flask import current_app, request
 
 from newsletter.readers.reader_input import Client
-from newsletter.signup import Services
+from newsletter.subscriptions.signup import Services
 
 SERVICES = "paperwire"
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from flask import Blueprint, render_template
 
-from newsletter import rating
+from newsletter.subscriptions import rating
 from newsletter.web.common import no_store, services
 
 blueprint = Blueprint("ratings", __name__)

@@ -24,11 +24,12 @@ from flask import (
 )
 from sqlmodel import Session
 
-from newsletter import rating, status
+from newsletter.admin import status
 from newsletter.cards import archive
 from newsletter.delivery.ledger import today_utc
 from newsletter.delivery.most_read import Audience, most_read
 from newsletter.mail import senders
+from newsletter.subscriptions import rating
 from newsletter.taxonomy import TOPICS
 from newsletter.web.common import from_loopback, mail_html_policy, services
 

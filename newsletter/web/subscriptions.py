@@ -6,9 +6,10 @@ import json
 
 from flask import Blueprint, Response, abort, redirect, render_template, request, url_for
 
-from newsletter import delivery, reader_account
-from newsletter import signup as flows
+from newsletter import delivery
 from newsletter.readers.reader_input import InvalidInput
+from newsletter.subscriptions import reader_account
+from newsletter.subscriptions import signup as flows
 from newsletter.taxonomy import TOPICS
 from newsletter.web.common import client, mail_html_policy, no_store, services
 
@@ -36,7 +37,7 @@ def subscribe():  # type: ignore[no-untyped-def]
     except flows.TooManySignups:
         abort(429)
     # The same page, after the same work, whether the address is new, pending, confirmed
-    # or suppressed: the mail, if any, leaves after this answer (newsletter/mail_queue.py).
+    # or suppressed: the mail, if any, leaves after this answer (subscriptions/mail_queue.py).
     return render_template("subscribed.html")
 
 

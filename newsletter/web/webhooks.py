@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify, request
 
-from newsletter import signup as flows
 from newsletter.engagement.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER
+from newsletter.subscriptions import signup as flows
 from newsletter.web.common import services
 
 blueprint = Blueprint("webhooks", __name__)

@@ -13,7 +13,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import Engine
 from sqlmodel import Session
 
-from newsletter import db, signup
+from newsletter import db
 from newsletter.admin import accounts, audit
 from newsletter.cards.card import Card
 from newsletter.delivery import Delivery, DigestEdition
@@ -23,6 +23,7 @@ from newsletter.ingest.paper import Paper
 from newsletter.readers import subscriber as subs
 from newsletter.readers.tables import Consent, Preferences, Subscriber, Suppression
 from newsletter.relevance.tables import Rating
+from newsletter.subscriptions import signup
 from newsletter.taxonomy import SLUGS
 from newsletter.web.common import SERVICES
 from tests.support.web import csrf_token

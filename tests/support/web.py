@@ -25,8 +25,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import Engine
 
-from newsletter import mail_queue
 from newsletter.config import Settings
+from newsletter.subscriptions import mail_queue
 from newsletter.web import create_app
 from tests.conftest import REPO
 from tests.support.servers import _unprivileged, free_port, missing, wait_for_port

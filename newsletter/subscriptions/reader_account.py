@@ -1,7 +1,7 @@
 """A reader's account, reached by the signed link in every mail: the manage page (choices,
 interests, ratings, tracking), re-subscribing, export and deletion, and unsubscribing.
 
-Like the sign-up flows (newsletter/signup.py), each function is one thing a reader does,
+Like the sign-up flows (subscriptions/signup.py), each function is one thing a reader does,
 in one transaction; Flask views call exactly one of these. A link that is malformed, forged
 or names a deleted reader raises BadLink or LinkInvalid, which the site shows as a page.
 """
@@ -14,14 +14,14 @@ from typing import Any
 
 from sqlmodel import Session
 
-from newsletter import privacy
 from newsletter.db import transaction
 from newsletter.readers import reader_input
 from newsletter.readers import subscriber as subs
 from newsletter.readers.reader_input import Client, InvalidInput
 from newsletter.readers.tables import Subscriber
 from newsletter.relevance import learn
-from newsletter.signup import Services, link_holder, utcnow
+from newsletter.subscriptions import privacy
+from newsletter.subscriptions.signup import Services, link_holder, utcnow
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
 """The subscription flows, end to end: sign up, confirm, the operator's additions, webhook
-(a reader's manage and unsubscribe pages are in newsletter/reader_account.py).
+(a reader's manage and unsubscribe pages are in newsletter/subscriptions/reader_account.py).
 
 Each function is one thing a reader (or the operator, or SendGrid) does. It checks the
 input, changes the database in one transaction, and only then sends mail, so a failed
@@ -25,7 +25,6 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from newsletter import mail_queue
 from newsletter.config import Settings
 from newsletter.db import transaction
 from newsletter.engagement import webhook
@@ -33,7 +32,6 @@ from newsletter.mail.message import list_headers
 from newsletter.mail.registry import sender_for
 from newsletter.mail.render import render_email
 from newsletter.mail.senders import MailError, Message, Sender
-from newsletter.mail_queue import MailJob, MailQueue
 from newsletter.pseudonyms import Pseudonyms
 from newsletter.readers import reader_input
 from newsletter.readers import subscriber as subs
@@ -42,7 +40,9 @@ from newsletter.readers.reader_input import Client, InvalidInput, PreferenceValu
 from newsletter.readers.subscriber import LinkInvalid
 from newsletter.readers.tables import Preferences, Subscriber
 from newsletter.relevance import learn
-from newsletter.signup_limits import MailLimitHit, SignupLimits
+from newsletter.subscriptions import mail_queue
+from newsletter.subscriptions.mail_queue import MailJob, MailQueue
+from newsletter.subscriptions.signup_limits import MailLimitHit, SignupLimits
 from newsletter.taxonomy import topic_name
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ class Services:
     sender: Sender
     links: Links
     limits: SignupLimits
-    # Where requests put the mail they owe: sent after the answer (newsletter/mail_queue.py).
+    # Where requests put the mail they owe: sent after the answer (subscriptions/mail_queue.py).
     mail: MailQueue
     # Keyed hashes for what is counted or logged but must not be kept (an address, an IP).
     pseudonyms: Pseudonyms

@@ -22,7 +22,7 @@ from newsletter.delivery.journal import accepted_waiting
 from newsletter.ingest.feed import Feed
 from newsletter.ingest.paper import Paper
 from newsletter.readers.tables import Suppression
-from newsletter.signup_limits import MAIL_LIMITS, MailLimitHit
+from newsletter.subscriptions.signup_limits import MAIL_LIMITS, MailLimitHit
 
 log = logging.getLogger(__name__)
 

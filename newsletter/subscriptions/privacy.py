@@ -21,13 +21,13 @@ from typing import Any
 from sqlalchemy import delete, update
 from sqlmodel import Session, select
 
-from newsletter import mail_queue
 from newsletter.delivery import Delivery, DigestEdition, SentPaper
 from newsletter.ingest.paper import Paper
 from newsletter.readers import subscriber as subs
 from newsletter.readers.tables import PENDING_LIFETIME, Subscriber, Suppression, WebhookEvent
 from newsletter.relevance.tables import Rating, ReaderModelRow
-from newsletter.signup_limits import SignupLimits, forget_ended_windows
+from newsletter.subscriptions import mail_queue
+from newsletter.subscriptions.signup_limits import SignupLimits, forget_ended_windows
 
 
 def _deliveries(session: Session, subscriber_id: int) -> list[dict[str, Any]]:
