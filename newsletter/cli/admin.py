@@ -7,15 +7,12 @@ server; both changes are audited with the actor "cli".
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING
 
 import click
 
 from newsletter import db
 from newsletter.admin import accounts, audit
-
-if TYPE_CHECKING:
-    from newsletter.cli import App
+from newsletter.cli.app import App
 
 
 @click.group("admin")

@@ -1,0 +1,67 @@
+"""What every command shares: the settings and database it runs on, progress, dates."""
+
+from __future__ import annotations
+
+import logging
+import os
+from datetime import date
+
+import click
+from sqlalchemy import Engine
+
+from newsletter import db
+from newsletter.config import ConfigError, Settings, load_settings
+
+
+class App:
+    """What every command needs: validated settings and a migrated database."""
+
+    def __init__(self) -> None:
+        self._settings: Settings | None = None
+        self._engine: Engine | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            try:
+                self._settings = load_settings()
+            except ConfigError as exc:
+                raise click.ClickException(str(exc)) from None
+        return self._settings
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            engine = db.make_engine(self.settings.database_url)
+            try:
+                db.ensure_schema(engine)
+            except db.SchemaOutOfDate as exc:
+                raise click.ClickException(str(exc)) from None
+            self._engine = engine
+        return self._engine
+
+
+def progress(message: str) -> None:
+    click.echo(message, err=True)
+
+
+def parse_day(_ctx: click.Context, _param: click.Parameter, value: str | None) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a date like 2026-09-24") from None
+
+
+
+@click.group()
+@click.pass_context
+def main(ctx: click.Context) -> None:
+    """Paperwire: arXiv's new machine-learning papers as personal email digests."""
+    logging.basicConfig(
+        level=os.environ.get("LOG_LEVEL", "ERROR").upper(),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    ctx.obj = App()
+

@@ -1,0 +1,127 @@
+"""`newsletter send`, `preview` and `sendgrid`: an edition sent, a digest looked at, the
+template kept on SendGrid."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import date
+from pathlib import Path
+
+import click
+
+from newsletter.cli.app import App, parse_day, progress
+
+
+@click.command("send")
+@click.option("--dry-run", is_flag=True, help="Say what would be sent; send and record nothing.")
+@click.option("--date", "day", callback=parse_day, help="The edition's day (default: today, UTC).")
+@click.option("--weekly", is_flag=True, help="Send the weekly edition instead of the daily one.")
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Processes sending chunks side by side.")
+@click.pass_obj
+def send_command(app: App, dry_run: bool, day: date | None, weekly: bool, workers: int) -> None:
+    """Deliver an edition's digests: each confirmed subscriber once, never twice."""
+    from newsletter import delivery
+
+    frequency = "weekly" if weekly else "daily"
+    if dry_run:
+        click.echo(delivery.dry_run(app.engine, app.settings, frequency=frequency,
+                                    day=day).line())
+        return
+    from sqlalchemy.exc import DBAPIError
+
+    from newsletter.delivery.journal import JournalError
+    from newsletter.mail.senders import MailError
+
+    try:
+        report = delivery.send_edition(app.engine, app.settings, frequency=frequency, day=day,
+                                       workers=workers, progress=progress)
+    except (MailError, JournalError) as exc:  # e.g. SendGrid's template is outdated
+        raise click.ClickException(str(exc)) from None
+    except DBAPIError as exc:  # the send stopped at the first outcome it could not record
+        reason = (str(exc.orig).strip().splitlines() or ["no reason given"])[0]
+        raise click.ClickException(
+            f"the database did not answer ({reason}), so the send stopped there. "
+            f"Anything the mail provider accepted is kept in the send journal "
+            f"({app.settings.send_journal}): run `newsletter send` again once the database "
+            "is back, and those readers are recorded as sent, not mailed again.") from None
+    for error in dict.fromkeys(report.errors):
+        progress(f"error: {error}")
+    click.echo(report.line())
+    if report.failed or report.retry_later:
+        sys.exit(1)
+
+
+@click.group("sendgrid")
+def sendgrid_group() -> None:
+    """SendGrid's copy of the digest template."""
+
+
+def _sendgrid(app: App):  # type: ignore[no-untyped-def]
+    from newsletter.mail.sendgrid import SendGridSender
+
+    try:
+        return SendGridSender.from_settings(app.settings)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@sendgrid_group.command("sync")
+@click.pass_obj
+def sendgrid_sync_command(app: App) -> None:
+    """Upload the digest template as a new version and activate it, if it changed."""
+    from newsletter.mail.sendgrid import TemplateError
+
+    try:
+        click.echo(_sendgrid(app).sync().line())
+    except TemplateError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@sendgrid_group.command("status")
+@click.pass_obj
+def sendgrid_status_command(app: App) -> None:
+    """Say whether SendGrid's active digest template is this release's; exit 1 if not."""
+    from newsletter.mail.sendgrid import TemplateError
+
+    try:
+        state = _sendgrid(app).template_state()
+    except TemplateError as exc:
+        raise click.ClickException(str(exc)) from None
+    if not state.current:
+        click.echo(f"{state.problem()}: run `newsletter sendgrid sync`")
+        sys.exit(1)
+    click.echo(f"template {state.template_id}: version {state.wanted} is active")
+
+
+@click.command("preview")
+@click.argument("email")
+@click.option("--date", "day", callback=parse_day, help="The edition's day (default: today, UTC).")
+@click.option("--out", "folder", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("preview"), show_default=True, help="Where to write the files.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the picks in rank order as JSON ([{arxiv_id, score, reasons}]); "
+                   "write no files.")
+@click.pass_obj
+def preview_command(app: App, email: str, day: date | None, folder: Path,
+                    as_json: bool) -> None:
+    """Write EMAIL's next digest as HTML and text, and print the paths."""
+    from newsletter import delivery
+    from newsletter.readers.subscriber import UnknownReader
+
+    try:
+        found = delivery.preview(app.engine, app.settings, email, day=day)
+    except UnknownReader as exc:
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps(found.picks if found else [], indent=2, ensure_ascii=False))
+        return
+    if found is None:
+        click.echo(f"{email} has nothing new in this edition: no digest would be sent")
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    html, text = folder / "digest.html", folder / "digest.txt"
+    html.write_text(found.html, encoding="utf-8")
+    text.write_text(found.text, encoding="utf-8")
+    click.echo(f"{found.subject}\n{html}\n{text}")
