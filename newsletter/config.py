@@ -10,6 +10,7 @@ problem named at once.
 from __future__ import annotations
 
 from functools import lru_cache
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -292,14 +293,13 @@ class Settings(BaseSettings):
         return self
 
     def _local_model_problems(self, folder: Path) -> list[str]:
-        from newsletter.relevance import local_model  # stdlib and NumPy only: no cycle
-
+        # What the folder holds (a BERT encoder, its tokenizer, mean pooling) is checked
+        # where the vector space is settled, once per process as it starts
+        # (`relevance.embedders.space_for`): the model is the reader models' business.
         problems = []
-        try:
-            local_model.check(folder)
-        except local_model.ModelFolderError as exc:
-            problems.append(f"EMBEDDING_LOCAL_MODEL: {exc}")
-        missing = local_model.missing_packages()
+        if not folder.is_dir():
+            problems.append(f"EMBEDDING_LOCAL_MODEL: {folder} is not a folder")
+        missing = [name for name in ("tokenizers", "safetensors") if find_spec(name) is None]
         if missing:
             problems.append(f"EMBEDDING_LOCAL_MODEL needs {' and '.join(missing)}: "
                             "pip install 'paperwire[local]'")

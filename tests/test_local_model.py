@@ -32,6 +32,7 @@ from newsletter.relevance import local_model, vectors
 from newsletter.relevance.embed import embed_pending
 from newsletter.relevance.embedders import LocalEmbedder, space_for
 from newsletter.relevance.tables import PaperVector, ReaderModelRow
+from newsletter.web import create_app
 from tests.conftest import ARXIV_FIXTURES
 
 TINY = Path(__file__).parent / "fixtures" / "tiny-bert"
@@ -147,6 +148,23 @@ def test_a_local_model_is_checked_at_start(monkeypatch: pytest.MonkeyPatch,
     assert space.name.startswith("local:tiny-bert@")
     assert space.name.endswith(f":32+{vectors.OFFLINE_MODEL}@{vectors.MEANING_SHARE}")
     assert space.dims == 32 + vectors.OFFLINE_DIMS
+
+
+def test_the_space_is_named_as_a_process_starts_and_a_send_reads_no_model_file(
+        tmp_path: Path, settings: Settings) -> None:
+    folder = tiny_copy(tmp_path)
+    local = settings.model_copy(update={"embedding_local_model": folder})
+    named = space_for(local)
+    # Once named, the space costs no disk access: not even a stat of the weights.
+    moved = folder.rename(tmp_path / "elsewhere")
+    assert space_for(local) == named
+    moved.rename(folder)
+
+    # A folder that cannot run stops the site as it starts, naming the setting.
+    broken = tiny_copy(tmp_path / "broken")
+    (broken / "config.json").unlink()
+    with pytest.raises(ConfigError, match=r"EMBEDDING_LOCAL_MODEL: .*has no config\.json"):
+        create_app(settings.model_copy(update={"embedding_local_model": broken}))
 
 
 def test_local_vectors_are_the_model_s_beside_the_words() -> None:

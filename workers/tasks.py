@@ -18,12 +18,18 @@ from sqlalchemy.exc import OperationalError
 from newsletter import delivery, engagement
 from newsletter.admin import audit
 from newsletter.cards import summarize
+from newsletter.config import settings
 from newsletter.ingest import store as ingest
 from newsletter.relevance import train
+from newsletter.relevance.embedders import space_for
 from newsletter.subscriptions import privacy, signup
 from workers.app import app
 
 log = logging.getLogger(__name__)
+
+# The vector space is named as the worker starts, before its pool forks: a local model
+# folder that cannot run stops the worker now, and no send reads the folder again.
+space_for(settings())
 
 # Backoff 10 s, 20 s, 40 s ... capped at 5 minutes, with jitter so workers do not retry
 # in step; five tries covers a database restart, not an outage (the next beat run does).

@@ -24,7 +24,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Protocol
 
@@ -35,7 +35,7 @@ from openai.types import CreateEmbeddingResponse
 
 from newsletter.cards.llm_writer import failure, openai_client
 from newsletter.cards.price import cost_usd, price_of
-from newsletter.config import Settings
+from newsletter.config import ConfigError, Settings
 from newsletter.relevance import local_model, vectors
 
 # OpenAI's limits per request: 2048 inputs, 8192 tokens each, 300,000 tokens in all
@@ -72,20 +72,20 @@ def openai_space(settings: Settings) -> VectorSpace:
                        settings.embedding_dimensions)
 
 
+@cache
 def local_space(folder: Path) -> VectorSpace:
     """A local model's vectors beside the offline words (`vectors.with_words`); the name
-    changes with the weights, the offline space and the share."""
-    weights = Path(folder) / local_model.WEIGHTS
-    stat = weights.stat()
-    return _local_space(Path(folder), stat.st_size, stat.st_mtime_ns)
+    changes with the weights, the offline space and the share.
 
-
-@lru_cache(maxsize=4)
-def _local_space(folder: Path, size: int, mtime_ns: int) -> VectorSpace:
-    # Sends, ratings and previews ask for the space on every chunk and request: one stat,
-    # not the folder's files read again, unless the weights changed.
-    dims = local_model.check(folder).dims
-    return VectorSpace(f"local:{local_model.identity(folder)}:{dims}+{vectors.OFFLINE_MODEL}"
+    Settled once per process, as the site and the worker start: the folder's
+    files are read and its weights hashed then, and a send never reads them again. New
+    weights take effect when the processes restart, like any other setting."""
+    try:
+        dims = local_model.check(folder).dims
+        identity = local_model.identity(folder)
+    except (local_model.ModelFolderError, OSError) as exc:
+        raise ConfigError(f"invalid configuration:\n  EMBEDDING_LOCAL_MODEL: {exc}") from None
+    return VectorSpace(f"local:{identity}:{dims}+{vectors.OFFLINE_MODEL}"
                        f"@{vectors.MEANING_SHARE}", dims + vectors.OFFLINE_DIMS)
 
 
@@ -93,8 +93,9 @@ def space_for(settings: Settings) -> VectorSpace:
     """The configured vector space: the local model's when one is set, else the embeddings
     server's with a key, else the offline one."""
     if settings.embedding_local_model is not None:
-        return local_space(settings.embedding_local_model)
+        return local_space(Path(settings.embedding_local_model))
     return openai_space(settings) if settings.embeddings_key else OFFLINE_SPACE
+
 
 def estimated_tokens(text: str) -> int:
     return len(text) // 3 + 1

@@ -18,6 +18,7 @@ from newsletter.config import Settings, load_settings
 from newsletter.mail.senders import Sender
 from newsletter.readers.links import BadLink, ExpiredLink, signing_key
 from newsletter.readers.subscriber import LinkInvalid
+from newsletter.relevance.embedders import space_for
 from newsletter.subscriptions.signup import Services
 from newsletter.web import admin, ratings, site, subscriptions, unavailable, webhooks
 from newsletter.web.common import SERVICES
@@ -39,6 +40,8 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     if engine is None:
         engine = db.engine_for(settings.database_url)
     key = signing_key(settings, engine)
+    # Ratings rank in the vector space: a local model is checked and named now, once.
+    space_for(settings)
     app = Flask(__name__)
     # A doubled slash is a 404, not a redirect: no request can make us send a reader elsewhere.
     app.url_map.merge_slashes = False
