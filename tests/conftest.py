@@ -11,7 +11,7 @@ from sqlalchemy import Engine, text
 
 from newsletter import db
 from newsletter.config import Settings
-from newsletter.mail import sendgrid
+from newsletter.mail import sendgrid_templates
 from tests.support.servers import Postgres, postgres_server, redis_server
 
 REPO = Path(__file__).resolve().parent.parent
@@ -41,7 +41,7 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     # A worker process remembers the SendGrid templates it has checked, by host. Each test's
     # SendGrid stand-in is a new account, and may get an earlier one's port: it must not
     # inherit that account's template ids.
-    monkeypatch.setattr(sendgrid, "_checked", {})
+    monkeypatch.setattr(sendgrid_templates, "_checked", {})
 
 
 def arxiv_fixture(name: str) -> Path:

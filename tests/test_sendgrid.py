@@ -21,7 +21,8 @@ from newsletter.mail.batch import Batch, Recipient
 from newsletter.mail.message import DATA_LIMIT, Addressee, compose
 from newsletter.mail.render import DigestTemplate, digest_template
 from newsletter.mail.senders import Message
-from newsletter.mail.sendgrid import SendGridSender, TemplateError
+from newsletter.mail.sendgrid import SendGridSender
+from newsletter.mail.sendgrid_templates import TemplateError
 from tests.support.sendgrid_server import RESERVED_HEADERS, Fault, SendGridServer
 
 KEY = "SG.test-key"
@@ -339,9 +340,9 @@ def test_from_settings_sets_host_timeout_and_template() -> None:
     sender = SendGridSender.from_settings(settings)
     assert sender.client.client.timeout == 4.5
     assert sender.client.client.host == "http://127.0.0.1:9"
-    assert sender.max_attempts == 2
+    assert sender.requests.max_attempts == 2
     assert sender.sender == {"email": "digest@example.org"}
-    assert (sender.template_name, sender.sync_template) == ("pw-test", False)
+    assert (sender.templates.name, sender.templates.sync_template) == ("pw-test", False)
 
 
 def test_nothing_answering_is_a_transient_failure(sleeps: Sleeps) -> None:

@@ -71,7 +71,7 @@ def _sendgrid(app: App):  # type: ignore[no-untyped-def]
 @click.pass_obj
 def sendgrid_sync_command(app: App) -> None:
     """Upload the digest template as a new version and activate it, if it changed."""
-    from newsletter.mail.sendgrid import TemplateError
+    from newsletter.mail.sendgrid_templates import TemplateError
 
     try:
         click.echo(_sendgrid(app).sync().line())
@@ -83,7 +83,7 @@ def sendgrid_sync_command(app: App) -> None:
 @click.pass_obj
 def sendgrid_status_command(app: App) -> None:
     """Say whether SendGrid's active digest template is this release's; exit 1 if not."""
-    from newsletter.mail.sendgrid import TemplateError
+    from newsletter.mail.sendgrid_templates import TemplateError
 
     try:
         state = _sendgrid(app).template_state()

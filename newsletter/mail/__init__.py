@@ -7,7 +7,8 @@
 - `batch`: what a batch holds and what its sending reports, and the `RequestLog` each
   request is told to (the send journal);
 - `senders`: the message, its MIME form, and the file, console and SMTP senders;
-  `sendgrid`: SendGrid's, with the template kept on SendGrid;
+  `sendgrid`: SendGrid's (`sendgrid_templates`: the digest's template kept on SendGrid;
+  `sendgrid_requests`: one request with its documented retries);
 - `registry`: which of them MAIL_BACKEND names, above them all.
 
 Nothing here reads the database: the delivery step hands batches in and records results.
