@@ -27,7 +27,8 @@ from newsletter.config import Settings
 from newsletter.db import transaction
 from newsletter.readers import reader_input
 from newsletter.readers import subscriber as subs
-from newsletter.subscriptions import mail_queue, signup
+from newsletter.subscriptions import mail_queue
+from newsletter.subscriptions.services import Services, send_job
 from newsletter.web import create_app
 from newsletter.web.common import SERVICES
 
@@ -69,10 +70,10 @@ def measure(folder: Path, rounds: int, inline: bool) -> dict[str, list[float]]:
     _prepare(engine, rounds)
     app = create_app(settings, engine=engine)
     if inline:
-        svc: signup.Services = app.extensions[SERVICES]
-        app.extensions[SERVICES] = signup.Services(
+        svc: Services = app.extensions[SERVICES]
+        app.extensions[SERVICES] = Services(
             svc.settings, svc.engine, svc.sender, svc.links, svc.limits,
-            Inline(lambda job: signup.send_job(svc, job)))
+            Inline(lambda job: send_job(svc, job)))
     client = app.test_client()
     times: dict[str, list[float]] = {kind: [] for kind in KINDS}
     for n in range(rounds):

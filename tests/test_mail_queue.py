@@ -20,7 +20,8 @@ from newsletter.db import transaction
 from newsletter.mail.senders import MailError, Message
 from newsletter.readers import reader_input
 from newsletter.readers import subscriber as subs
-from newsletter.subscriptions import mail_queue, signup
+from newsletter.subscriptions import mail_queue, services, signup
+from newsletter.subscriptions.services import Services, send_job, utcnow
 from newsletter.web import create_app
 from tests.support import web
 from tests.support.celery_procs import wait_until
@@ -76,7 +77,7 @@ def test_every_signup_answers_before_any_mail_goes(web_settings: Settings,
 def test_a_refused_confirmation_lets_the_reader_ask_again_at_once(
     web_settings: Settings, engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(signup, "SEND_ATTEMPTS", (0.0, 0.0, 0.0))
+    monkeypatch.setattr(services, "SEND_ATTEMPTS", (0.0, 0.0, 0.0))
     provider = HeldProvider()
     provider.open.set()
     provider.refuse = True
@@ -96,8 +97,8 @@ def test_a_confirmation_superseded_before_it_leaves_is_not_sent(
     web_settings: Settings, engine: Engine
 ) -> None:
     """Each mail's link confirms what that mail lists; an older one would only fail."""
-    svc = signup.Services.build(web_settings, engine, HeldProvider())
-    now = signup.utcnow()
+    svc = Services.build(web_settings, engine, HeldProvider())
+    now = utcnow()
     values = reader_input.parse_preferences(["llm"], "daily")
     first = signup._record_signup(svc, "reader@example.com", values, now, limited=False)
     with transaction(engine) as session:
@@ -108,8 +109,8 @@ def test_a_confirmation_superseded_before_it_leaves_is_not_sent(
                                    reader_input.parse_preferences(["rl"], "weekly"), now,
                                    limited=False)
     svc.sender.open.set()  # type: ignore[attr-defined]
-    assert signup.send_job(svc, first) is None
-    sent = signup.send_job(svc, second)
+    assert send_job(svc, first) is None
+    sent = send_job(svc, second)
     assert sent is not None and "Reinforcement Learning" in sent.text
 
 

@@ -15,6 +15,7 @@ from sqlmodel import Session, select
 from newsletter import db
 from newsletter.cards.card import Card
 from newsletter.ingest.paper import Paper
+from newsletter.subscriptions.services import Services
 from tests.conftest import arxiv_fixture
 from tests.support.celery_procs import running, start_beat, start_worker, wait_until
 from tests.support.http import Reply, ScriptedServer
@@ -50,7 +51,7 @@ def test_beat_drives_ingest_cards_and_digest_to_a_reader(
 
     engine = db.make_engine(database_url)
     # The reader signed up and confirmed on the site earlier; any topic will do.
-    signup.add(signup.Services.build(Settings(database_url=database_url,
+    signup.add(Services.build(Settings(database_url=database_url,
                                               outbox_dir=tmp_path / "outbox"), engine),
                READER, list(SLUGS), "daily", confirmed=True)
 

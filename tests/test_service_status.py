@@ -18,6 +18,7 @@ from newsletter.config import Settings, load_settings, settings
 from newsletter.ingest.store import ingest_files
 from newsletter.readers.subscriber import suppress
 from newsletter.subscriptions import signup
+from newsletter.subscriptions.services import Services
 from tests.conftest import ARXIV_FIXTURES
 from tests.support.servers import free_port
 
@@ -30,7 +31,7 @@ def busy(engine: Engine, settings: Settings, tmp_path: Path) -> Settings:
     local = settings.model_copy(update={"outbox_dir": tmp_path / "outbox"})
     ingest_files(engine, sorted(ARXIV_FIXTURES.glob("rss_cs.*_2026-04-27.xml")))
     summarize_pending(engine, local)
-    services = signup.Services.build(local, engine)
+    services = Services.build(local, engine)
     for email, topics in (("a@example.org", ["llm"]), ("b@example.org", ["robotics"])):
         signup.add(services, email, topics, "daily", confirmed=True)
     delivery.send_edition(engine, local, day=DAY)

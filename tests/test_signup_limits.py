@@ -22,6 +22,7 @@ from newsletter.config import Settings
 from newsletter.pseudonyms import Pseudonyms
 from newsletter.readers.reader_input import Client
 from newsletter.subscriptions import signup
+from newsletter.subscriptions.services import Services
 from newsletter.subscriptions.signup_limits import (
     DatabaseCounters,
     SignupLimits,
@@ -62,13 +63,13 @@ def test_ipv6_clients_count_by_their_64(ip: str, key: str) -> None:
 
 
 def _services(settings: Settings, engine: Engine, tmp_path: Path, **limits: str
-              ) -> signup.Services:
+              ) -> Services:
     configured = settings.model_copy(update={"outbox_dir": tmp_path / "outbox",
                                              "signup_rate_limit": "1000/minute", **limits})
-    return signup.Services.build(configured, engine)
+    return Services.build(configured, engine)
 
 
-def _sign_up(svc: signup.Services, email: str, n: int) -> None:
+def _sign_up(svc: Services, email: str, n: int) -> None:
     signup.sign_up(svc, email, ["llm"], "daily", "", Client(f"198.51.100.{n % 4}"))
 
 
@@ -161,7 +162,7 @@ def test_signups_work_when_redis_is_down(web_settings: Settings, engine: Engine,
                    signup_rate_limit="2/minute")
     with caplog.at_level(logging.ERROR):
         assert [_post(client, f"r{n}@example.com") for n in range(3)] == [200, 200, 429]
-    assert len(signup.listing(signup.Services.build(web_settings, engine))) == 2
+    assert len(signup.listing(Services.build(web_settings, engine))) == 2
     assert "counting in the database" in caplog.text
 
 

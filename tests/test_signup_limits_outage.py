@@ -22,21 +22,22 @@ from newsletter.config import Settings
 from newsletter.pseudonyms import Pseudonyms
 from newsletter.readers.reader_input import Client
 from newsletter.subscriptions import mail_queue, reader_account, signup, signup_limits
+from newsletter.subscriptions.services import Services, send_job
 from tests.support.servers import redis_process
 from tests.support.web import link, outbox
 
 VICTIM = "bomb.example.org"
 
 
-def _web_process(settings: Settings, engine: Engine) -> signup.Services:
+def _web_process(settings: Settings, engine: Engine) -> Services:
     """One web process's services. Its mail goes out from this process (the file outbox),
     so the test counts mails without a Celery worker; the limits are what is tested."""
-    svc = signup.Services.build(settings, engine)
+    svc = Services.build(settings, engine)
     return dataclasses.replace(
-        svc, mail=mail_queue.InProcessQueue(lambda job: signup.send_job(svc, job)))
+        svc, mail=mail_queue.InProcessQueue(lambda job: send_job(svc, job)))
 
 
-def _sign_up(svc: signup.Services, email: str, ip: str) -> str:
+def _sign_up(svc: Services, email: str, ip: str) -> str:
     try:
         signup.sign_up(svc, email, ["llm"], "daily", "", Client(ip))
     except signup.TooManySignups:

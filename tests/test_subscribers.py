@@ -26,6 +26,7 @@ from newsletter.readers.reader_input import Client, InvalidInput
 from newsletter.readers.subscriber import LinkInvalid
 from newsletter.readers.tables import Consent, Subscriber
 from newsletter.subscriptions import privacy, signup
+from newsletter.subscriptions.services import Services
 from tests.support.web import link, outbox, text_of
 
 NOW = datetime(2026, 9, 24, 12, 0, tzinfo=UTC)
@@ -330,7 +331,7 @@ def test_cli_import_is_all_or_nothing(cli_env: Settings, tmp_path: Path) -> None
 def test_welcome_mail_carries_one_click_headers(engine: Engine, tmp_path: Path) -> None:
     settings_ = Settings(database_url=str(engine.url.render_as_string(hide_password=False)),
                          outbox_dir=tmp_path / "outbox", secret_key="s" * 32)
-    svc = signup.Services.build(settings_, engine)
+    svc = Services.build(settings_, engine)
     signup.sign_up(svc, "r@example.com", ["llm"], "daily", "", Client())
     [confirmation] = outbox(settings_)
     token = link(confirmation, "confirm").rsplit("/", 1)[1]

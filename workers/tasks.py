@@ -22,7 +22,8 @@ from newsletter.config import settings
 from newsletter.ingest import store as ingest
 from newsletter.relevance import train
 from newsletter.relevance.embedders import space_for
-from newsletter.subscriptions import privacy, signup
+from newsletter.subscriptions import privacy
+from newsletter.subscriptions.services import send_queued, send_waiting_configured
 from workers.app import app
 
 log = logging.getLogger(__name__)
@@ -129,13 +130,13 @@ def forget_old_audit_entries() -> int:
 def send_mail(job: dict[str, Any], waiting_id: int | None = None) -> str | None:
     """Mail a web request queued (subscriptions/mail_queue.py). A provider that keeps refusing
     is logged and the reader may ask again; it is not retried for hours."""
-    return signup.send_queued(job, waiting_id)
+    return send_queued(job, waiting_id)
 
 
 @app.task(name="paperwire.send_waiting_mail", **RETRY)
 def send_waiting_mail() -> int:
     """Mail requests queued while the broker was down (newsletter/subscriptions/mail_queue.py)."""
-    sent = signup.send_waiting_configured()
+    sent = send_waiting_configured()
     if sent:
         log.info("send_waiting_mail sent=%d", sent)
     return sent

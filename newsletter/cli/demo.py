@@ -138,7 +138,7 @@ def prepare(engine: Engine, settings: Settings, *, offline: bool = False,
     """The one-shot half of the demo. Safe to run again: nothing is sent twice."""
     from newsletter import delivery
     from newsletter.cards.summarize import summarize_pending
-    from newsletter.subscriptions import signup
+    from newsletter.subscriptions import services, signup
 
     source, summary = ingest_live_or_samples(engine, settings, offline=offline,
                                              progress=progress)
@@ -150,7 +150,7 @@ def prepare(engine: Engine, settings: Settings, *, offline: bool = False,
         papers = papers_of_day(session, day)
         papers.sort(key=lambda p: p.announced_on != day)  # the day's new papers first
         topics = day_topics(session, day)
-    signup.add(signup.Services.build(settings, engine), DEMO_EMAIL, topics, "daily",
+    signup.add(services.Services.build(settings, engine), DEMO_EMAIL, topics, "daily",
                confirmed=True, action="demo")
     progress(f"demo reader {DEMO_EMAIL} subscribed to {', '.join(topics)} (confirmed)")
     # The edition is the latest announcement day in the store, not today: the samples are

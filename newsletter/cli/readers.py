@@ -10,14 +10,15 @@ import click
 
 from newsletter import db
 from newsletter.cli.app import App, progress
+from newsletter.subscriptions.services import SendFailed
 
 if TYPE_CHECKING:
-    from newsletter.subscriptions.signup import Services
+    from newsletter.subscriptions.services import Services
 
 
 def _services(app: App) -> Services:
     from newsletter.mail.senders import MailError
-    from newsletter.subscriptions.signup import Services
+    from newsletter.subscriptions.services import Services
 
     try:
         return Services.build(app.settings, app.engine)
@@ -75,7 +76,7 @@ def subscribers_add(app: App, email: str, topics: str, frequency: str, describe:
                            confirmed=confirmed)
     except InvalidInput as exc:
         raise _invalid(exc.errors) from None
-    except (LinkInvalid, signup.SendFailed) as exc:
+    except (LinkInvalid, SendFailed) as exc:
         raise click.ClickException(str(exc)) from None
     mailed = f"; mailed: {added.mailed}" if added.mailed else ""
     learned = _learn_interests(app, added.email, describe, like) if interests else ""
@@ -195,7 +196,7 @@ def subscribers_import(app: App, file: Path, confirmed: bool) -> None:
             progress(f"line {row.line}: {row.email}: {exc}")
             skipped += 1
             continue
-        except signup.SendFailed as exc:
+        except SendFailed as exc:
             raise click.ClickException(f"line {row.line}: {exc}") from None
         mailed += added.mailed is not None
     click.echo(f"imported {len(rows) - skipped} subscribers from {file.name}; "

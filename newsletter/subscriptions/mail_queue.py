@@ -5,7 +5,7 @@ suppressed address, which sends nothing, about 7 ms. The answer page is the same
 both, but the time told a stranger which addresses we know (docs/SECURITY.md, finding 5).
 Now every valid sign-up takes the same path: decide and store in one transaction, put one
 `MailJob` on the queue (a job that says "nothing to send" when nothing is due), answer.
-Rendering and sending happen after the answer, in `signup.send_job`.
+Rendering and sending happen after the answer, in `services.send_job`.
 
 Two queues behind one interface:
 - With a broker (REDIS_URL), the job is written to the `waiting_mail` table, then the

@@ -36,7 +36,7 @@ from newsletter.relevance.embed import vectors_for
 from newsletter.relevance.embedders import space_for
 from newsletter.relevance.model import ReaderModel
 from newsletter.relevance.tables import Rating
-from newsletter.subscriptions.signup import Services
+from newsletter.subscriptions.services import Services
 
 # The last week of papers, ending on the latest announcement day we hold.
 SIMILAR_DAYS = 7

@@ -21,7 +21,7 @@ from newsletter.readers.reader_input import Client, InvalidInput
 from newsletter.readers.tables import Subscriber
 from newsletter.relevance import learn
 from newsletter.subscriptions import privacy
-from newsletter.subscriptions.signup import Services, link_holder, utcnow
+from newsletter.subscriptions.services import Services, link_holder, utcnow
 
 
 @dataclass(frozen=True)

@@ -3,152 +3,50 @@
 
 Each function is one thing a reader (or the operator, or SendGrid) does. It checks the
 input, changes the database in one transaction, and only then sends mail, so a failed
-commit never mails a link to a row that does not exist. Flask views and CLI commands
+commit never mails a link to a row that does not exist (the mail itself is queued and
+sent by `services`). Flask views and CLI commands
 call exactly one of these.
 """
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import functools
 import io
 import logging
 import re
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, text
+from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from newsletter.config import Settings
 from newsletter.db import transaction
 from newsletter.engagement import webhook
-from newsletter.mail.message import list_headers
-from newsletter.mail.registry import sender_for
-from newsletter.mail.render import render_email
-from newsletter.mail.senders import MailError, Message, Sender
-from newsletter.pseudonyms import Pseudonyms
 from newsletter.readers import reader_input
 from newsletter.readers import subscriber as subs
-from newsletter.readers.links import CONFIRM_MAX_AGE, BadLink, LinkHolder, Links, signing_key
+from newsletter.readers.links import BadLink
 from newsletter.readers.reader_input import Client, InvalidInput, PreferenceValues
 from newsletter.readers.subscriber import LinkInvalid
-from newsletter.readers.tables import Preferences, Subscriber
+from newsletter.readers.tables import Subscriber
 from newsletter.relevance import learn
-from newsletter.subscriptions import mail_queue
-from newsletter.subscriptions.mail_queue import MailJob, MailQueue
-from newsletter.subscriptions.signup_limits import MailLimitHit, SignupLimits
-from newsletter.taxonomy import topic_name
+from newsletter.subscriptions.mail_queue import MailJob
+from newsletter.subscriptions.services import (
+    SendFailed,
+    Services,
+    link_holder,
+    send_job,
+    topic_names,
+    utcnow,
+)
+from newsletter.subscriptions.signup_limits import MailLimitHit
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Services:
-    """What the flows need from the outside world, built once per process."""
-
-    settings: Settings
-    engine: Engine
-    sender: Sender
-    links: Links
-    limits: SignupLimits
-    # Where requests put the mail they owe: sent after the answer (subscriptions/mail_queue.py).
-    mail: MailQueue
-    # Keyed hashes for what is counted or logged but must not be kept (an address, an IP).
-    pseudonyms: Pseudonyms
-
-    @classmethod
-    def build(cls, settings: Settings, engine: Engine, sender: Sender | None = None,
-              key: str | None = None) -> Services:
-        """`key`: the signing key, when the caller has read it already (the site, for its
-        cookies too); else read here."""
-        def handle(job: MailJob) -> None:
-            with contextlib.suppress(SendFailed):  # logged; nobody is waiting for it
-                send_job(svc, job)
-
-        key = key or signing_key(settings, engine)
-        pseudonyms = Pseudonyms(key)
-        svc = cls(settings, engine, sender or sender_for(settings),
-                  Links(key, settings.base_url),
-                  SignupLimits.from_settings(settings, engine, pseudonyms),
-                  mail_queue.for_broker(settings.redis_url, handle, engine), pseudonyms)
-        return svc
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-# ---------------------------------------------------------------- messages (pure)
-
-
-def _topic_names(topics: Sequence[str]) -> list[str]:
-    return [topic_name(s) for s in topics]
-
-
-def link_holder(subscriber: Subscriber) -> LinkHolder:
-    assert subscriber.id is not None
-    return LinkHolder(subscriber.id, subscriber.link_key)
-
-
-def confirmation_message(links: Links, subscriber: Subscriber, choices: PreferenceValues
-                         ) -> Message:
-    assert subscriber.id is not None and subscriber.confirm_nonce
-    rendered = render_email("confirmation", {
-        "preheader": "Confirm your address to start your Paperwire digest.",
-        "email": subscriber.email,
-        "topics": _topic_names(choices.topics),
-        "frequency": choices.frequency,
-        "confirm_url": links.confirm_url(subscriber.id, subscriber.confirm_nonce),
-        "expires_days": CONFIRM_MAX_AGE.days,
-        "site_url": links.base_url,
-    })
-    return Message(to=subscriber.email, subject="Confirm your Paperwire subscription",
-                   html=rendered.html, text=rendered.text)
-
-
-def welcome_message(links: Links, subscriber: Subscriber, prefs: Preferences) -> Message:
-    holder = link_holder(subscriber)
-    unsubscribe_url = links.unsubscribe_url(holder)
-    rendered = render_email("welcome", {
-        "preheader": "You are in. Here is how to change your topics at any time.",
-        "email": subscriber.email,
-        "topics": _topic_names(prefs.topics),
-        "frequency": prefs.frequency,
-        "manage_url": links.manage_url(holder),
-        "unsubscribe_url": unsubscribe_url,
-        "site_url": links.base_url,
-    })
-    return Message(to=subscriber.email, subject="Welcome to Paperwire",
-                   html=rendered.html, text=rendered.text,
-                   headers=list_headers(unsubscribe_url, links.base_url))
-
-
-def already_subscribed_message(links: Links, subscriber: Subscriber) -> Message:
-    holder = link_holder(subscriber)
-    unsubscribe_url = links.unsubscribe_url(holder)
-    rendered = render_email("already_subscribed", {
-        "preheader": "Nothing changed: here is your link to manage your topics.",
-        "email": subscriber.email,
-        "manage_url": links.manage_url(holder),
-        "unsubscribe_url": unsubscribe_url,
-        "site_url": links.base_url,
-    })
-    return Message(to=subscriber.email, subject="You already subscribe to Paperwire",
-                   html=rendered.html, text=rendered.text,
-                   headers=list_headers(unsubscribe_url, links.base_url))
-
-
 # ---------------------------------------------------------------- sign-up and confirmation
-
-
-class SendFailed(Exception):
-    """The mail backend kept refusing a message; the reader may ask again at once."""
 
 
 class TooManySignups(Exception):
@@ -209,94 +107,6 @@ def _record_signup(svc: Services, address: str, values: PreferenceValues, now: d
     raise AssertionError("unreachable")
 
 
-# A provider error is often over in seconds; after these the reader may simply ask again.
-SEND_ATTEMPTS = (0.0, 1.0, 4.0)
-
-
-def _job_message(svc: Services, job: MailJob) -> Message | None:
-    with Session(svc.engine) as session:
-        row = session.get(Subscriber, job.subscriber_id)
-        if row is None:
-            return None  # deleted since the request
-        if job.kind == "confirmation":
-            if row.confirm_nonce != job.nonce:
-                return None  # a later sign-up's mail supersedes this one
-            return confirmation_message(svc.links, row, PreferenceValues(
-                topics=job.topics, frequency=job.frequency))
-        if job.kind == "already_subscribed":
-            return already_subscribed_message(svc.links, row)
-        if job.kind == "welcome":
-            return welcome_message(svc.links, row, subs.preferences_of(session, row))
-    raise ValueError(f"unknown mail job kind {job.kind!r}")
-
-
-def send_job(svc: Services, job: MailJob, sleep: Callable[[float], None] = time.sleep
-             ) -> Message | None:
-    """Render and send what a request queued; the message sent, or None when there was
-    nothing to send (every request queues a job, so some say "nothing"), the reader is
-    gone, or a later sign-up superseded it.
-
-    Raises SendFailed when the provider refused every attempt; a confirmation then frees
-    the 10-minute wait, so the reader can ask again at once.
-    """
-    if job.kind is None:
-        return None
-    message = _job_message(svc, job)
-    if message is None:
-        return None
-    for pause in SEND_ATTEMPTS:
-        sleep(pause)
-        try:
-            svc.sender.send(message)
-            return message
-        except MailError as exc:
-            error = exc
-    log.error("could not send %s to subscriber %s: %s", job.kind, job.subscriber_id, error)
-    if job.kind != "welcome":
-        with transaction(svc.engine) as session:
-            row = session.get(Subscriber, job.subscriber_id)
-            if row is not None:
-                row.last_confirmation_sent_at = None
-    raise SendFailed(str(error))
-
-
-@functools.cache
-def _configured_services() -> Services:
-    from newsletter.config import settings as current_settings
-    from newsletter.db import engine_for
-
-    config = current_settings()
-    return Services.build(config, engine_for(config.database_url))
-
-
-def _send_quietly(svc: Services, job: MailJob) -> Message | None:
-    """`send_job` for a worker: a provider that keeps refusing is logged, and the reader
-    may ask again; it is not retried for hours."""
-    try:
-        return send_job(svc, job)
-    except SendFailed:
-        return None
-
-
-def send_queued(data: dict[str, Any], waiting_id: int | None = None) -> str | None:
-    """A mail worker's side of the queue (task paperwire.send_mail): the subject sent.
-    Nothing is sent when another worker has the waiting job or had it."""
-    svc = _configured_services()
-    send = functools.partial(_send_quietly, svc)
-    if waiting_id is None:  # put on the broker before jobs waited in the database
-        message = send(MailJob.from_json(data))
-    else:
-        message = mail_queue.send_waiting(svc.engine, waiting_id, send)
-    return message.subject if message else None
-
-
-def send_waiting_configured() -> int:
-    """Beat's sweep (task paperwire.send_waiting_mail): the mail no worker was handed,
-    because the broker was down when it was queued; how many were sent."""
-    svc = _configured_services()
-    return mail_queue.sweep_waiting(svc.engine, functools.partial(_send_quietly, svc))
-
-
 def sign_up(svc: Services, email: str, topics: Sequence[str], frequency: str | None,
             honeypot: str, client: Client, description: str | None = None,
             liked_papers: str = "") -> None:
@@ -342,7 +152,7 @@ def confirmation_page(svc: Services, token: str) -> PendingConfirmation:
     with Session(svc.engine) as session:
         row = _claimed(svc, session, token)
         choices = subs.requested_choices(row) or subs.values_of(subs.preferences_of(session, row))
-        return PendingConfirmation(row.email, tuple(_topic_names(choices.topics)),
+        return PendingConfirmation(row.email, tuple(topic_names(choices.topics)),
                                    choices.frequency)
 
 

@@ -19,7 +19,7 @@ from newsletter.mail.senders import Sender
 from newsletter.readers.links import BadLink, ExpiredLink, signing_key
 from newsletter.readers.subscriber import LinkInvalid
 from newsletter.relevance.embedders import space_for
-from newsletter.subscriptions.signup import Services
+from newsletter.subscriptions.services import Services
 from newsletter.web import admin, ratings, site, subscriptions, unavailable, webhooks
 from newsletter.web.common import SERVICES
 from newsletter.web.origin import REFERRER_POLICY, OriginCheckedCSRF

@@ -7,7 +7,7 @@ import ipaddress
 from flask import current_app, request
 
 from newsletter.readers.reader_input import Client
-from newsletter.subscriptions.signup import Services
+from newsletter.subscriptions.services import Services
 
 SERVICES = "paperwire"
 
