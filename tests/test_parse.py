@@ -7,7 +7,8 @@ from datetime import date
 import pytest
 
 from newsletter.ingest.paper import find_code_url
-from newsletter.ingest.parse import FeedError, parse_feed, split_authors
+from newsletter.ingest.parse import FeedError, parse_feed
+from newsletter.ingest.text import split_authors
 from tests.conftest import LOCAL_FIXTURES, arxiv_fixture
 
 

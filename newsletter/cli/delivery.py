@@ -7,10 +7,14 @@ import json
 import sys
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from newsletter.cli.app import App, parse_day, progress
+
+if TYPE_CHECKING:
+    from newsletter.mail.sendgrid import SendGridSender
 
 
 @click.command("send")
@@ -58,7 +62,7 @@ def sendgrid_group() -> None:
     """SendGrid's copy of the digest template."""
 
 
-def _sendgrid(app: App):  # type: ignore[no-untyped-def]
+def _sendgrid(app: App) -> SendGridSender:
     from newsletter.mail.sendgrid import SendGridSender
 
     try:

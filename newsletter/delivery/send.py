@@ -22,11 +22,11 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Engine, select, update
 from sqlmodel import Session
 
+from newsletter.config import Settings
 from newsletter.delivery.journal import Journal, settle_abandoned
 from newsletter.delivery.ledger import (
     DigestEdition,
@@ -90,7 +90,7 @@ class SendReport:
 
 
 def deliver(
-    engine: Any, edition_id: int, delivery_ids: Sequence[int], *, sender: BatchSender,
+    engine: Engine, edition_id: int, delivery_ids: Sequence[int], *, sender: BatchSender,
     compose: Composer, journal: Path, space: VectorSpace | None = None,
     now: Callable[[], datetime] = utcnow,
 ) -> SendReport:
@@ -204,7 +204,7 @@ def _chunks(ids: Sequence[int], size: int) -> list[list[int]]:
 
 
 def prepare_edition(
-    engine: Any, frequency: str, day: date, chunk_size: int = 1000,
+    engine: Engine, frequency: str, day: date, chunk_size: int = 1000,
     now: Callable[[], datetime] = utcnow, *, audience: Audience | None = None,
 ) -> tuple[int, int, list[list[int]]]:
     """Open the edition, plan its deliveries, and cut what is left to send into chunks.
@@ -224,7 +224,7 @@ def prepare_edition(
     return edition.id, planned, _chunks(ids, chunk_size)
 
 
-def composer_for(settings: Any, day: date, frequency: str,
+def composer_for(settings: Settings, day: date, frequency: str,
                  most_read: Sequence[tuple[str, str]] = ()) -> Composer:
     """Builds each batch with every reader's own signed links (and the edition's "most
     read this week", the same for all)."""
@@ -241,7 +241,7 @@ def composer_for(settings: Any, day: date, frequency: str,
 MostRead = tuple[tuple[str, str], ...]  # (key, title) of each paper, most read first
 
 
-def audience_of(settings: Any) -> Audience:
+def audience_of(settings: Settings) -> Audience:
     """MOST_READ_MIN_READERS and MOST_READ_MIN_PERCENT."""
     return Audience.of(settings)
 
@@ -267,7 +267,7 @@ def freeze_most_read(session: Session, edition: DigestEdition,
     session.refresh(edition)
 
 
-def most_read_for(session: Session, settings: Any, frequency: str, day: date) -> MostRead:
+def most_read_for(session: Session, settings: Settings, frequency: str, day: date) -> MostRead:
     """The "most read this week" the edition of this day shows: none for daily editions or
     without DIGEST_MOST_READ; else the list frozen when it was planned or, for an edition
     not planned yet (a preview) or planned before lists were frozen, the week's as it
@@ -296,7 +296,7 @@ def addressee(links: Links, reader: Reader, selection: Selection,
 
 
 def send_edition(
-    engine: Any, settings: Any, *, frequency: str = "daily", day: date | None = None,
+    engine: Engine, settings: Settings, *, frequency: str = "daily", day: date | None = None,
     sender: BatchSender | None = None, chunk_size: int = 1000, workers: int = 1,
     progress: Progress = lambda _: None, now: Callable[[], datetime] = utcnow,
 ) -> SendReport:
@@ -343,7 +343,7 @@ def send_edition(
     return report
 
 
-def _deliver_in_worker(settings: Any, edition_id: int, chunk: Sequence[int]) -> SendReport:
+def _deliver_in_worker(settings: Settings, edition_id: int, chunk: Sequence[int]) -> SendReport:
     """One chunk in a worker process: its own engine, sender and composer, as a Celery
     worker would have."""
     from newsletter.db import make_engine
@@ -359,7 +359,7 @@ def _deliver_in_worker(settings: Any, edition_id: int, chunk: Sequence[int]) -> 
         engine.dispose()
 
 
-def _edition_composer(engine: Any, settings: Any, edition_id: int) -> Composer:
+def _edition_composer(engine: Engine, settings: Settings, edition_id: int) -> Composer:
     with Session(engine) as session:
         edition = session.get(DigestEdition, edition_id)
         assert edition is not None

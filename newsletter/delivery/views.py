@@ -8,11 +8,12 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from sqlalchemy import and_, text
+from sqlalchemy import Engine, and_, text
 from sqlalchemy import select as select_rows
 from sqlmodel import Session
 
 from newsletter.cards.card import Card
+from newsletter.config import Settings
 from newsletter.delivery.ledger import SentPaper, already_sent, today_utc, window
 from newsletter.delivery.send import addressee, most_read_for
 from newsletter.delivery.sources import (
@@ -45,7 +46,7 @@ class DryRun:
                 f"({self.distinct_digests} distinct), {self.would_skip} nothing new")
 
 
-def dry_run(engine: Any, settings: Any, *, frequency: str = "daily", day: date | None = None
+def dry_run(engine: Engine, settings: Settings, *, frequency: str = "daily", day: date | None = None
             ) -> DryRun:
     """What an edition would send, writing nothing."""
     day = day or today_utc()
@@ -106,7 +107,7 @@ def delivered_digest(session: Session, delivery_id: int, link_key: str) -> Deliv
 PERSONAL_LINKS_PATH = "/digest/personal-links"
 
 
-def digest_in_browser(engine: Any, settings: Any, links: Links, token: str) -> str:
+def digest_in_browser(engine: Engine, settings: Settings, links: Links, token: str) -> str:
     """The HTML of a delivered digest; BadLink otherwise.
 
     A "view in browser" address gets forwarded and pasted, so the page carries no key to
@@ -141,7 +142,8 @@ class Preview:
                 for p in self.selection.picks]
 
 
-def preview(engine: Any, settings: Any, email: str, *, day: date | None = None) -> Preview | None:
+def preview(engine: Engine, settings: Settings, email: str, *, day: date | None = None
+            ) -> Preview | None:
     """The digest a subscriber would get in the next edition, rendered, writing nothing.
 
     None when they would get none (nothing new matches); UnknownReader for an unknown address.

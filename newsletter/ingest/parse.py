@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from email.utils import parsedate_to_datetime
 from functools import lru_cache
-from html.parser import HTMLParser
 from typing import Any
 
 import feedparser
 
 from newsletter.ingest.paper import PaperEntry
+from newsletter.ingest.text import clean, html_to_text, split_authors
 
 # Version 1: arXiv's new listing. The kinds a document can be.
 KINDS = ("arxiv-rss", "arxiv-atom", "arxiv-rss1", "arxiv-api", "source")
@@ -56,35 +56,7 @@ _RSS1_TITLE = re.compile(
     re.DOTALL,
 )
 _RSS1_TYPES = {None: "new", "UPDATED": "replace", "CROSS LISTED": "cross"}
-_AUTHOR_SUFFIXES = {"jr", "jr.", "sr", "sr.", "ii", "iii", "iv"}
-_SPACES = re.compile(r"[ \t\r\f\v]+")
 
-
-class _TextExtractor(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.parts: list[str] = []
-
-    def handle_data(self, data: str) -> None:
-        self.parts.append(data)
-
-
-def html_to_text(value: str) -> str:
-    """Visible text of an HTML fragment (RSS 1.0 escapes its abstracts and authors)."""
-    if "<" not in value and "&" not in value:
-        return value  # plain text, the common case: skip the parser
-    extractor = _TextExtractor()
-    extractor.feed(value)
-    extractor.close()
-    return "".join(extractor.parts)
-
-
-def _clean(value: str | None) -> str:
-    """Collapse runs of spaces and line breaks; arXiv wraps lines mid-sentence."""
-    if not value:
-        return ""
-    lines = [_SPACES.sub(" ", line).strip() for line in value.splitlines()]
-    return " ".join(line for line in lines if line)
 
 
 def _text(entry: Any, field: str) -> str:
@@ -94,20 +66,6 @@ def _text(entry: Any, field: str) -> str:
     if detail is not None and detail.get("type") in ("text/html", "application/xhtml+xml"):
         value = html_to_text(value)
     return value
-
-
-def split_authors(value: str) -> tuple[str, ...]:
-    """arXiv's dc:creator is ONE comma-separated string; "Jr." stays with its name."""
-    names: list[str] = []
-    for raw in value.split(","):
-        name = _clean(raw)
-        if not name:
-            continue
-        if names and name.lower() in _AUTHOR_SUFFIXES:
-            names[-1] = f"{names[-1]}, {name}"
-        else:
-            names.append(name)
-    return tuple(names)
 
 
 @lru_cache(maxsize=256)
@@ -161,7 +119,7 @@ def _authors(entry: Any) -> tuple[str, ...]:
     people = [html_to_text(a.get("name", "")) for a in entry.get("authors", []) or []]
     people = [p for p in people if p.strip()]
     if len(people) > 1:
-        return tuple(_clean(p) for p in people)
+        return tuple(clean(p) for p in people)
     return split_authors(html_to_text(entry.get("author", "") or (people[0] if people else "")))
 
 
@@ -192,8 +150,8 @@ def _arxiv_listing_entry(entry: Any, feed_day: date | None) -> PaperEntry:
         key=arxiv_id,
         arxiv_id=arxiv_id,
         version=version,
-        title=_clean(entry.get("title", "")),
-        abstract=_clean(abstract),
+        title=clean(entry.get("title", "")),
+        abstract=clean(abstract),
         authors=_authors(entry),
         categories=categories,
         primary_category=categories[0] if categories else None,
@@ -201,15 +159,15 @@ def _arxiv_listing_entry(entry: Any, feed_day: date | None) -> PaperEntry:
         announced_on=_announced(entry, feed_day),
         abs_url=abs_url,
         pdf_url=pdf_url,
-        doi=_clean(entry.get("arxiv_doi")) or None,
-        journal_ref=_clean(entry.get("arxiv_journal_reference")) or None,
-        license=_clean(entry.get("rights")) or None,
+        doi=clean(entry.get("arxiv_doi")) or None,
+        journal_ref=clean(entry.get("arxiv_journal_reference")) or None,
+        license=clean(entry.get("rights")) or None,
     )
 
 
 def _rss1_entry(entry: Any, feed_day: date | None) -> PaperEntry:
     """An item of the pre-2024 listing: `Title. (arXiv:ID vN [cat] UPDATED)`."""
-    raw_title = _clean(_text(entry, "title"))
+    raw_title = clean(_text(entry, "title"))
     match = _RSS1_TITLE.match(raw_title)
     if not match:
         raise FeedError(f"item {raw_title!r} has no arXiv id in its title")
@@ -220,8 +178,8 @@ def _rss1_entry(entry: Any, feed_day: date | None) -> PaperEntry:
         key=arxiv_id,
         arxiv_id=arxiv_id,
         version=version,
-        title=_clean(match.group("title")),
-        abstract=_clean(html_to_text(entry.get("summary", "") or "")),
+        title=clean(match.group("title")),
+        abstract=clean(html_to_text(entry.get("summary", "") or "")),
         authors=split_authors(html_to_text(entry.get("author", "") or "")),
         categories=(category,),
         primary_category=category,
@@ -255,8 +213,8 @@ def _api_entry(entry: Any) -> PaperEntry:
         key=arxiv_id,
         arxiv_id=arxiv_id,
         version=version,
-        title=_clean(_text(entry, "title")),
-        abstract=_clean(_text(entry, "summary")),
+        title=clean(_text(entry, "title")),
+        abstract=clean(_text(entry, "summary")),
         authors=_authors(entry),
         categories=categories,
         primary_category=primary,
@@ -265,9 +223,9 @@ def _api_entry(entry: Any) -> PaperEntry:
         first_announced_on=published,
         abs_url=abs_url,
         pdf_url=pdf_url,
-        doi=_clean(entry.get("arxiv_doi")) or None,
-        journal_ref=_clean(entry.get("arxiv_journal_ref")) or None,
-        comment=_clean(entry.get("arxiv_comment")) or None,
+        doi=clean(entry.get("arxiv_doi")) or None,
+        journal_ref=clean(entry.get("arxiv_journal_ref")) or None,
+        comment=clean(entry.get("arxiv_comment")) or None,
     )
 
 
@@ -280,12 +238,12 @@ def _source_entry(entry: Any, source: str, feed_day: date | None) -> PaperEntry:
     # Keyed by source and item, even when it links to arXiv: a lab's blurb must never
     # overwrite the title and abstract of the arXiv paper it points to.
     key = f"{source}:{hashlib.sha1(ident.encode()).hexdigest()[:16]}"
-    abstract = _clean(html_to_text(entry.get("summary", "") or ""))
+    abstract = clean(html_to_text(entry.get("summary", "") or ""))
     return PaperEntry(
         key=key,
         arxiv_id=None,
         version=1,
-        title=_clean(_text(entry, "title")) or "(untitled)",
+        title=clean(_text(entry, "title")) or "(untitled)",
         abstract=abstract,
         authors=_authors(entry),
         categories=_categories(entry),
@@ -294,7 +252,7 @@ def _source_entry(entry: Any, source: str, feed_day: date | None) -> PaperEntry:
         announced_on=_date_of(entry.get("published") or entry.get("updated")) or feed_day,
         abs_url=link,
         pdf_url=None,
-        license=_clean(entry.get("rights")) or None,
+        license=clean(entry.get("rights")) or None,
         source=source,
     )
 
@@ -310,7 +268,7 @@ def _kind(parsed: Any) -> str:
     if any(_OAI_ID.match(e.get("id", "") or "") for e in entries):
         return "arxiv-atom" if version.startswith("atom") else "arxiv-rss"
     if version in ("rss10", "rss090") and any(
-        _RSS1_TITLE.match(_clean(e.get("title", ""))) for e in entries
+        _RSS1_TITLE.match(clean(e.get("title", ""))) for e in entries
     ):
         return "arxiv-rss1"
     # An empty listing has no items to recognize it by: its address or title says.
@@ -321,13 +279,13 @@ def _kind(parsed: Any) -> str:
 
 
 def _raise_reported_errors(parsed: Any) -> None:
-    title = _clean(parsed.get("feed", {}).get("title", ""))
+    title = clean(parsed.get("feed", {}).get("title", ""))
     if title.lower().startswith("feed error"):
-        reason = _clean(parsed["feed"].get("description") or parsed["feed"].get("subtitle"))
+        reason = clean(parsed["feed"].get("description") or parsed["feed"].get("subtitle"))
         raise FeedError(f"arXiv answered {title!r}" + (f": {reason}" if reason else ""))
     for entry in parsed.get("entries", []):
-        if _clean(entry.get("title")) == "Error" and "api/errors" in (entry.get("id") or ""):
-            raise FeedError(f"arXiv API error: {_clean(entry.get('summary')) or entry['id']}")
+        if clean(entry.get("title")) == "Error" and "api/errors" in (entry.get("id") or ""):
+            raise FeedError(f"arXiv API error: {clean(entry.get('summary')) or entry['id']}")
 
 
 _UTF8_BOM = b"\xef\xbb\xbf"
@@ -387,7 +345,7 @@ def parse_feed(content: bytes, *, source: str = "arxiv") -> ParsedFeed:
     total = feed.get("opensearch_totalresults")
     return ParsedFeed(
         kind=kind,
-        title=_clean(html.unescape(feed.get("title", ""))),
+        title=clean(html.unescape(feed.get("title", ""))),
         announced_on=feed_day,
         entries=tuple(_dedupe(entries)),
         no_announcement=kind.startswith("arxiv-rss") or kind == "arxiv-atom"
