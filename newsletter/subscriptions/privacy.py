@@ -8,7 +8,7 @@ events that name the address; and a suppression if the address bounced or compla
 a suppression keeps a one-way digest of the address (`subscriber.erased_form`), so a
 mailbox that bounced or complained is still never mailed again.
 
-tests/test_privacy.py walks every table and column after an erasure, and fails for a
+tests/subscriptions/test_privacy.py walks every table and column after an erasure, and fails for a
 table nobody has reviewed, so a table added later cannot be forgotten here.
 """
 

@@ -17,7 +17,7 @@ while `same-origin` still sends nothing at all to other sites
 the tokens in manage and unsubscribe URLs never leave ours. Browsers send Origin on POST
 since Chrome 1, Safari 1, Firefox 70, Edge 79
 (https://developer.mozilla.org/docs/Web/HTTP/Reference/Headers/Origin); the Referer
-fallback covers older ones. tests/test_web_https.py proves both halves in Chromium.
+fallback covers older ones. tests/web/test_web_https.py proves both halves in Chromium.
 """
 
 from __future__ import annotations

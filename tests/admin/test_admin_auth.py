@@ -216,7 +216,7 @@ def test_wrong_password_and_unknown_account_get_the_same_answer(client: FlaskCli
     assert texts[0] == texts[1]
     assert "do not match an operator account" in texts[0]
     assert _cookie(client) is None and _sessions(engine) == 0
-    # An address with no account is not kept as typed (tests/test_admin_audit_log.py).
+    # An address with no account is not kept as typed (tests/admin/test_admin_audit_log.py).
     [(known, _, _), (unknown, action, _)] = _audit(engine)[-2:]
     assert (known, action) == (OPERATOR, "login-failed")
     assert unknown.startswith("unknown:") and "nobody" not in unknown

@@ -33,9 +33,9 @@ from newsletter.relevance.embed import embed_pending
 from newsletter.relevance.embedders import LocalEmbedder, space_for
 from newsletter.relevance.tables import PaperVector, ReaderModelRow
 from newsletter.web import create_app
-from tests.conftest import ARXIV_FIXTURES
+from tests.conftest import ARXIV_FIXTURES, LOCAL_FIXTURES
 
-TINY = Path(__file__).parent / "fixtures" / "tiny-bert"
+TINY = LOCAL_FIXTURES / "tiny-bert"
 EXPECTED = json.loads((TINY / "expected.json").read_text())
 
 

@@ -18,8 +18,8 @@ from newsletter import db
 from newsletter.admin import accounts, audit
 from newsletter.admin.audit import AuditEntry
 from newsletter.config import ConfigError, Settings, load_settings
+from tests.admin.test_admin_auth import OPERATOR, Clock, _add_operator, _audit, _sign_in
 from tests.support import web
-from tests.test_admin_auth import OPERATOR, Clock, _add_operator, _audit, _sign_in
 
 app, client, web_settings = web.app, web.client, web.web_settings
 

@@ -40,10 +40,10 @@ from newsletter.readers.tables import Subscriber
 from newsletter.relevance.tables import Rating
 from newsletter.web import create_app, site
 from tests.conftest import ARXIV_FIXTURES
+from tests.engagement.test_engagement import PAPERS, Sent, post, sent_digest
 from tests.support import web
 from tests.support.sendgrid_server import SendGridServer
 from tests.support.web import csrf_token
-from tests.test_engagement import PAPERS, Sent, post, sent_digest
 
 app = web.app
 client = web.client

@@ -10,7 +10,7 @@ import pytest
 from newsletter.digest.selection import Interests, candidate, select
 from newsletter.mail.message import Addressee, compose
 from newsletter.mail.render import render_digest
-from tests.test_web_browser import chromium
+from tests.web.test_web_browser import chromium
 
 LONG = "Hyper" + "parameter" * 12  # one unbreakable word, far wider than a phone
 PAPERS = [

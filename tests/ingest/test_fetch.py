@@ -15,9 +15,9 @@ from newsletter.ingest.feed import Feed
 from newsletter.ingest.fetch import Fetcher, retry_after_seconds
 from newsletter.ingest.store import arxiv_feed_url, backfill, ingest_feeds
 from tests.conftest import LOCAL_FIXTURES, arxiv_fixture
+from tests.ingest.test_ingest import dump
 from tests.support.http import Reply, Request, ScriptedServer
 from tests.support.servers import free_port
-from tests.test_ingest import dump
 
 COMBINED = arxiv_fixture("rss_cs.LG+cs.AI+cs.CL+stat.ML_2026-09-24.xml").read_bytes()
 CATEGORIES = "cs.LG,cs.AI,cs.CL,stat.ML"

@@ -20,8 +20,9 @@ import pytest
 import scipy.sparse as sp
 
 from newsletter.relevance import model, vectors
+from tests.conftest import LOCAL_FIXTURES
 
-CORPUS = Path(__file__).parent / "fixtures" / "corpus" / "arxiv_ml_sample.jsonl.gz"
+CORPUS = LOCAL_FIXTURES / "corpus" / "arxiv_ml_sample.jsonl.gz"
 RATED_DAY, UNSEEN_DAY = "2026-06-26", "2026-06-14"
 SPACE, DIMS = vectors.OFFLINE_MODEL, vectors.OFFLINE_DIMS
 
