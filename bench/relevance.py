@@ -23,7 +23,7 @@ Last, the why-line: for the readers who rate, how often "like <a paper you rated
 names one, and how often the picks it names one for are relevant, by the send's rule
 (`scores.standing_out`) and by the fixed cosine it replaced.
 
-A reader with a model gets the digest the send would choose (`relevance.rank.select`:
+A reader with a model gets the digest the send would choose (`digest.rank.select`:
 ALL of the day's papers by `model.blend(topic points, affinity)`, topics being a prior and
 not a filter), from the product's own functions throughout (`vectors.offline_vectors`,
 `model.train`, the stored form `encode_model`/`decode_model`, `model.affinities`): what
