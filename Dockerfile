@@ -10,6 +10,8 @@ RUN pip install build
 COPY pyproject.toml README.md ./
 COPY newsletter newsletter
 COPY workers workers
+COPY email_templates email_templates
+COPY alembic alembic
 RUN python -m build --wheel --outdir /dist
 
 FROM python:3.11-slim

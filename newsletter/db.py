@@ -17,9 +17,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, create_engine
 
-# Alembic reads the migrations as package data ("package:dir"), so an installed wheel
-# migrates exactly like a source checkout.
-MIGRATIONS = "newsletter:migrations"
+from newsletter import shipped
+
+# The migrations stand in alembic/ at the top level and ship inside the package, so an
+# installed wheel migrates exactly like a source checkout.
+MIGRATIONS = str(shipped("migrations"))
 
 
 class SchemaOutOfDate(Exception):

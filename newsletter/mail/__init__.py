@@ -2,7 +2,7 @@
 
 - `message`: a reader's digest as template data, and the batch of an edition's readers
   (pure), with the List-Unsubscribe headers every mail carries;
-- `render`: the MJML and Handlebars templates in `newsletter/email_templates/`, rendered
+- `render`: the MJML and Handlebars templates in `email_templates/`, rendered
   here for the senders that do not render them themselves;
 - `batch`: what a batch holds and what its sending reports, and the `RequestLog` each
   request is told to (the send journal);

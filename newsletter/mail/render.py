@@ -25,15 +25,16 @@ import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from importlib import resources
 from typing import Any
 
 from jinja2 import Environment, StrictUndefined, Template
 from mjml import mjml2html
 from pybars import Compiler
 
+from newsletter import shipped
+
 # Package data, so a built wheel renders the same emails as a source checkout.
-TEMPLATE_DIR = resources.files("newsletter") / "email_templates"
+TEMPLATE_DIR = shipped("email_templates")
 
 # The digest's subject, as a template: the reader's own subject line from their data. Three
 # braces, as SendGrid asks of subjects holding ', " or & (a subject is not HTML).

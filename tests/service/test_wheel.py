@@ -21,9 +21,12 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import tomllib
+import zipfile
 from pathlib import Path
 
 import pytest
+from setuptools import find_namespace_packages
 
 from tests.conftest import REPO
 from tests.support.celery_procs import wait_until
@@ -31,7 +34,7 @@ from tests.support.demo_site import sign_up_and_confirm
 from tests.support.servers import free_port
 
 # What the wheel is built from: the same files the Dockerfile's build stage copies.
-SOURCES = ("pyproject.toml", "README.md", "newsletter", "workers")
+SOURCES = ("pyproject.toml", "README.md", "newsletter", "workers", "email_templates", "alembic")
 # pip's own settings (index, find-links, cache, certificates) and the basics of a shell.
 KEPT_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "SSL_CERT_FILE")
 
@@ -82,6 +85,25 @@ def installed(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     run([sys.executable, "-m", "venv", venv], venv, env)
     run([venv / "bin/pip", "install", "--quiet", wheel], venv, env)
     return venv
+
+
+def test_every_folder_of_the_source_tree_ships_and_the_top_level_data_lands_in_the_package(
+        wheel: Path) -> None:
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+                 ["packages"])
+    found = set(find_namespace_packages(where=str(REPO), include=["newsletter*", "workers*"]))
+    assert found <= listed, f"add to [tool.setuptools] packages: {sorted(found - listed)}"
+    with zipfile.ZipFile(wheel) as built:
+        names = set(built.namelist())
+    # email_templates/ and alembic/ stand at the top level and ship inside the package.
+    for top, inside in (("email_templates", "newsletter/email_templates"),
+                        ("alembic", "newsletter/migrations")):
+        for path in (REPO / top).rglob("*"):
+            if path.is_file() and "__pycache__" not in path.parts:
+                shipped = f"{inside}/{path.relative_to(REPO / top).as_posix()}"
+                assert shipped in names, f"{shipped} is not in the wheel"
+    assert not any(n.startswith(("alembic/", "email_templates/")) for n in names), \
+        "a top-level alembic package would shadow the Alembic library"
 
 
 def test_the_installed_wheel_runs_the_demo_from_an_empty_directory(
