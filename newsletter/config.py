@@ -9,13 +9,22 @@ problem named at once.
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# Settings that are gone, refused (not ignored) so an old .env never sends at another hour.
+RETIRED = {
+    "DIGEST_HOUR_UTC": "DEFAULT_SEND_HOUR (an hour of DEFAULT_TIME_ZONE)",
+    "DIGEST_SCHEDULE": "SEND_DUE_SCHEDULE (how often due digests are looked for)",
+    "WEEKLY_DIGEST_SCHEDULE": "SEND_DUE_SCHEDULE, with WEEKLY_DIGEST_DAY",
+}
 
 DEFAULT_CATEGORIES = ("cs.LG", "cs.CL", "cs.CV", "cs.AI", "stat.ML")
 # OpenAI's embedding models and the most dimensions each can return
@@ -119,7 +128,10 @@ class Settings(BaseSettings):
     http_max_wait: float = Field(default=120.0, ge=0)
     arxiv_api_delay: float = Field(default=3.0, ge=0)
 
-    digest_hour_utc: int = Field(default=7, ge=0, le=23)
+    # A reader who chose no send time: this hour of their day in this IANA zone, weekly
+    # readers on WEEKLY_DIGEST_DAY (newsletter/delivery/due.py).
+    default_time_zone: str = "UTC"
+    default_send_hour: int = Field(default=7, ge=0, le=23)
     weekly_digest_day: Literal[
         "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"
     ] = "monday"
@@ -128,9 +140,8 @@ class Settings(BaseSettings):
     # seconds ("90s"). arXiv's listing appears around 04:00-05:00 UTC: the 05:30 ingest has it.
     ingest_schedule: str = "30 5,13,21 * * *"
     summarize_schedule: str = "20,50 * * * *"
-    # Unset: daily at DIGEST_HOUR_UTC, weekly at that hour on WEEKLY_DIGEST_DAY.
-    digest_schedule: str | None = None
-    weekly_digest_schedule: str | None = None
+    # How often beat sends what has come due (`newsletter send --due`).
+    send_due_schedule: str = "*/15 * * * *"
     expire_pending_schedule: str = "45 3 * * *"
     engagement_cleanup_schedule: str = "15 4 * * *"
     # How often mail queued while the broker was down is looked for (subscriptions/mail_queue.py).
@@ -212,8 +223,8 @@ class Settings(BaseSettings):
                 raise ValueError(f"feed {item!r} is not label=http(s)://url")
         return value
 
-    @field_validator("ingest_schedule", "summarize_schedule", "digest_schedule",
-                     "weekly_digest_schedule", "expire_pending_schedule", "audit_cleanup_schedule",
+    @field_validator("ingest_schedule", "summarize_schedule", "send_due_schedule",
+                     "expire_pending_schedule", "audit_cleanup_schedule",
                      "engagement_cleanup_schedule", "waiting_mail_schedule")
     @classmethod
     def _check_schedule(cls, value: str | None) -> str | None:
@@ -221,6 +232,16 @@ class Settings(BaseSettings):
             return None
         schedule_spec(value)
         return value.strip()
+
+    @field_validator("default_time_zone")
+    @classmethod
+    def _check_time_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not an IANA time zone, e.g. UTC, Europe/Paris "
+                             "or America/Montreal") from None
+        return value
 
     @field_validator("signup_rate_limit", "signup_mailbox_limit", "signup_domain_limit",
                      "signup_mail_limit")
@@ -267,7 +288,8 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _check_production(self) -> Settings:
         # One line per problem, each naming its variable: one restart fixes them all.
-        problems = []
+        problems = [f"{name} is retired: each reader now gets their digest at their own hour; "
+                    f"use {instead}" for name, instead in RETIRED.items() if os.environ.get(name)]
         if not self.dev_mode and not self.secret_key:
             problems.append("SECRET_KEY is required in production (the default mode): set it "
                             "to a long random string, or PAPERWIRE_DEV=1 for development")
@@ -330,15 +352,6 @@ class Settings(BaseSettings):
         configured at the size they return (https://developers.openai.com/api/reference/
         resources/embeddings)."""
         return self.embedding_model in EMBEDDING_SIZES
-
-    @property
-    def daily_digest_spec(self) -> float | tuple[str, ...]:
-        return schedule_spec(self.digest_schedule or f"0 {self.digest_hour_utc} * * *")
-
-    @property
-    def weekly_digest_spec(self) -> float | tuple[str, ...]:
-        return schedule_spec(self.weekly_digest_schedule or
-                             f"0 {self.digest_hour_utc} * * {self.weekly_digest_day[:3]}")
 
     @property
     def extra_feeds(self) -> list[tuple[str, str]]:

@@ -1,8 +1,7 @@
 """The Celery app: broker, queues and the beat schedule. Tasks live in workers.tasks.
 
 Every schedule comes from the environment (INGEST_SCHEDULE, SUMMARIZE_SCHEDULE,
-DIGEST_SCHEDULE or DIGEST_HOUR_UTC, WEEKLY_DIGEST_SCHEDULE or WEEKLY_DIGEST_DAY,
-EXPIRE_PENDING_SCHEDULE, ENGAGEMENT_CLEANUP_SCHEDULE, AUDIT_CLEANUP_SCHEDULE,
+SEND_DUE_SCHEDULE, EXPIRE_PENDING_SCHEDULE, ENGAGEMENT_CLEANUP_SCHEDULE, AUDIT_CLEANUP_SCHEDULE,
 WAITING_MAIL_SCHEDULE): a cron line or an interval in seconds, checked by config.py.
 """
 
@@ -40,15 +39,10 @@ def beat_entries(config: Settings) -> dict[str, dict[str, object]]:
             "task": "paperwire.summarize",
             "schedule": beat_schedule_for(schedule_spec(config.summarize_schedule)),
         },
-        "daily-digest": {
-            "task": "paperwire.send_digests",
-            "schedule": beat_schedule_for(config.daily_digest_spec),
-            "args": ("daily",),
-        },
-        "weekly-digest": {
-            "task": "paperwire.send_digests",
-            "schedule": beat_schedule_for(config.weekly_digest_spec),
-            "args": ("weekly",),
+        # Each reader's digest at their own hour: every tick sends what has come due.
+        "send-due-digests": {
+            "task": "paperwire.send_due",
+            "schedule": beat_schedule_for(schedule_spec(config.send_due_schedule)),
         },
         "expire-pending-signups": {
             "task": "paperwire.expire_pending",
@@ -87,6 +81,7 @@ def make_celery() -> Celery:
             "paperwire.embed": {"queue": "llm"},
             # Sends wait on the mail provider: their own queue, their own workers.
             "paperwire.send_digests": {"queue": "mail"},
+            "paperwire.send_due": {"queue": "mail"},
             "paperwire.deliver_chunk": {"queue": "mail"},
             # Confirmations a reader is waiting for: mail workers take them between chunks.
             "paperwire.send_mail": {"queue": "signup"},

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy.exc import OperationalError
@@ -85,10 +85,11 @@ def embed_papers(limit: int | None = None) -> dict[str, Any]:
 
 @app.task(name="paperwire.send_digests", time_limit=10 * 60, **RETRY)
 def send_digests(frequency: str = "daily", day: str | None = None) -> dict[str, Any]:
-    """Plan the edition, then hand its chunks to however many mail workers there are.
+    """A whole edition for everyone of a frequency, as `newsletter send` does: plan it,
+    then hand its chunks to however many mail workers there are.
 
-    `day` (ISO date) re-runs a past edition by hand; beat sends today's. Running it again
-    hands out only what is still unsent (pending rows, and rows whose lease ran out).
+    `day` (ISO date) re-runs a past edition by hand. Running it again hands out only what
+    is still unsent (pending rows, and rows whose lease ran out).
     """
     edition_id, chunks = delivery.prepare_configured(
         frequency, date.fromisoformat(day) if day else None)
@@ -96,6 +97,18 @@ def send_digests(frequency: str = "daily", day: str | None = None) -> dict[str, 
         deliver_chunk.delay(edition_id, chunk)
     return {"edition_id": edition_id, "chunks": len(chunks),
             "deliveries": sum(len(c) for c in chunks)}
+
+
+@app.task(name="paperwire.send_due", time_limit=10 * 60, **RETRY)
+def send_due(now: str | None = None) -> dict[str, Any]:
+    """Beat's tick: plan the readers whose hour has come, each in their own time zone,
+    and hand each edition's chunks to the mail workers. `now` (ISO instant) is for tests."""
+    due = delivery.prepare_due_configured(datetime.fromisoformat(now) if now else None)
+    for edition_id, chunks in due:
+        for chunk in chunks:
+            deliver_chunk.delay(edition_id, chunk)
+    return {"editions": [edition_id for edition_id, _ in due],
+            "deliveries": sum(len(c) for _, chunks in due for c in chunks)}
 
 
 # Redelivery after a worker dies is safe: rows are claimed, and sent rows are never resent.

@@ -353,6 +353,16 @@ def headline(session: Session, window: Window) -> Headline:
                     suppressed=suppressed, cards_failed=cards_failed, deliveries_failed=failed)
 
 
+def sent_by_hour(session: Session, since: datetime) -> dict[int, int]:
+    """Digests sent since `since`, by UTC hour: each reader's come at their own hour."""
+    hour = func.extract("hour", Delivery.sent_at)
+    rows = session.execute(
+        select(hour, func.count())
+        .where(Delivery.status == "sent", Delivery.sent_at >= since)  # type: ignore[operator]
+        .group_by(hour).order_by(hour))
+    return {int(h): n for h, n in rows}
+
+
 # ------------------------------------------------------------------ the feeds page
 
 

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import Engine, and_, func, insert, or_, text
 from sqlmodel import Field, Session, SQLModel, select
 
+from newsletter.admin.stats import sent_by_hour
 from newsletter.cards.card import Card
 from newsletter.delivery import Delivery, DigestEdition
 from newsletter.delivery.journal import accepted_waiting
@@ -78,6 +79,8 @@ class Status:
     # Of the deliveries `sending` (claimed, outcome not recorded): readers the provider
     # accepted that only the send journal knows of yet (newsletter/delivery/journal.py).
     journal_accepted: int = 0
+    # Digests sent today, by UTC hour: readers get theirs at their own hour and zone.
+    sent_today_by_hour: dict[int, int] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -116,6 +119,8 @@ class Status:
             counts = ", ".join(f"{n} {s}" for s, n in e.deliveries.items() if n)
             out.append(f"last edition: {e.frequency} {e.day} (#{e.id}), last sent "
                        f"{when(e.last_sent_at)}: {counts or 'no deliveries'}")
+        hours = ", ".join(f"{hour:02d}h {n}" for hour, n in self.sent_today_by_hour.items())
+        out.append(f"sent today by hour (UTC): {hours or 'none yet'}")
         totals = ", ".join(f"{self.deliveries.get(s, 0)} {s}"
                            for s in ("sent", "failed", "skipped"))
         out.append(f"deliveries, all editions: {totals}")
@@ -202,6 +207,7 @@ def collect(engine: Engine, now: datetime | None = None,
             select(MailLimitHit.limit, func.count())
             .where(MailLimitHit.at >= now - timedelta(days=1)).group_by(MailLimitHit.limit)
         ).all())
+        by_hour = sent_by_hour(session, midnight)
         llm_today = and_(Card.source == "llm", Card.updated_at >= midnight)
         cards_today, cost_today, unknown = session.execute(
             select(func.count(), func.coalesce(func.sum(Card.cost_usd), 0.0),
@@ -217,6 +223,7 @@ def collect(engine: Engine, now: datetime | None = None,
         llm_cost_unknown_today=unknown,
         mail_limit_hits={name: limit_hits.get(name, 0) for name in MAIL_LIMITS},
         journal_accepted=accepted_waiting(engine, journal) if journal else 0,
+        sent_today_by_hour=by_hour,
     )
 
 

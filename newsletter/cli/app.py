@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from datetime import date
+from datetime import UTC, date, datetime
 
 import click
 from sqlalchemy import Engine
@@ -53,6 +53,21 @@ def parse_day(_ctx: click.Context, _param: click.Parameter, value: str | None) -
     except ValueError:
         raise click.BadParameter(f"{value!r} is not a date like 2026-09-24") from None
 
+
+
+def parse_instant(_ctx: click.Context, _param: click.Parameter, value: str | None
+                  ) -> datetime | None:
+    """An ISO 8601 instant with its offset (Z or +01:00); one without is refused, not
+    guessed."""
+    if value is None:
+        return None
+    try:
+        found = datetime.fromisoformat(value.replace("z", "Z"))
+    except ValueError:
+        found = None
+    if found is None or found.tzinfo is None:
+        raise click.BadParameter(f"{value!r} is not an instant like 2026-12-07T12:00:00Z")
+    return found.astimezone(UTC)
 
 
 @click.group()

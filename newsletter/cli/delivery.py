@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
-from newsletter.cli.app import App, parse_day, progress
+from newsletter.cli.app import App, parse_day, parse_instant, progress
 
 if TYPE_CHECKING:
     from newsletter.mail.sendgrid import SendGridSender
@@ -23,12 +23,23 @@ if TYPE_CHECKING:
 @click.option("--weekly", is_flag=True, help="Send the weekly edition instead of the daily one.")
 @click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
               help="Processes sending chunks side by side.")
+@click.option("--due", is_flag=True,
+              help="Send every digest due now, each reader at their own hour (what beat runs).")
+@click.option("--now", "at", callback=parse_instant, metavar="TIME",
+              help="With --due: the instant to send for, e.g. 2026-12-07T12:00:00Z.")
 @click.pass_obj
-def send_command(app: App, dry_run: bool, day: date | None, weekly: bool, workers: int) -> None:
-    """Deliver an edition's digests: each confirmed subscriber once, never twice."""
+def send_command(app: App, dry_run: bool, day: date | None, weekly: bool, workers: int,
+                 due: bool, at: datetime | None) -> None:
+    """Deliver an edition's digests: each confirmed subscriber once, never twice.
+
+    With --due, the digests whose readers' hour has come, each in their own time zone."""
     from newsletter import delivery
 
     frequency = "weekly" if weekly else "daily"
+    if at is not None and not due:
+        raise click.UsageError("--now goes with --due")
+    if due and (dry_run or day or weekly):
+        raise click.UsageError("--due sends what is due: no --dry-run, --date or --weekly")
     if dry_run:
         click.echo(delivery.dry_run(app.engine, app.settings, frequency=frequency,
                                     day=day).line())
@@ -39,8 +50,10 @@ def send_command(app: App, dry_run: bool, day: date | None, weekly: bool, worker
     from newsletter.mail.senders import MailError
 
     try:
-        report = delivery.send_edition(app.engine, app.settings, frequency=frequency, day=day,
-                                       workers=workers, progress=progress)
+        reports = delivery.send_due(app.engine, app.settings, at, workers=workers,
+                                    progress=progress) if due else [
+            delivery.send_edition(app.engine, app.settings, frequency=frequency, day=day,
+                                  workers=workers, progress=progress)]
     except (MailError, JournalError) as exc:  # e.g. SendGrid's template is outdated
         raise click.ClickException(str(exc)) from None
     except DBAPIError as exc:  # the send stopped at the first outcome it could not record
@@ -50,10 +63,13 @@ def send_command(app: App, dry_run: bool, day: date | None, weekly: bool, worker
             f"Anything the mail provider accepted is kept in the send journal "
             f"({app.settings.send_journal}): run `newsletter send` again once the database "
             "is back, and those readers are recorded as sent, not mailed again.") from None
-    for error in dict.fromkeys(report.errors):
+    for error in dict.fromkeys(e for report in reports for e in report.errors):
         progress(f"error: {error}")
-    click.echo(report.line())
-    if report.failed or report.retry_later:
+    for report in reports:
+        click.echo(report.line())
+    if not reports:
+        click.echo("nothing due")
+    if any(report.failed or report.retry_later for report in reports):
         sys.exit(1)
 
 

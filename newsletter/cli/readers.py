@@ -59,21 +59,28 @@ def _invalid(errors: dict[str, str]) -> click.ClickException:
               help="Papers they like: arXiv ids or arxiv.org links (at most 50).")
 @click.option("--confirmed", is_flag=True,
               help="They already opted in: no confirmation mail, subscribed at once.")
+@click.option("--time-zone", metavar="ZONE",
+              help="Their IANA time zone, e.g. America/Montreal (default: DEFAULT_TIME_ZONE).")
+@click.option("--hour", metavar="0-23",
+              help="The hour of their day their digest comes (default: DEFAULT_SEND_HOUR).")
+@click.option("--weekday", metavar="mon..sun",
+              help="A weekly digest's day (default: WEEKLY_DIGEST_DAY).")
 @click.pass_obj
 def subscribers_add(app: App, email: str, topics: str, frequency: str, describe: str | None,
-                    like: str | None, confirmed: bool) -> None:
+                    like: str | None, confirmed: bool, time_zone: str | None,
+                    hour: str | None, weekday: str | None) -> None:
     """Add a subscriber; without --confirmed they get the confirmation mail.
 
     --describe and --like shape their model before their first digest; given for a reader
     who has them already, each replaces what was there (the other is kept)."""
-    from newsletter.readers.reader_input import InvalidInput
+    from newsletter.readers.reader_input import InvalidInput, SendTime
     from newsletter.readers.subscriber import LinkInvalid
     from newsletter.subscriptions import signup
 
     try:
         interests = _checked_interests(describe, like)
         added = signup.add(_services(app), email, signup.split_topics(topics), frequency,
-                           confirmed=confirmed)
+                           confirmed=confirmed, send_time=SendTime(time_zone, hour, weekday))
     except InvalidInput as exc:
         raise _invalid(exc.errors) from None
     except (LinkInvalid, SendFailed) as exc:

@@ -19,6 +19,8 @@ subscriber and paper) are why a paper never reaches the same reader twice.
 - `most_read`: "Most read this week", from the readers who went to a paper or rated it
   up, each counted once, shown only when enough of them did, naming nobody (the end of
   weekly digests, and the front page);
+- `due` (pure) and `schedule`: each reader's digest at their own hour, in their zone;
+  `send --due` and beat's tick plan the readers whose hour has come;
 - `journal`: the send journal, each request's outcome on local disk before the ledger
   has it, so a send the database stopped is settled, not sent again;
 - `views`: digests looked at, not sent (dry run, preview, view in browser).
@@ -39,12 +41,16 @@ from newsletter.delivery.ledger import (
     plan,
     write_sent_papers,
 )
+from newsletter.delivery.schedule import (
+    deliver_configured,
+    prepare_configured,
+    prepare_due_configured,
+    send_due,
+)
 from newsletter.delivery.send import (
     SendReport,
     composer_for,
     deliver,
-    deliver_configured,
-    prepare_configured,
     prepare_edition,
     send_edition,
 )
@@ -54,5 +60,6 @@ __all__ = [
     "LEASE", "PERSONAL_LINKS_PATH", "Delivery", "DigestEdition", "SendReport", "SentPaper",
     "SentPaperRow", "already_sent", "claim", "composer_for", "deliver", "deliver_configured",
     "digest_in_browser", "dry_run", "lease", "open_edition", "plan", "prepare_configured",
-    "prepare_edition", "preview", "send_edition", "write_sent_papers",
+    "prepare_due_configured", "prepare_edition", "preview", "send_due", "send_edition",
+    "write_sent_papers",
 ]

@@ -164,6 +164,9 @@ MAILABLE = ("s.status = 'confirmed' "
 
 # Deliveries are numbered in chunk order: readers who opted out of tracking together (a
 # SendGrid request's tracking is for all of it), then alike interests (memoized ranking).
+PLAN_ORDER = """p.tracking, CAST(p.topics AS TEXT), CAST(p.include_keywords AS TEXT),
+             CAST(p.exclude_keywords AS TEXT), CAST(p.authors AS TEXT), p.max_papers,
+             p.include_revised, s.id"""
 _PLAN = text(f"""
     INSERT INTO deliveries (edition_id, subscriber_id, status, attempts, paper_count, more_count)
     SELECT :edition_id, s.id, 'pending', 0, 0, 0
@@ -171,9 +174,7 @@ _PLAN = text(f"""
     WHERE {MAILABLE} AND p.frequency = :frequency
       AND NOT EXISTS (SELECT 1 FROM deliveries d
                       WHERE d.edition_id = :edition_id AND d.subscriber_id = s.id)
-    ORDER BY p.tracking, CAST(p.topics AS TEXT), CAST(p.include_keywords AS TEXT),
-             CAST(p.exclude_keywords AS TEXT), CAST(p.authors AS TEXT), p.max_papers,
-             p.include_revised, s.id
+    ORDER BY {PLAN_ORDER}
 """)
 
 

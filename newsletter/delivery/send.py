@@ -199,7 +199,7 @@ def _send_part(session: Session, token: str, part: Sequence[tuple[Reader, Select
              (time.monotonic() - started) * 1000)
 
 
-def _chunks(ids: Sequence[int], size: int) -> list[list[int]]:
+def chunks_of(ids: Sequence[int], size: int) -> list[list[int]]:
     return [list(ids[i:i + size]) for i in range(0, len(ids), size)]
 
 
@@ -221,7 +221,7 @@ def prepare_edition(
         session.commit()
         assert edition.id is not None
         ids = open_deliveries(session, edition.id, now())
-    return edition.id, planned, _chunks(ids, chunk_size)
+    return edition.id, planned, chunks_of(ids, chunk_size)
 
 
 def composer_for(settings: Settings, day: date, frequency: str,
@@ -317,33 +317,42 @@ def send_edition(
     edition_id, planned, chunks = prepare_edition(engine, frequency, day, chunk_size, now,
                                                   audience=audience_of(settings))
     report = SendReport(edition_id=edition_id, planned=planned, journaled=journaled)
+    send_chunks(engine, settings, edition_id, chunks, report, local=local, workers=workers,
+                progress=progress, now=now, label=f"{frequency} {day}")
+    return report
+
+
+def send_chunks(engine: Engine, settings: Settings, edition_id: int,
+                chunks: Sequence[Sequence[int]], report: SendReport, *, local: BatchSender,
+                workers: int = 1, progress: Progress = lambda _: None,
+                now: Callable[[], datetime] = utcnow, label: str = "") -> None:
+    """An edition's chunks, in this process with `local` or in `workers` processes (each
+    claims its rows, so none is sent twice), their outcomes added to `report`."""
     total, done = sum(len(c) for c in chunks), 0
 
     def handled(part: SendReport, size: int) -> None:
         nonlocal done
         report.add(part)
         done += size
-        progress(f"{frequency} {day}: {done}/{total} deliveries handled, {report.sent} sent, "
+        progress(f"{label}: {done}/{total} deliveries handled, {report.sent} sent, "
                  f"{report.skipped} skipped, {report.failed} failed")
 
     if workers > 1 and len(chunks) > 1:
         with ProcessPoolExecutor(max_workers=workers,
                                  mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = {pool.submit(_deliver_in_worker, settings, edition_id, chunk): len(chunk)
+            futures = {pool.submit(deliver_in_worker, settings, edition_id, chunk): len(chunk)
                        for chunk in chunks}
             for future in as_completed(futures):
                 handled(future.result(), futures[future])
-        return report
-
+        return
     compose = _edition_composer(engine, settings, edition_id)
     space = space_for(settings)
     for chunk in chunks:
         handled(deliver(engine, edition_id, chunk, sender=local, compose=compose,
                         journal=settings.send_journal, space=space, now=now), len(chunk))
-    return report
 
 
-def _deliver_in_worker(settings: Settings, edition_id: int, chunk: Sequence[int]) -> SendReport:
+def deliver_in_worker(settings: Settings, edition_id: int, chunk: Sequence[int]) -> SendReport:
     """One chunk in a worker process: its own engine, sender and composer, as a Celery
     worker would have."""
     from newsletter.db import make_engine
@@ -365,31 +374,3 @@ def _edition_composer(engine: Engine, settings: Settings, edition_id: int) -> Co
         assert edition is not None
         return composer_for(settings, edition.day, edition.frequency, most_read_for(
             session, settings, edition.frequency, edition.day))
-
-
-# ------------------------------------------------------------------ scheduled (workers)
-
-
-def prepare_configured(frequency: str, day: date | None = None) -> tuple[int, list[list[int]]]:
-    """The scheduled job's first half: plan today's edition, return its chunks to fan out."""
-    from newsletter.config import settings as current_settings
-    from newsletter.db import engine_for
-
-    settings = current_settings()
-    # Checked (SendGrid: synced) once here, so the mail workers find the template current.
-    batch_sender_for(settings).prepare()
-    engine = engine_for(settings.database_url)
-    journaled = settle_abandoned(engine, settings.send_journal)
-    edition_id, planned, chunks = prepare_edition(engine, frequency, day or today_utc(),
-                                                  chunk_size=settings.delivery_chunk_size,
-                                                  audience=audience_of(settings))
-    log.info("edition=%s frequency=%s planned=%d chunks=%d journaled=%d", edition_id, frequency,
-             planned, len(chunks), journaled)
-    return edition_id, chunks
-
-
-def deliver_configured(edition_id: int, delivery_ids: Sequence[int]) -> SendReport:
-    """The scheduled job's second half: one chunk, on whichever worker takes it."""
-    from newsletter.config import settings as current_settings
-
-    return _deliver_in_worker(current_settings(), edition_id, delivery_ids)

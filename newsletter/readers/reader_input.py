@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import cache
+from zoneinfo import available_timezones
 
 from email_validator import EmailNotValidError, validate_email
 
@@ -22,6 +24,31 @@ MAX_EMAIL_LENGTH = 254
 # Keyword and author lists are matched against every paper; keep them human-sized.
 MAX_TERMS = 30
 MAX_TERM_LENGTH = 100
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+WEEKDAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+# The regions of the tz database's canonical names; the rest (US/Eastern, Etc/GMT+5, ...)
+# are accepted when typed but not offered.
+_REGIONS = ("Africa", "America", "Antarctica", "Arctic", "Asia", "Atlantic", "Australia",
+            "Europe", "Indian", "Pacific")
+
+
+@cache
+def time_zones() -> frozenset[str]:
+    """Every IANA zone name this machine's tz database knows (`zoneinfo`)."""
+    return frozenset(available_timezones())
+
+
+@cache
+def zones_by_region() -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """The zones a form offers, by region, each sorted: UTC, then Africa/Abidjan ..."""
+    grouped: dict[str, list[str]] = {"UTC": ["UTC"]}
+    for name in sorted(time_zones()):
+        region = name.split("/", 1)[0]
+        if region in _REGIONS:
+            grouped.setdefault(region, []).append(name)
+    return tuple((region, tuple(names)) for region, names in grouped.items())
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
 # Free text (a reader's description) also loses C1 controls: nobody types them.
@@ -75,6 +102,11 @@ class PreferenceValues:
     # its link is clicked; stored (and learned from) only by relevance.learn.set_interests.
     description: str | None = None
     liked_papers: tuple[str, ...] = ()
+    # When the digest comes: an IANA zone, an hour of the reader's day, a weekday for a
+    # weekly digest (0 = Monday). None: the operator's default.
+    time_zone: str | None = None
+    send_hour: int | None = None
+    send_weekday: int | None = None
 
 
 def _topics(raw: Iterable[str], errors: dict[str, str]) -> tuple[str, ...]:
@@ -133,14 +165,47 @@ def parse_frequency(raw: str | None, errors: dict[str, str]) -> str:
     return value
 
 
+@dataclass(frozen=True)
+class SendTime:
+    """When a reader asks for their digest, as typed on a form or a command line; each
+    empty or None is the operator's default."""
+
+    time_zone: str | None = None
+    hour: str | int | None = None
+    weekday: str | None = None
+
+
+def parse_send_time(typed: SendTime, errors: dict[str, str]
+                    ) -> tuple[str | None, int | None, int | None]:
+    """The zone, the hour (0-23) and the weekday (0 = Monday) a reader asked for."""
+    zone = (typed.time_zone or "").strip() or None
+    hour, weekday = typed.hour, typed.weekday
+    if zone is not None and zone not in time_zones():
+        errors["time_zone"] = (f"No time zone {_quoted([zone])}; use a name such as "
+                               "Europe/Paris, America/Montreal or UTC.")
+        zone = None
+    chosen_hour = None
+    if hour not in (None, ""):
+        text = str(hour).strip().removesuffix(":00")
+        chosen_hour = int(text) if text.isdigit() and int(text) < 24 else None
+        if chosen_hour is None:
+            errors["send_hour"] = "Choose an hour from 0 to 23."
+    day = (weekday or "").strip().lower()[:3] or None
+    if day is not None and day not in WEEKDAYS:
+        errors["send_weekday"] = "Choose a weekday, Monday to Sunday."
+        day = None
+    return zone, chosen_hour, None if day is None else WEEKDAYS.index(day)
+
+
 def parse_preferences(
     topics: Sequence[str], frequency: str | None = None, include_keywords: str = "",
     exclude_keywords: str = "", authors: str = "", max_papers: str | int | None = None,
     include_revised: bool = False, description: str | None = None,
-    liked_papers: str | Sequence[str] = "",
+    liked_papers: str | Sequence[str] = "", send_time: SendTime = SendTime(),
 ) -> PreferenceValues:
     """Preferences from form strings, or InvalidInput naming every bad field."""
     errors: dict[str, str] = {}
+    zone, hour, weekday = parse_send_time(send_time, errors)
     described, liked = _interests(description, liked_papers, errors)
     chosen = _topics(topics, errors)
     freq = parse_frequency(frequency, errors)
@@ -158,7 +223,7 @@ def parse_preferences(
     if errors:
         raise InvalidInput(errors)
     return PreferenceValues(chosen, freq, include, exclude, followed, count, include_revised,
-                            described, liked)
+                            described, liked, zone, hour, weekday)
 
 
 MAX_DESCRIPTION_LENGTH = 500

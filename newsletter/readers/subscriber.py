@@ -92,6 +92,9 @@ def _apply(prefs: Preferences, values: PreferenceValues, now: datetime) -> None:
     prefs.authors = list(values.authors)
     prefs.max_papers = values.max_papers
     prefs.include_revised = values.include_revised
+    prefs.time_zone = values.time_zone
+    prefs.send_hour = values.send_hour
+    prefs.send_weekday = values.send_weekday
     prefs.updated_at = now
 
 
@@ -105,15 +108,19 @@ def _as_json(values: PreferenceValues) -> dict[str, Any]:
             "include_keywords": list(values.include_keywords),
             "exclude_keywords": list(values.exclude_keywords), "authors": list(values.authors),
             "max_papers": values.max_papers, "include_revised": values.include_revised,
-            "description": values.description, "liked_papers": list(values.liked_papers)}
+            "description": values.description, "liked_papers": list(values.liked_papers),
+            "time_zone": values.time_zone, "send_hour": values.send_hour,
+            "send_weekday": values.send_weekday}
 
 
 def _from_json(data: dict[str, Any]) -> PreferenceValues:
-    # A sign-up waiting since before interests existed has no description or liked papers.
+    # A sign-up waiting since before interests (or send times) existed has none of them.
     return PreferenceValues(tuple(data["topics"]), data["frequency"],
                             tuple(data["include_keywords"]), tuple(data["exclude_keywords"]),
                             tuple(data["authors"]), data["max_papers"], data["include_revised"],
-                            data.get("description"), tuple(data.get("liked_papers", ())))
+                            data.get("description"), tuple(data.get("liked_papers", ())),
+                            data.get("time_zone"), data.get("send_hour"),
+                            data.get("send_weekday"))
 
 
 def requested_choices(subscriber: Subscriber) -> PreferenceValues | None:
@@ -197,7 +204,9 @@ def confirm_now(session: Session, subscriber: Subscriber, action: str, client: C
 def values_of(prefs: Preferences) -> PreferenceValues:
     return PreferenceValues(tuple(prefs.topics), prefs.frequency, tuple(prefs.include_keywords),
                             tuple(prefs.exclude_keywords), tuple(prefs.authors),
-                            prefs.max_papers, prefs.include_revised)
+                            prefs.max_papers, prefs.include_revised,
+                            time_zone=prefs.time_zone, send_hour=prefs.send_hour,
+                            send_weekday=prefs.send_weekday)
 
 
 def holder(session: Session, subscriber_id: int, link_key: str) -> Subscriber:
@@ -282,6 +291,9 @@ def profile(session: Session, subscriber: Subscriber) -> dict[str, Any]:
             "frequency": prefs.frequency,
             "max_papers": prefs.max_papers,
             "include_revised": prefs.include_revised,
+            "time_zone": prefs.time_zone,
+            "send_hour": prefs.send_hour,
+            "send_weekday": prefs.send_weekday,
         },
         "consents": [
             {"action": c.action, "at": iso(c.at), "ip": c.ip, "user_agent": c.user_agent,
@@ -339,6 +351,10 @@ def _listed(subscriber: Subscriber, prefs: Preferences | None) -> dict[str, Any]
             "topics": list(wanted.topics) if wanted else [],
             "frequency": wanted.frequency if wanted else "daily",
             "max_papers": wanted.max_papers if wanted else DEFAULT_MAX_PAPERS,
+            # None: the operator's default, which the caller knows (signup.listing).
+            "time_zone": wanted.time_zone if wanted else None,
+            "hour": wanted.send_hour if wanted else None,
+            "weekday": wanted.send_weekday if wanted else None,
             "created_at": iso(subscriber.created_at),
             "confirmed_at": iso(subscriber.confirmed_at)}
 

@@ -95,6 +95,11 @@ class Preferences(SQLModel, table=True):
     # click tracking off, and their events are dropped but for suppression.
     tracking: bool = Field(default=True, sa_column=Column(Boolean, nullable=False,
                                                           server_default=true()))
+    # When their digest comes: an hour of their day in an IANA zone, a weekday if weekly
+    # (0 = Monday). NULL: the operator's default (newsletter/delivery/due.py).
+    time_zone: str | None = Field(default=None, max_length=64)
+    send_hour: int | None = None
+    send_weekday: int | None = None
 
 
 class Consent(SQLModel, table=True):

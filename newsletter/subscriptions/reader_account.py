@@ -9,7 +9,7 @@ or names a deleted reader raises BadLink or LinkInvalid, which the site shows as
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlmodel import Session
@@ -17,7 +17,7 @@ from sqlmodel import Session
 from newsletter.db import transaction
 from newsletter.readers import reader_input
 from newsletter.readers import subscriber as subs
-from newsletter.readers.reader_input import Client, InvalidInput
+from newsletter.readers.reader_input import WEEKDAYS, Client, InvalidInput, SendTime
 from newsletter.readers.tables import Subscriber
 from newsletter.relevance import learn
 from newsletter.subscriptions import privacy
@@ -41,6 +41,10 @@ class Account:
     interests: learn.Interests
     ratings: tuple[learn.RatedPaper, ...]
     tracking: bool = True  # False: the reader asked not to have opens and clicks tracked
+    # When the digest comes: theirs, or the operator's default.
+    time_zone: str = "UTC"
+    send_hour: int = 7
+    send_weekday: str = "mon"
 
 
 def _account(svc: Services, session: Session, row: Subscriber) -> Account:
@@ -51,7 +55,11 @@ def _account(svc: Services, session: Session, row: Subscriber) -> Account:
                    tuple(prefs.authors), prefs.max_papers, prefs.include_revised,
                    svc.links.unsubscribe_token(link_holder(row)),
                    learn.interests_of(session, row.id), tuple(learn.ratings_of(session, row.id)),
-                   prefs.tracking)
+                   prefs.tracking,
+                   prefs.time_zone or svc.settings.default_time_zone,
+                   svc.settings.default_send_hour if prefs.send_hour is None else prefs.send_hour,
+                   svc.settings.weekly_digest_day[:3] if prefs.send_weekday is None
+                   else WEEKDAYS[prefs.send_weekday])
 
 
 def _managed(svc: Services, session: Session, token: str) -> Subscriber:
@@ -79,6 +87,8 @@ class PreferenceForm:
     liked_papers: str | None = None
     # Whether opens and clicks may be tracked; None keeps the stored choice.
     tracking: bool | None = None
+    # When the digest comes; None keeps the stored choice.
+    send_time: SendTime | None = None
 
 
 def save_preferences(svc: Services, token: str, form: PreferenceForm) -> Account:
@@ -90,10 +100,14 @@ def save_preferences(svc: Services, token: str, form: PreferenceForm) -> Account
     values = reader_input.parse_preferences(form.topics, form.frequency, form.include_keywords,
                                     form.exclude_keywords, form.authors, form.max_papers,
                                     form.include_revised, form.description,
-                                    form.liked_papers or "")
+                                    form.liked_papers or "", form.send_time or SendTime())
     with transaction(svc.engine) as session:
         row = _managed(svc, session, token)
         assert row.id is not None
+        if form.send_time is None:
+            kept = subs.preferences_of(session, row)
+            values = replace(values, time_zone=kept.time_zone, send_hour=kept.send_hour,
+                             send_weekday=kept.send_weekday)
         prefs = subs.update_preferences(session, row, values, utcnow())
         if form.tracking is not None:
             prefs.tracking = form.tracking

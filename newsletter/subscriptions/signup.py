@@ -28,7 +28,13 @@ from newsletter.engagement import webhook
 from newsletter.readers import reader_input
 from newsletter.readers import subscriber as subs
 from newsletter.readers.links import BadLink
-from newsletter.readers.reader_input import Client, InvalidInput, PreferenceValues
+from newsletter.readers.reader_input import (
+    WEEKDAYS,
+    Client,
+    InvalidInput,
+    PreferenceValues,
+    SendTime,
+)
 from newsletter.readers.subscriber import LinkInvalid
 from newsletter.readers.tables import Subscriber
 from newsletter.relevance import learn
@@ -54,8 +60,8 @@ class TooManySignups(Exception):
 
 
 def _parse_signup(email: str, topics: Sequence[str], frequency: str | None,
-                  description: str | None = None, liked_papers: str = ""
-                  ) -> tuple[str, PreferenceValues]:
+                  description: str | None = None, liked_papers: str = "",
+                  send_time: SendTime | None = None) -> tuple[str, PreferenceValues]:
     errors: dict[str, str] = {}
     address = values = None
     try:
@@ -64,7 +70,8 @@ def _parse_signup(email: str, topics: Sequence[str], frequency: str | None,
         errors.update(exc.errors)
     try:
         values = reader_input.parse_preferences(topics, frequency, description=description,
-                                        liked_papers=liked_papers)
+                                                liked_papers=liked_papers,
+                                                send_time=send_time or SendTime())
     except InvalidInput as exc:
         errors.update(exc.errors)
     if errors or address is None or values is None:
@@ -109,7 +116,7 @@ def _record_signup(svc: Services, address: str, values: PreferenceValues, now: d
 
 def sign_up(svc: Services, email: str, topics: Sequence[str], frequency: str | None,
             honeypot: str, client: Client, description: str | None = None,
-            liked_papers: str = "") -> None:
+            liked_papers: str = "", send_time: SendTime | None = None) -> None:
     """A sign-up from the site. Same outcome, and the same path, for new, pending,
     confirmed and suppressed addresses: the mail goes out after the answer.
 
@@ -125,7 +132,8 @@ def sign_up(svc: Services, email: str, topics: Sequence[str], frequency: str | N
         # A bot filled the field people cannot see: tell it all went well, do nothing.
         log.info("sign-up with the honeypot filled in ignored (ip %s)", client.ip)
         return
-    address, values = _parse_signup(email, topics, frequency, description, liked_papers)
+    address, values = _parse_signup(email, topics, frequency, description, liked_papers,
+                                    send_time)
     svc.mail.put(_record_signup(svc, address, values, utcnow(), limited=True))
 
 
@@ -195,10 +203,11 @@ class Added:
 
 
 def add(svc: Services, email: str, topics: Sequence[str], frequency: str | None = None,
-        confirmed: bool = False, action: str = "admin") -> Added:
+        confirmed: bool = False, action: str = "admin", send_time: SendTime | None = None
+        ) -> Added:
     """An operator adds a reader. Confirmed: no mail (they opted in elsewhere); otherwise
     the reader gets the usual confirmation mail. Raises InvalidInput or SendFailed."""
-    address, values = _parse_signup(email, topics, frequency)
+    address, values = _parse_signup(email, topics, frequency, send_time=send_time)
     client = Client(user_agent=f"newsletter CLI ({action})")
     with Session(svc.engine) as session:
         existing = subs.find_by_email(session, address)
@@ -268,8 +277,17 @@ def read_csv(text: str) -> list[ImportRow]:
 
 
 def listing(svc: Services) -> list[dict[str, Any]]:
+    """Every reader, with the hour their digest comes: theirs, or the operator's default."""
+    settings = svc.settings
     with Session(svc.engine) as session:
-        return subs.listing(session)
+        rows = subs.listing(session)
+    for row in rows:
+        row["time_zone"] = row["time_zone"] or settings.default_time_zone
+        row["hour"] = settings.default_send_hour if row["hour"] is None else row["hour"]
+        weekday = row["weekday"]
+        row["weekday"] = None if row["frequency"] != "weekly" else (
+            settings.weekly_digest_day[:3] if weekday is None else WEEKDAYS[weekday])
+    return rows
 
 
 # ---------------------------------------------------------------- SendGrid

@@ -21,7 +21,7 @@ from newsletter.readers.subscriber import LinkInvalid
 from newsletter.relevance.embedders import space_for
 from newsletter.subscriptions.services import Services
 from newsletter.web import admin, ratings, site, subscriptions, unavailable, webhooks
-from newsletter.web.common import SERVICES
+from newsletter.web.common import SERVICES, send_time_choices
 from newsletter.web.origin import REFERRER_POLICY, OriginCheckedCSRF
 from newsletter.web.proxy import TrustedProxies, networks
 
@@ -80,6 +80,8 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.add_template_filter(_long_date, "long_date")
     app.jinja_env.globals.update(dev_mode=settings.dev_mode)
     app.context_processor(lambda: {"outbox_enabled": site.outbox_open()})
+    choices = send_time_choices(settings)
+    app.context_processor(lambda: {"send_time_choices": choices})
     return app
 
 

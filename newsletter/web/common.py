@@ -6,7 +6,14 @@ import ipaddress
 
 from flask import current_app, request
 
-from newsletter.readers.reader_input import Client
+from newsletter.config import Settings
+from newsletter.readers.reader_input import (
+    WEEKDAY_NAMES,
+    WEEKDAYS,
+    Client,
+    SendTime,
+    zones_by_region,
+)
 from newsletter.subscriptions.services import Services
 
 SERVICES = "paperwire"
@@ -18,6 +25,23 @@ def services() -> Services:
 
 def client() -> Client:
     return Client(ip=request.remote_addr, user_agent=request.user_agent.string)
+
+
+def send_time_choices(settings: Settings) -> dict[str, object]:
+    """What the "when it arrives" fields offer, and what they show a new reader."""
+    return {"zones": zones_by_region(),
+            "weekdays": tuple(zip(WEEKDAYS, WEEKDAY_NAMES, strict=True)),
+            "default_zone": settings.default_time_zone,
+            "default_hour": settings.default_send_hour,
+            "default_weekday": settings.weekly_digest_day[:3]}
+
+
+def send_time() -> SendTime | None:
+    """The "when it arrives" fields of the posted form; None when it had none."""
+    form = request.form
+    if not any(name in form for name in ("time_zone", "send_hour", "send_weekday")):
+        return None
+    return SendTime(form.get("time_zone"), form.get("send_hour"), form.get("send_weekday"))
 
 
 # Headers a reverse proxy adds: a request carrying one was relayed, whoever connected.

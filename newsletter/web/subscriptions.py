@@ -11,7 +11,7 @@ from newsletter.readers.reader_input import InvalidInput
 from newsletter.subscriptions import reader_account
 from newsletter.subscriptions import signup as flows
 from newsletter.taxonomy import TOPICS
-from newsletter.web.common import client, mail_html_policy, no_store, services
+from newsletter.web.common import client, mail_html_policy, no_store, send_time, services
 
 blueprint = Blueprint("subscriptions", __name__)
 blueprint.after_request(no_store)
@@ -26,12 +26,12 @@ def subscribe():  # type: ignore[no-untyped-def]
     try:
         flows.sign_up(services(), form.get("email", ""), topics, form.get("frequency"),
                       form.get("website", ""), client(), form.get("description"),
-                      form.get("liked_papers", ""))
+                      form.get("liked_papers", ""), send_time())
     except InvalidInput as exc:
         values = {"email": form.get("email", ""), "topics": topics,
                   "frequency": form.get("frequency", "daily"),
                   "description": form.get("description", ""),
-                  "liked_papers": form.get("liked_papers", "")}
+                  "liked_papers": form.get("liked_papers", ""), **_send_time_values()}
         return render_template("subscribe.html", topics=TOPICS, form=values,
                                errors=exc.errors), 400
     except flows.TooManySignups:
@@ -61,8 +61,14 @@ def _preference_form() -> reader_account.PreferenceForm:
         exclude_keywords=form.get("exclude_keywords", ""), authors=form.get("authors", ""),
         max_papers=form.get("max_papers"), include_revised=form.get("include_revised") == "on",
         description=form.get("description"), liked_papers=form.get("liked_papers"),
-        tracking=form.get("no_tracking") != "on",
+        tracking=form.get("no_tracking") != "on", send_time=send_time(),
     )
+
+
+def _send_time_values() -> dict[str, object]:
+    form = request.form
+    return {"time_zone": form.get("time_zone", ""), "send_hour": form.get("send_hour", ""),
+            "send_weekday": form.get("send_weekday", "")}
 
 
 def _account_values(account: reader_account.Account) -> dict[str, object]:
@@ -73,7 +79,8 @@ def _account_values(account: reader_account.Account) -> dict[str, object]:
             "include_revised": account.include_revised,
             "description": account.interests.description or "",
             "liked_papers": "\n".join(account.interests.liked),
-            "no_tracking": not account.tracking}
+            "no_tracking": not account.tracking, "time_zone": account.time_zone,
+            "send_hour": account.send_hour, "send_weekday": account.send_weekday}
 
 
 def _submitted_values() -> dict[str, object]:
@@ -84,7 +91,7 @@ def _submitted_values() -> dict[str, object]:
             "exclude_keywords": form.exclude_keywords, "authors": form.authors,
             "max_papers": form.max_papers, "include_revised": form.include_revised,
             "description": form.description or "", "liked_papers": form.liked_papers or "",
-            "no_tracking": form.tracking is False}
+            "no_tracking": form.tracking is False, **_send_time_values()}
 
 
 @blueprint.get("/manage/<token>")

@@ -68,9 +68,9 @@ def test_bad_arguments_are_usage_errors(database_url: str) -> None:
 
 
 def test_invalid_configuration_names_each_variable(database_url: str) -> None:
-    result = run(database_url, "papers", DIGEST_HOUR_UTC="25", ARXIV_CATEGORIES="cs.LG,not a cat")
+    result = run(database_url, "papers", DEFAULT_SEND_HOUR="25", ARXIV_CATEGORIES="cs.LG,not a cat")
     assert result.exit_code == 1
-    assert "DIGEST_HOUR_UTC" in result.output and "ARXIV_CATEGORIES" in result.output
+    assert "DEFAULT_SEND_HOUR" in result.output and "ARXIV_CATEGORIES" in result.output
     assert "not arXiv category names: not a cat" in result.output
 
 

@@ -6,15 +6,17 @@ whose cards the LLM wrote."""
 from __future__ import annotations
 
 import os
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 from sqlmodel import Session, select
 
 from newsletter import db
 from newsletter.cards.card import Card
 from newsletter.ingest.paper import Paper
+from newsletter.readers.reader_input import SendTime
 from newsletter.subscriptions.services import Services
 from tests.conftest import arxiv_fixture
 from tests.support.celery_procs import running, start_beat, start_worker, wait_until
@@ -50,10 +52,16 @@ def test_beat_drives_ingest_cards_and_digest_to_a_reader(
     from newsletter.taxonomy import SLUGS
 
     engine = db.make_engine(database_url)
-    # The reader signed up and confirmed on the site earlier; any topic will do.
+    # The reader signed up and confirmed on the site yesterday; any topic will do. They
+    # asked for their digest at this hour (UTC), so beat's next look finds it due.
+    now = datetime.now(UTC)
     signup.add(Services.build(Settings(database_url=database_url,
-                                              outbox_dir=tmp_path / "outbox"), engine),
-               READER, list(SLUGS), "daily", confirmed=True)
+                                       outbox_dir=tmp_path / "outbox"), engine),
+               READER, list(SLUGS), "daily", confirmed=True,
+               send_time=SendTime("UTC", now.hour))
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE subscribers SET confirmed_at = :at"),
+                     {"at": now - timedelta(days=1)})
 
     listing = todays_listing()
     with ScriptedServer(lambda r: Reply(200, listing)) as arxiv, \
@@ -69,7 +77,7 @@ def test_beat_drives_ingest_cards_and_digest_to_a_reader(
             "MAIL_FROM": "Paperwire <digest@example.org>",
             # Ingest at once and often, cards on a short sweep, the digest well after both:
             # four cards take seconds, and 40 s leaves room for a slow CI machine.
-            "INGEST_SCHEDULE": "3s", "SUMMARIZE_SCHEDULE": "5s", "DIGEST_SCHEDULE": "40s",
+            "INGEST_SCHEDULE": "3s", "SUMMARIZE_SCHEDULE": "5s", "SEND_DUE_SCHEDULE": "40s",
         }
         worker_log = tmp_path / "worker.log"
         worker = start_worker(env, worker_log, pool="threads", concurrency=4)

@@ -79,7 +79,7 @@ def test_schedules_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) ->
 
     monkeypatch.setenv("INGEST_SCHEDULE", "90s")
     monkeypatch.setenv("SUMMARIZE_SCHEDULE", "*/10 * * * *")
-    monkeypatch.setenv("DIGEST_SCHEDULE", "15 6 * * 1-5")
+    monkeypatch.setenv("SEND_DUE_SCHEDULE", "*/5 6-20 * * 1-5")
     settings.cache_clear()
     try:
         beat = make_celery().conf.beat_schedule
@@ -89,19 +89,22 @@ def test_schedules_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) ->
     assert isinstance(ingest, schedule) and ingest.run_every == timedelta(seconds=90)
     sweep = beat["summarize-sweep"]["schedule"]
     assert isinstance(sweep, crontab) and sweep.minute == set(range(0, 60, 10))
-    daily = beat["daily-digest"]["schedule"]
-    assert daily.hour == {6} and daily.minute == {15} and daily.day_of_week == {1, 2, 3, 4, 5}
+    due = beat["send-due-digests"]["schedule"]
+    assert due.hour == set(range(6, 21)) and due.minute == set(range(0, 60, 5))
+    assert due.day_of_week == {1, 2, 3, 4, 5}
 
 
 def test_a_bad_schedule_is_refused_at_start(monkeypatch: pytest.MonkeyPatch) -> None:
     from newsletter.config import ConfigError
 
     monkeypatch.setenv("INGEST_SCHEDULE", "30 25 * * *")
-    monkeypatch.setenv("WEEKLY_DIGEST_SCHEDULE", "weekly")
+    monkeypatch.setenv("SEND_DUE_SCHEDULE", "quarterly")
+    monkeypatch.setenv("DEFAULT_TIME_ZONE", "Mars/Olympus_Mons")
     with pytest.raises(ConfigError) as refused:
         load_settings()
     assert "INGEST_SCHEDULE" in str(refused.value)
-    assert "WEEKLY_DIGEST_SCHEDULE" in str(refused.value)
+    assert "SEND_DUE_SCHEDULE" in str(refused.value)
+    assert "DEFAULT_TIME_ZONE: 'Mars/Olympus_Mons' is not an IANA time zone" in str(refused.value)
 
 
 def test_the_delivery_lease_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -65,23 +65,25 @@ def test_beat_ingests_every_eight_hours() -> None:
     assert entry["schedule"].hour == {5, 13, 21}
 
 
-def test_digests_go_out_at_the_configured_hour_and_weekday(
+def test_beat_looks_for_due_digests_every_quarter_hour_and_old_settings_are_refused(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from newsletter.config import settings
+    from newsletter.config import ConfigError, load_settings, settings
     from workers.app import make_celery
 
-    monkeypatch.setenv("DIGEST_HOUR_UTC", "9")
-    monkeypatch.setenv("WEEKLY_DIGEST_DAY", "friday")
     settings.cache_clear()
     try:
         schedule = make_celery().conf.beat_schedule
     finally:
         settings.cache_clear()
-    daily, weekly = schedule["daily-digest"], schedule["weekly-digest"]
-    assert (daily["task"], daily["args"]) == ("paperwire.send_digests", ("daily",))
-    assert daily["schedule"].hour == {9} and daily["schedule"].minute == {0}
-    assert weekly["args"] == ("weekly",) and weekly["schedule"].day_of_week == {5}
+    due = schedule["send-due-digests"]
+    assert due["task"] == "paperwire.send_due"
+    assert due["schedule"].minute == {0, 15, 30, 45} and due["schedule"].hour == set(range(24))
+    assert not any(entry["task"] == "paperwire.send_digests" for entry in schedule.values())
+    # An operator's old .env must not silently send at another hour.
+    monkeypatch.setenv("DIGEST_HOUR_UTC", "9")
+    with pytest.raises(ConfigError, match=r"DIGEST_HOUR_UTC is retired.*DEFAULT_SEND_HOUR"):
+        load_settings()
 
 
 @pytest.mark.redis

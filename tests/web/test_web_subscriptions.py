@@ -371,7 +371,9 @@ def test_manage_preferences(client: FlaskClient, web_settings: Settings,
     assert prefs == {"topics": ["rl", "robotics"], "frequency": "weekly",
                      "include_keywords": ["world models", "<b>sim2real</b>"],
                      "exclude_keywords": ["survey"], "authors": ["Sergey Levine"],
-                     "max_papers": 7, "include_revised": True}
+                     "max_papers": 7, "include_revised": True,
+                     # A form without the send-time fields keeps what was stored.
+                     "time_zone": None, "send_hour": None, "send_weekday": None}
     shown = client.get(saved.headers["Location"]).get_data(as_text=True)
     assert "Saved." in shown and "&lt;b&gt;sim2real&lt;/b&gt;" in shown
 
@@ -382,6 +384,50 @@ def test_manage_preferences(client: FlaskClient, web_settings: Settings,
     body = refused.get_data(as_text=True)
     assert "Pick at least one topic." in body and "Kept Author" in body
     assert _topics(engine, "reader@example.com") == ["rl", "robotics"]
+
+
+def test_a_reader_picks_when_their_digest_arrives_on_sign_up_and_on_the_manage_page(
+        client: FlaskClient, web_settings: Settings, engine: Engine) -> None:
+    front = client.get("/").get_data(as_text=True)
+    # A new reader is offered the operator's default, and every zone by region.
+    assert '<option value="UTC" selected>UTC</option>' in front
+    assert '<option value="7" selected>07:00</option>' in front
+    assert '<optgroup label="America">' in front and ">America/Argentina/Buenos Aires<" in front
+
+    refused = subscribe(client, "reader@example.com", ("llm",), "weekly",
+                        time_zone="Europe/Atlantis", send_hour="24", send_weekday="someday")
+    body = refused.get_data(as_text=True)
+    assert refused.status_code == 400 and _count(engine) == 0
+    assert "No time zone &#39;Europe/Atlantis&#39;" in body
+    assert "Choose an hour from 0 to 23." in body and "Choose a weekday" in body
+
+    assert subscribe(client, "reader@example.com", ("llm",), "weekly",
+                     time_zone="America/Montreal", send_hour="6",
+                     send_weekday="fri").status_code == 200
+    confirm = link(outbox(web_settings)[-1], "confirm")
+    client.post(confirm, data={"csrf_token": csrf_token(client, confirm)})
+    manage = link(outbox(web_settings)[-1], "manage")
+
+    def stored() -> tuple[object, ...]:
+        with Session(engine) as session:
+            row = subs.find_by_email(session, "reader@example.com")
+            prefs = subs.profile(session, row)["preferences"]  # type: ignore[arg-type]
+        return prefs["time_zone"], prefs["send_hour"], prefs["send_weekday"]
+
+    assert stored() == ("America/Montreal", 6, 4)  # the confirmation applied them
+    page = client.get(manage).get_data(as_text=True)
+    assert '<option value="America/Montreal" selected>' in page
+    assert '<option value="6" selected>06:00</option>' in page
+    assert '<option value="fri" selected>Friday</option>' in page
+
+    form = {"csrf_token": csrf_token(client, manage), "topics": ["llm"],
+            "frequency": "daily", "time_zone": "Asia/Kolkata", "send_hour": "21",
+            "send_weekday": "fri"}
+    assert client.post(manage, data=form).status_code == 303
+    assert stored() == ("Asia/Kolkata", 21, 4)
+    bad = client.post(manage, data={**form, "time_zone": "../../etc/passwd"})
+    assert bad.status_code == 400 and "No time zone" in bad.get_data(as_text=True)
+    assert stored() == ("Asia/Kolkata", 21, 4)
 
 
 def test_export_and_delete(client: FlaskClient, web_settings: Settings,

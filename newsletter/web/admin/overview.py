@@ -4,6 +4,8 @@ says how a chart is drawn and shown under the site's Content-Security-Policy).""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, time
+
 from flask import abort, render_template, request
 
 from newsletter.admin import charts, stats
@@ -32,4 +34,6 @@ def dashboard(window: stats.Window) -> dict[str, object]:
     # Ratings have a chart once readers have rated something.
     if ratings.ever:
         shown.append(charts.ratings(ratings))
-    return {"window": window, "headline": stats.headline(session, window), "charts": shown}
+    midnight = datetime.combine(frame.now().date(), time.min, tzinfo=UTC)
+    return {"window": window, "headline": stats.headline(session, window), "charts": shown,
+            "sent_by_hour": stats.sent_by_hour(session, midnight)}
