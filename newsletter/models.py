@@ -5,6 +5,7 @@ from newsletter.admin.audit import AuditEntry
 from newsletter.admin.status import WriteProbe
 from newsletter.cards.card import Card
 from newsletter.delivery import Delivery, DigestEdition, SentPaper
+from newsletter.delivery.schedule import SendTick
 from newsletter.ingest.feed import Feed
 from newsletter.ingest.paper import Paper
 from newsletter.installation import InstallationSecret
@@ -16,6 +17,7 @@ from newsletter.subscriptions.signup_limits import MailLimitHit, SignupWindow
 __all__ = [
     "AdminSession", "AuditEntry", "Card", "Consent", "Delivery", "DigestEdition", "Feed",
     "InstallationSecret", "LoginFailure", "MailLimitHit", "Operator", "Paper",
-    "PaperVector", "Preferences", "Rating", "ReaderModelRow", "SentPaper", "SignupWindow",
+    "PaperVector", "Preferences", "Rating", "ReaderModelRow", "SendTick", "SentPaper",
+    "SignupWindow",
     "Subscriber", "Suppression", "WaitingMail", "WebhookEvent", "WriteProbe",
 ]

@@ -3,7 +3,9 @@
 A reader picks an IANA time zone, the hour of their day their digest should come, and, if
 weekly, the weekday. NULL in any of them means the operator's default (DEFAULT_TIME_ZONE,
 DEFAULT_SEND_HOUR, WEEKLY_DIGEST_DAY), so readers from before this revision keep their
-digest at the hour they had (newsletter/delivery/due.py).
+digest at the hour they had (newsletter/delivery/due.py). `send_ticks` holds the instant
+up to which `send --due` has planned, so each tick plans only the slots that came due
+since (newsletter/delivery/schedule.py).
 
 Revision ID: 0018
 Revises: 0017
@@ -22,9 +24,15 @@ def upgrade() -> None:
         batch.add_column(sa.Column("time_zone", sa.String(64), nullable=True))
         batch.add_column(sa.Column("send_hour", sa.Integer(), nullable=True))
         batch.add_column(sa.Column("send_weekday", sa.Integer(), nullable=True))
+    op.create_table(
+        "send_ticks",
+        sa.Column("id", sa.Integer(), primary_key=True),
+        sa.Column("planned_until", sa.DateTime(timezone=True), nullable=False),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("send_ticks")
     with op.batch_alter_table("preferences") as batch:
         batch.drop_column("send_weekday")
         batch.drop_column("send_hour")

@@ -46,10 +46,12 @@ def add_readers(database_url: str, outbox: Path, engine: Engine) -> None:
                 args += [flag, value]
         added = cli(database_url, outbox, *args)
         assert added.exit_code == 0, added.output
-    # They confirmed on the Sunday evening, before any of their hours had come.
+    # They confirmed (and chose their hours) on the Sunday evening, before any had come.
     with engine.begin() as conn:
         conn.execute(text("UPDATE subscribers SET confirmed_at = :at"),
                      {"at": datetime(2026, 4, 26, 20, tzinfo=UTC)})
+        conn.execute(text("UPDATE preferences SET updated_at = :at"),
+                     {"at": datetime(2026, 4, 26, 20)})
 
 
 def mailed(outbox: Path) -> list[str]:
@@ -114,6 +116,28 @@ def test_a_reader_confirmed_after_their_hour_waits_for_the_next_day(
     assert result.exit_code == 0, result.output
     assert "default@example.org" not in mailed(outbox)  # 07:00 had passed when they joined
     assert "tokyo@example.org" in mailed(outbox)  # a tick missed since 22:00 is made up
+
+
+def test_a_reader_who_moves_to_a_zone_whose_hour_has_come_gets_that_day_at_the_next_tick(
+        database_url: str, engine: Engine, tmp_path: Path) -> None:
+    outbox = tmp_path / "outbox"
+    add_readers(database_url, outbox, engine)
+    for at in ("2026-04-27T08:00:00Z", "2026-04-27T08:15:00Z"):
+        assert cli(database_url, outbox, "send", "--due", "--now", at).exit_code == 0
+    assert "montreal@example.org" not in mailed(outbox)  # 07:00 in Montreal is 11:00 UTC
+    # At 08:20 UTC the Montreal reader moves to Tokyo, where 7 o'clock came at 22:00 UTC
+    # the day before: the slot that ticked then does not tick again, the move is noticed.
+    moved = cli(database_url, outbox, "subscribers", "add", "montreal@example.org",
+                "--topics", "llm,nlp,efficient-ml,rl,theory", "--confirmed",
+                "--time-zone", "Asia/Tokyo", "--hour", "7")
+    assert moved.exit_code == 0, moved.output
+    assert cli(database_url, outbox, "send", "--due", "--now",
+               "2026-04-27T08:30:00Z").exit_code == 0
+    assert mailed(outbox).count("montreal@example.org") == 1
+    # Montreal's 07:00 comes and goes: the reader is not mailed the same day again.
+    for at in ("2026-04-27T11:00:00Z", "2026-04-27T11:15:00Z"):
+        assert cli(database_url, outbox, "send", "--due", "--now", at).exit_code == 0
+    assert mailed(outbox).count("montreal@example.org") == 1
 
 
 def test_bad_send_times_are_refused_with_what_to_type(database_url: str, tmp_path: Path

@@ -59,6 +59,7 @@ REVIEWED = {
     "installation_secrets": "no: the installation's development signing key",
     "waiting_mail": "a mail job names the reader's row and choices until sent; erased with them",
     "write_probes": "no: always empty (/healthz writes a row and rolls it back)",
+    "send_ticks": "no: the instant up to which due digests were planned",
 }
 
 
