@@ -77,14 +77,16 @@ class Defaults:
                 "default_weekday": self.weekday}
 
 
-_SLOTS = text(f"""
+# The slots mailable readers are in.
+_SLOT_OF = f"""
     SELECT DISTINCT p.frequency, COALESCE(p.time_zone, :default_zone),
            COALESCE(p.send_hour, :default_hour),
            CASE WHEN p.frequency = 'weekly' THEN COALESCE(p.send_weekday, :default_weekday)
            END
     FROM subscribers s JOIN preferences p ON p.subscriber_id = s.id
     WHERE {MAILABLE}
-""")
+"""
+_SLOTS = text(_SLOT_OF)
 
 # The readers of one slot due for one edition, by frequency, zone, hour (and weekday).
 _IN_SLOT = f"""
@@ -107,15 +109,8 @@ _PLAN_SLOT = text(f"""
     {_IN_SLOT}
     ORDER BY {PLAN_ORDER}
 """).bindparams(*_TYPED)
-# Readers whose send time (or anything of their preferences) changed since a tick.
-_CHANGED = text(f"""
-    SELECT DISTINCT p.frequency, COALESCE(p.time_zone, :default_zone),
-           COALESCE(p.send_hour, :default_hour),
-           CASE WHEN p.frequency = 'weekly' THEN COALESCE(p.send_weekday, :default_weekday)
-           END
-    FROM subscribers s JOIN preferences p ON p.subscriber_id = s.id
-    WHERE {MAILABLE} AND p.updated_at > :changed_since
-""").bindparams(_TYPED[1])
+# The slots of readers whose send time (or any preference) changed since a tick.
+_CHANGED = text(f"{_SLOT_OF} AND p.updated_at > :changed_since").bindparams(_TYPED[1])
 # Preferences.updated_at is stored without a zone, in UTC.
 _EVER = datetime(1970, 1, 1)
 
