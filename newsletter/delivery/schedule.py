@@ -100,8 +100,10 @@ _IN_SLOT = f"""
                       WHERE e.frequency = :frequency AND e.day = :day
                         AND d.subscriber_id = s.id)
 """
+# Instants with their zone: Postgres reads a column stored without one in the session's
+# zone, as it was written, and SQLite compares UTC wall times.
 _TYPED = (bindparam("at", type_=DateTime(timezone=True)),
-          bindparam("changed_since", type_=DateTime()))
+          bindparam("changed_since", type_=DateTime(timezone=True)))
 _ANY_DUE = text(f"SELECT 1 {_IN_SLOT} LIMIT 1").bindparams(*_TYPED)
 _PLAN_SLOT = text(f"""
     INSERT INTO deliveries (edition_id, subscriber_id, status, attempts, paper_count, more_count)
@@ -111,8 +113,7 @@ _PLAN_SLOT = text(f"""
 """).bindparams(*_TYPED)
 # The slots of readers whose send time (or any preference) changed since a tick.
 _CHANGED = text(f"{_SLOT_OF} AND p.updated_at > :changed_since").bindparams(_TYPED[1])
-# Preferences.updated_at is stored without a zone, in UTC.
-_EVER = datetime(1970, 1, 1)
+_EVER = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class SendTick(SQLModel, table=True):
@@ -185,7 +186,7 @@ def plan_due(engine: Engine, now: datetime, defaults: Defaults,
         for slot in slots(session, defaults):
             for found in due(slot, now, catch_up=now - since):
                 _plan(session, slot, found, defaults, _EVER, audience, result)
-        changed = since.astimezone(UTC).replace(tzinfo=None)
+        changed = since.astimezone(UTC)
         for row in session.execute(_CHANGED, {**defaults.params(), "changed_since": changed}):
             frequency, zone, hour, weekday = row
             slot = Slot(frequency, zone, int(hour), None if weekday is None else int(weekday))
