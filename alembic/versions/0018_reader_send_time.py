@@ -3,7 +3,9 @@
 A reader picks an IANA time zone, the hour of their day their digest should come, and, if
 weekly, the weekday. NULL in any of them means the operator's default (DEFAULT_TIME_ZONE,
 DEFAULT_SEND_HOUR, WEEKLY_DIGEST_DAY), so readers from before this revision keep their
-digest at the hour they had (newsletter/delivery/due.py). `send_ticks` holds the instant
+digest at the hour they had (newsletter/delivery/due.py). The indexes let a tick
+find the slots in use, one slot's readers, and the readers who changed, without reading
+everyone's preferences. `send_ticks` holds the instant
 up to which `send --due` has planned, so each tick plans only the slots that came due
 since (newsletter/delivery/schedule.py).
 
@@ -24,6 +26,9 @@ def upgrade() -> None:
         batch.add_column(sa.Column("time_zone", sa.String(64), nullable=True))
         batch.add_column(sa.Column("send_hour", sa.Integer(), nullable=True))
         batch.add_column(sa.Column("send_weekday", sa.Integer(), nullable=True))
+    op.create_index("ix_preferences_send_time", "preferences",
+                    ["time_zone", "send_hour", "frequency", "send_weekday"])
+    op.create_index("ix_preferences_updated_at", "preferences", ["updated_at"])
     op.create_table(
         "send_ticks",
         sa.Column("id", sa.Integer(), primary_key=True),
@@ -33,6 +38,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("send_ticks")
+    op.drop_index("ix_preferences_updated_at", table_name="preferences")
+    op.drop_index("ix_preferences_send_time", table_name="preferences")
     with op.batch_alter_table("preferences") as batch:
         batch.drop_column("send_weekday")
         batch.drop_column("send_hour")

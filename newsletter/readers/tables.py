@@ -16,6 +16,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     Text,
     text,
@@ -73,6 +74,13 @@ class Subscriber(SQLModel, table=True):
 
 class Preferences(SQLModel, table=True):
     __tablename__ = "preferences"
+    __table_args__ = (
+        # A tick of `send --due` finds a slot's readers, and the slots in use, from these
+        # alone, and the readers who changed their choices since the previous tick.
+        Index("ix_preferences_send_time", "time_zone", "send_hour", "frequency",
+              "send_weekday"),
+        Index("ix_preferences_updated_at", "updated_at"),
+    )
 
     subscriber_id: int = Field(sa_column=Column(
         Integer, ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True))
