@@ -321,7 +321,7 @@ class Settings(BaseSettings):
         problems = []
         if not folder.is_dir():
             problems.append(f"EMBEDDING_LOCAL_MODEL: {folder} is not a folder")
-        missing = [name for name in ("tokenizers", "safetensors") if find_spec(name) is None]
+        missing = missing_local_packages()
         if missing:
             problems.append(f"EMBEDDING_LOCAL_MODEL needs {' and '.join(missing)}: "
                             "pip install 'paperwire[local]'")
@@ -329,6 +329,11 @@ class Settings(BaseSettings):
             problems.append("EMBEDDING_LOCAL_MODEL and EMBEDDING_BASE_URL are both set: paper "
                             "vectors come from one of them; unset the other")
         return problems
+
+    @property
+    def default_weekday(self) -> str:
+        """WEEKLY_DIGEST_DAY as a reader's weekday is kept: "mon" to "sun"."""
+        return self.weekly_digest_day[:3]
 
     @property
     def send_journal(self) -> Path:
@@ -365,6 +370,11 @@ class Settings(BaseSettings):
                 label, url = "", item
             feeds.append((label or urlsplit(url).hostname or "feed", url))
         return feeds
+
+
+def missing_local_packages() -> list[str]:
+    """What the `local` extra installs that this environment lacks (EMBEDDING_LOCAL_MODEL)."""
+    return [name for name in ("tokenizers", "safetensors") if find_spec(name) is None]
 
 
 def schedule_spec(value: str) -> float | tuple[str, ...]:

@@ -70,7 +70,7 @@ class Defaults:
     @classmethod
     def of(cls, settings: Settings) -> Defaults:
         return cls(settings.default_time_zone, settings.default_send_hour,
-                   WEEKDAYS.index(settings.weekly_digest_day[:3]))
+                   WEEKDAYS.index(settings.default_weekday))
 
     def params(self) -> dict[str, object]:
         return {"default_zone": self.time_zone, "default_hour": self.hour,

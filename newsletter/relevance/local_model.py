@@ -32,11 +32,12 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from newsletter.config import missing_local_packages
 
 WEIGHTS = "model.safetensors"
 REQUIRED = ("config.json", WEIGHTS, "tokenizer.json")
@@ -65,10 +66,6 @@ def _json(path: Path) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ModelFolderError(f"{path} is not a JSON object")
     return value
-
-
-def missing_packages() -> list[str]:
-    return [name for name in ("tokenizers", "safetensors") if find_spec(name) is None]
 
 
 def _pooling(folder: Path) -> None:
@@ -289,7 +286,7 @@ def _weights(folder: Path, config: dict[str, Any]) -> dict[str, np.ndarray]:
 def load(folder: Path) -> LocalModel:
     """The model in `folder`, read once per process (a worker embeds many batches)."""
     info = check(folder)
-    missing = missing_packages()
+    missing = missing_local_packages()
     if missing:
         raise ModelFolderError(f"a local model needs {' and '.join(missing)}: "
                                "pip install 'paperwire[local]'")

@@ -58,7 +58,7 @@ def _account(svc: Services, session: Session, row: Subscriber) -> Account:
                    prefs.tracking,
                    prefs.time_zone or svc.settings.default_time_zone,
                    svc.settings.default_send_hour if prefs.send_hour is None else prefs.send_hour,
-                   svc.settings.weekly_digest_day[:3] if prefs.send_weekday is None
+                   svc.settings.default_weekday if prefs.send_weekday is None
                    else WEEKDAYS[prefs.send_weekday])
 
 

@@ -286,7 +286,7 @@ def listing(svc: Services) -> list[dict[str, Any]]:
         row["hour"] = settings.default_send_hour if row["hour"] is None else row["hour"]
         weekday = row["weekday"]
         row["weekday"] = None if row["frequency"] != "weekly" else (
-            settings.weekly_digest_day[:3] if weekday is None else WEEKDAYS[weekday])
+            settings.default_weekday if weekday is None else WEEKDAYS[weekday])
     return rows
 
 

@@ -33,7 +33,7 @@ def send_time_choices(settings: Settings) -> dict[str, object]:
             "weekdays": tuple(zip(WEEKDAYS, WEEKDAY_NAMES, strict=True)),
             "default_zone": settings.default_time_zone,
             "default_hour": settings.default_send_hour,
-            "default_weekday": settings.weekly_digest_day[:3]}
+            "default_weekday": settings.default_weekday}
 
 
 def send_time() -> SendTime | None:
