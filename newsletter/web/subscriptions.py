@@ -7,7 +7,7 @@ import json
 from flask import Blueprint, Response, abort, redirect, render_template, request, url_for
 
 from newsletter import delivery
-from newsletter.readers.reader_input import InvalidInput
+from newsletter.readers.reader_input import InvalidInput, SendTime
 from newsletter.subscriptions import reader_account
 from newsletter.subscriptions import signup as flows
 from newsletter.taxonomy import TOPICS
@@ -66,9 +66,10 @@ def _preference_form() -> reader_account.PreferenceForm:
 
 
 def _send_time_values() -> dict[str, object]:
-    form = request.form
-    return {"time_zone": form.get("time_zone", ""), "send_hour": form.get("send_hour", ""),
-            "send_weekday": form.get("send_weekday", "")}
+    # What the reader chose comes back to them as they typed it; nothing chosen, the defaults.
+    typed = send_time() or SendTime()
+    return {"time_zone": typed.time_zone, "send_hour": typed.hour,
+            "send_weekday": typed.weekday}
 
 
 def _account_values(account: reader_account.Account) -> dict[str, object]:
