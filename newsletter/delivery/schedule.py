@@ -128,9 +128,14 @@ class SendTick(SQLModel, table=True):
     planned_until: datetime = Field(sa_type=DateTime(timezone=True))
 
 
-def slots(session: Session, defaults: Defaults) -> list[Slot]:
-    """The slots readers are in."""
-    rows = session.execute(_SLOTS, defaults.params())
+def slots(session: Session, defaults: Defaults, changed_since: datetime | None = None
+          ) -> list[Slot]:
+    """The slots readers are in; with `changed_since`, those of readers whose choices
+    changed since then."""
+    if changed_since is None:
+        rows = session.execute(_SLOTS, defaults.params())
+    else:
+        rows = session.execute(_CHANGED, {**defaults.params(), "changed_since": changed_since})
     return sorted(Slot(frequency, zone, int(hour), None if weekday is None else int(weekday))
                   for frequency, zone, hour, weekday in rows)
 
@@ -153,10 +158,9 @@ def _last(tick: SendTick) -> datetime:
     return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
-def _since(session: Session, now: datetime) -> datetime:
+def _since(tick: SendTick | None, now: datetime) -> datetime:
     """Where this tick takes over: the previous tick's instant, unless it is older than a
     tick can catch up, or not before `now` (a tick for an earlier instant, by hand)."""
-    tick = session.get(SendTick, 1)
     last = _last(tick) if tick else None
     if last is None or not now - CATCH_UP <= last < now:
         return now - CATCH_UP
@@ -183,19 +187,17 @@ def plan_due(engine: Engine, now: datetime, defaults: Defaults,
     """Plan the readers due at `now` into their editions; which editions then have rows
     open (those just planned, and any a stopped send left, of the days a tick can still
     catch up)."""
+    now = now.astimezone(UTC)  # SQLite compares the wall times of UTC instants
     result = DuePlan()
     with Session(engine) as session:
-        since = _since(session, now)
+        tick = session.get(SendTick, 1)
+        since = _since(tick, now)
         for slot in slots(session, defaults):
             for found in due(slot, now, catch_up=now - since):
                 _plan(session, slot, found, defaults, _EVER, audience, result)
-        changed = since.astimezone(UTC)
-        for row in session.execute(_CHANGED, {**defaults.params(), "changed_since": changed}):
-            frequency, zone, hour, weekday = row
-            slot = Slot(frequency, zone, int(hour), None if weekday is None else int(weekday))
+        for slot in slots(session, defaults, changed_since=since):
             for found in due(slot, now):
-                _plan(session, slot, found, defaults, changed, audience, result)
-        tick = session.get(SendTick, 1)
+                _plan(session, slot, found, defaults, since, audience, result)
         if tick is None:
             session.add(SendTick(id=1, planned_until=now))
         elif _last(tick) < now:
