@@ -140,6 +140,19 @@ def test_a_reader_who_moves_to_a_zone_whose_hour_has_come_gets_that_day_at_the_n
     assert mailed(outbox).count("montreal@example.org") == 1
 
 
+def test_one_reader_s_unknown_zone_costs_nobody_else_their_digest(
+        database_url: str, engine: Engine, tmp_path: Path) -> None:
+    outbox = tmp_path / "outbox"
+    add_readers(database_url, outbox, engine)
+    with engine.begin() as conn:  # written by hand, past the form's check
+        conn.execute(text("UPDATE preferences SET time_zone = 'Mars/Olympus_Mons' WHERE "
+                          "subscriber_id = (SELECT id FROM subscribers WHERE email = :e)"),
+                     {"e": "montreal@example.org"})
+    result = cli(database_url, outbox, "send", "--due", "--now", "2026-04-27T11:00:00Z")
+    assert result.exit_code == 0, result.output
+    assert sorted(mailed(outbox)) == ["default@example.org", "tokyo@example.org"]
+
+
 def test_bad_send_times_are_refused_with_what_to_type(database_url: str, tmp_path: Path
                                                        ) -> None:
     outbox = tmp_path / "outbox"
