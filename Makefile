@@ -17,16 +17,31 @@ $(AXE):
 		npm install --silent --no-save --no-audit --no-fund --prefix $(VENV)/axe axe-core@4.11; \
 	else echo "npm is not installed: the axe-core accessibility tests will be skipped"; fi
 
-.PHONY: demo test lint bench
-demo: $(VENV)/.installed
+.PHONY: demo test lint bench messages
+# The gettext catalogs, compiled from their .po (newsletter/i18n.py); a wheel build compiles
+# them too (setup.py).
+CATALOGS := $(patsubst %.po,%.mo,$(wildcard newsletter/translations/*/LC_MESSAGES/*.po))
+%.mo: %.po $(VENV)/.installed
+	$(VENV)/bin/pybabel -q compile -i $< -o $@
+
+# After changing a page's or a mail's words: the .po files gain the new ones, to translate.
+messages: $(VENV)/.installed
+	for domain in site mail; do \
+		$(VENV)/bin/pybabel extract -q --no-wrap --sort-by-file -F babel-$$domain.cfg \
+			-o newsletter/translations/$$domain.pot . && \
+		$(VENV)/bin/pybabel update -q --no-wrap -D $$domain \
+			-i newsletter/translations/$$domain.pot -d newsletter/translations; \
+	done
+
+demo: $(VENV)/.installed $(CATALOGS)
 	PAPERWIRE_DEV=1 $(VENV)/bin/newsletter demo
 
-test: $(VENV)/.installed $(AXE)
+test: $(VENV)/.installed $(AXE) $(CATALOGS)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/pytest -q
 
-bench: $(VENV)/.installed
+bench: $(VENV)/.installed $(CATALOGS)
 	$(VENV)/bin/python -m bench.ingest
 	$(VENV)/bin/python -m bench.summarize
 	$(VENV)/bin/python -m bench.deliver

@@ -10,6 +10,7 @@ problem named at once.
 from __future__ import annotations
 
 import os
+import re
 from functools import lru_cache
 from importlib.util import find_spec
 from pathlib import Path
@@ -132,6 +133,10 @@ class Settings(BaseSettings):
     # readers on WEEKLY_DIGEST_DAY (newsletter/delivery/due.py).
     default_time_zone: str = "UTC"
     default_send_hour: int = Field(default=7, ge=0, le=23)
+    # The languages a reader may pick for their cards (and, where Paperwire has a catalog
+    # for it, their pages and mail: newsletter/i18n.py). English is always offered: cards
+    # are written in it and translated once per paper and language some reader uses.
+    card_languages: Annotated[tuple[str, ...], NoDecode] = ("en",)
     weekly_digest_day: Literal[
         "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"
     ] = "monday"
@@ -181,7 +186,8 @@ class Settings(BaseSettings):
     audit_retention_days: int = Field(default=365, ge=1, le=3650)
     audit_cleanup_schedule: str = "25 4 * * *"
 
-    @field_validator("arxiv_categories", "feed_urls", "trusted_proxy_networks", mode="before")
+    @field_validator("arxiv_categories", "feed_urls", "trusted_proxy_networks",
+                     "card_languages", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):
@@ -232,6 +238,26 @@ class Settings(BaseSettings):
             return None
         schedule_spec(value)
         return value.strip()
+
+    @field_validator("card_languages")
+    @classmethod
+    def _check_languages(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        from babel import Locale, UnknownLocaleError
+
+        chosen: list[str] = ["en"]
+        for code in value:
+            primary, _, rest = code.replace("_", "-").partition("-")
+            tag = primary.lower() + (f"-{rest}" if rest else "")
+            try:
+                if not re.fullmatch(r"[a-z]{2,3}(-[A-Za-z0-9]{2,8})*", tag):
+                    raise ValueError
+                Locale.parse(tag, sep="-")
+            except (ValueError, UnknownLocaleError):
+                raise ValueError(f"{code!r} is not a language code, e.g. en,fr,de,es,zh,ja"
+                                 ) from None
+            if tag not in chosen:
+                chosen.append(tag)
+        return tuple(chosen)
 
     @field_validator("default_time_zone")
     @classmethod

@@ -4,6 +4,7 @@ from newsletter.admin.accounts import AdminSession, LoginFailure, Operator
 from newsletter.admin.audit import AuditEntry
 from newsletter.admin.status import WriteProbe
 from newsletter.cards.card import Card
+from newsletter.cards.translation_table import CardTranslation
 from newsletter.delivery import Delivery, DigestEdition, SentPaper
 from newsletter.delivery.schedule import SendTick
 from newsletter.ingest.feed import Feed
@@ -15,8 +16,8 @@ from newsletter.subscriptions.mail_queue import WaitingMail
 from newsletter.subscriptions.signup_limits import MailLimitHit, SignupWindow
 
 __all__ = [
-    "AdminSession", "AuditEntry", "Card", "Consent", "Delivery", "DigestEdition", "Feed",
-    "InstallationSecret", "LoginFailure", "MailLimitHit", "Operator", "Paper",
+    "AdminSession", "AuditEntry", "Card", "CardTranslation", "Consent", "Delivery",
+    "DigestEdition", "Feed", "InstallationSecret", "LoginFailure", "MailLimitHit", "Operator", "Paper",
     "PaperVector", "Preferences", "Rating", "ReaderModelRow", "SendTick", "SentPaper",
     "SignupWindow",
     "Subscriber", "Suppression", "WaitingMail", "WebhookEvent", "WriteProbe",

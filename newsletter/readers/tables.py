@@ -108,6 +108,8 @@ class Preferences(SQLModel, table=True):
     time_zone: str | None = Field(default=None, max_length=64)
     send_hour: int | None = None
     send_weekday: int | None = None
+    # The language of their cards, pages and mail: one of CARD_LANGUAGES. NULL: English.
+    language: str | None = Field(default=None, max_length=16)
 
 
 class Consent(SQLModel, table=True):

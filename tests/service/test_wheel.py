@@ -34,7 +34,8 @@ from tests.support.demo_site import sign_up_and_confirm
 from tests.support.servers import free_port
 
 # What the wheel is built from: the same files the Dockerfile's build stage copies.
-SOURCES = ("pyproject.toml", "README.md", "newsletter", "workers", "email_templates", "alembic")
+SOURCES = ("pyproject.toml", "setup.py", "README.md", "newsletter", "workers", "email_templates",
+           "alembic")
 # pip's own settings (index, find-links, cache, certificates) and the basics of a shell.
 KEPT_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "SSL_CERT_FILE")
 
@@ -68,7 +69,8 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
         src = REPO / name
         if src.is_dir():
             shutil.copytree(src, source / name,
-                            ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+                            # No compiled catalog: the build must make them.
+                            ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.mo"))
         else:
             shutil.copy(src, source / name)
     dist = tmp_path_factory.mktemp("dist")
@@ -104,6 +106,12 @@ def test_every_folder_of_the_source_tree_ships_and_the_top_level_data_lands_in_t
                 assert shipped in names, f"{shipped} is not in the wheel"
     assert not any(n.startswith(("alembic/", "email_templates/")) for n in names), \
         "a top-level alembic package would shadow the Alembic library"
+    # Every catalog ships compiled, made from its .po as the wheel was built.
+    catalogs = list((REPO / "newsletter/translations").rglob("*.po"))
+    assert catalogs
+    for po in catalogs:
+        mo = po.with_suffix(".mo").relative_to(REPO).as_posix()
+        assert mo in names, f"{mo} is not in the wheel"
 
 
 def test_the_installed_wheel_runs_the_demo_from_an_empty_directory(
