@@ -17,8 +17,8 @@ from newsletter.subscriptions.signup_limits import MailLimitHit, SignupWindow
 
 __all__ = [
     "AdminSession", "AuditEntry", "Card", "CardTranslation", "Consent", "Delivery",
-    "DigestEdition", "Feed", "InstallationSecret", "LoginFailure", "MailLimitHit", "Operator", "Paper",
-    "PaperVector", "Preferences", "Rating", "ReaderModelRow", "SendTick", "SentPaper",
+    "DigestEdition", "Feed", "InstallationSecret", "LoginFailure", "MailLimitHit", "Operator",
+    "Paper", "PaperVector", "Preferences", "Rating", "ReaderModelRow", "SendTick", "SentPaper",
     "SignupWindow",
     "Subscriber", "Suppression", "WaitingMail", "WebhookEvent", "WriteProbe",
 ]

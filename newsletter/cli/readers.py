@@ -65,10 +65,13 @@ def _invalid(errors: dict[str, str]) -> click.ClickException:
               help="The hour of their day their digest comes (default: DEFAULT_SEND_HOUR).")
 @click.option("--weekday", metavar="mon..sun",
               help="A weekly digest's day (default: WEEKLY_DIGEST_DAY).")
+@click.option("--language", metavar="CODE",
+              help="The language of their cards, pages and mail: one of CARD_LANGUAGES "
+                   "(default: en).")
 @click.pass_obj
 def subscribers_add(app: App, email: str, topics: str, frequency: str, describe: str | None,
                     like: str | None, confirmed: bool, time_zone: str | None,
-                    hour: str | None, weekday: str | None) -> None:
+                    hour: str | None, weekday: str | None, language: str | None) -> None:
     """Add a subscriber; without --confirmed they get the confirmation mail.
 
     --describe and --like shape their model before their first digest; given for a reader
@@ -80,7 +83,8 @@ def subscribers_add(app: App, email: str, topics: str, frequency: str, describe:
     try:
         interests = _checked_interests(describe, like)
         added = signup.add(_services(app), email, signup.split_topics(topics), frequency,
-                           confirmed=confirmed, send_time=SendTime(time_zone, hour, weekday))
+                           confirmed=confirmed, send_time=SendTime(time_zone, hour, weekday),
+                           language=language)
     except InvalidInput as exc:
         raise _invalid(exc.errors) from None
     except (LinkInvalid, SendFailed) as exc:

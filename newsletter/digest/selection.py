@@ -48,6 +48,11 @@ class Candidate:
     pdf_url: str | None = None
     code_url: str | None = None
     card_source: str | None = None  # llm, offline, None
+    # The language the card's words (key points) are in. `untranslated`: the reader reads
+    # another language, and this card goes in English for want of a translation (none
+    # yet, or it failed its checks): the digest says so (delivery/sources.py).
+    card_language: str = "en"
+    untranslated: bool = False
     # Lower-cased text for keyword matching, built once per paper (see `candidate`).
     title_lc: str = field(default="", repr=False, compare=False)
     text_lc: str = field(default="", repr=False, compare=False)

@@ -107,6 +107,8 @@ class PreferenceValues:
     time_zone: str | None = None
     send_hour: int | None = None
     send_weekday: int | None = None
+    # The language of their cards, pages and mail, one of CARD_LANGUAGES. None: English.
+    language: str | None = None
 
 
 def _topics(raw: Iterable[str], errors: dict[str, str]) -> tuple[str, ...]:
@@ -197,15 +199,33 @@ def parse_send_time(typed: SendTime, errors: dict[str, str]
     return zone, chosen_hour, None if day is None else WEEKDAYS.index(day)
 
 
+def parse_language(raw: str | None, offered: Sequence[str], errors: dict[str, str]
+                   ) -> str | None:
+    """One of the operator's languages (`offered`, CARD_LANGUAGES), or None for English."""
+    value = (raw or "").strip()
+    if not value:
+        return None
+    if value not in offered:
+        errors["language"] = (f"No language {_quoted([value])} here; choose one of "
+                              f"{', '.join(offered)}.")
+        return None
+    return value
+
+
 def parse_preferences(
     topics: Sequence[str], frequency: str | None = None, include_keywords: str = "",
     exclude_keywords: str = "", authors: str = "", max_papers: str | int | None = None,
     include_revised: bool = False, description: str | None = None,
     liked_papers: str | Sequence[str] = "", send_time: SendTime = SendTime(),
+    language: str | None = None, languages: Sequence[str] = ("en",),
 ) -> PreferenceValues:
-    """Preferences from form strings, or InvalidInput naming every bad field."""
+    """Preferences from form strings, or InvalidInput naming every bad field.
+
+    `languages`: those the operator offers (CARD_LANGUAGES), `language` the one chosen.
+    """
     errors: dict[str, str] = {}
     zone, hour, weekday = parse_send_time(send_time, errors)
+    chosen_language = parse_language(language, languages, errors)
     described, liked = _interests(description, liked_papers, errors)
     chosen = _topics(topics, errors)
     freq = parse_frequency(frequency, errors)
@@ -223,7 +243,7 @@ def parse_preferences(
     if errors:
         raise InvalidInput(errors)
     return PreferenceValues(chosen, freq, include, exclude, followed, count, include_revised,
-                            described, liked, zone, hour, weekday)
+                            described, liked, zone, hour, weekday, chosen_language)
 
 
 MAX_DESCRIPTION_LENGTH = 500

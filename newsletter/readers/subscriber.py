@@ -95,6 +95,7 @@ def _apply(prefs: Preferences, values: PreferenceValues, now: datetime) -> None:
     prefs.time_zone = values.time_zone
     prefs.send_hour = values.send_hour
     prefs.send_weekday = values.send_weekday
+    prefs.language = values.language
     prefs.updated_at = now
 
 
@@ -110,7 +111,7 @@ def _as_json(values: PreferenceValues) -> dict[str, Any]:
             "max_papers": values.max_papers, "include_revised": values.include_revised,
             "description": values.description, "liked_papers": list(values.liked_papers),
             "time_zone": values.time_zone, "send_hour": values.send_hour,
-            "send_weekday": values.send_weekday}
+            "send_weekday": values.send_weekday, "language": values.language}
 
 
 def _from_json(data: dict[str, Any]) -> PreferenceValues:
@@ -120,7 +121,7 @@ def _from_json(data: dict[str, Any]) -> PreferenceValues:
                             tuple(data["authors"]), data["max_papers"], data["include_revised"],
                             data.get("description"), tuple(data.get("liked_papers", ())),
                             data.get("time_zone"), data.get("send_hour"),
-                            data.get("send_weekday"))
+                            data.get("send_weekday"), data.get("language"))
 
 
 def requested_choices(subscriber: Subscriber) -> PreferenceValues | None:
@@ -206,7 +207,7 @@ def values_of(prefs: Preferences) -> PreferenceValues:
                             tuple(prefs.exclude_keywords), tuple(prefs.authors),
                             prefs.max_papers, prefs.include_revised,
                             time_zone=prefs.time_zone, send_hour=prefs.send_hour,
-                            send_weekday=prefs.send_weekday)
+                            send_weekday=prefs.send_weekday, language=prefs.language)
 
 
 def holder(session: Session, subscriber_id: int, link_key: str) -> Subscriber:
@@ -294,6 +295,7 @@ def profile(session: Session, subscriber: Subscriber) -> dict[str, Any]:
             "time_zone": prefs.time_zone,
             "send_hour": prefs.send_hour,
             "send_weekday": prefs.send_weekday,
+            "language": prefs.language or "en",
         },
         "consents": [
             {"action": c.action, "at": iso(c.at), "ip": c.ip, "user_agent": c.user_agent,
@@ -355,8 +357,21 @@ def _listed(subscriber: Subscriber, prefs: Preferences | None) -> dict[str, Any]
             "time_zone": wanted.time_zone if wanted else None,
             "hour": wanted.send_hour if wanted else None,
             "weekday": wanted.send_weekday if wanted else None,
+            "language": wanted.language if wanted else None,
             "created_at": iso(subscriber.created_at),
             "confirmed_at": iso(subscriber.confirmed_at)}
+
+
+def languages_in_use(session: Session, offered: tuple[str, ...]) -> list[str]:
+    """The languages other than English that some confirmed reader reads, among those the
+    operator offers: what cards are translated into (cards/translate.py). A language
+    nobody reads costs nothing; one the operator withdrew is not translated any more."""
+    rows = session.exec(select(Preferences.language).distinct()
+                        .join(Subscriber, Subscriber.id == Preferences.subscriber_id)  # type: ignore[arg-type]
+                        .where(Subscriber.status == "confirmed",
+                               Preferences.language.is_not(None)))  # type: ignore[union-attr]
+    used = {language for language in rows if language}
+    return [language for language in offered if language in used and language != "en"]
 
 
 def counts(session: Session) -> dict[str, int]:

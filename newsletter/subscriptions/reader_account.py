@@ -45,6 +45,7 @@ class Account:
     time_zone: str = "UTC"
     send_hour: int = 7
     send_weekday: str = "mon"
+    language: str = "en"
 
 
 def _account(svc: Services, session: Session, row: Subscriber) -> Account:
@@ -59,7 +60,8 @@ def _account(svc: Services, session: Session, row: Subscriber) -> Account:
                    prefs.time_zone or svc.settings.default_time_zone,
                    svc.settings.default_send_hour if prefs.send_hour is None else prefs.send_hour,
                    svc.settings.default_weekday if prefs.send_weekday is None
-                   else WEEKDAYS[prefs.send_weekday])
+                   else WEEKDAYS[prefs.send_weekday],
+                   prefs.language or "en")
 
 
 def _managed(svc: Services, session: Session, token: str) -> Subscriber:
@@ -89,6 +91,8 @@ class PreferenceForm:
     tracking: bool | None = None
     # When the digest comes; None keeps the stored choice.
     send_time: SendTime | None = None
+    # The language of cards, pages and mail; None keeps the stored choice.
+    language: str | None = None
 
 
 def save_preferences(svc: Services, token: str, form: PreferenceForm) -> Account:
@@ -100,7 +104,8 @@ def save_preferences(svc: Services, token: str, form: PreferenceForm) -> Account
     values = reader_input.parse_preferences(form.topics, form.frequency, form.include_keywords,
                                     form.exclude_keywords, form.authors, form.max_papers,
                                     form.include_revised, form.description,
-                                    form.liked_papers or "", form.send_time or SendTime())
+                                    form.liked_papers or "", form.send_time or SendTime(),
+                                    form.language, svc.settings.card_languages)
     with transaction(svc.engine) as session:
         row = _managed(svc, session, token)
         assert row.id is not None
@@ -108,6 +113,8 @@ def save_preferences(svc: Services, token: str, form: PreferenceForm) -> Account
             kept = subs.preferences_of(session, row)
             values = replace(values, time_zone=kept.time_zone, send_hour=kept.send_hour,
                              send_weekday=kept.send_weekday)
+        if form.language is None:
+            values = replace(values, language=subs.preferences_of(session, row).language)
         prefs = subs.update_preferences(session, row, values, utcnow())
         if form.tracking is not None:
             prefs.tracking = form.tracking

@@ -61,7 +61,8 @@ class TooManySignups(Exception):
 
 def _parse_signup(email: str, topics: Sequence[str], frequency: str | None,
                   description: str | None = None, liked_papers: str = "",
-                  send_time: SendTime | None = None) -> tuple[str, PreferenceValues]:
+                  send_time: SendTime | None = None, language: str | None = None,
+                  languages: Sequence[str] = ("en",)) -> tuple[str, PreferenceValues]:
     errors: dict[str, str] = {}
     address = values = None
     try:
@@ -71,7 +72,8 @@ def _parse_signup(email: str, topics: Sequence[str], frequency: str | None,
     try:
         values = reader_input.parse_preferences(topics, frequency, description=description,
                                                 liked_papers=liked_papers,
-                                                send_time=send_time or SendTime())
+                                                send_time=send_time or SendTime(),
+                                                language=language, languages=languages)
     except InvalidInput as exc:
         errors.update(exc.errors)
     if errors or address is None or values is None:
@@ -116,7 +118,8 @@ def _record_signup(svc: Services, address: str, values: PreferenceValues, now: d
 
 def sign_up(svc: Services, email: str, topics: Sequence[str], frequency: str | None,
             honeypot: str, client: Client, description: str | None = None,
-            liked_papers: str = "", send_time: SendTime | None = None) -> None:
+            liked_papers: str = "", send_time: SendTime | None = None,
+            language: str | None = None) -> None:
     """A sign-up from the site. Same outcome, and the same path, for new, pending,
     confirmed and suppressed addresses: the mail goes out after the answer.
 
@@ -133,7 +136,7 @@ def sign_up(svc: Services, email: str, topics: Sequence[str], frequency: str | N
         log.info("sign-up with the honeypot filled in ignored (ip %s)", client.ip)
         return
     address, values = _parse_signup(email, topics, frequency, description, liked_papers,
-                                    send_time)
+                                    send_time, language, svc.settings.card_languages)
     svc.mail.put(_record_signup(svc, address, values, utcnow(), limited=True))
 
 
@@ -203,11 +206,12 @@ class Added:
 
 
 def add(svc: Services, email: str, topics: Sequence[str], frequency: str | None = None,
-        confirmed: bool = False, action: str = "admin", send_time: SendTime | None = None
-        ) -> Added:
+        confirmed: bool = False, action: str = "admin", send_time: SendTime | None = None,
+        language: str | None = None) -> Added:
     """An operator adds a reader. Confirmed: no mail (they opted in elsewhere); otherwise
     the reader gets the usual confirmation mail. Raises InvalidInput or SendFailed."""
-    address, values = _parse_signup(email, topics, frequency, send_time=send_time)
+    address, values = _parse_signup(email, topics, frequency, send_time=send_time,
+                                    language=language, languages=svc.settings.card_languages)
     client = Client(user_agent=f"newsletter CLI ({action})")
     with Session(svc.engine) as session:
         existing = subs.find_by_email(session, address)
@@ -282,6 +286,7 @@ def listing(svc: Services) -> list[dict[str, Any]]:
     with Session(svc.engine) as session:
         rows = subs.listing(session)
     for row in rows:
+        row["language"] = row["language"] or "en"
         row["time_zone"] = row["time_zone"] or settings.default_time_zone
         row["hour"] = settings.default_send_hour if row["hour"] is None else row["hour"]
         weekday = row["weekday"]
