@@ -163,10 +163,11 @@ MAILABLE = ("s.status = 'confirmed' "
             "AND NOT EXISTS (SELECT 1 FROM suppressions x WHERE x.email = s.email)")
 
 # Deliveries are numbered in chunk order: readers who opted out of tracking together (a
-# SendGrid request's tracking is for all of it), then alike interests (memoized ranking).
-PLAN_ORDER = """p.tracking, CAST(p.topics AS TEXT), CAST(p.include_keywords AS TEXT),
-             CAST(p.exclude_keywords AS TEXT), CAST(p.authors AS TEXT), p.max_papers,
-             p.include_revised, s.id"""
+# SendGrid request's tracking is for all of it), then one language's readers together (a
+# request carries one language's template), then alike interests (memoized ranking).
+PLAN_ORDER = """p.tracking, COALESCE(p.language, 'en'), CAST(p.topics AS TEXT),
+             CAST(p.include_keywords AS TEXT), CAST(p.exclude_keywords AS TEXT),
+             CAST(p.authors AS TEXT), p.max_papers, p.include_revised, s.id"""
 _PLAN = text(f"""
     INSERT INTO deliveries (edition_id, subscriber_id, status, attempts, paper_count, more_count)
     SELECT :edition_id, s.id, 'pending', 0, 0, 0

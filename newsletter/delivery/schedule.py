@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfoNotFoundError
@@ -224,10 +225,11 @@ def plan_due(engine: Engine, now: datetime, defaults: Defaults,
 
 def send_due(engine: Engine, settings: Settings, now: datetime | None = None, *,
              sender: BatchSender | None = None, workers: int = 1,
-             progress: Progress = lambda _: None,
+             pool: Executor | None = None, progress: Progress = lambda _: None,
              clock: Callable[[], datetime] = utcnow) -> list[SendReport]:
     """Every digest due at `now` (default: the clock), each reader once per edition: what
-    `newsletter send --due` runs."""
+    `newsletter send --due` runs. `pool`: worker processes kept across ticks
+    (`send.worker_pool`), as Celery's mail workers are."""
     at = now or clock()
     local = sender or batch_sender_for(settings)
     local.prepare()
@@ -243,7 +245,7 @@ def send_due(engine: Engine, settings: Settings, now: datetime | None = None, *,
         report = SendReport(edition_id=edition_id, planned=plan.planned.get(edition_id, 0),
                             journaled=journaled)
         send_chunks(engine, settings, edition_id, chunks, report, local=local,
-                    workers=workers, progress=progress, now=clock,
+                    workers=workers, pool=pool, progress=progress, now=clock,
                     label=f"edition {edition_id}")
         reports.append(report)
         journaled = 0

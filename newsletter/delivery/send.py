@@ -16,9 +16,11 @@ from __future__ import annotations
 import gc
 import logging
 import multiprocessing
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -28,6 +30,7 @@ from sqlmodel import Session
 
 from newsletter.config import Settings
 from newsletter.delivery.journal import Journal, settle_abandoned
+from newsletter.delivery.languages import in_languages
 from newsletter.delivery.ledger import (
     DigestEdition,
     SentDigest,
@@ -131,6 +134,7 @@ def deliver(
                 nothing_new.append(reader.delivery_id)
             else:
                 chosen.append((reader, selection))
+        chosen = in_languages(session, chosen)
         # Claimed rows whose subscriber left meanwhile (unsubscribed, deleted) are skipped.
         gone = set(taken) - {r.delivery_id for r in people}
         mark_skipped(session, token, [*nothing_new, *gone])
@@ -322,12 +326,21 @@ def send_edition(
     return report
 
 
+def worker_pool(workers: int) -> ProcessPoolExecutor:
+    """Processes that send chunks, as that many Celery mail workers would: started once,
+    each keeps its engine and what it built (rendered papers, rankings) across chunks."""
+    return ProcessPoolExecutor(max_workers=workers,
+                               mp_context=multiprocessing.get_context("spawn"))
+
+
 def send_chunks(engine: Engine, settings: Settings, edition_id: int,
                 chunks: Sequence[Sequence[int]], report: SendReport, *, local: BatchSender,
-                workers: int = 1, progress: Progress = lambda _: None,
+                workers: int = 1, pool: Executor | None = None,
+                progress: Progress = lambda _: None,
                 now: Callable[[], datetime] = utcnow, label: str = "") -> None:
-    """An edition's chunks, in this process with `local` or in `workers` processes (each
-    claims its rows, so none is sent twice), their outcomes added to `report`."""
+    """An edition's chunks, in this process with `local`, or in `workers` processes, or in
+    a `pool` the caller keeps across editions (each claims its rows, so none is sent
+    twice), their outcomes added to `report`."""
     total, done = sum(len(c) for c in chunks), 0
 
     def handled(part: SendReport, size: int) -> None:
@@ -337,10 +350,9 @@ def send_chunks(engine: Engine, settings: Settings, edition_id: int,
         progress(f"{label}: {done}/{total} deliveries handled, {report.sent} sent, "
                  f"{report.skipped} skipped, {report.failed} failed")
 
-    if workers > 1 and len(chunks) > 1:
-        with ProcessPoolExecutor(max_workers=workers,
-                                 mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = {pool.submit(deliver_in_worker, settings, edition_id, chunk): len(chunk)
+    if pool is not None or (workers > 1 and len(chunks) > 1):
+        with nullcontext(pool) if pool is not None else worker_pool(workers) as running:
+            futures = {running.submit(deliver_in_worker, settings, edition_id, chunk): len(chunk)
                        for chunk in chunks}
             for future in as_completed(futures):
                 handled(future.result(), futures[future])
@@ -352,20 +364,30 @@ def send_chunks(engine: Engine, settings: Settings, edition_id: int,
                         journal=settings.send_journal, space=space, now=now), len(chunk))
 
 
+# A worker process's engine, by database: a Celery worker or a pool's process keeps its
+# connections across the chunks it sends. Keyed by process too: a forked child must not
+# use its parent's connections.
+_engines: dict[tuple[int, str], Engine] = {}
+
+
+def _worker_engine(url: str) -> Engine:
+    from newsletter.db import make_engine
+
+    key = (os.getpid(), url)
+    if key not in _engines:
+        _engines[key] = make_engine(url)
+    return _engines[key]
+
+
 def deliver_in_worker(settings: Settings, edition_id: int, chunk: Sequence[int]) -> SendReport:
     """One chunk in a worker process: its own engine, sender and composer, as a Celery
     worker would have."""
-    from newsletter.db import make_engine
-
-    engine = make_engine(settings.database_url)
-    try:
-        sender = batch_sender_for(settings)
-        sender.prepare()  # before claiming: a missing template leaves the chunk pending
-        return deliver(engine, edition_id, chunk, sender=sender,
-                       compose=_edition_composer(engine, settings, edition_id),
-                       journal=settings.send_journal, space=space_for(settings))
-    finally:
-        engine.dispose()
+    engine = _worker_engine(settings.database_url)
+    sender = batch_sender_for(settings)
+    sender.prepare()  # before claiming: a missing template leaves the chunk pending
+    return deliver(engine, edition_id, chunk, sender=sender,
+                   compose=_edition_composer(engine, settings, edition_id),
+                   journal=settings.send_journal, space=space_for(settings))
 
 
 def _edition_composer(engine: Engine, settings: Settings, edition_id: int) -> Composer:

@@ -29,7 +29,7 @@ READER_COLUMNS = ("s.id AS subscriber_id, s.email, s.link_key, p.frequency, "
                   "CAST(p.include_keywords AS TEXT) AS include_keywords, "
                   "CAST(p.exclude_keywords AS TEXT) AS exclude_keywords, "
                   "CAST(p.authors AS TEXT) AS authors, p.max_papers, p.include_revised, "
-                  "p.tracking")
+                  "p.tracking, p.language")
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,8 @@ class Reader:
     interests: Interests
     # False: the reader opted out of open and click tracking (their mail goes without).
     tracking: bool = True
+    # The language of their cards and mail (CARD_LANGUAGES).
+    language: str = "en"
 
 
 def readers(session: Session, delivery_ids: Sequence[int]) -> list[Reader]:
@@ -77,6 +79,7 @@ def reader_from_row(row: Any, delivery_id: int) -> Reader:
         interests=_interests(row["topics"], row["include_keywords"], row["exclude_keywords"],
                              row["authors"], row["max_papers"], bool(row["include_revised"])),
         tracking=bool(row["tracking"]),
+        language=row["language"] or "en",
     )
 
 

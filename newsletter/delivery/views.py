@@ -14,6 +14,7 @@ from sqlmodel import Session
 
 from newsletter.cards.card import Card
 from newsletter.config import Settings
+from newsletter.delivery.languages import in_languages
 from newsletter.delivery.ledger import SentPaper, already_sent, today_utc, window
 from newsletter.delivery.send import addressee, most_read_for
 from newsletter.delivery.sources import (
@@ -120,7 +121,8 @@ def digest_in_browser(engine: Engine, settings: Settings, links: Links, token: s
         if found is None:
             raise BadLink("no such digest")
         most_read = most_read_for(session, settings, found.frequency, found.day)
-    batch = message.compose([addressee(links, found.reader, found.selection)],
+        [(reader, selection)] = in_languages(session, [(found.reader, found.selection)])
+    batch = message.compose([addressee(links, reader, selection)],
                             day=found.day, frequency=found.frequency,
                             site_url=settings.base_url, most_read=most_read)
     elsewhere = f"{settings.base_url.rstrip('/')}{PERSONAL_LINKS_PATH}"
@@ -166,6 +168,7 @@ def preview(engine: Engine, settings: Settings, email: str, *, day: date | None 
         if selection.empty:
             return None
         most_read = most_read_for(session, settings, frequency, day)
+        [(reader, selection)] = in_languages(session, [(reader, selection)])
     links = Links.from_settings(settings)
     batch = message.compose(
         [addressee(links, reader, selection, view_url=f"{settings.base_url.rstrip('/')}/")],
