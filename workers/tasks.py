@@ -58,16 +58,29 @@ SUMMARIZE_BATCH = 2000
 @app.task(name="paperwire.summarize", time_limit=60 * 60, soft_time_limit=55 * 60, **RETRY)
 def summarize_pending(limit: int | None = SUMMARIZE_BATCH,
                       paper_id: int | None = None) -> dict[str, Any]:
+    from newsletter.db import engine_for, transaction
+    from newsletter.readers.subscriber import languages_in_use
+
     started = time.monotonic()
-    report = summarize.summarize_configured(limit=limit, paper_id=paper_id)
+    current = settings()
+    # Translated once per paper and language some reader uses, never per reader.
+    with transaction(engine_for(current.database_url)) as session:
+        languages = languages_in_use(session, current.card_languages)
+    report = summarize.summarize_configured(limit=limit, paper_id=paper_id, languages=languages)
     # Vectors come after cards: a sweep's new papers (and any a failed run left) get theirs.
     embed_papers.delay()
-    log.info("summarize source=%s pending=%d written=%d failed=%d cost_usd=%.4f ms=%d",
+    translated = report.translations
+    log.info("summarize source=%s pending=%d written=%d failed=%d cost_usd=%.4f "
+             "translations=%d translations_failed=%d translation_cost_usd=%.4f ms=%d",
              report.source, report.pending, report.written, report.failed,
-             report.cost_usd or 0.0, (time.monotonic() - started) * 1000)
+             report.cost_usd or 0.0, translated.written if translated else 0,
+             translated.failed if translated else 0,
+             (translated.cost_usd or 0.0) if translated else 0.0,
+             (time.monotonic() - started) * 1000)
     return {"line": report.line(), "written": report.written, "failed": report.failed,
             "input_tokens": report.input_tokens, "output_tokens": report.output_tokens,
-            "cost_usd": report.cost_usd}
+            "cost_usd": report.cost_usd,
+            "translations": translated.as_dict() if translated else None}
 
 
 @app.task(name="paperwire.embed", time_limit=60 * 60, soft_time_limit=55 * 60, **RETRY)

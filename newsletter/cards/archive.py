@@ -2,6 +2,10 @@
 
 Queries return plain frozen values, so templates never touch the database. A paper
 without a usable card (not written yet, or failed) is shown with its abstract instead.
+
+Each view takes the reader's language: a card with a current translation into it is
+shown in it (key points and the four sections; the title and topics never are), and a
+paper without one is shown in English and flagged `untranslated`, for the page to say so.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from sqlalchemy import func, or_
 from sqlmodel import Session, select
 
 from newsletter.cards.card import card_json, cards_for
+from newsletter.cards.translation import is_english, translations_for
+from newsletter.cards.translation_table import CardTranslation
 from newsletter.ingest.feed import Feed
 from newsletter.ingest.paper import Paper, latest_announcement_day, listed
 from newsletter.taxonomy import topic_name
@@ -60,6 +66,11 @@ class PaperView:
     implications: str | None = None
     # "llm" or "offline" when there is a card: the site says which wrote it.
     card_source: str | None = None
+    # The language the card's words are shown in; `untranslated`: another language was
+    # asked and there is no current translation into it (an offline card, no card, a
+    # translation not written yet or failed), so what is shown is English.
+    language: str = "en"
+    untranslated: bool = False
 
     @property
     def anchor(self) -> str:
@@ -77,18 +88,26 @@ class PaperView:
         return self.abstract[:EXCERPT_CHARS].rsplit(" ", 1)[0] + " …"
 
 
-def paper_view(paper: Paper, card: dict | None) -> PaperView:
+def paper_view(paper: Paper, card: dict | None, language: str = "en",
+               translation: CardTranslation | None = None) -> PaperView:
+    """A paper as the site shows it; `translation` (into `language`) replaces the card's
+    words, and without one a language other than English is flagged `untranslated`."""
     pdf = paper.pdf_url or (f"https://arxiv.org/pdf/{paper.arxiv_id}" if paper.arxiv_id
                             else None)
-    fields = {}
+    fields: dict = {}
     if card:
+        # The words from the translation, the topics always from the card.
+        words = card if translation is None else translation.model_dump()
         fields = {
             "topics": tuple(TopicPill(s, topic_name(s)) for s in card["topics"]),
-            "key_points": tuple(card["key_points"]),
-            "summary": card["summary"], "methodology": card["methodology"],
-            "results": card["results"], "implications": card["implications"],
+            "key_points": tuple(words["key_points"]),
+            "summary": words["summary"], "methodology": words["methodology"],
+            "results": words["results"], "implications": words["implications"],
             "card_source": card["source"],
         }
+    if not is_english(language):
+        shown = card is not None and translation is not None
+        fields.update(language=language if shown else "en", untranslated=not shown)
     return PaperView(
         key=paper.key, title=paper.title, authors=tuple(paper.authors),
         categories=tuple(paper.categories),
@@ -99,9 +118,12 @@ def paper_view(paper: Paper, card: dict | None) -> PaperView:
     )
 
 
-def _with_cards(session: Session, papers: list[Paper]) -> list[PaperView]:
-    cards = cards_for(session, [p.id for p in papers if p.id is not None])
-    return [paper_view(p, card_json(cards.get(p.id or -1))) for p in papers]
+def _with_cards(session: Session, papers: list[Paper], language: str = "en") -> list[PaperView]:
+    ids = [p.id for p in papers if p.id is not None]
+    cards = cards_for(session, ids)
+    translations = translations_for(session, ids, language)
+    return [paper_view(p, card_json(cards.get(p.id or -1)), language,
+                       translations.get(p.id or -1)) for p in papers]
 
 
 @dataclass(frozen=True)
@@ -123,28 +145,30 @@ def _last_update(session: Session) -> datetime | None:
     return when
 
 
-def day(session: Session, when: date | None) -> DayView:
-    """A day's new papers, then the ones revised that day.
+def day(session: Session, when: date | None, *, language: str = "en") -> DayView:
+    """A day's new papers, then the ones revised that day, their cards in `language`
+    where translated.
 
-    One query for the day's papers and one for their cards, however many papers it holds.
+    One query for the day's papers, one for their cards and, in a language other than
+    English, one for their translations, however many papers it holds.
     """
     if when is None:
         return DayView(None, (), (), _last_update(session))
     papers = list(session.exec(select(Paper)
                                .where(or_(Paper.announced_on == when, Paper.revised_on == when))
                                .order_by(Paper.key)))
-    views = _with_cards(session, papers)
+    views = _with_cards(session, papers, language)
     new = tuple(v for v in views if v.announced_on == when)
     revised = tuple(v for v in views if v.announced_on != when)
     return DayView(when, new, revised, _last_update(session))
 
 
-def latest(session: Session) -> DayView:
+def latest(session: Session, *, language: str = "en") -> DayView:
     """The front page: the latest announcement day we hold."""
-    return day(session, latest_announcement_day(session))
+    return day(session, latest_announcement_day(session), language=language)
 
 
-def paper(session: Session, key: str) -> PaperView | None:
+def paper(session: Session, key: str, *, language: str = "en") -> PaperView | None:
     """A listed paper's page (None: no such paper, or one fetched only for a reader's liked
     papers, whose page would tell that someone likes it)."""
     # No stored key is that long or holds control characters (Postgres refuses NUL).
@@ -153,7 +177,7 @@ def paper(session: Session, key: str) -> PaperView | None:
     found = session.exec(select(Paper).where(Paper.key == key, listed())).first()
     if found is None:
         return None
-    return _with_cards(session, [found])[0]
+    return _with_cards(session, [found], language)[0]
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic import Field as PydanticField
@@ -26,6 +26,7 @@ from newsletter.taxonomy import MAX_TOPICS, SLUGS, known_topics
 
 KEY_POINTS = 4
 Source = Literal["llm", "offline"]
+M = TypeVar("M", bound=BaseModel)
 
 
 def _utcnow() -> datetime:
@@ -162,8 +163,9 @@ class AnswerError(ValueError):
 _FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.DOTALL)
 
 
-def parse_answer(content: str | None) -> CardDraft:
-    """The draft in a model's message content; AnswerError when it is not valid JSON of it."""
+def parse_json(content: str | None, model: type[M], what: str) -> M:
+    """The `model` in a model's message content; AnswerError when it is not valid JSON of
+    it (`what` names the schema in the error: "card", "translation")."""
     if not content or not content.strip():
         raise AnswerError("empty answer")
     # Some OpenAI-compatible servers wrap JSON in a Markdown fence despite the schema.
@@ -174,11 +176,16 @@ def parse_answer(content: str | None) -> CardDraft:
     except json.JSONDecodeError as exc:
         raise AnswerError(f"invalid JSON ({exc.msg} at char {exc.pos})") from None
     try:
-        return CardDraft.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "answer"
-        raise AnswerError(f"JSON not in the card schema ({where}: {first['msg']})") from None
+        raise AnswerError(f"JSON not in the {what} schema ({where}: {first['msg']})") from None
+
+
+def parse_answer(content: str | None) -> CardDraft:
+    """The draft in a model's message content; AnswerError when it is not valid JSON of it."""
+    return parse_json(content, CardDraft, "card")
 
 
 def text_hash(title: str, abstract: str) -> str:

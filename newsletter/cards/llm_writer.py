@@ -5,6 +5,9 @@ The client's own retries are off (`max_retries=0`) so that the policy is ours an
 timeouts and broken connections back off exponentially, refusals and answers that are not
 a valid card are asked again, and a paper that still has no card after `llm_max_attempts`
 calls is returned as a failure for the caller to record. Nothing here raises per paper.
+
+That policy lives once, in `LLMCaller.ask`: the card writer here and the translator
+(`translate.py`) differ only in their prompt, their schema and what they accept.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, Generic, Self, TypeVar
 
 import openai
 from openai import OpenAI
@@ -25,6 +28,8 @@ from newsletter.cards.price import cost_usd, price_of
 from newsletter.cards.prompt import PROMPT_VERSION, card_messages, response_format
 from newsletter.config import Settings
 from newsletter.taxonomy import guess_topics
+
+T = TypeVar("T")
 
 # Room for ~350 words of card in JSON; a longer answer is cut and retried, not paid for twice.
 MAX_OUTPUT_TOKENS = 1200
@@ -99,55 +104,83 @@ def openai_client(settings: Settings, api_key: str | None, base_url: str | None)
                   max_retries=0)
 
 
-class LLMWriter:
-    """Writes cards with the `openai` client; safe to call from many threads at once."""
+class Rejected(ValueError):
+    """An answer that parsed but is not usable. `keep` is what the caller would still take
+    if every attempt ends like this one (a card whose only fault is its topics)."""
 
-    source = "llm"
-    prompt_version = PROMPT_VERSION
+    def __init__(self, error: str, keep: object = None) -> None:
+        super().__init__(error)
+        self.keep = keep
 
-    def __init__(self, settings: Settings, *, client: OpenAI | None = None) -> None:
+
+@dataclass(frozen=True)
+class Answer(Generic[T]):
+    """What `LLMCaller.ask` ends with: the accepted value, or the last error (and the last
+    kept fallback, if any), with the calls made and the tokens they cost."""
+
+    value: T | None
+    error: str | None
+    attempts: int
+    input_tokens: int
+    output_tokens: int
+    kept: object = None
+
+
+class LLMCaller:
+    """A structured-output call with our retry policy; safe to use from many threads.
+
+    The card writer and the translator are both one of these: the same client settings,
+    the same waits on 429 and 5xx, the same handling of refusals and cut-off answers.
+    Given the `client` and `throttle` of another caller, it shares them (one account, one
+    rate limit) and leaves closing the client to its owner.
+    """
+
+    def __init__(self, settings: Settings, *, client: OpenAI | None = None,
+                 throttle: Throttle | None = None) -> None:
         if not settings.openai_api_key and client is None:
             raise ValueError("the LLM writer needs OPENAI_API_KEY")
         self.settings = settings
         self.model = settings.openai_model
         self.concurrency = settings.llm_concurrency
+        self._owns_client = client is None
         self.client = client or openai_client(settings, settings.openai_api_key,
                                               settings.openai_base_url)
-        self.throttle = Throttle()
+        self.throttle = throttle or Throttle()
         self.price = price_of(self.model, (settings.llm_price_input, settings.llm_price_output))
-        self._response_format = response_format()
 
     def close(self) -> None:
-        self.client.close()
+        if self._owns_client:
+            self.client.close()
 
-    def __enter__(self) -> LLMWriter:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _result(self, spend: _Spend, attempts: int, draft: CardDraft | None = None,
-                error: str | None = None) -> WriteResult:
-        return WriteResult(
-            source="llm", model=self.model, prompt_version=PROMPT_VERSION, draft=draft,
-            error=error, attempts=attempts, input_tokens=spend.input_tokens,
-            output_tokens=spend.output_tokens,
-            cost_usd=cost_usd(self.price, spend.input_tokens, spend.output_tokens),
-        )
+    def cost(self, input_tokens: int, output_tokens: int) -> float | None:
+        return cost_usd(self.price, input_tokens, output_tokens)
 
-    def write(self, paper: PaperText) -> WriteResult:
+    def ask(self, messages: list[dict[str, str]], response_format: dict[str, Any],
+            accept: Callable[[str | None], T], *,
+            max_tokens: int = MAX_OUTPUT_TOKENS) -> Answer[T]:
+        """Call until `accept(content)` returns a value, at most `llm_max_attempts` times.
+
+        `accept` raises ValueError for an answer to ask again (`Rejected` to keep a
+        fallback); connection and HTTP errors follow `failure`.
+        """
         spend = _Spend()
         error = "no call made"
-        topicless: CardDraft | None = None
+        kept: object = None
         attempt = 0
         for attempt in range(1, self.settings.llm_max_attempts + 1):
             self.throttle.wait()
             try:
                 completion = self.client.chat.completions.create(
                     model=self.model,
-                    messages=card_messages(paper),  # type: ignore[arg-type]
-                    response_format=self._response_format,  # type: ignore[arg-type]
-                    max_completion_tokens=MAX_OUTPUT_TOKENS,
+                    messages=messages,  # type: ignore[arg-type]
+                    response_format=response_format,  # type: ignore[arg-type]
+                    max_completion_tokens=max_tokens,
                 )
             except (openai.APIConnectionError, openai.APIStatusError) as exc:
                 failed = failure(exc, attempt, self.settings)
@@ -168,26 +201,57 @@ class LLMWriter:
                 error = f"refused: {choice.message.refusal}"
                 continue
             if choice.finish_reason == "length":
-                error = f"answer cut off at {MAX_OUTPUT_TOKENS} tokens"
+                error = f"answer cut off at {max_tokens} tokens"
                 continue
             try:
-                draft = parse_answer(choice.message.content)
+                value = accept(choice.message.content)
+            except Rejected as exc:
+                error, kept = str(exc), exc.keep if exc.keep is not None else kept
+                continue
             except ValueError as exc:
                 error = str(exc)
                 continue
-            checked = check_draft(draft)
-            if checked.ok:
-                return self._result(spend, attempt, draft=checked.draft)
-            if checked.only_topics:
-                topicless = checked.draft
-            error = "invalid card: " + "; ".join(checked.problems)
-        if topicless is not None:
+            return Answer(value, None, attempt, spend.input_tokens, spend.output_tokens)
+        return Answer(None, error, attempt, spend.input_tokens, spend.output_tokens, kept)
+
+
+def _accept_card(content: str | None) -> CardDraft:
+    checked = check_draft(parse_answer(content))
+    if checked.ok:
+        return checked.draft
+    raise Rejected("invalid card: " + "; ".join(checked.problems),
+                   keep=checked.draft if checked.only_topics else None)
+
+
+class LLMWriter(LLMCaller):
+    """Writes cards with the `openai` client; safe to call from many threads at once."""
+
+    source = "llm"
+    prompt_version = PROMPT_VERSION
+
+    def __init__(self, settings: Settings, *, client: OpenAI | None = None) -> None:
+        super().__init__(settings, client=client)
+        self._response_format = response_format()
+
+    def _result(self, answer: Answer[CardDraft], draft: CardDraft | None = None,
+                error: str | None = None) -> WriteResult:
+        return WriteResult(
+            source="llm", model=self.model, prompt_version=PROMPT_VERSION, draft=draft,
+            error=error, attempts=answer.attempts, input_tokens=answer.input_tokens,
+            output_tokens=answer.output_tokens,
+            cost_usd=self.cost(answer.input_tokens, answer.output_tokens),
+        )
+
+    def write(self, paper: PaperText) -> WriteResult:
+        answer = self.ask(card_messages(paper), self._response_format, _accept_card)
+        if answer.value is not None:
+            return self._result(answer, draft=answer.value)
+        if isinstance(answer.kept, CardDraft):
             # A good card whose topics were all outside the taxonomy, every time: the text
             # is the model's, the topics come from the paper's categories and words.
             topics = guess_topics(paper.title, paper.abstract, paper.categories)
-            return self._result(spend, attempt,
-                                draft=topicless.model_copy(update={"topics": topics}))
-        return self._result(spend, attempt, error=error)
+            return self._result(answer, draft=answer.kept.model_copy(update={"topics": topics}))
+        return self._result(answer, error=answer.error)
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ class CardTranslation(SQLModel, table=True):
     paper_id: int = Field(sa_column=Column(
         Integer, ForeignKey("papers.id", ondelete="CASCADE"), nullable=False, index=True))
     language: str = Field(max_length=16)
-    # The English card's text this was translated from (card.translation_source_hash).
+    # The English card's text this was translated from (translation.translation_source_hash).
     source_hash: str = Field(max_length=64)
     key_points: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     summary: str = Field(default="", sa_type=Text)

@@ -95,21 +95,29 @@ def papers_command(app: App, as_json: bool, day: date | None) -> None:
 @click.option("--force", is_flag=True, help="Rewrite cards even when they are up to date.")
 @click.pass_obj
 def summarize_command(app: App, limit: int | None, paper_ref: str | None, force: bool) -> None:
-    """Write the card of every paper that needs one (LLM with OPENAI_API_KEY, else offline)."""
+    """Write the card of every paper that needs one (LLM with OPENAI_API_KEY, else offline),
+    then translate the LLM cards into every language a confirmed reader reads."""
     from newsletter.cards.summarize import summarize_pending
+    from newsletter.readers.subscriber import languages_in_use
 
     paper_id = None
-    if paper_ref is not None:
-        with Session(app.engine) as session:
+    with Session(app.engine) as session:
+        if paper_ref is not None:
             paper = find_paper(session, paper_ref)
-        if paper is None:
-            raise click.BadParameter(f"no stored paper {paper_ref!r}", param_hint="--paper")
-        paper_id = paper.id
+            if paper is None:
+                raise click.BadParameter(f"no stored paper {paper_ref!r}",
+                                         param_hint="--paper")
+            paper_id = paper.id
+        languages = languages_in_use(session, app.settings.card_languages)
     report = summarize_pending(app.engine, app.settings, limit=limit, paper_id=paper_id,
-                               force=force, progress=progress)
+                               force=force, languages=languages, progress=progress)
     if report.pending == 0:
         progress("no card to write: every paper's card is up to date")
-    click.echo(report.line())
+    if report.translations is not None and languages and not report.translations.pending:
+        progress(f"no translation to write: every LLM card is translated "
+                 f"({', '.join(languages)})")
+    for line in report.lines():
+        click.echo(line)
     if report.failed and not report.written:
         sys.exit(1)
 

@@ -4,11 +4,18 @@ It speaks `POST /v1/chat/completions` (JSON in, a `chat.completion` object out),
 `POST /v1/embeddings` (a `list` of `embedding` objects out) and the error shapes the
 client maps to exceptions. What it answers is decided per call by a script: for chat, a
 `Script` of the parsed request and the number of calls already made for the same paper
-(identified by the title in the prompt); for embeddings, an `EmbedScript` of the parsed
-request and its number among embeddings requests. `good_card` writes a well-formed card
-from the request's own abstract, so an answer always matches the paper it is for;
-`good_embeddings` answers with a deterministic vector per text, words hashed into its
-dimensions, so texts that share words have similar vectors.
+(identified by the title in the prompt) and language; for embeddings, an `EmbedScript` of
+the parsed request and its number among embeddings requests. `good_card` writes a
+well-formed card from the request's own abstract, so an answer always matches the paper it
+is for; `good_embeddings` answers with a deterministic vector per text, words hashed into
+its dimensions, so texts that share words have similar vectors.
+
+A card translation request (its schema is named `card_translation`) goes to the
+`translate_script` instead: `good_translation` renders the English card in the prompt
+word by word into the target language with a fixed mapping (function words from a small
+dictionary, other words respelled; Chinese as two Han characters a word, no spaces), so
+the answer has the card's shape and lengths, differs from the English, and is the same
+every time; `garbage_translation` answers prose instead of JSON.
 """
 
 from __future__ import annotations
@@ -37,7 +44,14 @@ class Call:
     body: dict[str, Any]
     title: str
     abstract: str
-    number: int  # 1 for the first call about this paper, 2 for its first retry, ...
+    number: int  # 1 for the first call about this paper (and language), 2 for its retry, ...
+    # For a translation request: the target language and the English card in the prompt.
+    language: str | None = None
+    english: dict[str, Any] | None = None
+
+    @property
+    def is_translation(self) -> bool:
+        return self.language is not None
 
     @property
     def prompt(self) -> str:
@@ -127,6 +141,91 @@ def _parse(request: Request) -> tuple[dict[str, Any], str, str]:
     title = re.search(r"^Title: (.*)$", user, re.MULTILINE)
     abstract = user.split("Abstract:\n", 1)[1] if "Abstract:\n" in user else ""
     return body, title.group(1) if title else "", abstract
+
+
+def _translation_request(body: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+    """(language, English card) when the request asks for a card translation."""
+    fmt = body.get("response_format") or {}
+    if (fmt.get("json_schema") or {}).get("name") != "card_translation":
+        return None
+    user = next((m["content"] for m in body.get("messages", []) if m.get("role") == "user"), "")
+    language = re.search(r"^Translate into: .*\((\S+)\)$", user, re.MULTILINE)
+    if language is None or "English card:\n" not in user:
+        raise ValueError("a translation request names its language and its English card")
+    return language.group(1), json.loads(user.split("English card:\n", 1)[1])
+
+
+# The stand-in's "translation": a fixed rendering of each English word, enough for a card
+# to come back in the right shape, lengths and script, and different from the English.
+_FUNCTION_WORDS: dict[str, dict[str, str]] = {
+    "fr": {"the": "le", "a": "un", "an": "un", "of": "de", "and": "et", "to": "à",
+           "in": "dans", "for": "pour", "with": "avec", "is": "est", "are": "sont",
+           "on": "sur", "we": "nous", "this": "ce", "that": "que", "by": "par",
+           "from": "depuis", "as": "comme", "or": "ou", "not": "pas", "it": "il"},
+    "de": {"the": "die", "a": "ein", "an": "ein", "of": "von", "and": "und", "to": "zu",
+           "for": "für", "with": "mit", "is": "ist", "are": "sind", "on": "auf",
+           "we": "wir", "this": "dies", "that": "dass", "by": "durch", "from": "aus",
+           "as": "als", "or": "oder", "not": "nicht", "it": "es"},
+    "es": {"the": "el", "a": "un", "an": "un", "of": "de", "and": "y", "to": "a",
+           "in": "en", "for": "para", "with": "con", "is": "es", "are": "son",
+           "on": "sobre", "we": "nosotros", "this": "este", "that": "que", "by": "por",
+           "from": "desde", "as": "como", "or": "o", "not": "no", "it": "lo"},
+}
+_ENDINGS = {"fr": "e", "de": "en", "es": "o", "it": "i", "pt": "o", "nl": "en"}
+_HAN = "模型学习数据方法结果训练网络语言图像任务性能分析提出研究实验表示优化"
+
+
+def _han(word: str) -> str:
+    digest = hashlib.blake2b(word.lower().encode(), digest_size=2).digest()
+    return _HAN[digest[0] % len(_HAN)] + _HAN[digest[1] % len(_HAN)]
+
+
+def translate_text(text: str, language: str) -> str:
+    """`text` rendered into `language` by the stand-in's fixed mapping; LaTeX between
+    dollars and acronyms are kept as written, as the prompt asks."""
+    table = _FUNCTION_WORDS.get(language, {})
+    ending = _ENDINGS.get(language, language)
+    dense = language in ("zh", "ja")
+
+    def word(match: re.Match[str]) -> str:
+        original = match.group()
+        if len(original) > 1 and original.isupper():
+            return original
+        if dense:
+            return _han(original)
+        lower = original.lower()
+        out = table.get(lower) or (original + ending if len(original) >= 4 else original)
+        return out[:1].upper() + out[1:] if original[:1].isupper() else out
+
+    parts = re.split(r"(\$[^$]*\$)", text)
+    out = "".join(part if part.startswith("$") else re.sub(r"[A-Za-z][A-Za-z-]*", word, part)
+                  for part in parts)
+    if dense:
+        out = re.sub(r"(?<=[\u4e00-\u9fff]) +(?=[\u4e00-\u9fff])", "", out)
+        out = out.replace(". ", "\u3002").replace(", ", "\uff0c").rstrip(".") + "\u3002"
+    return out
+
+
+def translation_dict(call: Call, **changes: Any) -> dict[str, Any]:
+    """The English card in the request, translated (see `translate_text`)."""
+    assert call.english is not None and call.language is not None
+    answer: dict[str, Any] = {
+        "key_points": [translate_text(p, call.language) for p in call.english["key_points"]],
+        **{name: translate_text(call.english[name], call.language)
+           for name in ("summary", "methodology", "results", "implications")},
+    }
+    answer.update(changes)
+    return answer
+
+
+def good_translation(call: Call, delay: float = 0.0) -> Reply:
+    return completion(call, json.dumps(translation_dict(call), ensure_ascii=False),
+                      delay=delay)
+
+
+def garbage_translation(call: Call) -> Reply:
+    """What a model gives when it ignores the schema: prose, not JSON."""
+    return completion(call, f"Voici la traduction ({call.language}) : la fiche dit que...")
 
 
 # Embeddings, as OpenAI's API reference describes "Create embeddings"
@@ -258,13 +357,15 @@ class OpenAIServer(ScriptedServer):
     /v1/embeddings; `calls` and `embed_calls` record every valid parsed call."""
 
     def __init__(self, script: Script = good_card, api_key: str = "test-key", *,
-                 embed_script: EmbedScript = good_embeddings) -> None:
+                 embed_script: EmbedScript = good_embeddings,
+                 translate_script: Script = good_translation) -> None:
         self.script = script
         self.embed_script = embed_script
+        self.translate_script = translate_script
         self.api_key = api_key
         self.calls: list[Call] = []
         self.embed_calls: list[EmbedCall] = []
-        self._per_paper: Counter[str] = Counter()
+        self._per_paper: Counter[tuple[str, str | None]] = Counter()
         self._lock = threading.Lock()
         super().__init__(self._respond)
         # A short poll so that stopping the server does not cost each test half a second.
@@ -275,8 +376,17 @@ class OpenAIServer(ScriptedServer):
     def base_url(self) -> str:
         return f"{self.url}/v1"
 
-    def calls_for(self, title: str) -> list[Call]:
-        return [c for c in self.calls if c.title == title]
+    def calls_for(self, title: str, language: str | None = None) -> list[Call]:
+        """The calls about one paper: its card's (by default) or its translation's."""
+        return [c for c in self.calls if c.title == title and c.language == language]
+
+    @property
+    def card_calls(self) -> list[Call]:
+        return [c for c in self.calls if not c.is_translation]
+
+    @property
+    def translation_calls(self) -> list[Call]:
+        return [c for c in self.calls if c.is_translation]
 
     def _respond(self, request: Request) -> Reply:
         routes = {"/v1/chat/completions": self._chat, "/v1/embeddings": self._embeddings}
@@ -306,11 +416,14 @@ class OpenAIServer(ScriptedServer):
     def _chat(self, request: Request) -> Reply:
         try:
             body, title, abstract = _parse(request)
+            translation = _translation_request(body)
         except (ValueError, KeyError) as exc:
             return error(400, f"bad request body: {exc}")
+        language, english = translation or (None, None)
         with self._lock:
-            self._per_paper[title] += 1
+            self._per_paper[title, language] += 1
             call = Call(body=body, title=title, abstract=abstract,
-                        number=self._per_paper[title])
+                        number=self._per_paper[title, language], language=language,
+                        english=english)
             self.calls.append(call)
-        return self.script(call)
+        return self.translate_script(call) if call.is_translation else self.script(call)
