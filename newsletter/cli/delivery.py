@@ -75,7 +75,7 @@ def send_command(app: App, dry_run: bool, day: date | None, weekly: bool, worker
 
 @click.group("sendgrid")
 def sendgrid_group() -> None:
-    """SendGrid's copy of the digest template."""
+    """SendGrid's copies of the digest template, one per language."""
 
 
 def _sendgrid(app: App) -> SendGridSender:
@@ -90,11 +90,13 @@ def _sendgrid(app: App) -> SendGridSender:
 @sendgrid_group.command("sync")
 @click.pass_obj
 def sendgrid_sync_command(app: App) -> None:
-    """Upload the digest template as a new version and activate it, if it changed."""
+    """Upload each language's digest template as a new version and activate it, if it
+    changed."""
     from newsletter.mail.sendgrid_templates import TemplateError
 
     try:
-        click.echo(_sendgrid(app).sync().line())
+        for result in _sendgrid(app).sync_all():
+            click.echo(result.line())
     except TemplateError as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -102,17 +104,21 @@ def sendgrid_sync_command(app: App) -> None:
 @sendgrid_group.command("status")
 @click.pass_obj
 def sendgrid_status_command(app: App) -> None:
-    """Say whether SendGrid's active digest template is this release's; exit 1 if not."""
+    """Say whether SendGrid's active digest templates (one per language) are this
+    release's; exit 1 if one is not."""
     from newsletter.mail.sendgrid_templates import TemplateError
 
     try:
-        state = _sendgrid(app).template_state()
+        states = _sendgrid(app).template_states()
     except TemplateError as exc:
         raise click.ClickException(str(exc)) from None
-    if not state.current:
-        click.echo(f"{state.problem()}: run `newsletter sendgrid sync`")
+    for state in states:
+        if state.current:
+            click.echo(f"template {state.template_id}: version {state.wanted} is active")
+        else:
+            click.echo(f"{state.problem()}: run `newsletter sendgrid sync`")
+    if not all(state.current for state in states):
         sys.exit(1)
-    click.echo(f"template {state.template_id}: version {state.wanted} is active")
 
 
 @click.command("preview")

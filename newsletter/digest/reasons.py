@@ -6,12 +6,17 @@ stored, machine-readable form: the ledger keeps them one a line, `preview --json
 privacy export print them, and the view in browser rebuilds a digest from them, so they
 must not change. Every reason is made here, and `why_line` is the one place that says them
 as a reader would: "Efficient ML · Large Language Models · mentions “quantization” · by
-Y. Bengio".
+Y. Bengio", in the language in force (i18n: "mentionne « quantization » · par Y. Bengio"
+in French, topics by their translated names). The stored form stays English whatever the
+reader reads.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+
+from newsletter import i18n
+from newsletter.taxonomy import TOPICS, topic_name
 
 TOPIC = "topic: "
 KEYWORD = "keyword: "
@@ -23,8 +28,18 @@ _LIKE = "like “"
 # What the reader did with the favourite a pick resembles; the last is how rows stored
 # before the two were told apart say it.
 _RATED_UP, _LISTED, _EITHER = "” you rated up", "” you liked", "” you rated up or liked"
-_SAID = {_RATED_UP: "which you rated up", _LISTED: "which you said you like",
-         _EITHER: "which you rated up or liked"}
+# As functions: said in the language in force when the line is made, not at import.
+_SAID = {
+    _RATED_UP: lambda title: i18n.gettext("similar to %(title)s, which you rated up",
+                                          title=title),
+    _LISTED: lambda title: i18n.gettext("similar to %(title)s, which you said you like",
+                                        title=title),
+    _EITHER: lambda title: i18n.gettext("similar to %(title)s, which you rated up or liked",
+                                        title=title),
+}
+# A topic reason keeps the topic's English name (the stored form); a reader of another
+# language reads the name the taxonomy gives it in theirs.
+_SLUG_OF = {t.name: t.slug for t in TOPICS}
 
 # Between the phrases of a why-line: a comma would be ambiguous beside "A, B and C".
 SEPARATOR = " · "
@@ -54,7 +69,7 @@ def _resemblance(reason: str) -> str | None:
         return None
     for ending in (_EITHER, _RATED_UP, _LISTED):  # the longest first: it ends like another
         if reason.endswith(ending):
-            return f"similar to “{reason[len(_LIKE):-len(ending)]}”, {_SAID[ending]}"
+            return _SAID[ending](quoted(reason[len(_LIKE):-len(ending)]))
     return None
 
 
@@ -63,19 +78,31 @@ def topic_of(reason: str) -> str | None:
     return reason.removeprefix(TOPIC) if reason.startswith(TOPIC) else None
 
 
+def topic_said(name: str) -> str:
+    """A topic's stored (English) name as the language in force names it."""
+    slug = _SLUG_OF.get(name)
+    return topic_name(slug) if slug is not None else name
+
+
 def listing(items: Sequence[str]) -> str:
-    """"A", "A and B", "A, B and C"."""
+    """"A", "A and B", "A, B and C" (in French "A, B et C")."""
     if len(items) <= 1:
         return "".join(items)
-    return ", ".join(items[:-1]) + " and " + items[-1]
+    return i18n.gettext("%(items)s and %(last)s", items=", ".join(items[:-1]), last=items[-1])
+
+
+def quoted(text: str) -> str:
+    """“text”, or « text » in French: each language's own quotation marks."""
+    return i18n.gettext("“%(text)s”", text=text)
 
 
 def _quoted(items: Sequence[str]) -> str:
-    return listing([f"“{item}”" for item in items])
+    return listing([quoted(item) for item in items])
 
 
 def why_line(reasons: Sequence[str]) -> str:
-    """The reasons as a reader says them, in their order, joined by " · ".
+    """The reasons as a reader says them, in their order, joined by " · ", in the language
+    in force.
 
     Keywords and authors are each said once ("mentions “a” and “b”", "by A and B"), where
     the first of them stood. "revised version" is left out: the card carries its own
@@ -88,7 +115,7 @@ def why_line(reasons: Sequence[str]) -> str:
     keywords_at = authors_at = -1
     for reason in reasons:
         if reason.startswith(TOPIC):
-            phrases.append(reason.removeprefix(TOPIC))
+            phrases.append(topic_said(reason.removeprefix(TOPIC)))
         elif reason.startswith(KEYWORD):
             if not keywords:
                 keywords_at = len(phrases)
@@ -102,11 +129,13 @@ def why_line(reasons: Sequence[str]) -> str:
         elif (resemblance := _resemblance(reason)) is not None:
             phrases.append(resemblance)
         elif reason == TUNING:
-            phrases.append("a rating here helps tune your digest")
+            phrases.append(i18n.gettext("a rating here helps tune your digest"))
+        elif reason == DESCRIPTION:
+            phrases.append(i18n.gettext("matches your description"))
         elif reason != REVISED:
             phrases.append(reason)
     if keywords:
-        phrases[keywords_at] = "mentions " + _quoted(keywords)
+        phrases[keywords_at] = i18n.gettext("mentions %(keywords)s", keywords=_quoted(keywords))
     if authors:
-        phrases[authors_at] = "by " + listing(authors)
+        phrases[authors_at] = i18n.gettext("by %(authors)s", authors=listing(authors))
     return SEPARATOR.join(p for p in phrases if p)

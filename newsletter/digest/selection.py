@@ -21,6 +21,7 @@ from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+from newsletter import i18n
 from newsletter.digest import reasons as why
 from newsletter.taxonomy import topic_name
 
@@ -331,8 +332,8 @@ HEADLINE_CHARS = 60
 
 def headline(selection: Selection) -> str:
     """The one-line summary at the top of a digest and in its subject: "7 papers on LLMs
-    and Efficient ML". It names every topic the picks matched, or as many as fit and
-    "and N more topics"."""
+    and Efficient ML", in the language in force ("7 articles sur ..."). It names every
+    topic the picks matched, or as many as fit and "and N more topics"."""
     count = len(selection.picks) + selection.more
     topics: list[str] = []
     for pick in selection.picks:
@@ -340,10 +341,10 @@ def headline(selection: Selection) -> str:
             name = why.topic_of(reason)
             if name is not None and name not in topics:
                 topics.append(name)
-    noun = "paper" if count == 1 else "papers"
     if not topics:
-        return f"{count} new {noun} for you"
-    return f"{count} {noun} on {_about(topics)}"
+        return i18n.ngettext("%(num)d new paper for you", "%(num)d new papers for you", count)
+    return i18n.ngettext("%(num)d paper on %(topics)s", "%(num)d papers on %(topics)s", count,
+                         topics=_about([why.topic_said(name) for name in topics]))
 
 
 def _about(topics: Sequence[str]) -> str:
@@ -357,4 +358,5 @@ def _about(topics: Sequence[str]) -> str:
             break
         shown.append(name)
     rest = len(topics) - len(shown)
-    return f"{', '.join(shown)} and {rest} more topic{'s' if rest > 1 else ''}"
+    return i18n.ngettext("%(topics)s and %(num)d more topic", "%(topics)s and %(num)d more topics",
+                         rest, topics=", ".join(shown))

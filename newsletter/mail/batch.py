@@ -30,6 +30,9 @@ class Recipient:
     # False: the reader opted out of tracking; a provider that tracks opens and clicks
     # must not for this recipient.
     tracking: bool = True
+    # The interface language `data` is written in, and so the digest template that renders
+    # it (render.digest_template; SendGrid: that language's template).
+    language: str = "en"
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,8 @@
 A reader's data holds everything their digest shows (subject, headline, papers with their
 why-lines and scores, their own links) under short keys, for the one digest template
 (email_templates/digest.mjml and digest.txt, Handlebars). Each paper's part is built once
-per process and shared by every reader who gets it; only position, score and "why" are
-the digest's own. Readers with the same interests share one digest, built and serialised
+per process and language and shared by every reader who gets it; only position, score and
+"why" are the digest's own. Readers with the same interests share one digest, built and serialised
 once a batch: only their links are their own. Each reader's data goes with its JSON
 (`Recipient.data_json`), so a sender need not serialise a thousand digests again.
 
@@ -13,6 +13,14 @@ is kept small: short keys, arXiv links rebuilt by the template from the paper's 
 clipped. A digest still too big is built again with tighter clips; one that does not fit
 even then keeps that data, and the SendGrid sender sends it by another route (content
 rendered here, in a request of its own).
+
+Every word a reader's data holds (subject, headline, preheader, date, frequency, why-lines,
+topic names) is built in their language (`Addressee.language`, a card language: the mail
+speaks `i18n.speaks` of it, English when it has no catalog), and their `Recipient` says
+which language's template renders it. The template's own labels are translated in the
+template (render.py). A paper whose card could not be had in the reader's language is
+marked with a flag ("ut"), the language's name said once ("cl"); a digest none of whose
+cards is in their language says so once at the top instead ("en").
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+from newsletter import i18n
 from newsletter.digest.reasons import why_line
 from newsletter.digest.selection import Candidate, Pick, Selection, headline
 from newsletter.mail.batch import Batch, Recipient
@@ -72,6 +81,23 @@ class Addressee:
     rate_tokens: tuple[str, ...] = ()
     # False: the reader opted out of open and click tracking.
     tracking: bool = True
+    # The reader's language (preferences.language, a card language; "en" when unset): their
+    # cards' language, and the mail's when it has a catalog (i18n.speaks), else English.
+    language: str = i18n.SOURCE_LANGUAGE
+
+
+def frequency_word(frequency: str) -> str:
+    """"daily" or "weekly" as the language in force says it of a digest."""
+    words = {"daily": lambda: i18n.pgettext("digest", "daily"),
+             "weekly": lambda: i18n.pgettext("digest", "weekly")}
+    return words[frequency]() if frequency in words else frequency
+
+
+def language_in_sentence(language: str, in_language: str) -> str:
+    """A language's name as it stands mid-sentence in another: "German" in English,
+    "allemand" in French (i18n.language_name capitalises it, for a name standing alone)."""
+    said = i18n.locale(in_language).languages.get(language)
+    return said or i18n.language_name(language, in_language)
 
 
 def list_headers(unsubscribe_url: str, base_url: str) -> dict[str, str]:
@@ -106,19 +132,22 @@ def paper_url(site_url: str, key: str) -> str:
 
 
 @lru_cache(maxsize=8192)
-def _paper(paper: Candidate, detail: Detail) -> tuple[dict[str, Any], str]:
-    """A paper's part of the data, the same for every reader who gets it, and its JSON
-    without the closing brace. Shared: never changed once built.
+def _paper(paper: Candidate, detail: Detail, language: str) -> tuple[dict[str, Any], str]:
+    """A paper's part of the data, the same for every reader who gets it in this
+    interface language (its topics' names), and its JSON without the closing brace.
+    Shared: never changed once built.
 
-    Cached: a day's 200 papers are built and serialised once per process, not once per
-    reader. The template rebuilds arXiv's standard links from the id, so only other links
-    are sent.
+    Cached: a day's 200 papers are built and serialised once per process and language, not
+    once per reader. The template rebuilds arXiv's standard links from the id, so only
+    other links are sent.
     """
     key = paper.key
+    with i18n.using(language):
+        topics = [topic_name(t) for t in paper.topics]
     part: dict[str, Any] = {
         "t": _line(paper.title),
         "k": quote(key, safe="/"),
-        "tp": [topic_name(t) for t in paper.topics],
+        "tp": topics,
         "a": _clip(_line(short_authors(paper.authors)), 200),
     }
     if paper.key_points:
@@ -145,21 +174,28 @@ def _paper(paper: Candidate, detail: Detail) -> tuple[dict[str, Any], str]:
 
 
 @lru_cache(maxsize=8192)
-def _why(reasons: tuple[str, ...]) -> tuple[str, str]:
-    """A pick's why-line as its reader reads it, and its JSON: a few hundred distinct lines
-    an edition."""
-    why = _line(why_line(reasons))
+def _why(reasons: tuple[str, ...], language: str) -> tuple[str, str]:
+    """A pick's why-line as its reader reads it, in their interface language, and its
+    JSON: a few hundred distinct lines an edition."""
+    with i18n.using(language):
+        why = _line(why_line(reasons))
     return why, json.dumps(why)
 
 
-def _pick(position: int, pick: Pick, detail: Detail) -> tuple[dict[str, Any], str]:
+def _pick(position: int, pick: Pick, detail: Detail, language: str, mark: bool
+          ) -> tuple[dict[str, Any], str]:
     """A paper as one digest has it (the shared part, and position, score and why), and
     its JSON without the closing brace, as json.dumps would write it, from the shared
-    part's: each reader adds their rating token ("rt") and closes it."""
-    part, part_json = _paper(pick.candidate, detail)
-    why, why_json = _why(pick.reasons)
-    return ({**part, "i": position, "sc": pick.score, "w": why},
-            f'{part_json}, "i": {position}, "sc": {pick.score}, "w": {why_json}')
+    part's: each reader adds their rating token ("rt") and closes it. `mark`: the card is
+    in English for want of a translation into the reader's language ("ut")."""
+    part, part_json = _paper(pick.candidate, detail, language)
+    why, why_json = _why(pick.reasons, language)
+    item = {**part, "i": position, "sc": pick.score, "w": why}
+    item_json = f'{part_json}, "i": {position}, "sc": {pick.score}, "w": {why_json}'
+    if mark:
+        item["ut"] = 1
+        item_json += ', "ut": 1'
+    return item, item_json
 
 
 @dataclass(frozen=True)
@@ -217,28 +253,55 @@ def _most_read(most_read: Sequence[tuple[str, str]]) -> list[dict[str, str]]:
 
 
 def _digest(selection: Selection, *, day: date, frequency: str, site_url: str,
-            detail: Detail, most_read: Sequence[dict[str, str]] = ()) -> _Digest:
-    """Everything a digest shows but its reader's links."""
-    first = _line(selection.picks[0].candidate.title) if selection.picks else ""
-    preheader = (f"{first} — and {len(selection.picks) - 1} more"
-                 if len(selection.picks) > 1 else first)
+            detail: Detail, most_read: Sequence[dict[str, str]] = (),
+            language: str = i18n.SOURCE_LANGUAGE) -> _Digest:
+    """Everything a digest shows but its reader's links, in the reader's language (a card
+    language; the words are in the interface language it maps to)."""
+    with i18n.using(language) as spoken:
+        return _digest_in(selection, day=day, frequency=frequency, site_url=site_url,
+                          detail=detail, most_read=most_read, language=language,
+                          spoken=spoken)
+
+
+def _digest_in(selection: Selection, *, day: date, frequency: str, site_url: str,
+               detail: Detail, most_read: Sequence[dict[str, str]], language: str,
+               spoken: str) -> _Digest:
+    picks_in = selection.picks
+    first = _line(picks_in[0].candidate.title) if picks_in else ""
+    preheader = (i18n.ngettext("%(first)s — and %(num)d more", "%(first)s — and %(num)d more",
+                               len(picks_in) - 1, first=first)
+                 if len(picks_in) > 1 else first)
     line = headline(selection)
+    # Translators: CLDR date patterns (https://cldr.unicode.org/translation/date-time):
+    # the subject's short date, e.g. "Sat 5 Dec".
+    short = i18n.format_date(day, i18n.pgettext("date pattern", "EEE d MMM"))
     head: dict[str, Any] = {
-        "s": f"{line} · Paperwire, {day:%a %-d %b}",
+        "s": i18n.gettext("%(headline)s · Paperwire, %(date)s", headline=line, date=short),
         "h": line,
         "pre": _clip(preheader, PREHEADER_CHARS),
-        "d": f"{day:%A, %-d %B %Y}",
-        "f": frequency,
+        # Translators: the digest's date, e.g. "Saturday, 5 December 2026".
+        "d": i18n.format_date(day, i18n.pgettext("date pattern", "EEEE, d MMMM y")),
+        "f": frequency_word(frequency),
         "u": site_url,
     }
+    # Cards in English for a reader of another language: when none of them is in theirs
+    # (no LLM writes translations here), one notice; else a mark on each that is not.
+    foreign = language != i18n.SOURCE_LANGUAGE and bool(picks_in)
+    notice = foreign and not any(p.candidate.card_language == language for p in picks_in)
+    marks = foreign and not notice and any(p.candidate.untranslated for p in picks_in)
+    if notice:
+        head["en"] = 1
+    if marks:
+        head["cl"] = language_in_sentence(language, spoken)
     tail: dict[str, Any] = {}
     if selection.more:
-        tail["mn"] = selection.more
+        tail["ml"] = i18n.ngettext("…and %(num)d more on the site",
+                                   "…and %(num)d more on the site", selection.more)
         tail["mu"] = f"{site_url}/days/{day.isoformat()}"
     if most_read:
         tail["mr"] = list(most_read)
-    picks = [_pick(position, pick, detail)
-             for position, pick in enumerate(selection.picks, start=1)]
+    picks = [_pick(position, pick, detail, spoken, marks and pick.candidate.untranslated)
+             for position, pick in enumerate(picks_in, start=1)]
     json_tail = "]" + (f", {json.dumps(tail)[1:]}" if tail else "}")
     return _Digest(head, [item for item, _ in picks], tail,
                    json_head=f'{json.dumps(head)[:-1]}, "m": ',
@@ -261,8 +324,9 @@ def compose(
     each of them adds only their links.
     """
     site_url = site_url.rstrip("/")
-    # By the selection's identity: the addressees keep every selection alive meanwhile.
-    built: dict[tuple[int, Detail], _Digest] = {}
+    # By the selection's identity and the reader's language: the addressees keep every
+    # selection alive meanwhile.
+    built: dict[tuple[int, str, Detail], _Digest] = {}
     shared_section = _most_read(most_read)
     recipients = []
     for a in addressees:
@@ -270,12 +334,13 @@ def compose(
                  json.dumps(a.view_url))
         links_bytes = (sum(len(link) for link in links) - 6
                        + sum(len(token) for token in a.rate_tokens))
+        language = a.language or i18n.SOURCE_LANGUAGE
         for detail in DETAILS:
-            digest = built.get((id(a.selection), detail))
+            digest = built.get((id(a.selection), language, detail))
             if digest is None:
-                digest = built[id(a.selection), detail] = _digest(
+                digest = built[id(a.selection), language, detail] = _digest(
                     a.selection, day=day, frequency=frequency, site_url=site_url,
-                    detail=detail, most_read=shared_section)
+                    detail=detail, most_read=shared_section, language=language)
             if digest.size + links_bytes <= DATA_LIMIT:
                 break
         data_json = digest.json(links, a.rate_tokens)
@@ -288,6 +353,7 @@ def compose(
             headers={"List-Unsubscribe": f"<{a.unsubscribe_url}>"},
             custom_args={"delivery_id": str(a.delivery_id)},
             tracking=a.tracking,
+            language=i18n.speaks(language),
         ))
     shared = list_headers("", site_url)
     del shared["List-Unsubscribe"]

@@ -193,7 +193,7 @@ class OneByOne:
     def send_batch(self, batch: Batch, log: RequestLog = UNLOGGED) -> BatchResult:
         accepted: list[str] = []
         for recipient in batch.recipients:
-            digest = render_digest(recipient.data)
+            digest = render_digest(recipient.data, recipient.language)
             message = Message(to=recipient.to, subject=digest.subject, html=digest.html,
                               text=digest.text, headers={**batch.headers, **recipient.headers})
             log.sending([recipient.to])

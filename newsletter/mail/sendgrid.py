@@ -1,8 +1,11 @@
 """The SendGrid sender: digests as a dynamic template, up to 1,000 readers per request.
 
-The digest is one Handlebars template (`render.digest_template`), kept on SendGrid as a
-dynamic template (`sendgrid_templates`); `prepare`, run before anyone is claimed, checks
-that its active version is this release's. Each reader is then one personalization of a
+The digest is one Handlebars template per interface language (`render.digest_template`),
+each kept on SendGrid as a dynamic template of its own (`sendgrid_templates`); `prepare`,
+run before anyone is claimed, checks that their active versions are this release's. A
+request names one `template_id`, so a batch's readers go in requests grouped by language
+(`Recipient.language`), each group cut as below; a language whose template cannot be had
+leaves its readers unsent and the others go. Each reader is then one personalization of a
 v3 `mail/send` request: `dynamic_template_data` (their digest), their own headers
 (List-Unsubscribe) and `custom_args` (the delivery id, echoed back by the event
 webhook). SendGrid renders every digest server-side, so 1,000 different digests cost one
@@ -53,6 +56,7 @@ it is answered.
 from __future__ import annotations
 
 import json
+import logging
 import time
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping
@@ -62,6 +66,7 @@ from typing import Any
 import sendgrid
 from python_http_client.client import Response
 
+from newsletter import i18n
 from newsletter.config import Settings
 from newsletter.mail.batch import UNLOGGED, Batch, BatchResult, Recipient, RequestLog
 from newsletter.mail.message import DATA_LIMIT
@@ -88,6 +93,7 @@ _ACCOUNT = frozenset({401, 403})
 # What json.dumps writes before a personalization's data, its last key.
 _DATA_KEY = ', "dynamic_template_data": '
 
+logger = logging.getLogger(__name__)
 
 
 class SendGridSender:
@@ -151,16 +157,33 @@ class SendGridSender:
     # -- the digest template ---------------------------------------------------------------
 
     def prepare(self) -> None:
-        """Check (or sync) the digest template; TemplateError says what is wrong."""
+        """Check (or sync) the digest templates; TemplateError says what is wrong.
+
+        The English template must be right, or nothing is sent. Another language's that is
+        not (SENDGRID_TEMPLATE_SYNC off, and nobody ran `newsletter sendgrid sync` since
+        the release) is logged here, and `send_batch` leaves only its readers unsent.
+        """
         self.templates.template_id()
+        for language in i18n.interface_languages()[1:]:
+            try:
+                self.templates.template_id(language)
+            except TemplateError as exc:
+                logger.error("%s: its readers stay unsent until it is current", exc)
 
     def sync(self, template: DigestTemplate | None = None) -> SyncResult:
-        """Make this release's digest the template's active version (`newsletter sendgrid
-        sync`); safe to run again."""
+        """Make this release's digest (English, or `template`'s language) its template's
+        active version; safe to run again."""
         return self.templates.sync(template)
+
+    def sync_all(self) -> list[SyncResult]:
+        """Every language's digest template made current (`newsletter sendgrid sync`)."""
+        return self.templates.sync_all()
 
     def template_state(self) -> TemplateState:
         return self.templates.state()
+
+    def template_states(self) -> list[TemplateState]:
+        return self.templates.states()
 
     # -- mail ------------------------------------------------------------------------------
 
@@ -178,12 +201,13 @@ class SendGridSender:
         rejected: list[str] = []
         requests = 0
         error: str | None = None
-        try:
-            template_id = self.templates.template_id()
-        except TemplateError as exc:
-            # Not the readers' fault: they stay unsent, for a run after the operator syncs.
-            return BatchResult((), (), 0, str(exc))
-        for body, chunk in self.requests_for(batch, template_id):
+        for body, chunk in self._requests(batch):
+            if isinstance(chunk, TemplateError):
+                # Not the readers' fault: they stay unsent, for a run after the operator
+                # syncs; the other languages' readers go.
+                error = str(chunk)
+                continue
+            assert body is not None
             addresses = [r.to for r in chunk]
             log.sending(addresses)
             outcome = self._post(body)
@@ -205,6 +229,22 @@ class SendGridSender:
             break
         return BatchResult(tuple(accepted), tuple(rejected), requests, error)
 
+    def _requests(self, batch: Batch
+                  ) -> Iterator[tuple[str, list[Recipient]] | tuple[None, TemplateError]]:
+        """The batch's requests, language by language (in the order the batch first names
+        each), each language's from its own template; a language whose template cannot be
+        had yields its error instead, once, when its turn comes."""
+        by_language: dict[str, list[Recipient]] = {}
+        for recipient in batch.recipients:
+            by_language.setdefault(i18n.speaks(recipient.language), []).append(recipient)
+        for language, readers in by_language.items():
+            try:
+                template_id = self.templates.template_id(language)
+            except TemplateError as exc:
+                yield None, exc
+                continue
+            yield from self.requests_for(Batch(readers, batch.headers), template_id)
+
     def tracking_settings(self, tracked: bool) -> dict[str, Any]:
         """A request's `tracking_settings`: the operator's choice for readers who allow
         tracking (`tracked`), off for everyone else."""
@@ -214,7 +254,8 @@ class SendGridSender:
 
     def requests_for(self, batch: Batch, template_id: str
                      ) -> Iterator[tuple[str, list[Recipient]]]:
-        """The v3 mail/send bodies for a batch, as JSON, each with the readers it carries.
+        """The v3 mail/send bodies for a batch of one language, as JSON, each with the
+        readers it carries.
 
         Readers share a request up to the personalization count and the byte size SendGrid
         allows; a reader whose data is over its cap gets a request of their own. When the
@@ -247,7 +288,7 @@ class SendGridSender:
             data_json = recipient.data_json or json.dumps(recipient.data)
             data_bytes = recipient.data_bytes or len(data_json)
             if data_bytes > DATA_LIMIT:
-                digest = render_digest(recipient.data)
+                digest = render_digest(recipient.data, recipient.language)
                 yield (json.dumps(self._content_body(
                     recipient.to, digest.subject, digest.text, digest.html,
                     {**headers, **recipient.headers}, recipient.custom_args,

@@ -1,11 +1,26 @@
-"""The digest template on SendGrid: a dynamic template, versioned by its content hash.
+"""The digest templates on SendGrid: one dynamic template per interface language,
+versioned by its content hash.
 
-`sync` uploads this release's digest (`render.digest_template`) as a new version when no
-version has its hash yet, and activates it; `template_id`, run before a send claims anyone,
-checks that the active version is this release's and syncs it, or, with
-SENDGRID_TEMPLATE_SYNC off, stops the send with what to do. Templates API:
+The English digest is the template SENDGRID_TEMPLATE_NAME names (`paperwire-digest`, as
+before there were languages, so an installation keeps its template); each other language's
+is that name and the language (`paperwire-digest-fr`). A mail/send request names one
+template, so the sender groups a batch's readers by language (sendgrid.py).
+
+`sync` uploads a language's digest (`render.digest_template`) as a new version when no
+version has its hash yet, and activates it (`sync_all`: every language, what `newsletter
+sendgrid sync` runs); `template_id`, run before a send claims anyone and for each language
+a batch holds, checks that the active version is this release's and syncs it, or, with
+SENDGRID_TEMPLATE_SYNC off, stops that language's readers with what to do. Templates API:
 https://www.twilio.com/docs/sendgrid/api-reference/transactional-templates and its
 versions (https://www.twilio.com/docs/sendgrid/api-reference/transactional-templates-versions).
+
+SendGrid's limits, which this keeps far from: up to 300 transactional templates per
+account or Subuser (transactional-templates, above), up to 300 versions across all of an
+account's templates (transactional-templates-versions, above: "Each user can have up to 300
+versions across all templates"), and 1,048,576 bytes of html_content and of
+plain_content per version (MAX_TEMPLATE_BYTES). Paperwire makes one template per
+interface language (two today) and one version per language and release whose digest
+changed; a release with the same digest uploads nothing.
 """
 
 from __future__ import annotations
@@ -16,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from newsletter import i18n
 from newsletter.mail.render import DigestTemplate, digest_template
 from newsletter.mail.senders import MailError
 from newsletter.mail.sendgrid_requests import Requests
@@ -26,6 +42,12 @@ log = logging.getLogger(__name__)
 # https://www.twilio.com/docs/sendgrid/api-reference/transactional-templates-versions/create-a-new-transactional-template-version
 MAX_TEMPLATE_BYTES = 1_048_576
 TEMPLATE_NAME = "paperwire-digest"
+
+
+def template_name(base: str, language: str) -> str:
+    """The template of one interface language: English keeps the base name."""
+    return base if language == i18n.SOURCE_LANGUAGE else f"{base}-{language}"
+
 
 # Template ids this process has checked, by (host, key, name, version): one check per worker
 # process, not one per chunk of an edition.
@@ -75,7 +97,8 @@ class SyncResult:
 
 
 class Templates:
-    """The account's digest template, read and kept current through the Templates API."""
+    """The account's digest templates, one per interface language, read and kept current
+    through the Templates API. `name` is the English template's, the others' stem."""
 
     def __init__(self, client: Any, requests: Requests, *, host: str, api_key: str,
                  name: str = TEMPLATE_NAME, sync_template: bool = True) -> None:
@@ -86,10 +109,14 @@ class Templates:
         self.name = name
         self.sync_template = sync_template
 
-    def template_id(self) -> str:
-        """The id of the dynamic template whose active version is this release's digest."""
-        template = digest_template()
-        key = (self.host, self.api_key, self.name, template.version)
+    def name_for(self, language: str) -> str:
+        return template_name(self.name, language)
+
+    def template_id(self, language: str = i18n.SOURCE_LANGUAGE) -> str:
+        """The id of the dynamic template whose active version is this release's digest in
+        this interface language."""
+        template = digest_template(language)
+        key = (self.host, self.api_key, self.name_for(template.language), template.version)
         known = _checked.get(key)
         if known:
             return known
@@ -107,21 +134,36 @@ class Templates:
         return found
 
     def state(self, template: DigestTemplate | None = None) -> TemplateState:
+        """What SendGrid holds of one language's template (`template`'s; English by
+        default)."""
         template = template or digest_template()
-        wanted = f"{self.name}-{template.version}"
-        found = self._find()
+        name = self.name_for(template.language)
+        wanted = f"{name}-{template.version}"
+        found = self._find(name)
         if found is None:
-            return TemplateState(self.name, wanted)
+            return TemplateState(name, wanted)
         detail = self._call("read template", lambda: self._templates()._(found).get())
         versions = tuple(detail.get("versions") or ())
         active = next((v.get("name") for v in versions if v.get("active") == 1), None)
-        return TemplateState(self.name, wanted, found, active, versions)
+        return TemplateState(name, wanted, found, active, versions)
+
+    def states(self) -> list[TemplateState]:
+        """Every interface language's template, English first."""
+        return [self.state(digest_template(language))
+                for language in i18n.interface_languages()]
+
+    def sync_all(self) -> list[SyncResult]:
+        """`sync` for every interface language, English first."""
+        return [self.sync(digest_template(language))
+                for language in i18n.interface_languages()]
 
     def sync(self, template: DigestTemplate | None = None,
              state: TemplateState | None = None) -> SyncResult:
-        """Make this release's digest the template's active version, uploading it only if
-        no version has its content hash yet. Safe to run again: it then does nothing."""
+        """Make this release's digest (`template`'s language; English by default) its
+        template's active version, uploading it only if no version has its content hash
+        yet. Safe to run again: it then does nothing."""
         template = template or digest_template()
+        name = self.name_for(template.language)
         for part, value in (("HTML", template.html), ("text", template.text)):
             if len(value.encode()) > MAX_TEMPLATE_BYTES:
                 raise TemplateError(f"the digest's {part} is over SendGrid's "
@@ -130,7 +172,7 @@ class Templates:
         created = state.template_id is None
         template_id = state.template_id or self._call(
             "create template", lambda: self._templates().post(
-                request_body={"name": self.name, "generation": "dynamic"}))["id"]
+                request_body={"name": name, "generation": "dynamic"}))["id"]
         same = next((v for v in state.versions if v.get("name") == state.wanted), None)
         uploaded = activated = False
         if same is None:
@@ -153,21 +195,21 @@ class Templates:
                        ._(template_id).versions._(version_id).activate.post())
             activated = True
         log.info("sendgrid template %s (%s): version %s, uploaded=%s activated=%s",
-                 self.name, template_id, state.wanted, uploaded, activated)
-        _checked[(self.host, self.api_key, self.name, template.version)] = template_id
+                 name, template_id, state.wanted, uploaded, activated)
+        _checked[(self.host, self.api_key, name, template.version)] = template_id
         return SyncResult(template_id, state.wanted, created, uploaded, activated)
 
     def _templates(self) -> Any:
         return self.client.client.templates
 
-    def _find(self) -> str | None:
+    def _find(self, name: str) -> str | None:
         """The id of the dynamic template named `name`, if the account has one."""
         query: dict[str, Any] = {"generations": "dynamic", "page_size": 200}
         while True:
             page = self._call("list templates",
                               lambda q=dict(query): self._templates().get(query_params=q))
             for item in page.get("result") or ():
-                if item.get("name") == self.name:
+                if item.get("name") == name:
                     return str(item["id"])
             following = (page.get("_metadata") or {}).get("next")
             token = parse_qs(urlsplit(following).query).get("page_token") if following else None

@@ -4,6 +4,11 @@ row, and sent after the web request's answer, from the queue (`mail_queue`).
 
 A sign-up decides in its transaction what it owes and queues one `MailJob`; `send_job`
 renders and sends it then, so the answer takes the same time whatever the address.
+
+Each mail speaks its reader's language (`i18n.speaks` of their card language; English when
+it has no catalog), read when the mail is made, not when it was queued: a pending sign-up's
+is in the choices awaiting confirmation, a confirmed reader's in their preferences. Jobs
+queued before languages existed need nothing new.
 """
 
 from __future__ import annotations
@@ -20,9 +25,10 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlmodel import Session
 
+from newsletter import i18n
 from newsletter.config import Settings
 from newsletter.db import transaction
-from newsletter.mail.message import list_headers
+from newsletter.mail.message import frequency_word, list_headers
 from newsletter.mail.registry import sender_for
 from newsletter.mail.render import render_email
 from newsletter.mail.senders import MailError, Message, Sender
@@ -90,50 +96,60 @@ def link_holder(subscriber: Subscriber) -> LinkHolder:
 
 def confirmation_message(links: Links, subscriber: Subscriber, choices: PreferenceValues
                          ) -> Message:
+    """In the language the sign-up chose (`choices.language`)."""
     assert subscriber.id is not None and subscriber.confirm_nonce
-    rendered = render_email("confirmation", {
-        "preheader": "Confirm your address to start your Paperwire digest.",
-        "email": subscriber.email,
-        "topics": topic_names(choices.topics),
-        "frequency": choices.frequency,
-        "confirm_url": links.confirm_url(subscriber.id, subscriber.confirm_nonce),
-        "expires_days": CONFIRM_MAX_AGE.days,
-        "site_url": links.base_url,
-    })
-    return Message(to=subscriber.email, subject="Confirm your Paperwire subscription",
-                   html=rendered.html, text=rendered.text)
+    with i18n.using(choices.language) as language:
+        rendered = render_email("confirmation", {
+            "preheader": i18n.gettext("Confirm your address to start your Paperwire digest."),
+            "email": subscriber.email,
+            "topics": topic_names(choices.topics),
+            "frequency": frequency_word(choices.frequency),
+            "confirm_url": links.confirm_url(subscriber.id, subscriber.confirm_nonce),
+            "expires_days": CONFIRM_MAX_AGE.days,
+            "site_url": links.base_url,
+        }, language)
+        subject = i18n.gettext("Confirm your Paperwire subscription")
+    return Message(to=subscriber.email, subject=subject, html=rendered.html,
+                   text=rendered.text)
 
 
 def welcome_message(links: Links, subscriber: Subscriber, prefs: Preferences) -> Message:
+    """In the reader's language (`prefs.language`)."""
     holder = link_holder(subscriber)
     unsubscribe_url = links.unsubscribe_url(holder)
-    rendered = render_email("welcome", {
-        "preheader": "You are in. Here is how to change your topics at any time.",
-        "email": subscriber.email,
-        "topics": topic_names(prefs.topics),
-        "frequency": prefs.frequency,
-        "manage_url": links.manage_url(holder),
-        "unsubscribe_url": unsubscribe_url,
-        "site_url": links.base_url,
-    })
-    return Message(to=subscriber.email, subject="Welcome to Paperwire",
-                   html=rendered.html, text=rendered.text,
-                   headers=list_headers(unsubscribe_url, links.base_url))
+    with i18n.using(prefs.language) as language:
+        rendered = render_email("welcome", {
+            "preheader": i18n.gettext(
+                "You are in. Here is how to change your topics at any time."),
+            "email": subscriber.email,
+            "topics": topic_names(prefs.topics),
+            "frequency": frequency_word(prefs.frequency),
+            "manage_url": links.manage_url(holder),
+            "unsubscribe_url": unsubscribe_url,
+            "site_url": links.base_url,
+        }, language)
+        subject = i18n.gettext("Welcome to Paperwire")
+    return Message(to=subscriber.email, subject=subject, html=rendered.html,
+                   text=rendered.text, headers=list_headers(unsubscribe_url, links.base_url))
 
 
-def already_subscribed_message(links: Links, subscriber: Subscriber) -> Message:
+def already_subscribed_message(links: Links, subscriber: Subscriber,
+                               language: str | None = None) -> Message:
+    """In the reader's language (their preferences' `language`)."""
     holder = link_holder(subscriber)
     unsubscribe_url = links.unsubscribe_url(holder)
-    rendered = render_email("already_subscribed", {
-        "preheader": "Nothing changed: here is your link to manage your topics.",
-        "email": subscriber.email,
-        "manage_url": links.manage_url(holder),
-        "unsubscribe_url": unsubscribe_url,
-        "site_url": links.base_url,
-    })
-    return Message(to=subscriber.email, subject="You already subscribe to Paperwire",
-                   html=rendered.html, text=rendered.text,
-                   headers=list_headers(unsubscribe_url, links.base_url))
+    with i18n.using(language) as spoken:
+        rendered = render_email("already_subscribed", {
+            "preheader": i18n.gettext(
+                "Nothing changed: here is your link to manage your topics."),
+            "email": subscriber.email,
+            "manage_url": links.manage_url(holder),
+            "unsubscribe_url": unsubscribe_url,
+            "site_url": links.base_url,
+        }, spoken)
+        subject = i18n.gettext("You already subscribe to Paperwire")
+    return Message(to=subscriber.email, subject=subject, html=rendered.html,
+                   text=rendered.text, headers=list_headers(unsubscribe_url, links.base_url))
 
 
 # A provider error is often over in seconds; after these the reader may simply ask again.
@@ -148,10 +164,15 @@ def _job_message(svc: Services, job: MailJob) -> Message | None:
         if job.kind == "confirmation":
             if row.confirm_nonce != job.nonce:
                 return None  # a later sign-up's mail supersedes this one
+            # The job carries what the mail says; the language is the sign-up's, which
+            # waits with the row until it is confirmed.
+            wanted = subs.requested_choices(row)
             return confirmation_message(svc.links, row, PreferenceValues(
-                topics=job.topics, frequency=job.frequency))
+                topics=job.topics, frequency=job.frequency,
+                language=wanted.language if wanted is not None else None))
         if job.kind == "already_subscribed":
-            return already_subscribed_message(svc.links, row)
+            return already_subscribed_message(
+                svc.links, row, subs.preferences_of(session, row).language)
         if job.kind == "welcome":
             return welcome_message(svc.links, row, subs.preferences_of(session, row))
     raise ValueError(f"unknown mail job kind {job.kind!r}")

@@ -74,7 +74,7 @@ def test_the_measured_size_is_exactly_what_the_client_sends() -> None:
                     day=DAY, frequency="weekly", site_url=SITE)
     assert [r.data_bytes for r in batch.recipients] == [
         len(json.dumps(r.data)) for r in batch.recipients]
-    assert batch.recipients[0].data["mn"] == 1
+    assert batch.recipients[0].data["ml"] == "…and 1 more on the site"
 
 
 def long_paper(i: int, words: int) -> object:

@@ -405,9 +405,10 @@ def test_an_outdated_template_stops_the_send_when_sync_is_off(
     assert result.accepted == () and result.rejected == () and result.requests == 0
     assert "newsletter sendgrid sync" in (result.error or "")
     assert sg.requests == [] and versions_posted(sg) == 0
-    # With sync on (the default) the same check uploads this release's version instead.
+    # With sync on (the default) the same check uploads this release's version instead,
+    # the English one's and the French one's.
     sender_for(sg, sleeps, synced=False).prepare()
-    assert versions_posted(sg) == 1
+    assert versions_posted(sg) == 2
 
 
 def test_the_cli_syncs_and_reports(sg: SendGridServer) -> None:
@@ -421,7 +422,8 @@ def test_the_cli_syncs_and_reports(sg: SendGridServer) -> None:
     again = CliRunner().invoke(main, ["sendgrid", "sync"], env=env)
     assert "nothing to do" in again.output
     assert CliRunner().invoke(main, ["sendgrid", "status"], env=env).exit_code == 0
-    assert [t.name for t in sg.templates.values()] == ["cli-digest"]
+    # One template per interface language, the English one keeping the configured name.
+    assert [t.name for t in sg.templates.values()] == ["cli-digest", "cli-digest-fr"]
     wrong = CliRunner().invoke(main, ["sendgrid", "sync"], env={**env, "SENDGRID_API_KEY": "x"})
     assert wrong.exit_code == 1 and "401" in wrong.output
 
