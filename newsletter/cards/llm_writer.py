@@ -138,7 +138,7 @@ class LLMCaller:
     def __init__(self, settings: Settings, *, client: OpenAI | None = None,
                  throttle: Throttle | None = None) -> None:
         if not settings.openai_api_key and client is None:
-            raise ValueError("the LLM writer needs OPENAI_API_KEY")
+            raise ValueError("an LLM call needs OPENAI_API_KEY")
         self.settings = settings
         self.model = settings.openai_model
         self.concurrency = settings.llm_concurrency

@@ -225,7 +225,9 @@ def translate_pending(
             stored = _store(engine, batch)
             for (job, result), kept in zip(batch, stored, strict=True):
                 report.add(job, result, kept)
-                progress(result_line(job, result))
+                progress(result_line(job, result) if kept else
+                         f"translation {job.key} {job.language}: not stored, its English "
+                         "card was rewritten meanwhile (the next sweep translates it)")
                 if not result.ok:
                     log.warning("translation paper=%s language=%s failed attempts=%d "
                                 "error=%r", job.key, job.language, result.attempts, result.error)
