@@ -3,6 +3,10 @@
 Slugs are stable (subscriber preferences store them); names and descriptions may be
 reworded. The descriptions go into the LLM prompt, so they say where the border between
 neighbouring topics lies. The category and keyword tables serve the offline writer.
+
+Names and descriptions are written in English, and English is what the prompt gets; a
+reader sees them in their language (`topic_name`, `Topic.shown_name`, `.shown_description`:
+the `site` catalog, newsletter/i18n.py).
 """
 
 from __future__ import annotations
@@ -11,57 +15,73 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from newsletter import i18n
+
+
+def N_(message: str) -> str:
+    """Marks a message for extraction (`make messages`); translated where it is shown."""
+    return message
+
 
 @dataclass(frozen=True)
 class Topic:
     slug: str
-    name: str
+    name: str  # English, as the LLM prompt has it
     description: str
+
+    @property
+    def shown_name(self) -> str:
+        """The name in the reader's language."""
+        return i18n.gettext(self.name)
+
+    @property
+    def shown_description(self) -> str:
+        return i18n.gettext(self.description)
 
 
 TOPICS: tuple[Topic, ...] = (
-    Topic("optimization", "Optimization",
-          "Training algorithms and optimizers, convergence, learning-rate schedules, "
-          "loss landscapes, hyperparameter search, and mathematical optimization."),
-    Topic("theory", "Theory",
-          "Learning theory and statistics: generalization and sample-complexity bounds, "
-          "proofs, regret analysis, approximation and statistical guarantees."),
-    Topic("llm", "Large Language Models",
-          "Training, prompting, reasoning, alignment, evaluation and agents built on "
-          "large language models."),
-    Topic("efficient-ml", "Efficient ML",
-          "Making models cheaper or faster: quantization, pruning, distillation, sparsity, "
-          "KV-cache and memory savings, efficient kernels and hardware-aware methods."),
-    Topic("nlp", "NLP",
-          "Natural language processing beyond LLM internals: text classification, "
-          "translation, summarization, question answering, speech and linguistics."),
-    Topic("rl", "Reinforcement Learning",
-          "Agents learning from reward: policies, value functions, bandits, offline RL, "
-          "RL from human feedback, planning and control."),
-    Topic("interpretability", "Interpretability",
-          "Explaining models: attribution, probing, mechanistic analysis, feature "
-          "visualization, and understanding what networks represent."),
-    Topic("graphs", "Graph Learning",
-          "Graph neural networks, message passing, node and link prediction, knowledge "
-          "graphs and learning on molecules or networks."),
-    Topic("robotics", "Robotics",
-          "Robot learning, manipulation, locomotion, navigation, autonomous driving and "
-          "embodied agents."),
-    Topic("generative", "Generative Models",
-          "Diffusion, flow matching, GANs, VAEs, autoregressive and score-based models "
-          "that generate images, audio, video, molecules or other data."),
-    Topic("time-series", "Time Series",
-          "Forecasting, temporal and spatio-temporal modelling, sequential sensor data and "
-          "anomaly detection over time."),
-    Topic("federated", "Federated Learning",
-          "Training across clients or devices without pooling data: federated and "
-          "decentralized learning, communication efficiency, privacy."),
-    Topic("vision", "Computer Vision",
-          "Images and video: recognition, detection, segmentation, 3D vision, "
-          "visual representation learning."),
-    Topic("multimodal", "Multimodal",
-          "Models that combine modalities: vision-language models, text-to-image, "
-          "audio-visual and cross-modal retrieval."),
+    Topic("optimization", N_("Optimization"),
+          N_("Training algorithms and optimizers, convergence, learning-rate schedules, "
+             "loss landscapes, hyperparameter search, and mathematical optimization.")),
+    Topic("theory", N_("Theory"),
+          N_("Learning theory and statistics: generalization and sample-complexity bounds, "
+             "proofs, regret analysis, approximation and statistical guarantees.")),
+    Topic("llm", N_("Large Language Models"),
+          N_("Training, prompting, reasoning, alignment, evaluation and agents built on "
+             "large language models.")),
+    Topic("efficient-ml", N_("Efficient ML"),
+          N_("Making models cheaper or faster: quantization, pruning, distillation, sparsity, "
+             "KV-cache and memory savings, efficient kernels and hardware-aware methods.")),
+    Topic("nlp", N_("NLP"),
+          N_("Natural language processing beyond LLM internals: text classification, "
+             "translation, summarization, question answering, speech and linguistics.")),
+    Topic("rl", N_("Reinforcement Learning"),
+          N_("Agents learning from reward: policies, value functions, bandits, offline RL, "
+             "RL from human feedback, planning and control.")),
+    Topic("interpretability", N_("Interpretability"),
+          N_("Explaining models: attribution, probing, mechanistic analysis, feature "
+             "visualization, and understanding what networks represent.")),
+    Topic("graphs", N_("Graph Learning"),
+          N_("Graph neural networks, message passing, node and link prediction, knowledge "
+             "graphs and learning on molecules or networks.")),
+    Topic("robotics", N_("Robotics"),
+          N_("Robot learning, manipulation, locomotion, navigation, autonomous driving and "
+             "embodied agents.")),
+    Topic("generative", N_("Generative Models"),
+          N_("Diffusion, flow matching, GANs, VAEs, autoregressive and score-based models "
+             "that generate images, audio, video, molecules or other data.")),
+    Topic("time-series", N_("Time Series"),
+          N_("Forecasting, temporal and spatio-temporal modelling, sequential sensor data and "
+             "anomaly detection over time.")),
+    Topic("federated", N_("Federated Learning"),
+          N_("Training across clients or devices without pooling data: federated and "
+             "decentralized learning, communication efficiency, privacy.")),
+    Topic("vision", N_("Computer Vision"),
+          N_("Images and video: recognition, detection, segmentation, 3D vision, "
+             "visual representation learning.")),
+    Topic("multimodal", N_("Multimodal"),
+          N_("Models that combine modalities: vision-language models, text-to-image, "
+             "audio-visual and cross-modal retrieval.")),
 )
 
 BY_SLUG: dict[str, Topic] = {t.slug: t for t in TOPICS}
@@ -70,7 +90,8 @@ MAX_TOPICS = 3
 
 
 def topic_name(slug: str) -> str:
-    return BY_SLUG[slug].name if slug in BY_SLUG else slug
+    """The topic's name in the language in force (a slug we do not know, as it is)."""
+    return BY_SLUG[slug].shown_name if slug in BY_SLUG else slug
 
 
 def known_topics(slugs: Iterable[str]) -> list[str]:

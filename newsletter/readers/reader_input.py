@@ -3,6 +3,9 @@
 and the papers they like. Pure: each parser returns clean values or raises InvalidInput
 naming every bad field, so a bad form never leaves half a subscriber behind
 (newsletter/readers/subscriber.py stores what passes).
+
+Messages are in the language in force (newsletter/i18n.py): a French page's form hears of
+its mistakes in French, the command line in English.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from zoneinfo import available_timezones
 
 from email_validator import EmailNotValidError, validate_email
 
+from newsletter.i18n import gettext as _
+from newsletter.i18n import ngettext
 from newsletter.taxonomy import BY_SLUG, SLUGS
 
 FREQUENCIES = ("daily", "weekly")
@@ -73,19 +78,19 @@ def parse_email(raw: str) -> str:
     # CR and LF anywhere, even at the ends, are refused rather than stripped: they are
     # how header injection starts, and no person types them into an address field.
     if "\r" in raw or "\n" in raw:
-        raise InvalidInput({"email": "That is not a valid email address."})
+        raise InvalidInput({"email": _("That is not a valid email address.")})
     value = raw.strip()
     if not value:
-        raise InvalidInput({"email": "Enter your email address."})
+        raise InvalidInput({"email": _("Enter your email address.")})
     if len(value) > MAX_EMAIL_LENGTH:
-        raise InvalidInput({"email": "That is not a valid email address."})
+        raise InvalidInput({"email": _("That is not a valid email address.")})
     try:
         checked = validate_email(value, check_deliverability=False, allow_smtputf8=False)
     except EmailNotValidError:
-        raise InvalidInput({"email": "That is not a valid email address."}) from None
+        raise InvalidInput({"email": _("That is not a valid email address.")}) from None
     address = (checked.ascii_email or checked.normalized).lower()
     if len(address) > MAX_EMAIL_LENGTH:
-        raise InvalidInput({"email": "That is not a valid email address."})
+        raise InvalidInput({"email": _("That is not a valid email address.")})
     return address
 
 
@@ -123,24 +128,26 @@ def _topics(raw: Iterable[str], errors: dict[str, str]) -> tuple[str, ...]:
     if unknown:
         # Named, with the slugs there are: `subscribers add --topics` and an import's CSV
         # are typed by hand, with no list in sight (the web form's boxes carry the slugs).
-        errors["topics"] = (f"No topic {_quoted(unknown)}; the topics are "
-                            f"{', '.join(SLUGS)}.")
+        errors["topics"] = _("No topic %(names)s; the topics are %(topics)s.",
+                             names=_quoted(unknown), topics=", ".join(SLUGS))
         return ()
     if not chosen:
-        errors["topics"] = "Pick at least one topic."
+        errors["topics"] = _("Pick at least one topic.")
     return tuple(chosen)
 
 
 def _quoted(values: Sequence[str], most: int = 3, length: int = 40) -> str:
     """A few of what someone sent, quoted and cut short: a form post can send anything."""
     shown = ", ".join(repr(v[:length]) for v in values[:most])
-    return shown + (f" and {len(values) - most} more" if len(values) > most else "")
+    if len(values) <= most:
+        return shown
+    return shown + " " + ngettext("and %(num)d more", "and %(num)d more", len(values) - most)
 
 
 def _terms(raw: str, name: str, label: str, errors: dict[str, str]) -> tuple[str, ...]:
     """Comma- or line-separated terms, trimmed, duplicates (any case) dropped."""
     if len(raw) > MAX_TERMS * (MAX_TERM_LENGTH + 2):
-        errors[name] = f"Too many {label}."
+        errors[name] = _term_message(label, "too many")
         return ()
     terms: list[str] = []
     for piece in re.split(r"[,\n]", raw.replace("\r\n", "\n")):
@@ -148,21 +155,34 @@ def _terms(raw: str, name: str, label: str, errors: dict[str, str]) -> tuple[str
         if not term:
             continue
         if _CONTROL.search(term) or len(term) > MAX_TERM_LENGTH:
-            errors[name] = f"Each of the {label} must be plain text under {MAX_TERM_LENGTH} " \
-                           "characters."
+            errors[name] = _term_message(label, "too long")
             return ()
         if term.casefold() not in {t.casefold() for t in terms}:
             terms.append(term)
     if len(terms) > MAX_TERMS:
-        errors[name] = f"At most {MAX_TERMS} {label}."
+        errors[name] = _term_message(label, "at most")
         return ()
     return tuple(terms)
+
+
+def _term_message(label: str, problem: str) -> str:
+    """What is wrong with a list of keywords or authors: one whole sentence per list and
+    problem, so each language can word it (and agree its words) as it must."""
+    if label == "authors":
+        return {"too many": _("Too many authors."),
+                "too long": _("Each of the authors must be plain text under %(most)s "
+                              "characters.", most=MAX_TERM_LENGTH),
+                "at most": _("At most %(most)s authors.", most=MAX_TERMS)}[problem]
+    return {"too many": _("Too many keywords."),
+            "too long": _("Each of the keywords must be plain text under %(most)s "
+                          "characters.", most=MAX_TERM_LENGTH),
+            "at most": _("At most %(most)s keywords.", most=MAX_TERMS)}[problem]
 
 
 def parse_frequency(raw: str | None, errors: dict[str, str]) -> str:
     value = (raw or "daily").strip()
     if value not in FREQUENCIES:
-        errors["frequency"] = "Choose daily or weekly."
+        errors["frequency"] = _("Choose daily or weekly.")
         return "daily"
     return value
 
@@ -183,18 +203,18 @@ def parse_send_time(typed: SendTime, errors: dict[str, str]
     zone = (typed.time_zone or "").strip() or None
     hour, weekday = typed.hour, typed.weekday
     if zone is not None and zone not in time_zones():
-        errors["time_zone"] = (f"No time zone {_quoted([zone])}; use a name such as "
-                               "Europe/Paris, America/Montreal or UTC.")
+        errors["time_zone"] = _("No time zone %(name)s; use a name such as Europe/Paris, "
+                                "America/Montreal or UTC.", name=_quoted([zone]))
         zone = None
     chosen_hour = None
     if hour not in (None, ""):
         text = str(hour).strip().removesuffix(":00")
         chosen_hour = int(text) if text.isdigit() and int(text) < 24 else None
         if chosen_hour is None:
-            errors["send_hour"] = "Choose an hour from 0 to 23."
+            errors["send_hour"] = _("Choose an hour from 0 to 23.")
     day = (weekday or "").strip().lower()[:3] or None
     if day is not None and day not in WEEKDAYS:
-        errors["send_weekday"] = "Choose a weekday, Monday to Sunday."
+        errors["send_weekday"] = _("Choose a weekday, Monday to Sunday.")
         day = None
     return zone, chosen_hour, None if day is None else WEEKDAYS.index(day)
 
@@ -206,8 +226,8 @@ def parse_language(raw: str | None, offered: Sequence[str], errors: dict[str, st
     if not value:
         return None
     if value not in offered:
-        errors["language"] = (f"No language {_quoted([value])} here; choose one of "
-                              f"{', '.join(offered)}.")
+        errors["language"] = _("No language %(name)s here; choose one of %(offered)s.",
+                               name=_quoted([value]), offered=", ".join(offered))
         return None
     return value
 
@@ -239,7 +259,8 @@ def parse_preferences(
         except ValueError:
             count = -1
         if not 1 <= count <= MAX_PAPERS_LIMIT:
-            errors["max_papers"] = f"Choose a number from 1 to {MAX_PAPERS_LIMIT}."
+            errors["max_papers"] = _("Choose a number from 1 to %(most)s.",
+                                     most=MAX_PAPERS_LIMIT)
     if errors:
         raise InvalidInput(errors)
     return PreferenceValues(chosen, freq, include, exclude, followed, count, include_revised,
@@ -310,8 +331,9 @@ def parse_description(raw: str | None) -> str | None:
     """
     value = " ".join(_TEXT_CONTROL.sub(" ", raw or "").split())
     if len(value) > MAX_DESCRIPTION_LENGTH:
-        raise InvalidInput({"description": f"At most {MAX_DESCRIPTION_LENGTH} characters "
-                                           f"(this has {len(value)})."})
+        raise InvalidInput({"description": _("At most %(most)s characters (this has "
+                                             "%(length)s).", most=MAX_DESCRIPTION_LENGTH,
+                                             length=len(value))})
     return value or None
 
 
@@ -347,7 +369,8 @@ def parse_liked_papers(raw: str | Sequence[str]) -> tuple[str, ...]:
     Raises InvalidInput naming the first entry that is neither an id nor an arXiv link.
     """
     if isinstance(raw, str) and len(raw) > MAX_LIKED_PAPERS * 100:
-        raise InvalidInput({"liked_papers": f"At most {MAX_LIKED_PAPERS} papers."})
+        raise InvalidInput({"liked_papers": _("At most %(most)s papers.",
+                                              most=MAX_LIKED_PAPERS)})
     pieces = re.split(r"[\s,;]+", raw) if isinstance(raw, str) else list(raw)
     liked: list[str] = []
     for piece in pieces:
@@ -356,13 +379,14 @@ def parse_liked_papers(raw: str | Sequence[str]) -> tuple[str, ...]:
         found = arxiv_id_of(piece)
         if found is None:
             shown = _CONTROL.sub("", piece.strip())[:80]
-            raise InvalidInput({"liked_papers": f"{shown!r} is not an arXiv id (like "
-                                                "2401.12345) or an arxiv.org abs or pdf link."})
+            raise InvalidInput({"liked_papers": _(
+                "%(entry)s is not an arXiv id (like 2401.12345) or an arxiv.org abs or pdf "
+                "link.", entry=repr(shown))})
         if found not in liked:
             liked.append(found)
     if len(liked) > MAX_LIKED_PAPERS:
-        raise InvalidInput({"liked_papers": f"At most {MAX_LIKED_PAPERS} papers "
-                                            f"(this has {len(liked)})."})
+        raise InvalidInput({"liked_papers": _("At most %(most)s papers (this has %(count)s).",
+                                              most=MAX_LIKED_PAPERS, count=len(liked))})
     return tuple(liked)
 
 
@@ -379,6 +403,7 @@ class Client:
 
 
 def agreement(values: PreferenceValues) -> str:
-    """The words of what a subscriber agrees to, stored with their consent."""
+    """The words of what a subscriber agrees to, stored with their consent: a record, kept
+    in English whatever the reader's language."""
     return (f"Receive a {values.frequency} Paperwire email digest of new research papers on: "
             f"{', '.join(values.topics)}. Double opt-in; unsubscribe at any time.")

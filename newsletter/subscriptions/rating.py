@@ -24,6 +24,7 @@ import numpy as np
 from sqlalchemy import select
 from sqlmodel import Session
 
+from newsletter import i18n
 from newsletter.cards import archive
 from newsletter.cards.archive import PaperView
 from newsletter.db import transaction
@@ -102,7 +103,8 @@ def _rating(session: Session, subscriber_id: int, paper_id: int) -> int | None:
 
 
 def _view(session: Session, paper: Paper) -> PaperView:
-    found = archive.paper(session, paper.key)
+    # The card in the page's language (the reader's, on their rating pages), where translated.
+    found = archive.paper(session, paper.key, language=i18n.current())
     assert found is not None
     return found
 
@@ -198,7 +200,7 @@ def paper_page(svc: Services, key: str, token: str | None) -> PaperPage | None:
     `token` is the reader's rating token for this very paper; any other token, or a
     deleted reader's, gives the plain page."""
     with Session(svc.engine) as session:
-        found = archive.paper(session, key)
+        found = archive.paper(session, key, language=i18n.current())
         if found is None:
             return None
         if not token:

@@ -15,6 +15,7 @@ from typing import Any
 from sqlmodel import Session
 
 from newsletter.db import transaction
+from newsletter.i18n import gettext as _
 from newsletter.readers import reader_input
 from newsletter.readers import subscriber as subs
 from newsletter.readers.reader_input import WEEKDAYS, Client, InvalidInput, SendTime
@@ -137,11 +138,11 @@ def change_rating(svc: Services, token: str, rating: str) -> None:
         try:
             [(arxiv_id, value)] = learn.parse_ratings([rating]).items()
         except ValueError:
-            raise InvalidInput({"rating": "That is not a rating of a paper."}) from None
+            raise InvalidInput({"rating": _("That is not a rating of a paper.")}) from None
         try:
             paper_id = learn.papers_named(session, [arxiv_id])[arxiv_id]
         except learn.UnknownPaper:
-            raise InvalidInput({"rating": "That paper is not here."}) from None
+            raise InvalidInput({"rating": _("That paper is not here.")}) from None
         learn.rate(session, row.id, paper_id, value, settings=svc.settings)
 
 

@@ -13,15 +13,15 @@ from flask_wtf.csrf import CSRFError
 from sqlalchemy import Engine
 from werkzeug.exceptions import HTTPException
 
-from newsletter import db
+from newsletter import db, i18n
 from newsletter.config import Settings, load_settings
 from newsletter.mail.senders import Sender
 from newsletter.readers.links import BadLink, ExpiredLink, signing_key
 from newsletter.readers.subscriber import LinkInvalid
 from newsletter.relevance.embedders import space_for
 from newsletter.subscriptions.services import Services
-from newsletter.web import admin, ratings, site, subscriptions, unavailable, webhooks
-from newsletter.web.common import SERVICES, send_time_choices
+from newsletter.web import admin, locale, ratings, site, subscriptions, unavailable, webhooks
+from newsletter.web.common import SERVICES, language_choices, send_time_choices
 from newsletter.web.origin import REFERRER_POLICY, OriginCheckedCSRF
 from newsletter.web.proxy import TrustedProxies, networks
 
@@ -69,7 +69,11 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     csrf.exempt(subscriptions.unsubscribe)
     csrf.exempt(webhooks.blueprint)
     csrf.origin_only("subscriptions.subscribe")
+    # The language switch, like the sign-up, acts for nobody in particular: it sets a
+    # cookie and redirects to our own page, so the cacheable pages carry no form token.
+    csrf.origin_only("locale.switch")
 
+    locale.install(app)
     app.register_blueprint(site.blueprint)
     app.register_blueprint(subscriptions.blueprint)
     app.register_blueprint(ratings.blueprint)
@@ -80,13 +84,18 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     app.add_template_filter(_long_date, "long_date")
     app.jinja_env.globals.update(dev_mode=settings.dev_mode)
     app.context_processor(lambda: {"outbox_enabled": site.outbox_open()})
-    choices = send_time_choices(settings)
-    app.context_processor(lambda: {"send_time_choices": choices})
+    # Weekday and region names are in the page's language: built for each page.
+    app.context_processor(lambda: {"send_time_choices": send_time_choices(settings),
+                                   "languages": language_choices(settings)})
     return app
 
 
 def _long_date(value: date) -> str:
-    return f"{value:%A}, {value.day} {value:%B %Y}"
+    # English keeps the site's own style ("Thursday, 24 September 2026"); other languages
+    # write a day as their CLDR data says ("jeudi 24 septembre 2026").
+    if i18n.current() == i18n.SOURCE_LANGUAGE:
+        return i18n.format_date(value, "EEEE, d MMMM y")
+    return i18n.format_date(value, "full")
 
 
 def _security_headers(https: bool):  # type: ignore[no-untyped-def]
@@ -107,58 +116,73 @@ def _security_headers(https: bool):  # type: ignore[no-untyped-def]
     return add
 
 
+def N_(message: str) -> str:
+    """Marks a message for extraction; it is translated where it is shown."""
+    return message
+
+
 _MESSAGES = {
-    400: ("That request did not make sense", "Something in the form was missing or malformed."),
-    404: ("Not found", "There is nothing at this address."),
-    405: ("Not allowed", "This page does not accept that kind of request."),
-    413: ("Too large", "That was more data than this form accepts."),
-    429: ("Slow down", "Too many sign-ups from your network. Wait a few minutes and try again."),
+    400: (N_("That request did not make sense"),
+          N_("Something in the form was missing or malformed.")),
+    404: (N_("Not found"), N_("There is nothing at this address.")),
+    405: (N_("Not allowed"), N_("This page does not accept that kind of request.")),
+    413: (N_("Too large"), N_("That was more data than this form accepts.")),
+    429: (N_("Slow down"),
+          N_("Too many sign-ups from your network. Wait a few minutes and try again.")),
 }
 
 
 def error_page(status: int, title: str, message: str) -> tuple[str, int]:
-    return render_template("error.html", title=title, message=message), status
+    # The language switch leads to the front page: an error page names nothing of the
+    # address that led to it, so a forged link's answer is the same whoever it names.
+    return render_template("error.html", title=title, message=message,
+                           language_back="/"), status
 
 
 def _register_errors(app: Flask) -> None:
+    _ = i18n.gettext
+
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):  # type: ignore[no-untyped-def]
         status = exc.code or 500
-        title, message = _MESSAGES.get(status, (exc.name, exc.description or ""))
         if request.path.startswith("/webhooks/") or request.path == "/healthz":
-            return {"error": title}, status
+            return {"error": _MESSAGES.get(status, (exc.name,))[0]}, status
+        if status in _MESSAGES:
+            title, message = (_(text) for text in _MESSAGES[status])
+        else:
+            title, message = exc.name, exc.description or ""
         return error_page(status, title, message)
 
     @app.errorhandler(CSRFError)
     def csrf_error(exc: CSRFError):  # type: ignore[no-untyped-def]
         # The reader sees one page; the log says which check refused the form.
         log.warning("form refused on %s: %s", request.path, exc.description)
-        return error_page(400, "This form has expired",
-                          "The form was sent without its security token, or from another "
-                          "site. Go back, reload the page and try again.")
+        return error_page(400, _("This form has expired"),
+                          _("The form was sent without its security token, or from another "
+                            "site. Go back, reload the page and try again."))
 
     @app.errorhandler(ExpiredLink)
     def expired(_exc: ExpiredLink):  # type: ignore[no-untyped-def]
-        return error_page(410, "This link has expired",
-                          "Confirmation links work for a few days. Subscribe again on the "
-                          "front page and we will send you a fresh one.")
+        return error_page(410, _("This link has expired"),
+                          _("Confirmation links work for a few days. Subscribe again on the "
+                            "front page and we will send you a fresh one."))
 
     @app.errorhandler(BadLink)
     def bad_link(_exc: BadLink):  # type: ignore[no-untyped-def]
-        return error_page(404, "This link is not valid",
-                          "It may have been cut short when it was copied. Open it again "
-                          "from the email, or paste the whole address.")
+        return error_page(404, _("This link is not valid"),
+                          _("It may have been cut short when it was copied. Open it again "
+                            "from the email, or paste the whole address."))
 
     @app.errorhandler(LinkInvalid)
     def gone(_exc: LinkInvalid):  # type: ignore[no-untyped-def]
-        return error_page(410, "This link no longer works",
-                          "It was already used, or the subscription it belongs to was "
-                          "deleted. If you already confirmed, you are all set.")
+        return error_page(410, _("This link no longer works"),
+                          _("It was already used, or the subscription it belongs to was "
+                            "deleted. If you already confirmed, you are all set."))
 
     @app.errorhandler(Exception)
     def crash(exc: Exception):  # type: ignore[no-untyped-def]
         if unavailable.database_unavailable(exc):
             return unavailable.answer(exc)
         log.exception("unhandled error on %s %s", request.method, request.path)
-        return error_page(500, "Something went wrong on our side",
-                          "The error was logged. Please try again in a moment.")
+        return error_page(500, _("Something went wrong on our side"),
+                          _("The error was logged. Please try again in a moment."))

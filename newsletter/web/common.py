@@ -6,9 +6,9 @@ import ipaddress
 
 from flask import current_app, request
 
+from newsletter import i18n
 from newsletter.config import Settings
 from newsletter.readers.reader_input import (
-    WEEKDAY_NAMES,
     WEEKDAYS,
     Client,
     SendTime,
@@ -27,13 +27,45 @@ def client() -> Client:
     return Client(ip=request.remote_addr, user_agent=request.user_agent.string)
 
 
+def N_(message: str) -> str:
+    """Marks a message for extraction; it is translated where it is shown."""
+    return message
+
+
+# The tz database's regions as the zone list's groups show them (the zones' own names,
+# Europe/Paris, stay as the database writes them: they are what a reader may type).
+_REGION_LABELS = {"UTC": N_("UTC"), "Africa": N_("Africa"), "America": N_("America"),
+                  "Antarctica": N_("Antarctica"), "Arctic": N_("Arctic"), "Asia": N_("Asia"),
+                  "Atlantic": N_("Atlantic"), "Australia": N_("Australia"),
+                  "Europe": N_("Europe"), "Indian": N_("Indian"), "Pacific": N_("Pacific")}
+
+
+def _weekday_names() -> tuple[str, ...]:
+    """Monday to Sunday in the page's language, from Babel's CLDR data ("lundi" ...),
+    capitalised as the first word of a choice."""
+    names = i18n.locale().days["format"]["wide"]
+    return tuple(names[i][:1].upper() + names[i][1:] for i in range(7))
+
+
 def send_time_choices(settings: Settings) -> dict[str, object]:
-    """What the "when it arrives" fields offer, and what they show a new reader."""
-    return {"zones": zones_by_region(),
-            "weekdays": tuple(zip(WEEKDAYS, WEEKDAY_NAMES, strict=True)),
+    """What the "when it arrives" fields offer, and what they show a new reader, in the
+    language of the page."""
+    zones = tuple((i18n.gettext(_REGION_LABELS.get(region, region)), names)
+                  for region, names in zones_by_region())
+    return {"zones": zones,
+            "weekdays": tuple(zip(WEEKDAYS, _weekday_names(), strict=True)),
             "default_zone": settings.default_time_zone,
             "default_hour": settings.default_send_hour,
             "default_weekday": settings.default_weekday}
+
+
+def language_choices(settings: Settings) -> dict[str, object]:
+    """The languages a reader may pick (the operator's CARD_LANGUAGES), each named in
+    itself ("Français"), and the one a new reader starts with: the page's, if offered."""
+    offered = settings.card_languages
+    page = i18n.current()
+    return {"offered": tuple((code, i18n.language_name(code, code)) for code in offered),
+            "default": page if page in offered else i18n.SOURCE_LANGUAGE}
 
 
 def send_time() -> SendTime | None:

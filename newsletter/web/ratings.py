@@ -12,6 +12,7 @@ from __future__ import annotations
 from flask import Blueprint, render_template
 
 from newsletter.subscriptions import rating
+from newsletter.web import locale
 from newsletter.web.common import no_store, services
 
 blueprint = Blueprint("ratings", __name__)
@@ -20,11 +21,13 @@ blueprint.after_request(no_store)
 
 @blueprint.get("/rate/<token>/<direction>")
 def offer(token: str, direction: str):  # type: ignore[no-untyped-def]
+    locale.as_reader("rate", token)
     shown = rating.offer(services(), token, direction)
     return render_template("rate.html", offer=shown, token=token)
 
 
 @blueprint.post("/rate/<token>/<direction>")
 def rate(token: str, direction: str):  # type: ignore[no-untyped-def]
+    locale.as_reader("rate", token)
     rated = rating.rate(services(), token, direction)
     return render_template("rated.html", rated=rated, week_days=rating.SIMILAR_DAYS)

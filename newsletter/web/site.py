@@ -24,6 +24,7 @@ from flask import (
 )
 from sqlmodel import Session
 
+from newsletter import i18n
 from newsletter.admin import status
 from newsletter.cards import archive
 from newsletter.delivery.ledger import today_utc
@@ -31,6 +32,7 @@ from newsletter.delivery.most_read import Audience, most_read
 from newsletter.mail import senders
 from newsletter.subscriptions import rating
 from newsletter.taxonomy import TOPICS
+from newsletter.web import locale
 from newsletter.web.common import from_loopback, mail_html_policy, services
 
 blueprint = Blueprint("site", __name__)
@@ -57,13 +59,14 @@ class _RenderedPage:
 
 def _landing_page() -> str:
     now = time.monotonic()
-    # The dev-mode outbox link shows only to a browser on this machine: two versions.
-    key = (_TODAY, outbox_open())
+    # The dev-mode outbox link shows only to a browser on this machine: two versions, in
+    # each language.
+    key = (_TODAY, outbox_open(), i18n.current())
     cached: _RenderedPage | None = current_app.extensions.get(key)
     if cached is None or cached.expires <= now:
         svc = services()
         with Session(svc.engine) as session:
-            view = archive.latest(session)
+            view = archive.latest(session, language=i18n.current())
             # Counts across readers, naming nobody: the same page for everyone, cacheable.
             popular = most_read(session, today_utc(), Audience.of(svc.settings))
         html = render_template("index.html", view=view, most_read=popular, topics=TOPICS,
@@ -75,6 +78,7 @@ def _landing_page() -> str:
 @blueprint.get("/")
 def index():  # type: ignore[no-untyped-def]
     response = make_response(_landing_page())
+    # Proxies may keep it as long, one copy per language (web/locale.py adds the Vary).
     response.headers["Cache-Control"] = f"public, max-age={TODAY_TTL}"
     return response
 
@@ -84,6 +88,9 @@ def paper(key: str):  # type: ignore[no-untyped-def]
     """A paper's public page; opened from a digest with the reader's rating token for
     this paper (?rate=), it also has their "more like this" buttons."""
     token = request.args.get("rate")
+    if token:
+        # Opened from a reader's digest: the page speaks their language.
+        locale.as_reader("rate", token)
     page = rating.paper_page(services(), key, token)
     if page is None:
         abort(404)
@@ -118,7 +125,7 @@ def _day_or_404(value: str) -> date:
 def day(value: str):  # type: ignore[no-untyped-def]
     when = _day_or_404(value)
     with Session(services().engine) as session:
-        view = archive.day(session, when)
+        view = archive.day(session, when, language=i18n.current())
     return render_template("day.html", view=view)
 
 

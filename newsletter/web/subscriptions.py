@@ -6,11 +6,12 @@ import json
 
 from flask import Blueprint, Response, abort, redirect, render_template, request, url_for
 
-from newsletter import delivery
+from newsletter import delivery, i18n
 from newsletter.readers.reader_input import InvalidInput, SendTime
 from newsletter.subscriptions import reader_account
 from newsletter.subscriptions import signup as flows
 from newsletter.taxonomy import TOPICS
+from newsletter.web import locale
 from newsletter.web.common import client, mail_html_policy, no_store, send_time, services
 
 blueprint = Blueprint("subscriptions", __name__)
@@ -26,12 +27,13 @@ def subscribe():  # type: ignore[no-untyped-def]
     try:
         flows.sign_up(services(), form.get("email", ""), topics, form.get("frequency"),
                       form.get("website", ""), client(), form.get("description"),
-                      form.get("liked_papers", ""), send_time())
+                      form.get("liked_papers", ""), send_time(), language=form.get("language"))
     except InvalidInput as exc:
         values = {"email": form.get("email", ""), "topics": topics,
                   "frequency": form.get("frequency", "daily"),
                   "description": form.get("description", ""),
-                  "liked_papers": form.get("liked_papers", ""), **_send_time_values()}
+                  "liked_papers": form.get("liked_papers", ""),
+                  "language": form.get("language"), **_send_time_values()}
         return render_template("subscribe.html", topics=TOPICS, form=values,
                                errors=exc.errors), 400
     except flows.TooManySignups:
@@ -43,12 +45,14 @@ def subscribe():  # type: ignore[no-untyped-def]
 
 @blueprint.get("/confirm/<token>")
 def confirm_page(token: str):  # type: ignore[no-untyped-def]
+    locale.as_reader("confirm", token)
     pending = flows.confirmation_page(services(), token)
     return render_template("confirm.html", pending=pending, token=token)
 
 
 @blueprint.post("/confirm/<token>")
 def confirm(token: str):  # type: ignore[no-untyped-def]
+    locale.as_reader("confirm", token)
     done = flows.confirm(services(), token, client())
     return render_template("confirmed.html", done=done)
 
@@ -62,6 +66,7 @@ def _preference_form() -> reader_account.PreferenceForm:
         max_papers=form.get("max_papers"), include_revised=form.get("include_revised") == "on",
         description=form.get("description"), liked_papers=form.get("liked_papers"),
         tracking=form.get("no_tracking") != "on", send_time=send_time(),
+        language=form.get("language"),
     )
 
 
@@ -81,7 +86,8 @@ def _account_values(account: reader_account.Account) -> dict[str, object]:
             "description": account.interests.description or "",
             "liked_papers": "\n".join(account.interests.liked),
             "no_tracking": not account.tracking, "time_zone": account.time_zone,
-            "send_hour": account.send_hour, "send_weekday": account.send_weekday}
+            "send_hour": account.send_hour, "send_weekday": account.send_weekday,
+            "language": account.language}
 
 
 def _submitted_values() -> dict[str, object]:
@@ -92,11 +98,13 @@ def _submitted_values() -> dict[str, object]:
             "exclude_keywords": form.exclude_keywords, "authors": form.authors,
             "max_papers": form.max_papers, "include_revised": form.include_revised,
             "description": form.description or "", "liked_papers": form.liked_papers or "",
-            "no_tracking": form.tracking is False, **_send_time_values()}
+            "no_tracking": form.tracking is False, "language": form.language,
+            **_send_time_values()}
 
 
 @blueprint.get("/manage/<token>")
 def manage(token: str):  # type: ignore[no-untyped-def]
+    locale.as_reader("manage", token)
     account = reader_account.account(services(), token)
     return render_template("manage.html", account=account, token=token, topics=TOPICS,
                            values=_account_values(account), errors={},
@@ -106,6 +114,8 @@ def manage(token: str):  # type: ignore[no-untyped-def]
 
 @blueprint.post("/manage/<token>")
 def save(token: str):  # type: ignore[no-untyped-def]
+    # Before the form is read: its mistakes are told in the reader's language.
+    locale.as_reader("manage", token)
     try:
         reader_account.save_preferences(services(), token, _preference_form())
     except InvalidInput as exc:
@@ -120,6 +130,7 @@ def save(token: str):  # type: ignore[no-untyped-def]
 
 @blueprint.post("/manage/<token>/ratings")
 def change_rating(token: str):  # type: ignore[no-untyped-def]
+    locale.as_reader("manage", token)
     try:
         reader_account.change_rating(services(), token, request.form.get("rating", ""))
     except InvalidInput:
@@ -143,18 +154,22 @@ def export(token: str):  # type: ignore[no-untyped-def]
 
 @blueprint.get("/manage/<token>/delete")
 def delete_page(token: str):  # type: ignore[no-untyped-def]
+    locale.as_reader("manage", token)
     account = reader_account.account(services(), token)
     return render_template("delete.html", account=account, token=token)
 
 
 @blueprint.post("/manage/<token>/delete")
 def delete(token: str):  # type: ignore[no-untyped-def]
+    # Read while the reader still exists: the goodbye page is in their language.
+    locale.as_reader("manage", token)
     email = reader_account.delete(services(), token)
     return render_template("deleted.html", email=email)
 
 
 @blueprint.get("/unsubscribe/<token>")
 def unsubscribe_page(token: str):  # type: ignore[no-untyped-def]
+    locale.as_reader("unsubscribe", token)
     who = reader_account.unsubscribe_page(services(), token)
     return render_template("unsubscribe.html", who=who, token=token)
 
@@ -162,6 +177,7 @@ def unsubscribe_page(token: str):  # type: ignore[no-untyped-def]
 @blueprint.post("/unsubscribe/<token>")
 def unsubscribe(token: str):  # type: ignore[no-untyped-def]
     """RFC 8058: no cookie, no form token, 200 and never a redirect."""
+    locale.as_reader("unsubscribe", token)
     who = reader_account.unsubscribe(services(), token, client())
     if request.form.get("List-Unsubscribe") == "One-Click":
         return Response("You are unsubscribed.\n", mimetype="text/plain")
@@ -170,11 +186,12 @@ def unsubscribe(token: str):  # type: ignore[no-untyped-def]
 
 @blueprint.get(delivery.PERSONAL_LINKS_PATH)
 def personal_links():  # type: ignore[no-untyped-def]
+    _ = i18n.gettext
     return render_template(
-        "error.html", title="Your links are in the email",
-        message="A digest opened in the browser leaves out the links to manage or end your "
-                "subscription, so that a forwarded address hands nobody your subscription. "
-                "Use the Manage topics and Unsubscribe links at the end of the email itself.")
+        "error.html", title=_("Your links are in the email"),
+        message=_("A digest opened in the browser leaves out the links to manage or end your "
+                  "subscription, so that a forwarded address hands nobody your subscription. "
+                  "Use the Manage topics and Unsubscribe links at the end of the email itself."))
 
 
 @blueprint.get("/digest/<token>")

@@ -373,7 +373,9 @@ def test_manage_preferences(client: FlaskClient, web_settings: Settings,
                      "exclude_keywords": ["survey"], "authors": ["Sergey Levine"],
                      "max_papers": 7, "include_revised": True,
                      # A form without the send-time fields keeps what was stored.
-                     "time_zone": None, "send_hour": None, "send_weekday": None}
+                     "time_zone": None, "send_hour": None, "send_weekday": None,
+                     # Nor did it choose a language: English, the default.
+                     "language": "en"}
     shown = client.get(saved.headers["Location"]).get_data(as_text=True)
     assert "Saved." in shown and "&lt;b&gt;sim2real&lt;/b&gt;" in shown
 
