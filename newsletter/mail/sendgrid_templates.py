@@ -20,7 +20,10 @@ account's templates (transactional-templates-versions, above: "Each user can hav
 versions across all templates"), and 1,048,576 bytes of html_content and of
 plain_content per version (MAX_TEMPLATE_BYTES). Paperwire makes one template per
 interface language (two today) and one version per language and release whose digest
-changed; a release with the same digest uploads nothing.
+changed; a release with the same digest uploads nothing, and each upload deletes the
+template's oldest inactive versions beyond KEEP_VERSIONS (the documented DELETE of a
+version: .../transactional-templates-versions/delete-a-transactional-template-version), so
+the account's versions stay at (1 + KEEP_VERSIONS) per language however many releases come.
 """
 
 from __future__ import annotations
@@ -42,6 +45,9 @@ log = logging.getLogger(__name__)
 # https://www.twilio.com/docs/sendgrid/api-reference/transactional-templates-versions/create-a-new-transactional-template-version
 MAX_TEMPLATE_BYTES = 1_048_576
 TEMPLATE_NAME = "paperwire-digest"
+# Inactive versions kept per template after an upload: the last releases' digests, to go
+# back to by hand in SendGrid's editor.
+KEEP_VERSIONS = 3
 
 
 def template_name(base: str, language: str) -> str:
@@ -194,6 +200,8 @@ class Templates:
             self._call("activate template version", lambda: self._templates()
                        ._(template_id).versions._(version_id).activate.post())
             activated = True
+        if uploaded:
+            self._prune(template_id, [*state.versions, same], keep=same.get("id"))
         log.info("sendgrid template %s (%s): version %s, uploaded=%s activated=%s",
                  name, template_id, state.wanted, uploaded, activated)
         _checked[(self.host, self.api_key, name, template.version)] = template_id
@@ -201,6 +209,16 @@ class Templates:
 
     def _templates(self) -> Any:
         return self.client.client.templates
+
+    def _prune(self, template_id: str, versions: list[Mapping[str, Any]],
+               keep: str | None) -> None:
+        """Delete the oldest inactive versions but KEEP_VERSIONS (never `keep`, the one
+        just made active)."""
+        inactive = [(str(v.get("updated_at") or ""), i, str(v["id"]))
+                    for i, v in enumerate(versions) if v.get("id") and v.get("id") != keep]
+        for _, _, version_id in sorted(inactive)[:max(0, len(inactive) - KEEP_VERSIONS)]:
+            self._call("delete an old template version", lambda v=version_id: self
+                       ._templates()._(template_id).versions._(v).delete())
 
     def _find(self, name: str) -> str | None:
         """The id of the dynamic template named `name`, if the account has one."""

@@ -22,7 +22,8 @@ from newsletter.mail.message import DATA_LIMIT, Addressee, compose
 from newsletter.mail.render import DigestTemplate, digest_template
 from newsletter.mail.senders import Message
 from newsletter.mail.sendgrid import SendGridSender
-from newsletter.mail.sendgrid_templates import TemplateError
+from newsletter.mail.sendgrid_templates import KEEP_VERSIONS, TemplateError
+from tests.support import sendgrid_server
 from tests.support.sendgrid_server import RESERVED_HEADERS, Fault, SendGridServer
 
 KEY = "SG.test-key"
@@ -387,6 +388,37 @@ def test_sync_uploads_once_and_again_only_when_the_template_changes(
     back = sender.sync()
     assert (back.uploaded, back.activated) == (False, True)
     assert versions_posted(sg) == 2 and [v.active for v in stored.versions] == [1, 0]
+
+
+def test_each_upload_keeps_a_templates_old_versions_few(sg: SendGridServer,
+                                                       sleeps: Sleeps) -> None:
+    """SendGrid allows 300 versions across an account's templates: release after release,
+    each language's template keeps its active version and the last KEEP_VERSIONS."""
+    sender = sender_for(sg, sleeps, synced=False)
+    template = digest_template()
+    releases = KEEP_VERSIONS + 4
+    for release in range(releases):
+        changed = DigestTemplate(template.subject, f"{template.html}<!-- {release} -->",
+                                 template.text)
+        assert sender.sync(changed).uploaded
+    (stored,) = sg.templates.values()
+    assert len(stored.versions) == 1 + KEEP_VERSIONS
+    assert stored.active is not None and stored.active.html_content.endswith(
+        f"<!-- {releases - 1} -->")
+    # The newest old ones are kept, to go back to.
+    kept = sorted(int(v.html_content.rsplit("<!-- ", 1)[1].split()[0]) for v in stored.versions)
+    assert kept == list(range(releases - 1 - KEEP_VERSIONS, releases))
+
+
+def test_the_stand_in_refuses_versions_over_the_accounts_limit(
+        sg: SendGridServer, sleeps: Sleeps, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sendgrid_server, "MAX_VERSIONS", 2)
+    sender = sender_for(sg, sleeps, synced=False)
+    assert len(sender.sync_all()) == 2  # English and French: the account's two versions
+    template = digest_template()
+    changed = DigestTemplate(template.subject, template.html + "<!-- more -->", template.text)
+    with pytest.raises(TemplateError, match="more than 2 versions across all templates"):
+        sender.sync(changed)
 
 
 def test_an_outdated_template_stops_the_send_when_sync_is_off(

@@ -15,6 +15,9 @@ it accepted, and misbehaves on request. Each rule cites the page it comes from:
 - HANDLEBARS: https://www.twilio.com/docs/sendgrid/for-developers/sending-email/using-handlebars
 - TEMPLATES: https://www.twilio.com/docs/sendgrid/api-reference/transactional-templates
   (and -versions; OpenAPI: spec/yaml/tsg_templates_v3.yaml)
+- VERSIONS: https://www.twilio.com/docs/sendgrid/api-reference/transactional-templates-versions
+  ("Each user can have up to 300 versions across all templates")
+- VERSION DELETE: https://www.twilio.com/docs/sendgrid/api-reference/transactional-templates-versions/delete-a-transactional-template-version
 
     with SendGridServer(api_key="test") as sg:
         sender = SendGridSender("test", "Paperwire <digest@example.org>", host=sg.url)
@@ -59,9 +62,11 @@ Templates API (TEMPLATES): `POST /v3/templates` (name <= 100 characters, generat
 dynamic; dynamic ids start with `d-`; at most 300 per account), `GET /v3/templates`
 (`page_size` 1..200 required, `generations`, `page_token`), `GET /v3/templates/{id}`,
 `POST /v3/templates/{id}/versions` (name and subject required, <= 100 and <= 255
-characters; html_content and plain_content <= 1,048,576 bytes; the first version, or one
-posted with `active: 1`, becomes the active one; `generate_plain_content` defaults to true
-and then derives the text from the HTML), `POST .../versions/{vid}/activate`. A dynamic
+characters; html_content and plain_content <= 1,048,576 bytes; at most 300 versions across
+all the account's templates, VERSIONS; the first version, or one posted with `active: 1`,
+becomes the active one; `generate_plain_content` defaults to true and then derives the text
+from the HTML), `POST .../versions/{vid}/activate`, `DELETE .../versions/{vid}` (204, VERSION
+DELETE; the active version is refused here, as the version SendGrid sends with). A dynamic
 template version must parse as Handlebars and use only SendGrid's helpers (an unknown helper
 is a 400 here; SendGrid's own behaviour for one is not documented).
 
@@ -127,6 +132,8 @@ MAX_DATA_BYTES = 10_000
 # TEMPLATES: "Each user can create up to 300 different templates"; version and template
 # names at most 100 characters, subjects 255, html_content and plain_content 1,048,576 bytes.
 MAX_TEMPLATES = 300
+# VERSIONS: "Each user can have up to 300 versions across all templates."
+MAX_VERSIONS = 300
 MAX_NAME = 100
 MAX_SUBJECT = 255
 MAX_CONTENT_BYTES = 1_048_576
@@ -906,6 +913,16 @@ class SendGridServer:
             if version is None:
                 return 404, {}, {"errors": [_error("version not found")]}
             return 200, {}, self._activate(template, version.id).output()
+        if len(rest) == 3 and rest[1] == "versions" and method == "DELETE":
+            version = next((v for v in template.versions if v.id == rest[2]), None)
+            if version is None:
+                return 404, {}, {"errors": [_error("version not found")]}
+            if version.active == 1:
+                # Not documented either way; refusing keeps a test from deleting what
+                # every send of the template renders with.
+                return 400, {}, {"errors": [_error("The active version cannot be deleted.")]}
+            template.versions = [v for v in template.versions if v.id != version.id]
+            return 204, {}, None
         return 404, {}, {"errors": [_error(STATUS_MESSAGES[404])]}
 
     def _create_template(self, payload: Any) -> _Answer:
@@ -962,6 +979,9 @@ class SendGridServer:
             if not isinstance(value, str) or len(value.encode()) > MAX_CONTENT_BYTES:
                 errors.append(_error(f"{key} must be a string of at most {MAX_CONTENT_BYTES} "
                                      "bytes.", key))
+        if sum(len(t.versions) for t in self.templates.values()) >= MAX_VERSIONS:
+            errors.append(_error(f"You may not have more than {MAX_VERSIONS} versions across "
+                                 "all templates."))
         generate = payload.get("generate_plain_content", True)
         if generate and isinstance(html, str):
             plain = re.sub(r"<[^>]+>", "", html)
