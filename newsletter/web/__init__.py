@@ -21,7 +21,7 @@ from newsletter.readers.subscriber import LinkInvalid
 from newsletter.relevance.embedders import space_for
 from newsletter.subscriptions.services import Services
 from newsletter.web import admin, locale, ratings, site, subscriptions, unavailable, webhooks
-from newsletter.web.common import SERVICES, language_choices, send_time_choices
+from newsletter.web.common import N_, SERVICES, language_choices, send_time_choices
 from newsletter.web.origin import REFERRER_POLICY, OriginCheckedCSRF
 from newsletter.web.proxy import TrustedProxies, networks
 
@@ -114,11 +114,6 @@ def _security_headers(https: bool):  # type: ignore[no-untyped-def]
         return response
 
     return add
-
-
-def N_(message: str) -> str:
-    """Marks a message for extraction; it is translated where it is shown."""
-    return message
 
 
 _MESSAGES = {

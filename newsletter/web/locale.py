@@ -175,10 +175,12 @@ def switch():  # type: ignore[no-untyped-def]
 
 
 def vary(response: Response) -> Response:
-    """Every page may differ by the browser's language and the switch's cookie: caches
-    must keep one copy per language, not serve a French page to an English reader."""
-    response.vary.add("Accept-Language")
-    response.vary.add("Cookie")
+    """A page differs by the browser's language and the switch's cookie: caches must keep
+    one copy per language, not serve a French page to an English reader. (The stylesheet,
+    the icons and the JSON answers are the same in every language.)"""
+    if response.mimetype == "text/html":
+        response.vary.add("Accept-Language")
+        response.vary.add("Cookie")
     return response
 
 

@@ -140,6 +140,8 @@ def test_a_french_browser_gets_french_pages(client: FlaskClient, papers: None) -
     assert ">Monday</option>" in english and "Large Language Models" in english
     # A proxy keeping the page must keep one per language.
     assert {"Accept-Language", "Cookie"} <= set(front.vary)
+    # The stylesheet is the same in every language: one copy for all.
+    assert "Cookie" not in client.get("/static/style.css").vary
     assert front.headers["Cache-Control"] == "public, max-age=30"
 
 
