@@ -223,8 +223,12 @@ def write_cards(settings: Settings, engine: Engine, paper_id: int | None = None)
                                        kwargs={"paper_id": paper_id}):
         return "Queued for the card writers."
     from newsletter.cards.summarize import summarize_pending
+    from newsletter.readers.subscriber import languages_in_use
 
-    return summarize_pending(engine, settings, paper_id=paper_id).line()
+    with Session(engine) as session:
+        languages = languages_in_use(session, settings.card_languages)
+    report = summarize_pending(engine, settings, paper_id=paper_id, languages=languages)
+    return " ".join(report.lines())
 
 
 def _enqueue(broker_url: str, task: str, queue: str, args: Sequence[object] = (),
