@@ -34,7 +34,7 @@ from newsletter.web import create_app
 from tests.support import web
 from tests.support.axe import axe_context, blocking_violations
 from tests.support.reader_site import seed
-from tests.support.web import csrf_token, link, live_site, outbox, subscribe
+from tests.support.web import csrf_token, live_site, subscribe
 
 DAY = date(2026, 9, 24)  # a Thursday
 FRENCH = {"Accept-Language": "fr"}
@@ -129,9 +129,10 @@ def test_a_french_browser_gets_french_pages(client: FlaskClient, papers: None) -
     html = _html(front)
     assert front.status_code == 200 and _lang(html) == "fr"
     # The header, the form, the topics (names and descriptions), the weekdays, the regions.
-    for said in ("Jours précédents", "Adresse e-mail", "S\u2019abonner", "Quand elle arrive",
-                 "Grands modèles de langage", "Entraînement, prompts, raisonnement",
-                 ">Lundi</option>", '<optgroup label="Afrique">', "Lire la suite"):
+    for said in ("Jours précédents", "Adresse e-mail", "S\u2019abonner",
+                 "Jour et heure d\u2019envoi", "Grands modèles de langage",
+                 "Entraînement, prompts, raisonnement", ">Lundi</option>",
+                 '<optgroup label="Afrique">', "Lire la suite"):
         assert said in html, said
     assert "Past days" not in html and "Email address" not in html
     # The front page is cached per process: the English one is still English.
@@ -319,7 +320,12 @@ def test_a_sign_up_keeps_its_language_through_the_confirmation(
     # An English browser picks French: the choice is the reader's, and wins from the link on.
     answer = subscribe(client, "lectrice@example.org", ("llm", "vision"), language="fr")
     assert answer.status_code == 200
-    confirm = link(outbox(web_settings)[-1], "confirm")
+    # The link the confirmation mail carries (made here: this test is about the site).
+    with Session(engine) as session:
+        row = subs.find_by_email(session, "lectrice@example.org")
+        assert row is not None and row.id is not None and row.confirm_nonce
+        token = _links(web_settings, engine).confirm_token(row.id, row.confirm_nonce)
+    confirm = f"/confirm/{token}"
     page = _html(client.get(confirm, headers=ENGLISH))
     assert _lang(page) == "fr" and "Confirmez votre abonnement" in page
     assert "Grands modèles de langage, Vision par ordinateur" in page
@@ -372,9 +378,12 @@ def test_the_manage_page_explains_mistakes_in_the_readers_language(
     manage = f"/manage/{_links(web_settings, engine).manage_token(holder)}"
     refused = client.post(manage, headers=ENGLISH, data={
         "csrf_token": csrf_token(client, manage), "topics": ["llm"], "max_papers": "99",
-        "authors": "x" * 200})
+        "authors": "x" * 200, "language": "de"})
     html = _html(refused)
+    # Nothing was saved: still French, and the choice made comes back to be saved again.
     assert refused.status_code == 400 and _lang(html) == "fr"
+    assert _selected_language(html) == "de"
+    assert _stored_language(engine, "lecteur@example.org") == "fr"
     assert "Rien n\u2019a été enregistré" in html
     assert "Choisissez un nombre entre 1 et 50." in html
     assert "Chaque auteur doit être du texte simple de moins de 100 caractères." in html
