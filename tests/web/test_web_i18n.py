@@ -16,6 +16,8 @@ from urllib.parse import urlsplit
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
@@ -210,6 +212,26 @@ def test_a_hostile_language_falls_back_safely(client: FlaskClient, value: str) -
     page = client.get("/days", headers=ENGLISH)
     assert page.status_code == 200 and _lang(_html(page)) == "en"
     assert "<script>" not in _html(page)
+
+
+_HEADER_TEXT = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=300)
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(accept=_HEADER_TEXT, cookie=_HEADER_TEXT, lang=st.text(max_size=100),
+       target=st.one_of(st.text(max_size=200), _HEADER_TEXT,
+                        st.sampled_from(["//x.example", "/\\x.example", "/ok?a=1#f"])))
+def test_no_language_input_breaks_a_page(client: FlaskClient, accept: str, cookie: str,
+                                         lang: str, target: str) -> None:
+    switched = client.post("/language", data={"lang": lang, "next": target})
+    assert switched.status_code == 303
+    where = urlsplit(switched.headers["Location"])
+    assert where.netloc in ("", "paperwire.test") and where.path.startswith("/")
+    assert not where.path.startswith("//")
+    client.set_cookie("lang", cookie)
+    page = client.get("/days", headers={"Accept-Language": accept})
+    assert page.status_code == 200 and _lang(_html(page)) in ("en", "fr")
 
 
 def test_a_card_language_without_pages_speaks_english(client: FlaskClient) -> None:
