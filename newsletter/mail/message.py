@@ -349,8 +349,10 @@ def compose(
             data=digest.data(a),
             data_json=data_json,
             data_bytes=len(data_json),
-            # Only List-Unsubscribe names the reader; the rest is the same for the batch.
-            headers={"List-Unsubscribe": f"<{a.unsubscribe_url}>"},
+            # Only List-Unsubscribe names the reader; the rest is the same for the batch
+            # but the language both parts are in (RFC 3282).
+            headers={"List-Unsubscribe": f"<{a.unsubscribe_url}>",
+                     "Content-Language": i18n.speaks(language)},
             custom_args={"delivery_id": str(a.delivery_id)},
             tracking=a.tracking,
             language=i18n.speaks(language),

@@ -103,9 +103,15 @@ def to_mime(message: Message, mail_from: str, now: datetime | None = None) -> Em
     mime["Date"] = format_datetime(now or datetime.now(UTC))
     mime["Message-ID"] = make_msgid(domain=domain)
     for name, value in message.headers.items():
-        mime[name] = value
+        if not name.lower().startswith("content-"):
+            mime[name] = value
     mime["MIME-Version"] = "1.0"
     mime.make_alternative()
+    # After: make_alternative moves every Content-* header into the part it makes, and
+    # Content-Language (RFC 3282) speaks for the whole message.
+    for name, value in message.headers.items():
+        if name.lower().startswith("content-"):
+            mime[name] = value
     mime.attach(_body(message.text, "plain"))
     mime.attach(_body(message.html, "html"))
     return mime

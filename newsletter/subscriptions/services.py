@@ -110,7 +110,7 @@ def confirmation_message(links: Links, subscriber: Subscriber, choices: Preferen
         }, language)
         subject = i18n.gettext("Confirm your Paperwire subscription")
     return Message(to=subscriber.email, subject=subject, html=rendered.html,
-                   text=rendered.text)
+                   text=rendered.text, headers={"Content-Language": language})
 
 
 def welcome_message(links: Links, subscriber: Subscriber, prefs: Preferences) -> Message:
@@ -130,7 +130,8 @@ def welcome_message(links: Links, subscriber: Subscriber, prefs: Preferences) ->
         }, language)
         subject = i18n.gettext("Welcome to Paperwire")
     return Message(to=subscriber.email, subject=subject, html=rendered.html,
-                   text=rendered.text, headers=list_headers(unsubscribe_url, links.base_url))
+                   text=rendered.text, headers={**list_headers(unsubscribe_url, links.base_url),
+                                                "Content-Language": language})
 
 
 def already_subscribed_message(links: Links, subscriber: Subscriber,
@@ -149,7 +150,8 @@ def already_subscribed_message(links: Links, subscriber: Subscriber,
         }, spoken)
         subject = i18n.gettext("You already subscribe to Paperwire")
     return Message(to=subscriber.email, subject=subject, html=rendered.html,
-                   text=rendered.text, headers=list_headers(unsubscribe_url, links.base_url))
+                   text=rendered.text, headers={**list_headers(unsubscribe_url, links.base_url),
+                                                "Content-Language": spoken})
 
 
 # A provider error is often over in seconds; after these the reader may simply ask again.

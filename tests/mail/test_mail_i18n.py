@@ -72,7 +72,7 @@ def test_a_french_readers_digest_is_french_from_subject_to_footer() -> None:
     recipient, digest = one(reader("marie@example.org",
                                    [paper(i, language="fr") for i in range(1, 4)], "fr"))
 
-    assert recipient.language == "fr"
+    assert recipient.language == "fr" and recipient.headers["Content-Language"] == "fr"
     assert digest.subject == "3 articles sur Grands modèles de langage · Paperwire, sam. 5 déc."
     assert "samedi 5 décembre 2026" in digest.text and "Saturday" not in digest.text
     assert "Pourquoi\u00a0: Grands modèles de langage" in digest.text
@@ -139,6 +139,7 @@ def test_a_german_reader_reads_english_mail_with_german_cards_and_a_mark_where_o
     recipient, digest = one(reader("hans@example.org", papers, "de"))
 
     assert recipient.language == "en"  # German has no catalog: English mail
+    assert recipient.headers["Content-Language"] == "en"
     assert digest.subject.startswith("2 papers on Large Language Models")
     assert markup(digest.html).html.get("lang") == "en"
     marked = [p for p in recipient.data["p"] if p.get("ut")]
@@ -196,10 +197,12 @@ def test_the_file_sender_renders_each_reader_in_their_language(tmp_path: Path) -
     subjects = {}
     for path in tmp_path.glob("*.eml"):
         mime = message_from_bytes(path.read_bytes(), policy=default)
-        subjects[str(mime["To"])] = str(mime["Subject"])
+        subjects[str(mime["To"])] = (str(mime["Subject"]), str(mime["Content-Language"]))
+        assert mime.get_body(("plain",)) is not None and mime.get_body(("html",)) is not None
     assert subjects == {
-        "marie@example.org": "1 article sur Grands modèles de langage · Paperwire, sam. 5 déc.",
-        "ada@example.org": "1 paper on Large Language Models · Paperwire, Sat 5 Dec"}
+        "marie@example.org": ("1 article sur Grands modèles de langage · Paperwire, sam. 5 déc.",
+                              "fr"),
+        "ada@example.org": ("1 paper on Large Language Models · Paperwire, Sat 5 Dec", "en")}
 
 
 # -- SendGrid: one template per language, requests grouped by language ------------------------
@@ -296,6 +299,7 @@ def test_the_confirmation_welcome_and_reminder_speak_the_readers_language(
         expected_lang = "en"
     for message in (confirmation, welcome, reminder):
         assert markup(message.html).html.get("lang") == expected_lang
+        assert message.headers["Content-Language"] == expected_lang
 
 
 def test_a_pending_french_sign_up_is_confirmed_in_french_and_welcomed_in_french(

@@ -46,8 +46,8 @@ def test_one_batch_carries_different_digests_each_with_its_own_links() -> None:
     assert "arXiv: https://arxiv.org/abs/2609.00001" in a.text
     assert "Code: https://github.com/example/agents" in b.text
     assert [r.headers for r in batch.recipients] == [
-        {"List-Unsubscribe": f"<{SITE}/unsubscribe/a@x.org>"},
-        {"List-Unsubscribe": f"<{SITE}/unsubscribe/b@x.org>"}]
+        {"List-Unsubscribe": f"<{SITE}/unsubscribe/a@x.org>", "Content-Language": "en"},
+        {"List-Unsubscribe": f"<{SITE}/unsubscribe/b@x.org>", "Content-Language": "en"}]
     assert batch.headers == {"List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
                              "List-Id": "Paperwire <paperwire.paperwire.example.org>"}
     assert batch.recipients[0].custom_args == {"delivery_id": "7"}
