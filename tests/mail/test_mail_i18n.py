@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from datetime import date
+from datetime import UTC, date, datetime
 from email import message_from_bytes
 from email.policy import default
 from pathlib import Path
@@ -20,13 +20,14 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 from sqlmodel import select as query
 
-from newsletter import i18n
+from newsletter import db, i18n
 from newsletter.config import Settings
 from newsletter.digest.selection import Candidate, Interests, Selection, candidate, headline, select
 from newsletter.mail.message import DATA_LIMIT, TIGHTER, Addressee, compose
 from newsletter.mail.render import digest_template, render_digest
 from newsletter.mail.senders import FileSender, Message, OneByOne, to_mime
 from newsletter.mail.sendgrid import SendGridSender
+from newsletter.readers import reader_input
 from newsletter.readers import subscriber as subs
 from newsletter.readers.links import Links
 from newsletter.readers.reader_input import Client, PreferenceValues
@@ -371,3 +372,26 @@ def test_every_template_language_renders_without_a_stray_jinja_tag() -> None:
         template = digest_template(language)
         for part in (template.html, template.text):
             assert not re.search(r"\[\[|\]\]|\{%|%\}|\[#", part), language
+
+
+@pytest.mark.parametrize(("language", "welcome", "reminder"), [
+    ("fr", "Bienvenue sur Paperwire", "Cette adresse est déjà abonnée à Paperwire"),
+    (None, "Welcome to Paperwire", "You already subscribe to Paperwire"),
+])
+def test_a_confirmed_readers_queued_mails_speak_their_stored_language(
+        settings: Settings, engine: Engine, tmp_path: Path, language: str | None,
+        welcome: str, reminder: str) -> None:
+    """The welcome and the reminder read the language from the reader's preferences, when
+    the queued job is sent (a job queued before languages existed carries none)."""
+    svc = services.Services.build(settings.model_copy(update={
+        "outbox_dir": tmp_path / "outbox"}), engine)
+    with db.transaction(engine) as session:
+        row = subs.ensure(session, "marie@example.org", datetime.now(UTC))
+        subs.update_preferences(session, row, reader_input.parse_preferences(
+            ["llm"], "weekly", language=language, languages=("en", "fr")))
+        subs.confirm_now(session, row, "admin", reader_input.Client())
+        sid = row.id
+    for kind, subject in (("welcome", welcome), ("already_subscribed", reminder)):
+        job = MailJob.from_json({"kind": kind, "subscriber_id": sid})  # as queued before
+        message = services._job_message(svc, job)
+        assert message is not None and message.subject == subject
