@@ -108,7 +108,7 @@ def test_the_confirmation_mail_says_both_steps(client: FlaskClient,
     html = " ".join(html_of(mail).split())
     for part in (text, html):
         assert "one click" not in part.lower()
-    assert 'Two steps: open this link, then press "Yes, subscribe me" on the page' in text
+    assert "Two steps: open this link, then press “Yes, subscribe me” on the page" in text
     assert ("Two steps: press the button below, then press “Yes, subscribe me” on the page"
             in html)
     page = client.get(link(mail, "confirm")).get_data(as_text=True)
