@@ -27,9 +27,9 @@ CATALOGS := $(patsubst %.po,%.mo,$(wildcard newsletter/translations/*/LC_MESSAGE
 # After changing a page's or a mail's words: the .po files gain the new ones, to translate.
 messages: $(VENV)/.installed
 	for domain in site mail; do \
-		$(VENV)/bin/pybabel extract -q --no-wrap --sort-by-file -F babel-$$domain.cfg \
+		$(VENV)/bin/pybabel -q extract --no-wrap --sort-by-file -F babel-$$domain.cfg \
 			-o newsletter/translations/$$domain.pot . && \
-		$(VENV)/bin/pybabel update -q --no-wrap -D $$domain \
+		$(VENV)/bin/pybabel -q update --no-wrap -D $$domain \
 			-i newsletter/translations/$$domain.pot -d newsletter/translations; \
 	done
 

@@ -45,6 +45,7 @@ REVIEWED = {
     "editions": "no: one row per day and frequency",
     "papers": "no: arXiv's data",
     "cards": "no: written once per paper",
+    "card_translations": "no: written once per paper and language, for whoever reads it",
     "feeds": "no: the sources we read",
     "mail_limit_hits": "no: which limit held a mail back, and when; never the address",
     "paper_vectors": "no: one vector per paper",
