@@ -15,16 +15,12 @@ stored, so their own pages negotiate like any other. A language offered for card
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Flask, Response, redirect, request
-from sqlmodel import Session
 
 from newsletter import i18n
-from newsletter.readers import subscriber as subs
-from newsletter.readers.links import BadLink, Links
-from newsletter.readers.tables import Preferences, Subscriber
+from newsletter.subscriptions import reader_language
 from newsletter.web.common import services
 
 blueprint = Blueprint("locale", __name__)
@@ -78,57 +74,13 @@ def _choose() -> None:
     i18n.set_language(chosen())
 
 
-def _link_check(links: Links, kind: str, token: str
-                ) -> tuple[int, Callable[[Subscriber], bool]]:
-    """The reader a link names, and what their row must hold for the link to be theirs.
-    Raises BadLink."""
-    if kind == "confirm":
-        confirming = links.read_confirm(token)
-
-        def nonce_matches(row: Subscriber) -> bool:
-            return row.confirm_nonce == confirming.nonce
-        return confirming.subscriber_id, nonce_matches
-    if kind == "rate":
-        rating = links.read_rate(token)
-
-        def signed_for(row: Subscriber) -> bool:
-            try:
-                links.verify_rate(rating, row.link_key)
-            except BadLink:
-                return False
-            return True
-        return rating.subscriber_id, signed_for
-    read = links.read_unsubscribe if kind == "unsubscribe" else links.read_manage
-    holder = read(token)
-
-    def key_matches(row: Subscriber) -> bool:
-        return row.link_key == holder.link_key
-    return holder.subscriber_id, key_matches
-
-
 def as_reader(kind: str, token: str) -> str:
     """Speak the language the reader a link names chose, if they chose one we speak; the
-    language in force either way.
-
-    `kind`: the link's, "confirm", "manage", "unsubscribe" or "rate". Only a link that
-    checks out as the domain call will check it (its signature, and the row's link key or
-    confirmation nonce) changes anything; any other is left to that call, which refuses it
-    with its own page in the visitor's language. A sign-up waiting for its confirmation
-    speaks the language it asked for.
-    """
-    links = services().links
-    try:
-        subscriber_id, checks = _link_check(links, kind, token)
-    except BadLink:
-        return i18n.current()
-    with Session(services().engine) as session:
-        row = session.get(Subscriber, subscriber_id)
-        if row is None or not checks(row):
-            return i18n.current()
-        asked = subs.requested_choices(row) if kind == "confirm" else None
-        prefs = session.get(Preferences, subscriber_id)
-        language = ((asked.language if asked is not None else None)
-                    or (prefs.language if prefs is not None else None))
+    language in force either way. `kind`: the link's, "confirm", "manage", "unsubscribe" or
+    "rate". A link that does not check out changes nothing: the view's domain call refuses
+    it, with its own page in the visitor's language."""
+    svc = services()
+    language = reader_language.of_link(svc.links, svc.engine, kind, token)
     return i18n.set_language(language) if language else i18n.current()
 
 
