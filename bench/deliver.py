@@ -18,6 +18,10 @@ loopback port, fsync off), so the two sets of figures sit side by side.
 each at 06:00-09:00 of their own day, sent as beat does (`newsletter send --due`, issue 24):
 a tick every 15 minutes across the whole day, slot by slot, back to back.
 
+`--languages 5`: readers spread over English, French, German, Spanish and Chinese, every
+card translated into the four (as the summarize sweep leaves them): each digest carries
+its reader's language's cards, and a request carries one language's template.
+
 `--models 0.3`: 30% of readers hold a reader model (issue 12), each trained from 20
 ratings of earlier papers (1,000 distinct models, assigned in turn, with their rating
 rows), and every paper has its offline vector: the send scores those readers with one
@@ -39,7 +43,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -48,6 +52,8 @@ from sqlalchemy import DateTime, bindparam, insert, text
 from sqlmodel import Session
 
 DAY = date(2026, 9, 24)
+# `--languages N`: readers spread over the first N, each card translated into all but English.
+LANGUAGES = ("en", "fr", "de", "es", "zh")
 # Real zones from UTC-11 to UTC+13 on DAY, about one per hour of offset (southern-hemisphere
 # zones in their winter or spring offsets then).
 ZONES = ("Pacific/Pago_Pago", "Pacific/Honolulu", "America/Anchorage", "America/Los_Angeles",
@@ -145,9 +151,11 @@ def add_models(conn: Any, share: float, papers: int, rng: random.Random, now: da
 
 
 def build(url: str, subscribers: int, papers: int, seed: int = 7, models: float = 0.0,
-          zones: int = 0) -> None:
+          zones: int = 0, languages: int = 1) -> None:
     """A database with a day of papers (with cards) and confirmed, varied subscribers; with
-    `models`, that share of them holding a reader model (see `add_models`)."""
+    `models`, that share of them holding a reader model (see `add_models`); with
+    `languages` > 1, readers spread over that many languages and every card translated
+    into each (`add_translations`)."""
     from newsletter import db
     from newsletter.cards.card import Card
     from newsletter.ingest.paper import Paper
@@ -196,10 +204,13 @@ def build(url: str, subscribers: int, papers: int, seed: int = 7, models: float 
                 "include_revised": False, "updated_at": now,
                 **({"time_zone": ZONES[sid % zones], "send_hour": rng.choice((6, 7, 7, 8, 9)),
                     "send_weekday": DAY.weekday()} if zones else {}),
+                "language": None if sid % languages == 0 else LANGUAGES[sid % languages],
             })
         conn.execute(insert(Preferences.__table__), prefs)  # type: ignore[attr-defined]
         if models:
             add_models(conn, models, papers, rng, now, authors)
+        if languages > 1:
+            add_translations(conn, card_rows, LANGUAGES[1:languages], now)
         if conn.dialect.name == "postgresql":
             # What autovacuum does within a minute of a bulk load, and any live database
             # has: statistics. Without them the planner takes 100,000 confirmed readers
@@ -207,6 +218,31 @@ def build(url: str, subscribers: int, papers: int, seed: int = 7, models: float 
             # depends on whether autovacuum got there before the send.
             conn.execute(text("ANALYZE"))
     engine.dispose()
+
+
+def add_translations(conn: Any, cards: list[dict[str, Any]], languages: Sequence[str],
+                     now: datetime) -> None:
+    """Every card in each language, as the summarize sweep leaves them (cards/translate.py):
+    checked, and made from the card's current text."""
+    from newsletter.cards.translation import EnglishCard, translation_source_hash
+    from newsletter.cards.translation_table import CardTranslation
+
+    rows = []
+    for card in cards:
+        english = EnglishCard(tuple(card["key_points"]), card["summary"], card["methodology"],
+                              card["results"], card["implications"])
+        for language in languages:
+            rows.append({
+                "paper_id": card["paper_id"], "language": language,
+                "source_hash": translation_source_hash(english),
+                "key_points": [f"[{language}] {point}" for point in english.key_points],
+                "summary": english.summary, "methodology": english.methodology,
+                "results": english.results, "implications": english.implications,
+                "status": "ok", "model": "gpt-4o-mini", "prompt_version": "translate-v1",
+                "input_tokens": 0, "output_tokens": 0, "attempts": 1, "failures": 0,
+                "created_at": now, "updated_at": now,
+            })
+    conn.execute(insert(CardTranslation.__table__), rows)  # type: ignore[attr-defined]
 
 
 def peak_rss_mb() -> float:
@@ -338,15 +374,15 @@ def start_sink() -> tuple[subprocess.Popen[str], str]:
     return proc, proc.stdout.readline().strip()
 
 
-def build_apart(url: str, subscribers: int, papers: int, models: float, zones: int = 0
-                ) -> None:
+def build_apart(url: str, subscribers: int, papers: int, models: float, zones: int = 0,
+                languages: int = 1) -> None:
     """`build` in a process of its own. Linux keeps a process's peak RSS across fork and
     exec, so a measured child forked from a process that built 100,000 readers (and
     trained their models) would report the builder's peak as its own."""
     subprocess.run(
         [sys.executable, "-m", "bench.deliver", "--child", "build", "--database-url", url,
          "--subscribers", str(subscribers), "--papers", str(papers), "--models", str(models),
-         "--zones", str(zones)],
+         "--zones", str(zones), "--languages", str(languages)],
         check=True, cwd=Path(__file__).parent.parent)
 
 
@@ -385,10 +421,10 @@ def databases(kind: str) -> Iterator[tuple[str, str, str]]:
 
 
 def measure(kind: str, subscribers: int, papers: int, sample: int, sink: str,
-            models: float = 0.0, zones: int = 0) -> dict[str, Any]:
+            models: float = 0.0, zones: int = 0, languages: int = 1) -> dict[str, Any]:
     with databases(kind) as (ours_url, naive_url, what):
         t0 = time.perf_counter()
-        build_apart(ours_url, subscribers, papers, models, zones)
+        build_apart(ours_url, subscribers, papers, models, zones, languages)
         build_apart(naive_url, sample, papers, 0.0)
         print(f"{kind}: built {subscribers} subscribers and {papers} papers in "
               f"{time.perf_counter() - t0:.0f} s", file=sys.stderr)
@@ -447,13 +483,16 @@ def main() -> None:
                              "EMBEDDING_LOCAL_MODEL), not the offline space")
     parser.add_argument("--zones", type=int, default=0, choices=range(len(ZONES) + 1),
                         metavar="N", help="readers over N time zones, sent tick by tick")
+    parser.add_argument("--languages", type=int, default=1, choices=range(1, len(LANGUAGES) + 1),
+                        metavar="N", help="readers over N languages (en, fr, de, es, zh), "
+                                          "every card translated into each")
     parser.add_argument("--child", choices=["build", "ours", "naive"])
     parser.add_argument("--database-url")
     parser.add_argument("--sink")
     args = parser.parse_args()
     if args.child == "build":
         build(args.database_url, args.subscribers, args.papers, models=args.models,
-              zones=args.zones)
+              zones=args.zones, languages=args.languages)
         return
     if args.child == "ours":
         print(json.dumps(run_ours(args.database_url, args.sink, args.zones)))
@@ -473,13 +512,15 @@ def main() -> None:
           + (f"; {args.models:.0%} of readers hold a model trained from "
              f"{RATINGS_PER_MODEL} ratings ("
              f"{'local model: ' + args.local.name if args.local else 'offline'} vectors)"
-             if args.models else ""))
+             if args.models else "")
+          + (f"; readers over {args.languages} languages ({', '.join(LANGUAGES[:args.languages])})"
+             if args.languages > 1 else ""))
     results = {}
     sink, sink_url = start_sink()
     try:
         for kind in args.database:
             results[kind] = measure(kind, args.subscribers, args.papers, args.sample,
-                                    sink_url, args.models, args.zones)
+                                    sink_url, args.models, args.zones, args.languages)
     finally:
         assert sink.stdin is not None
         sink.stdin.close()

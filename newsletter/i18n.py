@@ -4,7 +4,7 @@ Paperwire is written in English; other languages come from gettext catalogs in
 `newsletter/translations/<lang>/LC_MESSAGES/`, one per domain:
 
 - `site`: every page a reader sees, their form's errors, the topics' names;
-- `mail`: every mail a reader gets (confirmation, welcome, digest, goodbye), subjects,
+- `mail`: every mail a reader gets (confirmation, welcome, already subscribed, digest), subjects,
   the digest's headline and "why" lines.
 
 The `.po` files are the source, kept in the repository; the `.mo` files are compiled from

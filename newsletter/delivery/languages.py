@@ -18,6 +18,7 @@ from dataclasses import replace
 
 from sqlmodel import Session
 
+from newsletter.cards.translation import translations_for
 from newsletter.cards.translation_table import CardTranslation
 from newsletter.delivery.sources import Reader
 from newsletter.digest.selection import Candidate, Pick, Selection
@@ -76,8 +77,6 @@ def in_languages(session: Session, chosen: Sequence[tuple[Reader, Selection]]
                 p.candidate.paper_id for p in selection.picks)
     if not wanted:
         return list(chosen)
-    from newsletter.cards.translate import translations_for  # TODO(me): top-level once landed
-
     translator = Translator({language: translations_for(session, sorted(ids), language)
                              for language, ids in wanted.items()})
     return [(reader, translator.selection(selection, reader.language))

@@ -296,6 +296,7 @@ def addressee(links: Links, reader: Reader, selection: Selection,
         rate_tokens=tuple(links.rate_token(holder, pick.candidate.paper_id)
                           for pick in selection.picks),
         tracking=reader.tracking,
+        language=reader.language,
     )
 
 

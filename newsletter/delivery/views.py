@@ -127,7 +127,7 @@ def digest_in_browser(engine: Engine, settings: Settings, links: Links, token: s
                             site_url=settings.base_url, most_read=most_read)
     elsewhere = f"{settings.base_url.rstrip('/')}{PERSONAL_LINKS_PATH}"
     data = {**batch.recipients[0].data, "m": elsewhere, "x": elsewhere}
-    return render_digest(data).html
+    return render_digest(data, batch.recipients[0].language).html
 
 
 @dataclass(frozen=True)
@@ -173,6 +173,6 @@ def preview(engine: Engine, settings: Settings, email: str, *, day: date | None 
     batch = message.compose(
         [addressee(links, reader, selection, view_url=f"{settings.base_url.rstrip('/')}/")],
         day=day, frequency=frequency, site_url=settings.base_url, most_read=most_read)
-    digest = render_digest(batch.recipients[0].data)
+    digest = render_digest(batch.recipients[0].data, batch.recipients[0].language)
     return Preview(subject=digest.subject, html=digest.html, text=digest.text,
                    selection=selection)
