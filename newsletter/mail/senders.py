@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from email.header import Header
 from email.message import EmailMessage, MIMEPart
 from email.parser import BytesParser
 from email.policy import EmailPolicy, default
@@ -68,11 +69,27 @@ class _MailPolicy(EmailPolicy):
             return line + self.linesep
         return None
 
+    def _encoded_subject(self, name: str, value: str) -> str | None:
+        """A subject with non-ASCII words, encoded whole (RFC 2047).
+
+        The email package (3.11) encodes each non-ASCII word on its own and leaves the
+        spaces between them outside: "thèmes · Paperwire" became two adjacent encoded
+        words, and RFC 2047 §6.2 has readers drop the space between them ("thèmes·"),
+        while its folding doubled another. Here every space is inside an encoded word.
+        """
+        text = str(value)
+        if name.lower() != "subject" or text.isascii():
+            return None
+        encoded = Header(text, "utf-8", header_name=name).encode(
+            linesep=self.linesep, maxlinelen=self.max_line_length or MAX_LINE)
+        return f"{name}: {encoded}{self.linesep}"
+
     def fold(self, name: str, value: str) -> str:
-        return self._whole(name, value) or super().fold(name, value)
+        return (self._whole(name, value) or self._encoded_subject(name, value)
+                or super().fold(name, value))
 
     def fold_binary(self, name: str, value: str) -> bytes:
-        whole = self._whole(name, value)
+        whole = self._whole(name, value) or self._encoded_subject(name, value)
         return whole.encode("ascii") if whole else super().fold_binary(name, value)
 
 

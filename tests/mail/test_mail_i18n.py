@@ -395,3 +395,19 @@ def test_a_confirmed_readers_queued_mails_speak_their_stored_language(
         job = MailJob.from_json({"kind": kind, "subscriber_id": sid})  # as queued before
         message = services._job_message(svc, job)
         assert message is not None and message.subject == subject
+
+
+@pytest.mark.parametrize("subject", [
+    "3 articles sur Apprentissage par renforcement et 2 autres thèmes · Paperwire, sam. 31 oct.",
+    "Confirmez votre abonnement à Paperwire",
+    "Élève " * 40,
+])
+def test_a_french_subject_reads_back_exactly_as_written(subject: str) -> None:
+    # RFC 2047 §6.2: the space between two adjacent encoded words is dropped by readers; the
+    # email package left "thèmes · Paperwire" as two of them, so every client showed
+    # "thèmes· Paperwire", and its folding doubled another space.
+    raw = _raw(Message("marie@example.org", subject, "<p>x</p>", "x", {}))
+    head = raw.split(b"\r\n\r\n", 1)[0]
+    assert all(len(line) <= 78 for line in head.split(b"\r\n"))
+    assert head.isascii()
+    assert str(message_from_bytes(raw, policy=default)["Subject"]) == subject
