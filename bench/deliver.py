@@ -224,12 +224,12 @@ def add_translations(conn: Any, cards: list[dict[str, Any]], languages: Sequence
                      now: datetime) -> None:
     """Every card in each language, as the summarize sweep leaves them (cards/translate.py):
     checked, and made from the card's current text."""
-    from newsletter.cards.translation import EnglishCard, translation_source_hash
+    from newsletter.cards.translation import CardWords, translation_source_hash
     from newsletter.cards.translation_table import CardTranslation
 
     rows = []
     for card in cards:
-        english = EnglishCard(tuple(card["key_points"]), card["summary"], card["methodology"],
+        english = CardWords(tuple(card["key_points"]), card["summary"], card["methodology"],
                               card["results"], card["implications"])
         for language in languages:
             rows.append({
@@ -301,7 +301,7 @@ def run_ours(url: str, sink: str, zones: int = 0) -> dict[str, Any]:
         with worker_pool(2) as pool:
             for n in range(24 * 4):
                 found = delivery.send_due(engine, settings, first + timedelta(minutes=15 * n),
-                                          pool=pool)
+                                          workers=2, pool=pool)
                 reports += found
                 ticks += bool(found)
     seconds = time.perf_counter() - started
@@ -324,7 +324,7 @@ def run_naive(url: str, sink: str, sample: int) -> dict[str, Any]:
     from newsletter.delivery.sources import candidates, confirmed_readers
     from newsletter.digest.selection import select
     from newsletter.mail import message
-    from newsletter.mail.render import TEMPLATE_DIR
+    from newsletter.mail.render import digest_mjml
     from newsletter.mail.sendgrid import SendGridSender
     from newsletter.readers.links import LinkHolder, Links
 
@@ -332,7 +332,7 @@ def run_naive(url: str, sink: str, sample: int) -> dict[str, Any]:
     engine = db.make_engine(url)
     sender = SendGridSender.from_settings(settings)
     links = Links.from_settings(settings)
-    source = (TEMPLATE_DIR / "digest.mjml").read_text()
+    source = digest_mjml()
     started = time.perf_counter()
     sent = requests = 0
     with Session(engine) as session:

@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import date, datetime
-from functools import lru_cache
+from functools import cache, lru_cache
 from gettext import NullTranslations
 from pathlib import Path
 from typing import Any
@@ -45,8 +45,10 @@ class CatalogMissing(RuntimeError):
     """A language's catalogs exist as .po but were never compiled (see the module doc)."""
 
 
+@cache
 def interface_languages() -> tuple[str, ...]:
-    """The languages the site and the mails speak: English, and each with a catalog."""
+    """The languages the site and the mails speak: English, and each with a catalog.
+    Read once per process: asked for every reader of a send."""
     found = sorted(p.name for p in CATALOG_DIR.iterdir()
                    if (p / "LC_MESSAGES").is_dir()) if CATALOG_DIR.is_dir() else []
     return (SOURCE_LANGUAGE, *(lang for lang in found if lang != SOURCE_LANGUAGE))

@@ -18,8 +18,7 @@ from sqlalchemy import func, or_
 from sqlmodel import Session, select
 
 from newsletter.cards.card import card_json, cards_for
-from newsletter.cards.translation import is_english, translations_for
-from newsletter.cards.translation_table import CardTranslation
+from newsletter.cards.translation import CardWords, is_english, translations_for
 from newsletter.ingest.feed import Feed
 from newsletter.ingest.paper import Paper, latest_announcement_day, listed
 from newsletter.taxonomy import topic_name
@@ -89,7 +88,7 @@ class PaperView:
 
 
 def paper_view(paper: Paper, card: dict | None, language: str = "en",
-               translation: CardTranslation | None = None) -> PaperView:
+               translation: CardWords | None = None) -> PaperView:
     """A paper as the site shows it; `translation` (into `language`) replaces the card's
     words, and without one a language other than English is flagged `untranslated`."""
     pdf = paper.pdf_url or (f"https://arxiv.org/pdf/{paper.arxiv_id}" if paper.arxiv_id
@@ -97,7 +96,7 @@ def paper_view(paper: Paper, card: dict | None, language: str = "en",
     fields: dict = {}
     if card:
         # The words from the translation, the topics always from the card.
-        words = card if translation is None else translation.model_dump()
+        words = card if translation is None else translation.as_json()
         fields = {
             "topics": tuple(TopicPill(s, topic_name(s)) for s in card["topics"]),
             "key_points": tuple(words["key_points"]),

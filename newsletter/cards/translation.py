@@ -28,6 +28,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 from pydantic import Field as PydanticField
 from sqlalchemy import and_, or_, update
+from sqlalchemy import select as select_rows
 from sqlmodel import Session, select
 
 from newsletter.cards.card import KEY_POINT_WORDS, WORD_LIMITS, Card, parse_json
@@ -52,8 +53,9 @@ def is_english(language: str) -> bool:
 
 
 @dataclass(frozen=True)
-class EnglishCard:
-    """The words of an English card that a translation renders."""
+class CardWords:
+    """A card's words in one language: the English card's, which a translation renders,
+    or a translation's, which a reader is shown."""
 
     key_points: tuple[str, ...]
     summary: str
@@ -62,7 +64,7 @@ class EnglishCard:
     implications: str
 
     @classmethod
-    def of(cls, card: Card) -> EnglishCard:
+    def of(cls, card: Card) -> CardWords:
         return cls(tuple(card.key_points), card.summary, card.methodology, card.results,
                    card.implications)
 
@@ -71,10 +73,10 @@ class EnglishCard:
                 **{name: getattr(self, name) for name in FIELDS}}
 
 
-def translation_source_hash(card: Card | EnglishCard) -> str:
+def translation_source_hash(card: Card | CardWords) -> str:
     """What a translation is made from; the title and topics are not part of it, since
     neither is translated."""
-    words = card if isinstance(card, EnglishCard) else EnglishCard.of(card)
+    words = card if isinstance(card, CardWords) else CardWords.of(card)
     text = json.dumps(words.as_json(), ensure_ascii=False, sort_keys=True)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
@@ -110,7 +112,7 @@ class TranslationJob:
     key: str
     title: str
     language: str
-    source: EnglishCard
+    source: CardWords
     announced_on: date | None = None
 
     @property
@@ -179,7 +181,7 @@ def _length_problem(name: str, text: str, english: str, most: int) -> str | None
     return None
 
 
-def check_translation(draft: TranslationDraft, source: EnglishCard,
+def check_translation(draft: TranslationDraft, source: CardWords,
                       language: str) -> CheckedTranslation:
     """Tidy a translation and list what is wrong with it: the card's own length limits
     (WORD_LIMITS, KEY_POINT_WORDS) with room for languages that run longer, against the
@@ -237,24 +239,41 @@ def _chunks(ids: Sequence[int], size: int = 500) -> Iterable[Sequence[int]]:
 
 
 def translations_for(session: Session, paper_ids: Iterable[int],
-                     language: str) -> dict[int, CardTranslation]:
+                     language: str) -> dict[int, CardWords]:
     """The translations a reader of `language` may be shown, by paper id: ok, and made
     from the card's current English text. Absent: the card is shown in English (English
-    asked, no translation yet, a failed one, or one the card has outgrown)."""
+    asked, no translation yet, a failed one, or one the card has outgrown).
+
+    Read once per chunk of a send and language: rows, not ORM objects, and each card's
+    text hashed once."""
     ids = sorted(set(paper_ids))
     if is_english(language) or not ids:
         return {}
-    found: dict[int, CardTranslation] = {}
+    translations = CardTranslation.__table__  # type: ignore[attr-defined]
+    cards = Card.__table__  # type: ignore[attr-defined]
+    found: dict[int, CardWords] = {}
     for chunk in _chunks(ids):
-        rows = session.exec(
-            select(CardTranslation, Card)
-            .join(Card, Card.paper_id == CardTranslation.paper_id)  # type: ignore[arg-type]
-            .where(CardTranslation.language == language, CardTranslation.status == "ok",
-                   Card.status == "ok",
-                   CardTranslation.paper_id.in_(chunk)))  # type: ignore[attr-defined]
-        for translation, card in rows:
-            if translation.source_hash == translation_source_hash(card):
-                found[translation.paper_id] = translation
+        rows = session.execute(
+            select_rows(translations.c.paper_id, translations.c.source_hash,
+                        translations.c.key_points, translations.c.summary,
+                        translations.c.methodology, translations.c.results,
+                        translations.c.implications, cards.c.key_points.label("card_key_points"),
+                        cards.c.summary.label("card_summary"),
+                        cards.c.methodology.label("card_methodology"),
+                        cards.c.results.label("card_results"),
+                        cards.c.implications.label("card_implications"))
+            .join(cards, cards.c.paper_id == translations.c.paper_id)
+            .where(translations.c.language == language, translations.c.status == "ok",
+                   cards.c.status == "ok", translations.c.paper_id.in_(chunk))
+        ).mappings()
+        for row in rows:
+            english = CardWords(tuple(row["card_key_points"]), row["card_summary"],
+                                  row["card_methodology"], row["card_results"],
+                                  row["card_implications"])
+            if row["source_hash"] == translation_source_hash(english):
+                found[row["paper_id"]] = CardWords(
+                    tuple(row["key_points"]), row["summary"], row["methodology"],
+                    row["results"], row["implications"])
     return found
 
 
@@ -305,7 +324,7 @@ def pending_translations(
             query = query.limit(limit)
         settled: list[int] = []
         for card, key, title, announced_on, translation in session.exec(query):
-            english = EnglishCard.of(card)
+            english = CardWords.of(card)
             current = (translation is not None
                        and translation.source_hash == translation_source_hash(english))
             if current and (translation.status == "ok"

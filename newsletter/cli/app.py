@@ -40,6 +40,13 @@ class App:
             self._engine = engine
         return self._engine
 
+    def close(self) -> None:
+        """The command is done: its database connections are closed now, not whenever the
+        process ends or a collector finds them (a command run in-process, as tests and
+        tools do, would otherwise leave them open)."""
+        if self._engine is not None:
+            self._engine.dispose()
+
 
 def progress(message: str) -> None:
     click.echo(message, err=True)
@@ -79,4 +86,5 @@ def main(ctx: click.Context) -> None:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
     ctx.obj = App()
+    ctx.call_on_close(ctx.obj.close)
 

@@ -18,8 +18,7 @@ from dataclasses import replace
 
 from sqlmodel import Session
 
-from newsletter.cards.translation import translations_for
-from newsletter.cards.translation_table import CardTranslation
+from newsletter.cards.translation import CardWords, translations_for
 from newsletter.delivery.sources import Reader
 from newsletter.digest.selection import Candidate, Pick, Selection
 
@@ -27,7 +26,7 @@ ENGLISH = "en"
 
 
 def translated(candidate: Candidate, language: str,
-               translation: CardTranslation | None) -> Candidate:
+               translation: CardWords | None) -> Candidate:
     """A paper as a reader of `language` sees it: its translated key points, or the
     English ones marked as such. Titles and topics are never translated."""
     if language == ENGLISH:
@@ -40,7 +39,7 @@ def translated(candidate: Candidate, language: str,
 class Translator:
     """One chunk's selections in their readers' languages, each built once."""
 
-    def __init__(self, translations: Mapping[str, Mapping[int, CardTranslation]]) -> None:
+    def __init__(self, translations: Mapping[str, Mapping[int, CardWords]]) -> None:
         self._translations = translations
         self._papers: dict[tuple[int, str], Candidate] = {}
         # By the selection's identity: the chunk's list of (reader, selection) keeps every

@@ -144,10 +144,15 @@ def slots(session: Session, defaults: Defaults, changed_since: datetime | None =
 
 @dataclass
 class DuePlan:
-    """What a tick planned: rows per edition, and the editions with rows to send."""
+    """What a tick planned: rows per edition, and the rows to send by edition (those just
+    planned, and any a stopped send left open), read once."""
 
     planned: dict[int, int] = field(default_factory=dict)
-    editions: list[int] = field(default_factory=list)
+    open: dict[int, list[int]] = field(default_factory=dict)
+
+    @property
+    def editions(self) -> list[int]:
+        return list(self.open)
 
     @property
     def total(self) -> int:
@@ -218,8 +223,9 @@ def plan_due(engine: Engine, now: datetime, defaults: Defaults,
         session.commit()
         recent = session.exec(select(DigestEdition.id).where(
             DigestEdition.day >= (now - RECENT).date()).order_by(DigestEdition.id)).all()
-        result.editions = [edition_id for edition_id in recent
-                           if edition_id is not None and open_deliveries(session, edition_id, now)]
+        for edition_id in recent:
+            if edition_id is not None and (rows := open_deliveries(session, edition_id, now)):
+                result.open[edition_id] = rows
     return result
 
 
@@ -228,7 +234,7 @@ def send_due(engine: Engine, settings: Settings, now: datetime | None = None, *,
              pool: Executor | None = None, progress: Progress = lambda _: None,
              clock: Callable[[], datetime] = utcnow) -> list[SendReport]:
     """Every digest due at `now` (default: the clock), each reader once per edition: what
-    `newsletter send --due` runs. `pool`: worker processes kept across ticks
+    `newsletter send --due` runs. `pool`: `workers` processes kept across ticks
     (`send.worker_pool`), as Celery's mail workers are."""
     at = now or clock()
     local = sender or batch_sender_for(settings)
@@ -237,19 +243,15 @@ def send_due(engine: Engine, settings: Settings, now: datetime | None = None, *,
     plan = plan_due(engine, at, Defaults.of(settings), audience_of(settings))
     progress(f"due at {at:%Y-%m-%d %H:%M} UTC: {plan.total} readers planned, "
              f"{len(plan.editions)} editions to send")
-    reports = []
-    for edition_id in plan.editions:
-        with Session(engine) as session:
-            chunks = chunks_of(open_deliveries(session, edition_id, at),
-                               settings.delivery_chunk_size)
+    work = []
+    for edition_id, rows in plan.open.items():
         report = SendReport(edition_id=edition_id, planned=plan.planned.get(edition_id, 0),
                             journaled=journaled)
-        send_chunks(engine, settings, edition_id, chunks, report, local=local,
-                    workers=workers, pool=pool, progress=progress, now=clock,
-                    label=f"edition {edition_id}")
-        reports.append(report)
         journaled = 0
-    return reports
+        work.append((report, chunks_of(rows, settings.delivery_chunk_size, workers)))
+    send_chunks(engine, settings, work, local=local, workers=workers, pool=pool,
+                progress=progress, now=clock)
+    return [report for report, _ in work]
 
 
 # ------------------------------------------------------------------ scheduled (workers)
@@ -272,11 +274,8 @@ def prepare_due_configured(now: datetime | None = None) -> list[tuple[int, list[
     at = now or utcnow()
     journaled = settle_abandoned(engine, settings.send_journal)
     plan = plan_due(engine, at, Defaults.of(settings), audience_of(settings))
-    fanned = []
-    with Session(engine) as session:
-        for edition_id in plan.editions:
-            fanned.append((edition_id, chunks_of(open_deliveries(session, edition_id, at),
-                                                 settings.delivery_chunk_size)))
+    fanned = [(edition_id, chunks_of(rows, settings.delivery_chunk_size))
+              for edition_id, rows in plan.open.items()]
     log.info("due at %s: planned=%d editions=%s journaled=%d", at.isoformat(), plan.total,
              plan.editions, journaled)
     return fanned

@@ -18,9 +18,10 @@ import logging
 import multiprocessing
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -49,7 +50,7 @@ from newsletter.delivery.ledger import (
 from newsletter.delivery.most_read import Audience, most_read
 from newsletter.delivery.sources import Reader, candidates, readers
 from newsletter.digest.scores import choose
-from newsletter.digest.selection import PaperIndex, Selection
+from newsletter.digest.selection import Candidate, PaperIndex, Selection
 from newsletter.mail import message
 from newsletter.mail.batch import Batch
 from newsletter.mail.registry import batch_sender_for
@@ -103,12 +104,35 @@ def deliver(
     is settled before anything is claimed. `space`: where readers' models live
     (`relevance.embedders.space_for`); None ranks every reader by topics, keywords and
     authors alone."""
-    # A chunk makes millions of short-lived objects, and what earlier chunks built lives on
-    # in this process (rendered papers, the engine's caches). The collector's defaults
-    # re-scanned all of it every few hundred allocations, a third of delivery's CPU: freeze
-    # what exists, and collect young objects less often (docs/BENCHMARKS.md).
+    with _collector_aside():
+        return _deliver(engine, edition_id, delivery_ids, sender=sender, compose=compose,
+                        journal=journal, space=space, now=now)
+
+
+@contextmanager
+def _collector_aside() -> Iterator[None]:
+    """A chunk makes millions of short-lived objects, and what earlier chunks built lives
+    on in this process (rendered papers, the engine's caches). The collector's defaults
+    re-scanned all of it every few hundred allocations, a third of delivery's CPU: what
+    exists is frozen, and young objects are collected less often (docs/BENCHMARKS.md).
+    Thawed after the chunk: frozen objects are never collected, and a long-lived worker
+    (Celery's, or a process sending tick after tick) would keep every cycle it ever made,
+    an engine's pooled connections among them."""
+    thresholds = gc.get_threshold()
     gc.freeze()
     gc.set_threshold(50_000, 20, 20)
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*thresholds)
+
+
+def _deliver(
+    engine: Engine, edition_id: int, delivery_ids: Sequence[int], *, sender: BatchSender,
+    compose: Composer, journal: Path, space: VectorSpace | None,
+    now: Callable[[], datetime],
+) -> SendReport:
     report = SendReport(edition_id=edition_id)
     report.journaled = settle_abandoned(engine, journal)
     token = new_claim()
@@ -121,7 +145,8 @@ def deliver(
             return report
         edition = session.get(DigestEdition, edition_id)
         assert edition is not None
-        day_papers = PaperIndex(candidates(session, edition.window_start, edition.day))
+        day_papers = paper_index(edition_id, candidates(session, edition.window_start,
+                                                        edition.day))
         people = readers(session, taken)
         sent_before = already_sent(session, [r.subscriber_id for r in people],
                                    [c.paper_id for c in day_papers.candidates])
@@ -149,6 +174,29 @@ def deliver(
              edition_id, len(taken), report.sent, report.skipped, report.failed,
              report.retry_later, report.requests)
     return report
+
+
+# The papers of the editions this process sent lately, indexed, with their rankings by
+# topics: an edition's chunks come to a process tick after tick (every zone of one local
+# date shares it), and readers of the same topics, ranked for one chunk, are ranked for the
+# next. A few editions only: a tick sends one date's edition, or two around midnight
+# somewhere, and a weekly.
+_indexes: OrderedDict[int, PaperIndex] = OrderedDict()
+KEPT_INDEXES = 4
+
+
+def paper_index(edition_id: int, found: Sequence[Candidate]) -> PaperIndex:
+    """The edition's candidates indexed, its rankings kept from earlier chunks while the
+    candidates are the same (a card written meanwhile makes a new index)."""
+    index = _indexes.get(edition_id)
+    if index is None or index.candidates != tuple(found):
+        index = _indexes[edition_id] = PaperIndex(found)
+    else:
+        index.keep_shared()
+    _indexes.move_to_end(edition_id)
+    while len(_indexes) > KEPT_INDEXES:
+        _indexes.popitem(last=False)
+    return index
 
 
 @dataclass(frozen=True)
@@ -203,8 +251,16 @@ def _send_part(session: Session, token: str, part: Sequence[tuple[Reader, Select
              (time.monotonic() - started) * 1000)
 
 
-def chunks_of(ids: Sequence[int], size: int) -> list[list[int]]:
-    return [list(ids[i:i + size]) for i in range(0, len(ids), size)]
+def chunks_of(ids: Sequence[int], size: int, workers: int = 1) -> list[list[int]]:
+    """`ids` in chunks of at most `size`; for `workers` processes, in a multiple of that
+    many chunks of about equal size, so none of them idles while another sends the rest
+    (1,001 readers for two processes: 501 and 500, not 1,000 and 1)."""
+    step = size
+    count = -(-len(ids) // size)
+    if workers > 1 and len(ids) >= workers:
+        count += -count % workers
+        step = -(-len(ids) // count)
+    return [list(ids[i:i + step]) for i in range(0, len(ids), step)]
 
 
 def prepare_edition(
@@ -322,7 +378,7 @@ def send_edition(
     edition_id, planned, chunks = prepare_edition(engine, frequency, day, chunk_size, now,
                                                   audience=audience_of(settings))
     report = SendReport(edition_id=edition_id, planned=planned, journaled=journaled)
-    send_chunks(engine, settings, edition_id, chunks, report, local=local, workers=workers,
+    send_chunks(engine, settings, [(report, chunks)], local=local, workers=workers,
                 progress=progress, now=now, label=f"{frequency} {day}")
     return report
 
@@ -334,50 +390,59 @@ def worker_pool(workers: int) -> ProcessPoolExecutor:
                                mp_context=multiprocessing.get_context("spawn"))
 
 
-def send_chunks(engine: Engine, settings: Settings, edition_id: int,
-                chunks: Sequence[Sequence[int]], report: SendReport, *, local: BatchSender,
-                workers: int = 1, pool: Executor | None = None,
+def send_chunks(engine: Engine, settings: Settings,
+                work: Sequence[tuple[SendReport, Sequence[Sequence[int]]]], *,
+                local: BatchSender, workers: int = 1, pool: Executor | None = None,
                 progress: Progress = lambda _: None,
                 now: Callable[[], datetime] = utcnow, label: str = "") -> None:
-    """An edition's chunks, in this process with `local`, or in `workers` processes, or in
-    a `pool` the caller keeps across editions (each claims its rows, so none is sent
-    twice), their outcomes added to `report`."""
-    total, done = sum(len(c) for c in chunks), 0
+    """Editions' chunks, each edition's outcomes added to its report: in this process with
+    `local`, or in `workers` processes, or in a `pool` the caller keeps across ticks.
+    With processes every edition's chunks are handed out at once, so no process waits for
+    another edition to finish; each claims its rows, so none is sent twice."""
+    total, done = sum(len(c) for _, chunks in work for c in chunks), 0
 
-    def handled(part: SendReport, size: int) -> None:
+    def handled(report: SendReport, part: SendReport, size: int) -> None:
         nonlocal done
         report.add(part)
         done += size
-        progress(f"{label}: {done}/{total} deliveries handled, {report.sent} sent, "
-                 f"{report.skipped} skipped, {report.failed} failed")
+        progress(f"{label or f'edition {report.edition_id}'}: {done}/{total} deliveries "
+                 f"handled, {report.sent} sent, {report.skipped} skipped, "
+                 f"{report.failed} failed")
 
-    if pool is not None or (workers > 1 and len(chunks) > 1):
+    if pool is not None or (workers > 1 and sum(len(chunks) for _, chunks in work) > 1):
         with nullcontext(pool) if pool is not None else worker_pool(workers) as running:
-            futures = {running.submit(deliver_in_worker, settings, edition_id, chunk): len(chunk)
-                       for chunk in chunks}
+            futures = {running.submit(deliver_in_worker, settings, report.edition_id, chunk):
+                       (report, len(chunk)) for report, chunks in work for chunk in chunks}
             for future in as_completed(futures):
-                handled(future.result(), futures[future])
+                report, size = futures[future]
+                handled(report, future.result(), size)
         return
-    compose = _edition_composer(engine, settings, edition_id)
     space = space_for(settings)
-    for chunk in chunks:
-        handled(deliver(engine, edition_id, chunk, sender=local, compose=compose,
-                        journal=settings.send_journal, space=space, now=now), len(chunk))
+    for report, chunks in work:
+        compose = _edition_composer(engine, settings, report.edition_id)
+        for chunk in chunks:
+            handled(report, deliver(engine, report.edition_id, chunk, sender=local,
+                                    compose=compose, journal=settings.send_journal,
+                                    space=space, now=now), len(chunk))
 
 
-# A worker process's engine, by database: a Celery worker or a pool's process keeps its
-# connections across the chunks it sends. Keyed by process too: a forked child must not
-# use its parent's connections.
-_engines: dict[tuple[int, str], Engine] = {}
+# A worker process's engine: a Celery worker or a pool's process keeps its connections
+# across the chunks it sends. One, for its database: another database's (a test's, an
+# operator's second installation) replaces it, its connections closed. Keyed by process
+# too: a forked child must not use its parent's connections.
+_engine: tuple[tuple[int, str], Engine] | None = None
 
 
 def _worker_engine(url: str) -> Engine:
+    global _engine
     from newsletter.db import make_engine
 
     key = (os.getpid(), url)
-    if key not in _engines:
-        _engines[key] = make_engine(url)
-    return _engines[key]
+    if _engine is None or _engine[0] != key:
+        if _engine is not None and _engine[0][0] == key[0]:
+            _engine[1].dispose()
+        _engine = (key, make_engine(url))
+    return _engine[1]
 
 
 def deliver_in_worker(settings: Settings, edition_id: int, chunk: Sequence[int]) -> SendReport:

@@ -254,6 +254,18 @@ class PaperIndex:
         # Equal selections as one object: an exclusion or an author often changes nothing.
         self._distinct: dict[Selection, Selection] = {}
 
+    def keep_shared(self) -> None:
+        """Forget every ranking but those of topics alone: kept for the next chunk of the
+        same papers, they are what thousands of readers share, while a ranking with
+        keywords, authors or exclusions is mostly one reader's and would only fill memory."""
+        def shared(interests: Interests) -> bool:
+            return not (interests.include_keywords or interests.exclude_keywords
+                        or interests.authors)
+
+        self._memo = {i: r for i, r in self._memo.items() if shared(i)}
+        self._selections = {i: s for i, s in self._selections.items() if shared(i)}
+        self._distinct = {s: s for s in self._selections.values()}
+
     def _with_keyword(self, word: str) -> list[Candidate]:
         found = self._by_keyword.get(word)
         if found is None:

@@ -252,6 +252,18 @@ def _most_read(most_read: Sequence[tuple[str, str]]) -> list[dict[str, str]]:
             for key, title in most_read]
 
 
+@lru_cache(maxsize=64)
+def _dates(day: date, spoken: str) -> tuple[str, str]:
+    """A digest's short date (its subject's) and long date, in the language in force: the
+    same for every reader of a language, and Babel's formatting is not cheap."""
+    # Translators: CLDR date patterns (https://cldr.unicode.org/translation/date-time):
+    # the subject's short date, e.g. "Sat 5 Dec".
+    short = i18n.format_date(day, i18n.pgettext("date pattern", "EEE d MMM"))
+    # Translators: the digest's date, e.g. "Saturday, 5 December 2026".
+    long = i18n.format_date(day, i18n.pgettext("date pattern", "EEEE, d MMMM y"))
+    return short, long
+
+
 def _digest(selection: Selection, *, day: date, frequency: str, site_url: str,
             detail: Detail, most_read: Sequence[dict[str, str]] = (),
             language: str = i18n.SOURCE_LANGUAGE) -> _Digest:
@@ -272,15 +284,12 @@ def _digest_in(selection: Selection, *, day: date, frequency: str, site_url: str
                                len(picks_in) - 1, first=first)
                  if len(picks_in) > 1 else first)
     line = headline(selection)
-    # Translators: CLDR date patterns (https://cldr.unicode.org/translation/date-time):
-    # the subject's short date, e.g. "Sat 5 Dec".
-    short = i18n.format_date(day, i18n.pgettext("date pattern", "EEE d MMM"))
+    short, long = _dates(day, spoken)
     head: dict[str, Any] = {
         "s": i18n.gettext("%(headline)s · Paperwire, %(date)s", headline=line, date=short),
         "h": line,
         "pre": _clip(preheader, PREHEADER_CHARS),
-        # Translators: the digest's date, e.g. "Saturday, 5 December 2026".
-        "d": i18n.format_date(day, i18n.pgettext("date pattern", "EEEE, d MMMM y")),
+        "d": long,
         "f": frequency_word(frequency),
         "u": site_url,
     }

@@ -175,6 +175,12 @@ def digest_template(language: str = i18n.SOURCE_LANGUAGE) -> DigestTemplate:
                             i18n.speaks(language))
 
 
+def digest_mjml(language: str = i18n.SOURCE_LANGUAGE) -> str:
+    """The digest's MJML layout in an interface language, before MJML compiles it."""
+    return _digest_env(language, True).from_string(_source("digest.mjml")).render(
+        lang=language)
+
+
 @lru_cache(maxsize=8)
 def _digest_template(mjml_source: str, text_source: str, language: str) -> DigestTemplate:
     mjml = _digest_env(language, True).from_string(mjml_source).render(lang=language)

@@ -25,7 +25,7 @@ from newsletter.cards.summarize import SummarizeReport, summarize_pending
 from newsletter.cards.translate import translate_pending, translations_for
 from newsletter.cards.translation import (
     TRANSLATION_PROMPT_VERSION,
-    EnglishCard,
+    CardWords,
     TranslationDraft,
     check_translation,
     size,
@@ -448,7 +448,7 @@ def test_summarize_command_translates_for_the_readers_languages(
 
 
 # The checks on their own: lengths measured across scripts, nothing left untranslated.
-SOURCE = EnglishCard(
+SOURCE = CardWords(
     key_points=("Sparse attention cuts memory by half on long inputs.",) * 4,
     summary=" ".join(["We study sparse attention for long documents."] * 8),
     methodology="We train models on three corpora and compare kernels.",

@@ -177,3 +177,14 @@ def test_a_tick_with_nothing_due_and_no_papers_sends_nothing(database_url: str, 
     result = cli(database_url, outbox, "send", "--due", "--now", "2026-04-26T03:00:00Z")
     assert result.exit_code == 0, result.output
     assert "nothing due" in result.stdout and not mailed(outbox)
+
+
+def test_a_ticks_readers_are_cut_so_that_no_process_idles_while_another_sends() -> None:
+    from newsletter.delivery.send import chunks_of
+
+    sizes = {n: [len(c) for c in chunks_of(list(range(n)), 1000, workers=2)]
+             for n in (1, 3, 1001, 2000, 4100)}
+    assert sizes == {1: [1], 3: [2, 1], 1001: [501, 500], 2000: [1000, 1000],
+                     4100: [684, 684, 684, 684, 684, 680]}
+    # One process (or Celery's fan-out, whose workers are unknown here): full chunks.
+    assert [len(c) for c in chunks_of(list(range(1500)), 1000)] == [1000, 500]
