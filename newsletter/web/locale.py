@@ -146,10 +146,17 @@ def _template_ngettext(singular: str, plural: str, n: int) -> str:
     return i18n.catalog(i18n.current()).ngettext(singular, plural, n)
 
 
+def _forget(_error: BaseException | None) -> None:
+    i18n.set_language(None)
+
+
 def install(app: Flask) -> None:
     """The language per request, the switch, and gettext in every template."""
     app.before_request(_choose)
     app.after_request(vary)
+    # Back to English once the request is done: whatever this thread does next (a test, a
+    # mail built outside a request) must not speak the last visitor's language.
+    app.teardown_request(_forget)
     app.register_blueprint(blueprint)
     app.jinja_env.add_extension("jinja2.ext.i18n")
     app.jinja_env.install_gettext_callables(  # type: ignore[attr-defined]

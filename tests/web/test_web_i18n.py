@@ -509,3 +509,14 @@ def test_french_pages_have_no_serious_accessibility_violation(tmp_path: Path) ->
     violations = {name: lines for name, lines in found.items() if lines}
     assert not violations, "\n".join(f"{name}: {line}" for name, lines in violations.items()
                                      for line in lines)
+
+
+def test_a_french_request_leaves_its_thread_speaking_english(client: FlaskClient,
+                                                             papers: None) -> None:
+    # What the thread builds next (a mail outside a request, the next test) must not
+    # speak the last visitor's language.
+    from newsletter import i18n
+
+    assert _lang(_html(client.get("/", headers=FRENCH))) == "fr"
+    assert i18n.current() == "en"
+    assert i18n.ngettext("%(num)d paper", "%(num)d papers", 3) == "3 papers"
