@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Protocol
+
 # Public list prices (standard tier). Longer names first so that a dated snapshot such as
 # gpt-4o-mini-2024-07-18 matches gpt-4o-mini, not gpt-4o.
 PRICES_PER_MTOK: dict[str, tuple[float, float]] = {
@@ -41,3 +43,39 @@ def cost_usd(price: tuple[float, float] | None, input_tokens: int,
     if price is None:
         return None
     return (input_tokens * price[0] + output_tokens * price[1]) / 1_000_000
+
+
+class Spending(Protocol):
+    """A report's count of calls and what they cost (cards, translations)."""
+
+    written: int
+    failed: int
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float | None
+
+
+class Outcome(Protocol):
+    """One call's result: whether it gave something usable, and what it cost."""
+
+    @property
+    def ok(self) -> bool: ...
+
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float | None
+
+
+def tally(into: Spending, result: Outcome, *, counted: bool = True) -> None:
+    """One result into a report: written or failed (unless not `counted`: paid for, but
+    nothing to show), and its tokens and cost. A cost once unknown (a model with no price)
+    stays unknown: a sum of some costs would pass for the whole."""
+    if counted:
+        if result.ok:
+            into.written += 1
+        else:
+            into.failed += 1
+    into.input_tokens += result.input_tokens
+    into.output_tokens += result.output_tokens
+    if into.cost_usd is not None:
+        into.cost_usd = None if result.cost_usd is None else into.cost_usd + result.cost_usd

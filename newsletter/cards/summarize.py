@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 
 from newsletter.cards.card import PaperText, WriteResult, pending_papers, save_results
 from newsletter.cards.pool import finished_batches
+from newsletter.cards.price import tally
 from newsletter.config import Settings
 from newsletter.db import transaction
 
@@ -72,14 +73,7 @@ class SummarizeReport:
     translations: TranslateReport | None = None
 
     def add(self, result: WriteResult) -> None:
-        if result.ok:
-            self.written += 1
-        else:
-            self.failed += 1
-        self.input_tokens += result.input_tokens
-        self.output_tokens += result.output_tokens
-        if self.cost_usd is not None:
-            self.cost_usd = None if result.cost_usd is None else self.cost_usd + result.cost_usd
+        tally(self, result)
 
     def line(self) -> str:
         cost = "cost unknown (set LLM_PRICE_INPUT/LLM_PRICE_OUTPUT)" if self.cost_usd is None \

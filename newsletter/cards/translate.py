@@ -27,6 +27,7 @@ from sqlalchemy.exc import IntegrityError
 
 from newsletter.cards.llm_writer import LLMCaller, Rejected, Throttle
 from newsletter.cards.pool import finished_batches
+from newsletter.cards.price import tally
 from newsletter.cards.translation import (
     TRANSLATION_PROMPT_VERSION,
     TranslationDraft,
@@ -106,17 +107,10 @@ class TranslateReport:
     by_language: dict[str, LanguageSpend] = field(default_factory=dict)
 
     def add(self, job: TranslationJob, result: TranslationResult, stored: bool = True) -> None:
-        spend = self.by_language.setdefault(job.language, LanguageSpend())
         if not stored:
             self.outdated += 1  # paid for all the same
-        elif result.ok:
-            spend.written += 1
-        else:
-            spend.failed += 1
-        spend.input_tokens += result.input_tokens
-        spend.output_tokens += result.output_tokens
-        if spend.cost_usd is not None:
-            spend.cost_usd = None if result.cost_usd is None else spend.cost_usd + result.cost_usd
+        tally(self.by_language.setdefault(job.language, LanguageSpend()), result,
+              counted=stored)
 
     @property
     def written(self) -> int:

@@ -177,15 +177,19 @@ def digest_template(language: str = i18n.SOURCE_LANGUAGE) -> DigestTemplate:
 
 def digest_mjml(language: str = i18n.SOURCE_LANGUAGE) -> str:
     """The digest's MJML layout in an interface language, before MJML compiles it."""
-    return _digest_env(language, True).from_string(_source("digest.mjml")).render(
-        lang=language)
+    return _in_language(_source("digest.mjml"), i18n.speaks(language), html=True)
+
+
+def _in_language(source: str, language: str, *, html: bool) -> str:
+    """A digest source (Jinja with gettext) rendered into that language's Handlebars."""
+    return _digest_env(language, html).from_string(source).render(lang=language)
 
 
 @lru_cache(maxsize=8)
 def _digest_template(mjml_source: str, text_source: str, language: str) -> DigestTemplate:
-    mjml = _digest_env(language, True).from_string(mjml_source).render(lang=language)
-    text = _digest_env(language, False).from_string(text_source).render(lang=language)
-    return DigestTemplate(subject=DIGEST_SUBJECT, html=to_html(mjml), text=text,
+    return DigestTemplate(subject=DIGEST_SUBJECT,
+                          html=to_html(_in_language(mjml_source, language, html=True)),
+                          text=_in_language(text_source, language, html=False),
                           language=language)
 
 
