@@ -122,6 +122,9 @@ class Settings(BaseSettings):
     arxiv_categories: Annotated[tuple[str, ...], NoDecode] = DEFAULT_CATEGORIES
     arxiv_rss_url: str = "https://rss.arxiv.org/rss/"
     arxiv_api_url: str = "https://export.arxiv.org/api/query"
+    # A reader's author feed is <this>/<author id or ORCID iD>.atom2
+    # (https://info.arxiv.org/help/author_identifiers.html).
+    arxiv_author_url: str = "https://arxiv.org/a"
     # Extra RSS/Atom sources: "label=url" pairs separated by commas.
     feed_urls: Annotated[tuple[str, ...], NoDecode] = ()
     http_timeout: float = Field(default=30.0, gt=0)
@@ -304,7 +307,8 @@ class Settings(BaseSettings):
             raise ValueError(f"{value!r} is not a model name, e.g. text-embedding-3-small")
         return value
 
-    @field_validator("base_url", "sendgrid_host", "arxiv_rss_url", "arxiv_api_url")
+    @field_validator("base_url", "sendgrid_host", "arxiv_rss_url", "arxiv_api_url",
+                     "arxiv_author_url")
     @classmethod
     def _check_url(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):

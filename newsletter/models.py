@@ -11,13 +11,15 @@ from newsletter.ingest.feed import Feed
 from newsletter.ingest.paper import Paper
 from newsletter.installation import InstallationSecret
 from newsletter.readers.tables import Consent, Preferences, Subscriber, Suppression, WebhookEvent
+from newsletter.relevance.library.tables import LibraryEntry, LibraryUpload
 from newsletter.relevance.tables import PaperVector, Rating, ReaderModelRow
 from newsletter.subscriptions.mail_queue import WaitingMail
 from newsletter.subscriptions.signup_limits import MailLimitHit, SignupWindow
 
 __all__ = [
     "AdminSession", "AuditEntry", "Card", "CardTranslation", "Consent", "Delivery",
-    "DigestEdition", "Feed", "InstallationSecret", "LoginFailure", "MailLimitHit", "Operator",
+    "DigestEdition", "Feed", "InstallationSecret", "LibraryEntry", "LibraryUpload",
+    "LoginFailure", "MailLimitHit", "Operator",
     "Paper", "PaperVector", "Preferences", "Rating", "ReaderModelRow", "SendTick", "SentPaper",
     "SignupWindow",
     "Subscriber", "Suppression", "WaitingMail", "WebhookEvent", "WriteProbe",

@@ -13,6 +13,8 @@ from newsletter.cli.app import App, progress
 from newsletter.subscriptions.services import SendFailed
 
 if TYPE_CHECKING:
+    from newsletter.relevance.library.files import ParsedLibrary
+    from newsletter.relevance.library.store import Shelf
     from newsletter.subscriptions.services import Services
 
 
@@ -68,20 +70,31 @@ def _invalid(errors: dict[str, str]) -> click.ClickException:
 @click.option("--language", metavar="CODE",
               help="The language of their cards, pages and mail: one of CARD_LANGUAGES "
                    "(default: en).")
+@click.option("--library", "library_file", type=click.Path(exists=True, dir_okay=False,
+                                                           path_type=Path),
+              help="Their reference library: a BibTeX, RIS or CSL JSON export (Zotero, "
+                   "Google Scholar, Mendeley), replacing the one they had.")
+@click.option("--author", metavar="ID",
+              help="Their arXiv author identifier (grapa_j_1) or ORCID iD: the papers of "
+                   "its arXiv feed count as papers they like.")
 @click.pass_obj
 def subscribers_add(app: App, email: str, topics: str, frequency: str, describe: str | None,
                     like: str | None, confirmed: bool, time_zone: str | None,
-                    hour: str | None, weekday: str | None, language: str | None) -> None:
+                    hour: str | None, weekday: str | None, language: str | None,
+                    library_file: Path | None, author: str | None) -> None:
     """Add a subscriber; without --confirmed they get the confirmation mail.
 
-    --describe and --like shape their model before their first digest; given for a reader
-    who has them already, each replaces what was there (the other is kept)."""
+    --describe, --like, --library and --author shape their model before their first
+    digest; given for a reader who has them already, each replaces what was there (the
+    others are kept). What arXiv must give (liked papers, the author feed, library titles
+    to look up) is fetched by the next `newsletter embed`."""
     from newsletter.readers.reader_input import InvalidInput, SendTime
     from newsletter.readers.subscriber import LinkInvalid
     from newsletter.subscriptions import signup
 
     try:
         interests = _checked_interests(describe, like)
+        own = _checked_own(library_file, author)
         added = signup.add(_services(app), email, signup.split_topics(topics), frequency,
                            confirmed=confirmed, send_time=SendTime(time_zone, hour, weekday),
                            language=language)
@@ -92,6 +105,111 @@ def subscribers_add(app: App, email: str, topics: str, frequency: str, describe:
     mailed = f"; mailed: {added.mailed}" if added.mailed else ""
     learned = _learn_interests(app, added.email, describe, like) if interests else ""
     click.echo(f"{added.email}: {added.status}{mailed}{learned}")
+    if own is not None:
+        _store_own(app, added.email, library_file, *own)
+
+
+def _checked_own(library_file: Path | None, author: str | None
+                 ) -> tuple[ParsedLibrary | None, str | None] | None:
+    """The parsed library and the author id, checked before anything is written."""
+    from newsletter.readers.reader_input import InvalidInput, parse_arxiv_author
+    from newsletter.relevance.library.files import MAX_FILE_BYTES
+    from newsletter.subscriptions.own_papers import LibraryFile, read_library
+
+    if library_file is None and author is None:
+        return None
+    errors: dict[str, str] = {}
+    parsed = None
+    if library_file is not None:
+        if library_file.stat().st_size > MAX_FILE_BYTES:
+            raise InvalidInput({"library": f"{library_file} is larger than "
+                                           f"{MAX_FILE_BYTES // 2**20} MB"})
+        try:
+            parsed = read_library(LibraryFile(library_file.name, library_file.read_bytes()))
+        except InvalidInput as exc:
+            errors.update(exc.errors)
+    checked = parse_arxiv_author(author, errors) if author is not None else None
+    if errors:
+        raise InvalidInput(errors)
+    return parsed, checked
+
+
+def _store_own(app: App, email: str, library_file: Path | None,
+               parsed: ParsedLibrary | None, author: str | None) -> None:
+    from newsletter.readers.subscriber import find_by_email
+    from newsletter.relevance import learn
+
+    with db.transaction(app.engine) as session:
+        reader = find_by_email(session, email)
+        assert reader is not None and reader.id is not None  # signup.add has just written it
+        if author is not None:
+            learn.set_author(session, reader.id, author, settings=app.settings)
+        if parsed is not None and library_file is not None:
+            learn.import_library(session, reader.id, parsed, library_file.name,
+                                 settings=app.settings)
+    if author is not None:
+        click.echo(f"  author: {author} (its arXiv feed is read by `newsletter embed`)")
+    if parsed is not None:
+        for line in library_report(parsed):
+            click.echo(f"  {line}")
+
+
+def library_report(parsed: ParsedLibrary) -> list[str]:
+    """What a library file gave, entry by entry where something was left out."""
+    from newsletter.relevance.library.files import reason_said
+
+    on_arxiv = sum(1 for e in parsed.entries if e.arxiv_id)
+    lines = [f"library ({parsed.format}): {len(parsed.entries)} entries kept: {on_arxiv} "
+             f"name an arXiv paper, {len(parsed.entries) - on_arxiv} to look up on arXiv by "
+             f"title (`newsletter embed`); {len(parsed.skipped)} skipped"]
+    lines += [f"  skipped #{s.number} {s.title or '(untitled)'!r}: {reason_said(s.reason)}"
+              for s in parsed.skipped]
+    return lines
+
+
+STATE_SAID = {"arxiv": "on arXiv", "lookup": "to look up on arXiv by title",
+              "text": "not on arXiv: its title and abstract count",
+              "unmatched": "not on arXiv and no abstract: not used"}
+
+
+def shelf_lines(shelf: Shelf) -> list[str]:
+    """A reader's own papers, one line each, as `subscribers library` prints them."""
+    read = (shelf.author_read_at.isoformat(timespec="minutes") if shelf.author_read_at
+            else "not read yet")
+    lines = [f"author: {shelf.author} (feed: {read})" if shelf.author else "author: none"]
+    if shelf.upload is not None:
+        lines.append(f"library file: {shelf.upload.filename} ({shelf.upload.format}), "
+                     f"{len(shelf.upload.report.get('skipped', []))} entries skipped")
+    for e in shelf.entries:
+        said = STATE_SAID.get(e.state, e.state) + (f" {e.arxiv_id}" if e.arxiv_id else "")
+        lines.append(f"  [{e.id}] {e.source} #{e.number} {e.title[:80]!r}: {said}"
+                     + (" (dropped)" if e.dropped else ""))
+    lines.append(f"{shelf.counting()} of {len(shelf.entries)} count for their model")
+    return lines
+
+
+@subscribers_group.command("library")
+@click.argument("email")
+@click.pass_obj
+def subscribers_library(app: App, email: str) -> None:
+    """A reader's own papers: their author feed's and library file's, each with how it
+    counts (on arXiv, standing for itself, still to look up, unmatched, dropped)."""
+    from sqlmodel import Session
+
+    from newsletter.readers.reader_input import InvalidInput, parse_email
+    from newsletter.readers.subscriber import find_by_email
+    from newsletter.relevance.library.store import shelf_of
+
+    try:
+        address = parse_email(email)
+    except InvalidInput as exc:
+        raise _invalid(exc.errors) from None
+    with Session(app.engine) as session:
+        reader = find_by_email(session, address)
+        if reader is None or reader.id is None:
+            raise click.ClickException(f"no subscriber {address}")
+        for line in shelf_lines(shelf_of(session, reader.id)):
+            click.echo(line)
 
 
 def _checked_interests(describe: str | None, like: str | None) -> bool:

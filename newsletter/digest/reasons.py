@@ -28,6 +28,9 @@ _LIKE = "like “"
 # What the reader did with the favourite a pick resembles; the last is how rows stored
 # before the two were told apart say it.
 _RATED_UP, _LISTED, _EITHER = "” you rated up", "” you liked", "” you rated up or liked"
+# ... or found among their own papers (newsletter/relevance/library/): their library
+# file's, or their arXiv author feed's.
+_IN_LIBRARY, _WROTE = "” in your library", "” you wrote"
 # As functions: said in the language in force when the line is made, not at import.
 _SAID = {
     _RATED_UP: lambda title: i18n.gettext("similar to %(title)s, which you rated up",
@@ -36,6 +39,8 @@ _SAID = {
                                         title=title),
     _EITHER: lambda title: i18n.gettext("similar to %(title)s, which you rated up or liked",
                                         title=title),
+    _IN_LIBRARY: lambda title: i18n.gettext("close to %(title)s in your library", title=title),
+    _WROTE: lambda title: i18n.gettext("close to your paper %(title)s", title=title),
 }
 # A topic reason keeps the topic's English name (the stored form); a reader of another
 # language reads the name the taxonomy gives it in theirs.
@@ -63,11 +68,18 @@ def resembles(title: str, rated_up: bool) -> str:
     return f"{_LIKE}{title}{_RATED_UP if rated_up else _LISTED}"
 
 
+def own_paper(title: str, wrote: bool) -> str:
+    """The model's reason when the pick is close to one of the reader's own papers: in
+    their library file, or (`wrote`) of their arXiv author feed."""
+    return f"{_LIKE}{title}{_WROTE if wrote else _IN_LIBRARY}"
+
+
 def _resemblance(reason: str) -> str | None:
     """"similar to “X”, which you rated up" for a stored resemblance, else None."""
     if not reason.startswith(_LIKE):
         return None
-    for ending in (_EITHER, _RATED_UP, _LISTED):  # the longest first: it ends like another
+    # The longest first: it ends like another.
+    for ending in (_EITHER, _RATED_UP, _LISTED, _IN_LIBRARY, _WROTE):
         if reason.endswith(ending):
             return _SAID[ending](quoted(reason[len(_LIKE):-len(ending)]))
     return None

@@ -20,6 +20,7 @@ from email_validator import EmailNotValidError, validate_email
 
 from newsletter.i18n import gettext as _
 from newsletter.i18n import ngettext
+from newsletter.readers.author_id import author_id_of
 from newsletter.taxonomy import BY_SLUG, SLUGS
 
 FREQUENCIES = ("daily", "weekly")
@@ -114,6 +115,9 @@ class PreferenceValues:
     send_weekday: int | None = None
     # The language of their cards, pages and mail, one of CARD_LANGUAGES. None: English.
     language: str | None = None
+    # Their arXiv author identifier or ORCID iD (author_id.py): carried like the
+    # description, stored by relevance.learn.set_interests.
+    arxiv_author: str | None = None
 
 
 def _topics(raw: Iterable[str], errors: dict[str, str]) -> tuple[str, ...]:
@@ -238,6 +242,7 @@ def parse_preferences(
     include_revised: bool = False, description: str | None = None,
     liked_papers: str | Sequence[str] = "", send_time: SendTime = SendTime(),
     language: str | None = None, languages: Sequence[str] = ("en",),
+    arxiv_author: str | None = None,
 ) -> PreferenceValues:
     """Preferences from form strings, or InvalidInput naming every bad field.
 
@@ -246,6 +251,7 @@ def parse_preferences(
     errors: dict[str, str] = {}
     zone, hour, weekday = parse_send_time(send_time, errors)
     chosen_language = parse_language(language, languages, errors)
+    author = parse_arxiv_author(arxiv_author, errors)
     described, liked = _interests(description, liked_papers, errors)
     chosen = _topics(topics, errors)
     freq = parse_frequency(frequency, errors)
@@ -264,7 +270,16 @@ def parse_preferences(
     if errors:
         raise InvalidInput(errors)
     return PreferenceValues(chosen, freq, include, exclude, followed, count, include_revised,
-                            described, liked, zone, hour, weekday, chosen_language)
+                            described, liked, zone, hour, weekday, chosen_language, author)
+
+
+def parse_arxiv_author(raw: str | None, errors: dict[str, str]) -> str | None:
+    """An arXiv author identifier or ORCID iD as pasted (author_id.py), or None."""
+    try:
+        return author_id_of(raw)
+    except ValueError as exc:
+        errors["arxiv_author"] = str(exc)
+        return None
 
 
 MAX_DESCRIPTION_LENGTH = 500

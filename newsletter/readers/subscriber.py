@@ -111,7 +111,8 @@ def _as_json(values: PreferenceValues) -> dict[str, Any]:
             "max_papers": values.max_papers, "include_revised": values.include_revised,
             "description": values.description, "liked_papers": list(values.liked_papers),
             "time_zone": values.time_zone, "send_hour": values.send_hour,
-            "send_weekday": values.send_weekday, "language": values.language}
+            "send_weekday": values.send_weekday, "language": values.language,
+            "arxiv_author": values.arxiv_author}
 
 
 def _from_json(data: dict[str, Any]) -> PreferenceValues:
@@ -121,7 +122,8 @@ def _from_json(data: dict[str, Any]) -> PreferenceValues:
                             tuple(data["authors"]), data["max_papers"], data["include_revised"],
                             data.get("description"), tuple(data.get("liked_papers", ())),
                             data.get("time_zone"), data.get("send_hour"),
-                            data.get("send_weekday"), data.get("language"))
+                            data.get("send_weekday"), data.get("language"),
+                            data.get("arxiv_author"))
 
 
 def requested_choices(subscriber: Subscriber) -> PreferenceValues | None:
@@ -207,7 +209,8 @@ def values_of(prefs: Preferences) -> PreferenceValues:
                             tuple(prefs.exclude_keywords), tuple(prefs.authors),
                             prefs.max_papers, prefs.include_revised,
                             time_zone=prefs.time_zone, send_hour=prefs.send_hour,
-                            send_weekday=prefs.send_weekday, language=prefs.language)
+                            send_weekday=prefs.send_weekday, language=prefs.language,
+                            arxiv_author=prefs.arxiv_author)
 
 
 def holder(session: Session, subscriber_id: int, link_key: str) -> Subscriber:

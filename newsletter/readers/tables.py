@@ -110,6 +110,11 @@ class Preferences(SQLModel, table=True):
     send_weekday: int | None = None
     # The language of their cards, pages and mail: one of CARD_LANGUAGES. NULL: English.
     language: str | None = Field(default=None, max_length=16)
+    # Their arXiv author identifier or ORCID iD (newsletter/relevance/library/): the papers
+    # of its arXiv feed count as papers they like. When the feed was last read (NULL: not
+    # yet), so the sweep reads each again only now and then.
+    arxiv_author: str | None = Field(default=None, max_length=64)
+    author_fetched_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
 
 
 class Consent(SQLModel, table=True):

@@ -7,7 +7,10 @@ A reader's model learns from three signals, all the reader's own:
   (newsletter/relevance/liked.py) and stored as a paper like any other, so it gets a
   vector; an id arXiv cannot give us now stays on the reader's list and is asked for
   again the next time the list is saved;
-- their ratings, "more like this" (+1) and "less like this" (-1); a rating outranks a like.
+- their ratings, "more like this" (+1) and "less like this" (-1); a rating outranks a like;
+- their own papers: a library file they uploaded and their arXiv author feed
+  (newsletter/relevance/library/), liked as a block, so that a long library does not
+  drown what they said or rated.
 
 Whenever one of them changes (`rate`, `record_ratings`, `set_interests`) the model is
 trained again (newsletter/relevance/train.py), never during a send. With nothing to go
@@ -33,6 +36,8 @@ from newsletter.ingest.paper import Paper
 from newsletter.readers.reader_input import claimed_arxiv_id, parse_interests
 from newsletter.readers.subscriber import UnknownReader, preferences_of, touch
 from newsletter.readers.tables import Preferences, Subscriber
+from newsletter.relevance.library import store as library_store
+from newsletter.relevance.library.files import ParsedLibrary
 from newsletter.relevance.liked import ids_we_lack
 from newsletter.relevance.model import ReaderModel
 from newsletter.relevance.tables import Rating
@@ -191,3 +196,48 @@ def set_interests(session: Session, subscriber_id: int, description: str | None,
     session.flush()
     retrain(session, subscriber_id, settings=settings)
     return Interests(text, ids, ids_we_lack(session, ids))
+
+
+# ---------------------------------------------------------------- their own papers
+
+
+def set_author(session: Session, subscriber_id: int, author: str | None, *,
+               settings: Settings | None = None) -> bool:
+    """Store the reader's arXiv author identifier or ORCID iD (checked: readers.author_id)
+    and retrain when it changed; its feed is read by the next sweep, never here."""
+    subscriber = session.get(Subscriber, subscriber_id)
+    if subscriber is None:
+        raise UnknownReader(f"no reader with id {subscriber_id}")
+    changed = library_store.set_author(session, preferences_of(session, subscriber), author)
+    if changed:
+        session.flush()
+        retrain(session, subscriber_id, settings=settings)
+    return changed
+
+
+def import_library(session: Session, subscriber_id: int, parsed: ParsedLibrary,
+                   filename: str | None, *, settings: Settings | None = None) -> None:
+    """The reader's library file, replacing the one they had, and their model retrained
+    on what of it counts already (arXiv papers we have); the sweep does the rest."""
+    if session.get(Subscriber, subscriber_id) is None:
+        raise UnknownReader(f"no reader with id {subscriber_id}")
+    library_store.import_file(session, subscriber_id, parsed, filename)
+    session.flush()
+    retrain(session, subscriber_id, settings=settings)
+
+
+def remove_library(session: Session, subscriber_id: int, *,
+                   settings: Settings | None = None) -> None:
+    if library_store.remove_library(session, subscriber_id):
+        session.flush()
+        retrain(session, subscriber_id, settings=settings)
+
+
+def drop_own(session: Session, subscriber_id: int, entry_ids: Sequence[int],
+             dropped: bool = True, *, settings: Settings | None = None) -> int:
+    """Drop some of the reader's own papers (or take them back); retrain when any changed."""
+    changed = library_store.drop(session, subscriber_id, entry_ids, dropped)
+    if changed:
+        session.flush()
+        retrain(session, subscriber_id, settings=settings)
+    return changed

@@ -19,7 +19,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 
 from sqlalchemy import Engine, select
@@ -29,7 +29,7 @@ from newsletter.config import Settings
 from newsletter.db import transaction
 from newsletter.ingest.fetch import Fetched, Fetcher, FetchError
 from newsletter.ingest.paper import Paper, PaperEntry
-from newsletter.ingest.parse import FeedError, parse_feed
+from newsletter.ingest.parse import FeedError, ParsedFeed, parse_feed
 from newsletter.ingest.store import make_fetcher, store_entries
 from newsletter.readers.reader_input import MAX_LIKED_PAPERS
 from newsletter.readers.tables import Preferences
@@ -55,16 +55,33 @@ _ARXIV_TURN = threading.Lock()
 _arxiv_last_call = float("-inf")
 
 
-def _ask_arxiv(fetcher: Fetcher, settings: Settings, params: dict[str, str | int]) -> Fetched:
+def ask_arxiv(fetcher: Fetcher, settings: Settings, params: dict[str, str | int] | None = None,
+              *, url: str | None = None) -> Fetched:
+    """One call to arXiv (the API unless `url` names another of its addresses, such as an
+    author feed), at arXiv's pace: every caller of this process takes its turn."""
     global _arxiv_last_call
     with _ARXIV_TURN:
         wait = _arxiv_last_call + settings.arxiv_api_delay - time.monotonic()
         if wait > 0:
             time.sleep(wait)
         try:
-            return fetcher.get(settings.arxiv_api_url, params=params)
+            return fetcher.get(url or settings.arxiv_api_url, params=params)
         finally:
             _arxiv_last_call = time.monotonic()
+
+
+def arxiv_answer(fetched: Fetched, settings: Settings) -> ParsedFeed:
+    """The API's answer parsed; FeedError when it is an error or not the API's."""
+    try:
+        parsed = parse_feed(fetched.content)
+    except FeedError as exc:
+        raise FeedError(f"HTTP {fetched.status}: {exc}" if fetched.status >= 400
+                        else str(exc)) from None
+    if fetched.status >= 400:
+        raise FeedError(f"HTTP {fetched.status}")
+    if parsed.kind != "arxiv-api" and parsed.entries:
+        raise FeedError(f"{settings.arxiv_api_url} did not answer as the arXiv API")
+    return parsed
 
 
 def fetch_papers(session: Session, arxiv_ids: Sequence[str], *, settings: Settings,
@@ -83,18 +100,10 @@ def fetch_papers(session: Session, arxiv_ids: Sequence[str], *, settings: Settin
     try:
         for start in range(0, len(arxiv_ids), MAX_LIKED_PAPERS):
             chunk = list(arxiv_ids[start:start + MAX_LIKED_PAPERS])
-            fetched = _ask_arxiv(fetcher, settings,
-                                 {"id_list": ",".join(chunk), "max_results": len(chunk)})
-            try:
-                parsed = parse_feed(fetched.content)
-            except FeedError as exc:
-                raise FeedError(f"HTTP {fetched.status}: {exc}" if fetched.status >= 400
-                                else str(exc)) from None
-            if fetched.status >= 400:
-                raise FeedError(f"HTTP {fetched.status}")
-            if parsed.kind != "arxiv-api" and parsed.entries:
-                raise FeedError(f"{settings.arxiv_api_url} did not answer as the arXiv API")
-            entries = [_unlisted(e) for e in parsed.entries if e.key in chunk]
+            fetched = ask_arxiv(fetcher, settings,
+                                {"id_list": ",".join(chunk), "max_results": len(chunk)})
+            parsed = arxiv_answer(fetched, settings)
+            entries = [unlisted(e) for e in parsed.entries if e.key in chunk]
             store_entries(session, entries)
             stored += len(entries)
     finally:
@@ -103,15 +112,17 @@ def fetch_papers(session: Session, arxiv_ids: Sequence[str], *, settings: Settin
     return stored
 
 
-def _unlisted(entry: PaperEntry) -> PaperEntry:
+def unlisted(entry: PaperEntry) -> PaperEntry:
     """The paper without the days the API gives it: arXiv announced it, our feeds did not."""
     return replace(entry, announced_on=None, first_announced_on=None)
 
 
-def wanted(session: Session) -> list[str]:
-    """Every id on some reader's list that we have no paper for, sorted."""
+def wanted(session: Session, also: Iterable[str] = ()) -> list[str]:
+    """Every id on some reader's list, and `also` (the arXiv ids of readers' libraries and
+    author feeds: newsletter/relevance/library/), that we have no paper for, sorted."""
     listed = {arxiv_id for (ids,) in session.execute(select(Preferences.liked_papers))
               for arxiv_id in ids or ()}
+    listed.update(also)
     return sorted(ids_we_lack(session, sorted(listed)))
 
 
@@ -123,6 +134,7 @@ class LikedFetch:
 
 
 def fetch_wanted(engine: Engine, settings: Settings, *, ids: Sequence[str] | None = None,
+                 also: Callable[[Session], Iterable[str]] = lambda _session: (),
                  fetcher: Fetcher | None = None,
                  sample: Callable[[list[str], int], list[str]] = random.sample) -> LikedFetch:
     """Ask arXiv for these liked ids (by default every reader's wanted ones, at most
@@ -130,7 +142,7 @@ def fetch_wanted(engine: Engine, settings: Settings, *, ids: Sequence[str] | Non
     already stored stay when a later request fails. Never raises for arXiv's sake."""
     if ids is None:
         with Session(engine) as session:
-            ids = wanted(session)
+            ids = wanted(session, also(session))
         if len(ids) > SWEEP_IDS:
             ids = sorted(sample(list(ids), SWEEP_IDS))
     stored = 0

@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import NamedTuple
 
@@ -39,6 +39,8 @@ from newsletter.readers.tables import Preferences
 from newsletter.relevance import liked, model, vectors
 from newsletter.relevance.embed import EmbedReport, embed_pending, vectors_for
 from newsletter.relevance.embedders import EmbedError, VectorSpace, embedder_for, space_for
+from newsletter.relevance.library import store as library_store
+from newsletter.relevance.library import sweep as library_sweep
 from newsletter.relevance.model import ReaderModel
 from newsletter.relevance.tables import PaperVector, Rating, ReaderModelRow
 
@@ -61,10 +63,24 @@ class _Inputs:
     liked: list[int]  # paper ids, rated ones left out: a rating outranks a like
     ups: list[int]
     downs: list[int]
+    # The reader's own papers (library file, author feed: newsletter/relevance/library/):
+    # arXiv papers by id, rated or hand-picked ones left out, and the vectors of entries
+    # standing for themselves, in `own_model`.
+    library: list[int] = field(default_factory=list)
+    own: list[bytes] = field(default_factory=list)
+    own_model: str | None = None
 
     @property
     def papers(self) -> list[int]:
-        return [*self.liked, *self.ups, *self.downs]
+        return [*self.liked, *self.ups, *self.downs, *self.library]
+
+
+def _paper_ids(session: Session, arxiv_ids: Sequence[str]) -> list[int]:
+    found: list[int] = []
+    for start in range(0, len(arxiv_ids), _IN_CHUNK):
+        found += session.execute(select(Paper.id).where(Paper.arxiv_id.in_(  # type: ignore[union-attr]
+            list(arxiv_ids[start:start + _IN_CHUNK])))).scalars()
+    return found
 
 
 def _inputs(session: Session, subscriber_id: int) -> _Inputs:
@@ -73,10 +89,12 @@ def _inputs(session: Session, subscriber_id: int) -> _Inputs:
     liked_ids = list(prefs.liked_papers) if prefs else []
     rated = dict(session.execute(select(Rating.paper_id, Rating.value).where(
         Rating.subscriber_id == subscriber_id)).all())  # type: ignore[arg-type]
-    liked = list(session.execute(select(Paper.id).where(
-        Paper.arxiv_id.in_(liked_ids))).scalars()) if liked_ids else []  # type: ignore[union-attr]
+    liked = _paper_ids(session, liked_ids) if liked_ids else []
+    library_ids, own, own_model = library_store.counted(session, subscriber_id)
+    library = [p for p in _paper_ids(session, library_ids) if p not in rated and p not in liked]
     return _Inputs(description, [p for p in liked if p not in rated],
-                   [p for p, v in rated.items() if v > 0], [p for p, v in rated.items() if v < 0])
+                   [p for p, v in rated.items() if v > 0], [p for p, v in rated.items() if v < 0],
+                   library, own, own_model)
 
 
 def _paper_rows(session: Session, paper_ids: Sequence[int],
@@ -108,6 +126,17 @@ def reference_papers(session: Session, space: VectorSpace) -> sp.csr_matrix | No
 
 def _matrix(found: Mapping[int, sp.csr_matrix], paper_ids: Sequence[int]) -> sp.csr_matrix | None:
     rows = [found[p] for p in paper_ids if p in found]
+    return sp.vstack(rows, format="csr") if rows else None
+
+
+def _library(found: Mapping[int, sp.csr_matrix], inputs: _Inputs,
+             space: VectorSpace) -> sp.csr_matrix | None:
+    """The reader's own papers as rows: their arXiv papers' vectors, and the vectors of
+    entries standing for themselves when they are in this space (else the sweep is still
+    embedding them again: they count once it has)."""
+    rows = [found[p] for p in inputs.library if p in found]
+    if inputs.own and inputs.own_model == space.name:
+        rows += [vectors.decode(blob, space.dims) for blob in inputs.own]
     return sp.vstack(rows, format="csr") if rows else None
 
 
@@ -179,7 +208,8 @@ def retrain(session: Session, subscriber_id: int, *,
         [vector] = _embed_descriptions(settings, [inputs.description])
         described = _Described(vector, description_hash(inputs.description) if vector else None)
     # Only the reader's own words are centred: ratings alone need no reference.
-    reference = (reference_papers(session, space) if inputs.description or inputs.liked
+    reference = (reference_papers(session, space)
+                 if inputs.description or inputs.liked or inputs.library or inputs.own
                  else None)
     return _train_and_store(session, subscriber_id, space, inputs, described, reference)
 
@@ -192,7 +222,8 @@ def _train_and_store(session: Session, subscriber_id: int, space: VectorSpace,
         space.name, space.dims,
         description=vectors.decode(described.vector, space.dims) if described.vector else None,
         liked=_matrix(found, inputs.liked), ups=_matrix(found, inputs.ups),
-        downs=_matrix(found, inputs.downs), reference=reference)
+        downs=_matrix(found, inputs.downs), library=_library(found, inputs, space),
+        reference=reference)
     if trained is None:
         session.execute(delete(ReaderModelRow).where(
             ReaderModelRow.subscriber_id == subscriber_id))  # type: ignore[arg-type]
@@ -253,7 +284,8 @@ def retrain_outdated(engine: Engine, settings: Settings) -> int:
                 known[subscriber_id] = _Described(vector, description_hash(
                     todo[subscriber_id].description or "") if vector else None)
             reference = (reference_papers(session, space)
-                         if any(i.description or i.liked for i in todo.values()) else None)
+                         if any(i.description or i.liked or i.library or i.own
+                                for i in todo.values()) else None)
             for subscriber_id, inputs in todo.items():
                 described = known[subscriber_id]
                 assert described is not None
@@ -270,7 +302,8 @@ def embed_and_retrain(engine: Engine, settings: Settings, *, limit: int | None =
     then the reader models they leave outdated (a rated or liked paper that just got its
     vector, a changed vector model): what `newsletter embed` and the `paperwire.embed`
     task run. Returns the embed report and how many models."""
-    fetched = liked.fetch_wanted(engine, settings)
+    library_sweep.sweep(engine, settings, progress=progress)
+    fetched = liked.fetch_wanted(engine, settings, also=library_store.arxiv_ids_wanted)
     if fetched.asked:
         progress(f"liked papers: asked arXiv for {len(fetched.asked)}, stored "
                  f"{fetched.stored}" + (f" ({fetched.problem})" if fetched.problem else ""))
@@ -312,6 +345,10 @@ def _outdated(session: Session, space: VectorSpace) -> list[int]:
             stale.add(subscriber_id)
         if likes:
             liking[subscriber_id] = list(likes)
+    for subscriber_id, changed in library_store.changed_since(session).items():
+        saw(subscriber_id, changed)
+    for subscriber_id, ids in library_store.counted_arxiv_ids(session).items():
+        liking.setdefault(subscriber_id, []).extend(ids)
     made_at = _liked_vectors_made(session, {i for ids in liking.values() for i in ids}, space)
     for subscriber_id, ids in liking.items():
         for arxiv_id in ids:

@@ -2,6 +2,7 @@
 
 A reader's data lies all along the flow: the subscriber row, preferences (with their
 description and liked papers) and consents; their ratings and the model trained from them;
+their own papers (author identifier, library files, each entry kept and its vector);
 the ledger (deliveries, and the papers each one carried, with the reasons); provider
 events that name the address; and a suppression if the address bounced or complained.
 `export` gathers every piece. `erase` removes every row that names the person, but one:
@@ -24,7 +25,15 @@ from sqlmodel import Session, select
 from newsletter.delivery import Delivery, DigestEdition, SentPaper
 from newsletter.ingest.paper import Paper
 from newsletter.readers import subscriber as subs
-from newsletter.readers.tables import PENDING_LIFETIME, Subscriber, Suppression, WebhookEvent
+from newsletter.readers.tables import (
+    PENDING_LIFETIME,
+    Preferences,
+    Subscriber,
+    Suppression,
+    WebhookEvent,
+)
+from newsletter.relevance.library import store as library_store
+from newsletter.relevance.library.tables import LibraryEntry, LibraryUpload
 from newsletter.relevance.tables import Rating, ReaderModelRow
 from newsletter.subscriptions import mail_queue
 from newsletter.subscriptions.signup_limits import SignupLimits, forget_ended_windows
@@ -84,6 +93,31 @@ def _reader_model(session: Session, subscriber_id: int) -> dict[str, Any] | None
             "description_vector_base64": b64(row.description_vector)}
 
 
+def _own_papers(session: Session, subscriber_id: int) -> dict[str, Any]:
+    """Their author identifier, library files (theirs and any waiting for a confirmation)
+    and every entry kept of them, with its vector."""
+    prefs = session.get(Preferences, subscriber_id)
+    uploads = session.exec(select(LibraryUpload).where(
+        LibraryUpload.subscriber_id == subscriber_id).order_by(LibraryUpload.id))  # type: ignore[arg-type]
+    entries = session.exec(select(LibraryEntry).where(
+        LibraryEntry.subscriber_id == subscriber_id).order_by(LibraryEntry.id))  # type: ignore[arg-type]
+    return {
+        "arxiv_author": prefs.arxiv_author if prefs else None,
+        "author_feed_read_at": subs.iso(prefs.author_fetched_at) if prefs and
+        prefs.author_fetched_at else None,
+        "library_files": [{"id": u.id, "filename": u.filename, "format": u.format,
+                           "uploaded_at": subs.iso(u.uploaded_at),
+                           "waiting_for_confirmation": u.nonce is not None,
+                           "report": u.report} for u in uploads],
+        "entries": [{"source": e.source, "file": e.upload_id, "number": e.number,
+                     "title": e.title, "arxiv_id": e.arxiv_id, "doi": e.doi,
+                     "abstract": e.abstract, "state": e.state, "dropped": e.dropped,
+                     "vector_model": e.vector_model,
+                     "vector_base64": base64.b64encode(e.vector).decode("ascii")
+                     if e.vector is not None else None} for e in entries],
+    }
+
+
 def export(session: Session, subscriber: Subscriber) -> dict[str, Any]:
     """Everything we hold about a reader, as JSON-ready data."""
     assert subscriber.id is not None
@@ -97,6 +131,7 @@ def export(session: Session, subscriber: Subscriber) -> dict[str, Any]:
         **profile,
         "ratings": _ratings(session, subscriber.id),
         "reader_model": _reader_model(session, subscriber.id),
+        "own_papers": _own_papers(session, subscriber.id),
         "deliveries": _deliveries(session, subscriber.id),
         "provider_events": _events(session, subscriber.email),
     }
@@ -115,6 +150,8 @@ def erase(session: Session, subscriber: Subscriber, limits: SignupLimits | None 
         limits.forget(email, session)
     session.exec(delete(Rating).where(Rating.subscriber_id == subscriber.id))  # type: ignore[call-overload, arg-type]
     session.exec(delete(ReaderModelRow).where(ReaderModelRow.subscriber_id == subscriber.id))  # type: ignore[call-overload, arg-type]
+    session.exec(delete(LibraryEntry).where(LibraryEntry.subscriber_id == subscriber.id))  # type: ignore[call-overload, arg-type]
+    session.exec(delete(LibraryUpload).where(LibraryUpload.subscriber_id == subscriber.id))  # type: ignore[call-overload, arg-type]
     session.exec(delete(SentPaper).where(SentPaper.subscriber_id == subscriber.id))  # type: ignore[call-overload, arg-type]
     session.exec(delete(Delivery).where(Delivery.subscriber_id == subscriber.id))  # type: ignore[call-overload, arg-type]
     assert subscriber.id is not None
@@ -136,6 +173,8 @@ def expire_pending(session: Session, now: datetime | None = None,
         Subscriber.confirmed_at.is_(None))))  # type: ignore[union-attr]
     for subscriber in stale:
         erase(session, subscriber)
+    # A library file sent with a sign-up of a known address that was never confirmed.
+    library_store.discard_waiting(session, before=now - lifetime)
     return len(stale)
 
 

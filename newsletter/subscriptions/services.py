@@ -94,6 +94,12 @@ def link_holder(subscriber: Subscriber) -> LinkHolder:
     return LinkHolder(subscriber.id, subscriber.link_key)
 
 
+def managed(svc: Services, session: Session, token: str) -> Subscriber:
+    """The reader a manage link names. Raises BadLink or LinkInvalid."""
+    holder = svc.links.read_manage(token)
+    return subs.holder(session, holder.subscriber_id, holder.link_key)
+
+
 def confirmation_message(links: Links, subscriber: Subscriber, choices: PreferenceValues
                          ) -> Message:
     """In the language the sign-up chose (`choices.language`)."""

@@ -38,7 +38,11 @@ from newsletter.readers.reader_input import (
 from newsletter.readers.subscriber import LinkInvalid
 from newsletter.readers.tables import Subscriber
 from newsletter.relevance import learn
+from newsletter.relevance.library import store as library_store
+from newsletter.relevance.library.files import ParsedLibrary
+from newsletter.relevance.train import retrain
 from newsletter.subscriptions.mail_queue import MailJob
+from newsletter.subscriptions.own_papers import LibraryFile, read_library
 from newsletter.subscriptions.services import (
     SendFailed,
     Services,
@@ -62,7 +66,8 @@ class TooManySignups(Exception):
 def _parse_signup(email: str, topics: Sequence[str], frequency: str | None,
                   description: str | None = None, liked_papers: str = "",
                   send_time: SendTime | None = None, language: str | None = None,
-                  languages: Sequence[str] = ("en",)) -> tuple[str, PreferenceValues]:
+                  languages: Sequence[str] = ("en",), arxiv_author: str | None = None
+                  ) -> tuple[str, PreferenceValues]:
     errors: dict[str, str] = {}
     address = values = None
     try:
@@ -73,7 +78,8 @@ def _parse_signup(email: str, topics: Sequence[str], frequency: str | None,
         values = reader_input.parse_preferences(topics, frequency, description=description,
                                                 liked_papers=liked_papers,
                                                 send_time=send_time or SendTime(),
-                                                language=language, languages=languages)
+                                                language=language, languages=languages,
+                                                arxiv_author=arxiv_author)
     except InvalidInput as exc:
         errors.update(exc.errors)
     if errors or address is None or values is None:
@@ -88,7 +94,7 @@ class _LimitReached(Exception):
 
 
 def _record_signup(svc: Services, address: str, values: PreferenceValues, now: datetime,
-                   *, limited: bool) -> MailJob:
+                   *, limited: bool, library: Library | None = None) -> MailJob:
     """Decide and store a sign-up; the mail it owes, if any, as a job. `limited`: the mail
     limits apply (the site's anonymous sign-ups; not an operator's)."""
     # Two sign-ups for one new address can race to insert it; the loser retries and then
@@ -102,6 +108,11 @@ def _record_signup(svc: Services, address: str, values: PreferenceValues, now: d
                     if refused:
                         raise _LimitReached(refused)  # and nothing of this attempt stays
                 row = decision.subscriber
+                if library is not None and decision.send == "confirmation":
+                    # It waits with the choices the mail lists, for the link to apply.
+                    assert row.id is not None and row.confirm_nonce is not None
+                    library_store.import_file(session, row.id, library.parsed,
+                                              library.filename, nonce=row.confirm_nonce, now=now)
                 return MailJob(kind=decision.send, subscriber_id=row.id, limited=limited,
                                nonce=row.confirm_nonce, topics=decision.choices.topics,
                                frequency=decision.choices.frequency)
@@ -119,12 +130,14 @@ def _record_signup(svc: Services, address: str, values: PreferenceValues, now: d
 def sign_up(svc: Services, email: str, topics: Sequence[str], frequency: str | None,
             honeypot: str, client: Client, description: str | None = None,
             liked_papers: str = "", send_time: SendTime | None = None,
-            language: str | None = None) -> None:
+            language: str | None = None, arxiv_author: str | None = None,
+            library: LibraryFile | None = None) -> None:
     """A sign-up from the site. Same outcome, and the same path, for new, pending,
     confirmed and suppressed addresses: the mail goes out after the answer.
 
-    The optional description and liked papers wait with the other choices until the
-    mailed link is clicked (`confirm`); nothing is fetched or learned before.
+    The optional description, liked papers, author identifier and library file wait with
+    the other choices until the mailed link is clicked (`confirm`); nothing is fetched or
+    learned before.
 
     Raises TooManySignups or InvalidInput (nothing stored).
     """
@@ -135,9 +148,31 @@ def sign_up(svc: Services, email: str, topics: Sequence[str], frequency: str | N
         # A bot filled the field people cannot see: tell it all went well, do nothing.
         log.info("sign-up with the honeypot filled in ignored (ip %s)", client.ip)
         return
-    address, values = _parse_signup(email, topics, frequency, description, liked_papers,
-                                    send_time, language, svc.settings.card_languages)
-    svc.mail.put(_record_signup(svc, address, values, utcnow(), limited=True))
+    errors: dict[str, str] = {}
+    parsed = None
+    if library is not None:
+        try:
+            parsed = read_library(library)
+        except InvalidInput as exc:
+            errors.update(exc.errors)
+    try:
+        address, values = _parse_signup(email, topics, frequency, description, liked_papers,
+                                        send_time, language, svc.settings.card_languages,
+                                        arxiv_author)
+    except InvalidInput as exc:
+        raise InvalidInput({**exc.errors, **errors}) from None
+    if errors:
+        raise InvalidInput(errors)
+    held = Library(library.filename, parsed) if library is not None and parsed else None
+    svc.mail.put(_record_signup(svc, address, values, utcnow(), limited=True, library=held))
+
+
+@dataclass(frozen=True)
+class Library:
+    """A parsed library file and the name it came with."""
+
+    filename: str | None
+    parsed: ParsedLibrary
 
 
 @dataclass(frozen=True)
@@ -176,9 +211,9 @@ class Confirmed:
 def confirm(svc: Services, token: str, client: Client) -> Confirmed:
     """Confirm, then send the welcome mail. Raises BadLink, ExpiredLink or LinkInvalid.
 
-    A description or liked papers given at sign-up become the reader's interests now
-    (liked papers we lack are fetched from arXiv), so they shape the first digest. A
-    sign-up that gave neither keeps whatever interests the reader had.
+    A description, liked papers, author identifier or library file given at sign-up
+    become the reader's now (what arXiv must give is fetched by the next sweep), so they
+    shape the first digest. A sign-up that gave none keeps whatever the reader had.
     """
     claim = svc.links.read_confirm(token)
     with transaction(svc.engine) as session:
@@ -186,9 +221,15 @@ def confirm(svc: Services, token: str, client: Client) -> Confirmed:
         asked = subs.requested_choices(pending) if pending is not None else None
         row = subs.confirm(session, claim.subscriber_id, claim.nonce, client, utcnow())
         assert row.id is not None
+        adopted = library_store.adopt(session, row.id, claim.nonce)
+        if asked is not None and asked.arxiv_author:
+            learn.set_author(session, row.id, asked.arxiv_author, settings=svc.settings)
         if asked is not None and (asked.description or asked.liked_papers):
             learn.set_interests(session, row.id, asked.description, asked.liked_papers,
                                 settings=svc.settings)
+        elif adopted:
+            session.flush()
+            retrain(session, row.id, settings=svc.settings)
         result = Confirmed(row.email, svc.links.manage_token(link_holder(row)))
     # The subscription stands whatever happens to the welcome mail, a courtesy.
     svc.mail.put(MailJob(kind="welcome", subscriber_id=claim.subscriber_id))

@@ -9,8 +9,6 @@ commands; OpenAI vectors through the local OpenAI stand-in; the migration.
 
 from __future__ import annotations
 
-import re
-import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -36,7 +34,8 @@ from newsletter.relevance.embed import embed_pending, vectors_for
 from newsletter.relevance.embedders import space_for
 from newsletter.relevance.tables import Rating, ReaderModelRow
 from tests.conftest import arxiv_fixture
-from tests.support.http import Reply, Request, ScriptedServer
+from tests.support.arxiv_server import API_DOCUMENT, ArxivAPI
+from tests.support.http import ScriptedServer
 from tests.support.openai_server import (
     OpenAIServer,
     error,
@@ -45,7 +44,6 @@ from tests.support.openai_server import (
 )
 
 NOW = datetime(2026, 9, 24, 9, 0, tzinfo=UTC)
-API_DOCUMENT = arxiv_fixture("api_query_cs.LG_OR_cs.AI_20.xml")
 COMBINED = arxiv_fixture("rss_cs.LG+cs.AI+cs.CL+stat.ML_2026-09-24.xml")
 # Two papers of the API document: cross-architecture distillation of diffusion language
 # models, and input-convex networks for optimal transport.
@@ -55,53 +53,6 @@ ON_TIDE = ("distilling diffusion large language models from teachers of another 
 
 
 # ---------------------------------------------------------------- the arXiv API stand-in
-
-ATOM = "http://www.w3.org/2005/Atom"
-OPENSEARCH = "http://a9.com/-/spec/opensearch/1.1/"
-for _prefix, _uri in (("", ATOM), ("opensearch", OPENSEARCH),
-                      ("arxiv", "http://arxiv.org/schemas/atom")):
-    ET.register_namespace(_prefix, _uri)
-# What the API takes for an id (arXiv identifier help page; the stand-in fails a request
-# with a malformed id as the API does: one "Error" entry, user manual 3.4).
-_WELL_FORMED = re.compile(r"^(\d{4}\.\d{4,5}|[a-z-]+(\.[A-Z]{2})?/\d{7})(v\d+)?$")
-
-
-class ArxivAPI(ScriptedServer):
-    """export.arxiv.org/api/query for `id_list` requests, answered from a real API document
-    (https://info.arxiv.org/help/api/user-manual.html): an Atom feed with the entries of
-    the listed ids that it knows, in the order asked and at most `max_results` of them
-    (default 10, 3.1.1); an unknown id is simply absent (totalResults counts the rest);
-    a malformed id fails the whole request with HTTP 400 and one entry titled "Error"."""
-
-    def __init__(self, document: Path = API_DOCUMENT, *, down: bool = False) -> None:
-        self.tree = ET.parse(document)
-        self.down = down
-        super().__init__(self._answer)
-
-    def _answer(self, request: Request) -> Reply:
-        if self.down:
-            return Reply(503, b"Service Unavailable", {"Retry-After": "0"})
-        ids = [i for i in ",".join(request.query.get("id_list", [])).split(",") if i]
-        if request.path != "/api/query" or not ids:
-            return Reply(400, arxiv_fixture("api_error_400.xml").read_bytes())
-        if not all(_WELL_FORMED.match(i) for i in ids):
-            return Reply(400, arxiv_fixture("api_error_400.xml").read_bytes(),
-                         {"Content-Type": "application/atom+xml"})
-        limit = int(request.query.get("max_results", ["10"])[0])
-        feed = ET.fromstring(ET.tostring(self.tree.getroot()))
-        entries = {re.sub(r"v\d+$", "", e.findtext(f"{{{ATOM}}}id", "").split("/abs/")[-1]): e
-                   for e in feed.findall(f"{{{ATOM}}}entry")}
-        for entry in entries.values():
-            feed.remove(entry)
-        found = [entries[re.sub(r"v\d+$", "", i)] for i in ids if re.sub(r"v\d+$", "", i)
-                 in entries]
-        feed.extend(found[:limit])
-        feed.find(f"{{{ATOM}}}title").text = (  # type: ignore[union-attr]
-            f"arXiv Query: search_query=&id_list={','.join(ids)}&start=0&max_results={limit}")
-        feed.find(f"{{{OPENSEARCH}}}totalResults").text = str(len(found))  # type: ignore[union-attr]
-        feed.find(f"{{{OPENSEARCH}}}itemsPerPage").text = str(limit)  # type: ignore[union-attr]
-        body = b"<?xml version='1.0' encoding='UTF-8'?>\n" + ET.tostring(feed)
-        return Reply(200, body, {"Content-Type": "application/atom+xml; charset=utf-8"})
 
 
 @pytest.fixture

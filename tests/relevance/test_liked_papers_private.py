@@ -36,17 +36,9 @@ from newsletter.relevance import learn
 from newsletter.relevance.tables import PaperVector, ReaderModelRow
 from newsletter.taxonomy import SLUGS
 from newsletter.web import site
-from tests.relevance.test_learn import (
-    API_DOCUMENT,
-    ATOM,
-    COMBINED,
-    NOW,
-    ON_TIDE,
-    ArxivAPI,
-    asking,
-    run,
-)
+from tests.relevance.test_learn import COMBINED, NOW, ON_TIDE, asking, run
 from tests.support import web
+from tests.support.arxiv_server import API_DOCUMENT, ATOM, ArxivAPI
 
 app, client, web_settings = web.app, web.client, web.web_settings
 

@@ -23,6 +23,7 @@ from newsletter.readers import reader_input
 from newsletter.readers import subscriber as subs
 from newsletter.readers.tables import Subscriber, WebhookEvent
 from newsletter.relevance import learn, vectors
+from newsletter.relevance.library import files
 from newsletter.subscriptions import mail_queue, privacy
 from tests.conftest import arxiv_fixture
 
@@ -31,6 +32,11 @@ EMAIL = "Reader@B\u00fccher.example"
 STORED = "reader@xn--bcher-kva.example"
 IP, AGENT = "192.0.2.55", "ReaderBrowser/1.0 (personal)"
 DESCRIPTION = "tropical geometry of polytopes; not physiological time series"
+AUTHOR_ID = "bucher_r_7"
+LIBRARY_NAME = "Bücher's Zotero.bib"
+OWN_TITLE = "Tropical Curves Counted by Floor Diagrams in Bücher's Notation"
+LIBRARY = ("@article{own, title={" + OWN_TITLE + "}, abstract={Floor diagrams count "
+           "tropical curves through points in general position.}}").encode()
 
 # Every table, and whether it can name a reader. A new table fails the test until it is
 # added here and, if it can name a reader, handled by privacy.export and privacy.erase.
@@ -61,6 +67,8 @@ REVIEWED = {
     "waiting_mail": "a mail job names the reader's row and choices until sent; erased with them",
     "write_probes": "no: always empty (/healthz writes a row and rolls it back)",
     "send_ticks": "no: the instant up to which due digests were planned",
+    "library_uploads": "a reader's library file: its name and what it gave",
+    "library_entries": "the papers of a reader's library and author feed, with their vectors",
 }
 
 
@@ -92,6 +100,10 @@ def _reader_with_a_history(engine: Engine) -> Subscriber:
         # Their own words, a paper they like, two ratings, and the model trained from them.
         learn.set_interests(session, row.id, DESCRIPTION, "2009.13987v3", settings=Settings())
         learn.record_ratings(session, row.id, {papers[0].id: 1, papers[1].id: -1},
+                             settings=Settings())
+        # Their own papers: an author identifier and a library file.
+        learn.set_author(session, row.id, AUTHOR_ID, settings=Settings())
+        learn.import_library(session, row.id, files.parse_library(LIBRARY), LIBRARY_NAME,
                              settings=Settings())
         session.expunge(row)
     # A confirmation mail still waiting for a worker when they asked to be forgotten.
@@ -127,6 +139,14 @@ def test_export_holds_deliveries_papers_events_and_consents(engine: Engine) -> N
     learned = data["reader_model"]
     assert learned["vector_model"] == vectors.OFFLINE_MODEL and learned["ratings"] == 2
     assert learned["model_base64"] and learned["description_vector_base64"]
+    own = data["own_papers"]
+    assert own["arxiv_author"] == AUTHOR_ID
+    [library] = own["library_files"]
+    assert library["filename"] == LIBRARY_NAME and library["format"] == "bibtex"
+    [entry] = own["entries"]
+    assert (entry["title"], entry["state"], entry["source"]) == (OWN_TITLE, "lookup",
+                                                                 "library")
+    assert entry["abstract"].startswith("Floor diagrams")
 
 
 def _every_value(engine: Engine) -> dict[tuple[str, str], list[object]]:
@@ -146,7 +166,8 @@ def test_erasure_leaves_no_row_that_names_the_reader(engine: Engine) -> None:
     with db.transaction(engine) as session:
         privacy.erase(session, session.get(Subscriber, reader.id))
 
-    traces = [STORED, EMAIL.lower(), "reader@", IP, AGENT, reader.link_key, DESCRIPTION]
+    traces = [STORED, EMAIL.lower(), "reader@", IP, AGENT, reader.link_key, DESCRIPTION,
+              AUTHOR_ID, LIBRARY_NAME, OWN_TITLE, "Floor diagrams"]
     for (table, column), values in _every_value(engine).items():
         for value in values:
             flat = json.dumps(value, default=str).lower()
@@ -156,7 +177,8 @@ def test_erasure_leaves_no_row_that_names_the_reader(engine: Engine) -> None:
                 assert value != reader.id, (table, column)
     with engine.connect() as conn:
         for table in ("subscribers", "preferences", "consents", "deliveries", "sent_papers",
-                      "ratings", "reader_models", "waiting_mail"):
+                      "ratings", "reader_models", "waiting_mail", "library_uploads",
+                      "library_entries"):
             assert conn.execute(text(f"SELECT count(*) FROM {table}")).scalar() == 0, table
         # Provider events stay as bare ids, so a retried event is still seen as a repeat.
         assert conn.execute(text("SELECT count(*) FROM webhook_events")).scalar() == 3

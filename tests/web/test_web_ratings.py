@@ -38,8 +38,9 @@ from newsletter.relevance.embed import embed_pending
 from newsletter.relevance.tables import Rating, ReaderModelRow
 from newsletter.subscriptions import privacy
 from newsletter.web import create_app
-from tests.relevance.test_learn import API_DOCUMENT, ON_TIDE, TIDE, ArxivAPI, asking
+from tests.relevance.test_learn import ON_TIDE, TIDE, asking
 from tests.support import web
+from tests.support.arxiv_server import API_DOCUMENT, ArxivAPI
 from tests.support.web import csrf_token, link, outbox, session_form_token, subscribe
 
 # The shared web fixtures, collected by pytest from this module's names.
