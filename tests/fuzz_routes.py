@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import io
 import json
 import logging
 import sys
@@ -48,11 +49,19 @@ EVENT = st.fixed_dictionaries(
         ["bounce", "dropped", "spamreport", "unsubscribe", "delivered", "open"]) | TEXT,
      "email": st.emails().map(str) | TEXT},
     optional={"timestamp": st.integers() | TEXT, "extra": JSON})
+# A library file part, as the sign-up and the manage page's upload take it: noise, or the
+# start of each format it reads, under any name.
+LIBRARY_FILE = st.tuples(
+    st.binary(max_size=2000) | st.sampled_from(
+        [b"@article{x, title={T}, eprint={2401.00001}}", b"TY  - JOUR\nTI  - T\nER  -\n",
+         b'[{"title": "T", "abstract": "A"}]', b"\x89PNG\r\n\x1a\n", b""]),
+    TEXT).map(lambda part: (io.BytesIO(part[0]), part[1]))
 FORM = st.dictionaries(st.sampled_from(
     ["email", "topics", "frequency", "website", "include_keywords", "exclude_keywords",
      "authors", "max_papers", "include_revised", "csrf_token", "description",
-     "liked_papers"]) | TEXT,
+     "liked_papers", "arxiv_author", "entry", "keep"]) | TEXT,
     st.lists(TEXT, max_size=4) | TEXT, max_size=8)
+WITH_FILE = st.one_of(st.just({}), st.fixed_dictionaries({"library": LIBRARY_FILE}))
 
 
 def build(folder: Path) -> tuple[object, object, ec.EllipticCurvePrivateKey, list[str]]:
@@ -106,23 +115,24 @@ def main() -> None:
                           suppress_health_check=list(HealthCheck))
 
         @common
-        @given(form=FORM, with_token=st.booleans())
-        def signup(form: dict, with_token: bool) -> None:
-            data = dict(form)
+        @given(form=FORM, with_token=st.booleans(), file=WITH_FILE)
+        def signup(form: dict, with_token: bool, file: dict) -> None:
+            data = {**form, **file}
             if with_token:
                 data["csrf_token"] = csrf()
             check("POST /subscribe", client.post("/subscribe", data=data), data)
 
         @common
         @given(token=TEXT | st.sampled_from(tokens), form=FORM, suffix=st.sampled_from(
-            ["", "/export", "/delete", "/resubscribe"]), post=st.booleans())
-        def manage(token: str, form: dict, suffix: str, post: bool) -> None:
+            ["", "/export", "/delete", "/resubscribe", "/library", "/library/remove",
+             "/library/drop"]), post=st.booleans(), file=WITH_FILE)
+        def manage(token: str, form: dict, suffix: str, post: bool, file: dict) -> None:
             token = token.replace("/", "").replace("?", "").replace("#", "") or "x"
             if token in tokens and suffix == "/delete":
                 suffix = ""  # keep the real reader, and so their tokens, in play
             path = f"/manage/{token}{suffix}"
             if post:
-                data = {**form, "csrf_token": csrf()}
+                data = {**form, **file, "csrf_token": csrf()}
                 check(f"POST /manage{suffix}", client.post(path, data=data), (path, data))
             else:
                 check(f"GET /manage{suffix}", client.get(path), path)

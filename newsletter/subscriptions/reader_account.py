@@ -21,8 +21,9 @@ from newsletter.readers import subscriber as subs
 from newsletter.readers.reader_input import WEEKDAYS, Client, InvalidInput, SendTime
 from newsletter.readers.tables import Subscriber
 from newsletter.relevance import learn
+from newsletter.relevance.library import store as library_store
 from newsletter.subscriptions import privacy
-from newsletter.subscriptions.services import Services, link_holder, utcnow
+from newsletter.subscriptions.services import Services, link_holder, managed, utcnow
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,8 @@ class Account:
     send_hour: int = 7
     send_weekday: str = "mon"
     language: str = "en"
+    # What they brought: their author identifier and feed, their library file's entries.
+    own: library_store.Shelf | None = None
 
 
 def _account(svc: Services, session: Session, row: Subscriber) -> Account:
@@ -62,18 +65,14 @@ def _account(svc: Services, session: Session, row: Subscriber) -> Account:
                    svc.settings.default_send_hour if prefs.send_hour is None else prefs.send_hour,
                    svc.settings.default_weekday if prefs.send_weekday is None
                    else WEEKDAYS[prefs.send_weekday],
-                   prefs.language or "en")
-
-
-def _managed(svc: Services, session: Session, token: str) -> Subscriber:
-    holder = svc.links.read_manage(token)
-    return subs.holder(session, holder.subscriber_id, holder.link_key)
+                   prefs.language or "en",
+                   library_store.shelf_of(session, row.id))
 
 
 def account(svc: Services, token: str) -> Account:
     """The manage page's subscriber. Raises BadLink or LinkInvalid."""
     with Session(svc.engine) as session:
-        return _account(svc, session, _managed(svc, session, token))
+        return _account(svc, session, managed(svc, session, token))
 
 
 @dataclass(frozen=True)
@@ -94,6 +93,8 @@ class PreferenceForm:
     send_time: SendTime | None = None
     # The language of cards, pages and mail; None keeps the stored choice.
     language: str | None = None
+    # Their arXiv author identifier or ORCID iD ("" clears it); None keeps the stored one.
+    arxiv_author: str | None = None
 
 
 def save_preferences(svc: Services, token: str, form: PreferenceForm) -> Account:
@@ -106,9 +107,10 @@ def save_preferences(svc: Services, token: str, form: PreferenceForm) -> Account
                                     form.exclude_keywords, form.authors, form.max_papers,
                                     form.include_revised, form.description,
                                     form.liked_papers or "", form.send_time or SendTime(),
-                                    form.language, svc.settings.card_languages)
+                                    form.language, svc.settings.card_languages,
+                                    arxiv_author=form.arxiv_author)
     with transaction(svc.engine) as session:
-        row = _managed(svc, session, token)
+        row = managed(svc, session, token)
         assert row.id is not None
         if form.send_time is None:
             kept = subs.preferences_of(session, row)
@@ -119,6 +121,8 @@ def save_preferences(svc: Services, token: str, form: PreferenceForm) -> Account
         prefs = subs.update_preferences(session, row, values, utcnow())
         if form.tracking is not None:
             prefs.tracking = form.tracking
+        if form.arxiv_author is not None:
+            learn.set_author(session, row.id, values.arxiv_author, settings=svc.settings)
         if form.description is not None or form.liked_papers is not None:
             kept = learn.interests_of(session, row.id)
             learn.set_interests(
@@ -133,7 +137,7 @@ def change_rating(svc: Services, token: str, rating: str) -> None:
     """A rating changed or removed from the manage page: `ARXIV_ID=up|down|clear`, as
     `newsletter rate` takes it. Raises BadLink, LinkInvalid or InvalidInput."""
     with transaction(svc.engine) as session:
-        row = _managed(svc, session, token)
+        row = managed(svc, session, token)
         assert row.id is not None
         try:
             [(arxiv_id, value)] = learn.parse_ratings([rating]).items()
@@ -148,20 +152,20 @@ def change_rating(svc: Services, token: str, rating: str) -> None:
 
 def resubscribe(svc: Services, token: str, client: Client) -> Account:
     with transaction(svc.engine) as session:
-        row = _managed(svc, session, token)
+        row = managed(svc, session, token)
         subs.resubscribe(session, row, client, utcnow())
         return _account(svc, session, row)
 
 
 def export(svc: Services, token: str) -> dict[str, Any]:
     with Session(svc.engine) as session:
-        return privacy.export(session, _managed(svc, session, token))
+        return privacy.export(session, managed(svc, session, token))
 
 
 def delete(svc: Services, token: str) -> str:
     """Erase the subscriber the link names; returns the address, for the goodbye page."""
     with transaction(svc.engine) as session:
-        row = _managed(svc, session, token)
+        row = managed(svc, session, token)
         email = row.email
         privacy.erase(session, row, svc.limits)
     return email

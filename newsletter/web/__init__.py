@@ -48,7 +48,8 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     https = settings.base_url.startswith("https://")
     app.config.update(
         SECRET_KEY=key,
-        # Forms are small; the webhook view raises its own limit for SendGrid's batches.
+        # Forms are small; the webhook view raises its own limit for SendGrid's batches,
+        # and the forms that take a library file theirs (subscriptions.library_form_limit).
         MAX_CONTENT_LENGTH=FORM_LIMIT,
         MAX_FORM_MEMORY_SIZE=FORM_LIMIT,
         MAX_FORM_PARTS=200,
@@ -63,6 +64,8 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
 
     app.extensions[SERVICES] = Services.build(settings, engine, sender, key)
 
+    # Before the CSRF check, which reads the form: a library file's form reads more.
+    app.before_request(subscriptions.library_form_limit)
     csrf = OriginCheckedCSRF(app, settings.base_url)
     # One-click unsubscribe comes from mail providers with no cookie and no form token
     # (RFC 8058), and SendGrid signs its own requests.
@@ -142,6 +145,13 @@ def _register_errors(app: Flask) -> None:
         status = exc.code or 500
         if request.path.startswith("/webhooks/") or request.path == "/healthz":
             return {"error": _MESSAGES.get(status, (exc.name,))[0]}, status
+        if (status == 413 and request.max_content_length == subscriptions.LIBRARY_FORM_LIMIT
+                and (request.content_length or 0) > subscriptions.LIBRARY_FORM_LIMIT):
+            # A form that takes a library file (subscriptions.library_form_limit), too big.
+            return error_page(413, _("That file is too large"), _(
+                "A reference library can be at most %(size)s MB. Go back and choose a "
+                "smaller export: a collection rather than the whole library, or without "
+                "attachments and notes.", size=subscriptions.MAX_FILE_MB))
         if status in _MESSAGES:
             title, message = (_(text) for text in _MESSAGES[status])
         else:

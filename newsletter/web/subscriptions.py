@@ -8,7 +8,8 @@ from flask import Blueprint, Response, abort, redirect, render_template, request
 
 from newsletter import delivery, i18n
 from newsletter.readers.reader_input import InvalidInput, SendTime
-from newsletter.subscriptions import reader_account
+from newsletter.relevance.library import files as library_files
+from newsletter.subscriptions import own_papers, reader_account
 from newsletter.subscriptions import signup as flows
 from newsletter.taxonomy import TOPICS
 from newsletter.web import locale
@@ -19,20 +20,57 @@ blueprint.after_request(no_store)
 
 ONE_CLICK = "List-Unsubscribe=One-Click"
 
+# The forms that carry a reader's library file (files.MAX_FILE_BYTES) read that much, and
+# room for their other fields, when they come as multipart/form-data; every other form, and
+# these sent url-encoded (read into memory whole), stay under the app's small FORM_LIMIT.
+# Only the body grows: a file part is spooled (in memory, then to a temporary file), while
+# each text field keeps MAX_FORM_MEMORY_SIZE. A bigger body is a 413 before it is read.
+LIBRARY_FORM_LIMIT = library_files.MAX_FILE_BYTES + 64 * 1024
+MAX_FILE_MB = library_files.MAX_FILE_BYTES // 2**20
+LIBRARY_FORMS = frozenset({"subscriptions.subscribe", "subscriptions.upload_library"})
+# A library's entries are listed this many to a page: 3,000 rows would make it unusable.
+OWN_PAPERS_PAGE = 500
+# What the own-papers forms say once done (?own=...), like saved=1 for the settings.
+OWN_NOTICES = frozenset({"uploaded", "removed", "dropped", "kept"})
+
+
+def library_form_limit() -> None:
+    """Before any hook reads the form (the CSRF check does): the body limit of the forms
+    that take a library file. Registered on the app in create_app."""
+    if request.endpoint in LIBRARY_FORMS and request.mimetype == "multipart/form-data":
+        request.max_content_length = LIBRARY_FORM_LIMIT
+
+
+def _library_file() -> own_papers.LibraryFile | None:
+    """The library file the form sent, or None when none was chosen: an empty file input
+    still sends a part, with no file name and no bytes."""
+    upload = request.files.get("library")
+    if upload is None:
+        return None
+    data = upload.read()
+    if not upload.filename and not data:
+        return None
+    return own_papers.LibraryFile(upload.filename, data)
+
 
 @blueprint.post("/subscribe")
 def subscribe():  # type: ignore[no-untyped-def]
     form = request.form
     topics = form.getlist("topics")
+    library = _library_file()
     try:
         flows.sign_up(services(), form.get("email", ""), topics, form.get("frequency"),
                       form.get("website", ""), client(), form.get("description"),
-                      form.get("liked_papers", ""), send_time(), language=form.get("language"))
+                      form.get("liked_papers", ""), send_time(), language=form.get("language"),
+                      arxiv_author=form.get("arxiv_author"), library=library)
     except InvalidInput as exc:
+        # A browser never fills a file input back in: the page says which file to choose again.
         values = {"email": form.get("email", ""), "topics": topics,
                   "frequency": form.get("frequency", "daily"),
                   "description": form.get("description", ""),
                   "liked_papers": form.get("liked_papers", ""),
+                  "arxiv_author": form.get("arxiv_author", ""),
+                  "library_sent": (library.filename or "library") if library else "",
                   "language": form.get("language"), **_send_time_values()}
         return render_template("subscribe.html", topics=TOPICS, form=values,
                                errors=exc.errors), 400
@@ -66,7 +104,7 @@ def _preference_form() -> reader_account.PreferenceForm:
         max_papers=form.get("max_papers"), include_revised=form.get("include_revised") == "on",
         description=form.get("description"), liked_papers=form.get("liked_papers"),
         tracking=form.get("no_tracking") != "on", send_time=send_time(),
-        language=form.get("language"),
+        language=form.get("language"), arxiv_author=form.get("arxiv_author"),
     )
 
 
@@ -87,7 +125,8 @@ def _account_values(account: reader_account.Account) -> dict[str, object]:
             "liked_papers": "\n".join(account.interests.liked),
             "no_tracking": not account.tracking, "time_zone": account.time_zone,
             "send_hour": account.send_hour, "send_weekday": account.send_weekday,
-            "language": account.language}
+            "language": account.language,
+            "arxiv_author": (account.own.author or "") if account.own else ""}
 
 
 def _submitted_values() -> dict[str, object]:
@@ -99,17 +138,37 @@ def _submitted_values() -> dict[str, object]:
             "max_papers": form.max_papers, "include_revised": form.include_revised,
             "description": form.description or "", "liked_papers": form.liked_papers or "",
             "no_tracking": form.tracking is False, "language": form.language,
-            **_send_time_values()}
+            "arxiv_author": form.arxiv_author or "", **_send_time_values()}
+
+
+def _manage_page(account: reader_account.Account, token: str, *,
+                 values: dict[str, object] | None = None,
+                 errors: dict[str, str] | None = None,
+                 library_errors: dict[str, str] | None = None) -> str:
+    own_notice = request.args.get("own")
+    return render_template(
+        "manage.html", account=account, token=token, topics=TOPICS,
+        values=values if values is not None else _account_values(account),
+        errors=errors or {}, library_errors=library_errors or {},
+        saved=not errors and request.args.get("saved") == "1",
+        rated=not errors and request.args.get("rated") == "1",
+        own_notice=own_notice if own_notice in OWN_NOTICES else None,
+        own_start=max(0, request.args.get("papers", 0, type=int)),
+        own_page=OWN_PAPERS_PAGE, reason_said=library_files.reason_said,
+        max_file_mb=MAX_FILE_MB)
+
+
+def _back_to_own_papers(token: str, notice: str):  # type: ignore[no-untyped-def]
+    # A GET of the page at the section, as after saving the settings; the target is built
+    # from our own route, never from request input.
+    return redirect(url_for("subscriptions.manage", token=token, own=notice,
+                            _anchor="own-papers"), code=303)
 
 
 @blueprint.get("/manage/<token>")
 def manage(token: str):  # type: ignore[no-untyped-def]
     locale.as_reader("manage", token)
-    account = reader_account.account(services(), token)
-    return render_template("manage.html", account=account, token=token, topics=TOPICS,
-                           values=_account_values(account), errors={},
-                           saved=request.args.get("saved") == "1",
-                           rated=request.args.get("rated") == "1")
+    return _manage_page(reader_account.account(services(), token), token)
 
 
 @blueprint.post("/manage/<token>")
@@ -120,9 +179,7 @@ def save(token: str):  # type: ignore[no-untyped-def]
         reader_account.save_preferences(services(), token, _preference_form())
     except InvalidInput as exc:
         account = reader_account.account(services(), token)
-        return render_template("manage.html", account=account, token=token, topics=TOPICS,
-                               values=_submitted_values(), errors=exc.errors,
-                               saved=False, rated=False), 400
+        return _manage_page(account, token, values=_submitted_values(), errors=exc.errors), 400
     # Back to the page as a GET, so reloading does not post the form again; the target is
     # built from our own route, never from request input.
     return redirect(url_for("subscriptions.manage", token=token, saved=1), code=303)
@@ -137,6 +194,47 @@ def change_rating(token: str):  # type: ignore[no-untyped-def]
         abort(400)
     return redirect(url_for("subscriptions.manage", token=token, rated=1, _anchor="ratings"),
                     code=303)
+
+
+@blueprint.post("/manage/<token>/library")
+def upload_library(token: str):  # type: ignore[no-untyped-def]
+    """A library file replacing the reader's (multipart; its limit: library_form_limit)."""
+    locale.as_reader("manage", token)
+    library = _library_file()
+    try:
+        if library is None:
+            raise InvalidInput({"library": i18n.gettext(
+                "Choose a file first: a BibTeX, RIS or CSL JSON export of your library.")})
+        own_papers.upload_library(services(), token, library)
+    except InvalidInput as exc:
+        account = reader_account.account(services(), token)
+        return _manage_page(account, token, library_errors=exc.errors), 400
+    return _back_to_own_papers(token, "uploaded")
+
+
+@blueprint.post("/manage/<token>/library/remove")
+def remove_library(token: str):  # type: ignore[no-untyped-def]
+    locale.as_reader("manage", token)
+    own_papers.remove_library(services(), token)
+    return _back_to_own_papers(token, "removed")
+
+
+@blueprint.post("/manage/<token>/library/drop")
+def drop_own_papers(token: str):  # type: ignore[no-untyped-def]
+    """The checked entries dropped, or brought back with keep=1; only the reader's own
+    change (another reader's entry id changes nothing)."""
+    locale.as_reader("manage", token)
+    keep = request.form.get("keep") == "1"
+    entries = request.form.getlist("entry")
+    try:
+        own_papers.drop_entries(services(), token, entries, dropped=not keep)
+    except InvalidInput:
+        if entries:
+            abort(400)  # not ids of entries: no page of ours sends that
+        account = reader_account.account(services(), token)
+        return _manage_page(account, token, library_errors={"entries": i18n.gettext(
+            "Nothing changed: check the papers first, then press the button.")}), 400
+    return _back_to_own_papers(token, "kept" if keep else "dropped")
 
 
 @blueprint.post("/manage/<token>/resubscribe")
