@@ -202,14 +202,15 @@ def set_interests(session: Session, subscriber_id: int, description: str | None,
 
 
 def set_author(session: Session, subscriber_id: int, author: str | None, *,
-               settings: Settings | None = None) -> bool:
+               settings: Settings | None = None, retraining: bool = True) -> bool:
     """Store the reader's arXiv author identifier or ORCID iD (checked: readers.author_id)
-    and retrain when it changed; its feed is read by the next sweep, never here."""
+    and retrain when it changed (unless the caller retrains next anyway, `retraining`
+    False); its feed is read by the next sweep, never here."""
     subscriber = session.get(Subscriber, subscriber_id)
     if subscriber is None:
         raise UnknownReader(f"no reader with id {subscriber_id}")
     changed = library_store.set_author(session, preferences_of(session, subscriber), author)
-    if changed:
+    if changed and retraining:
         session.flush()
         retrain(session, subscriber_id, settings=settings)
     return changed

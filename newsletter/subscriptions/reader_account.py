@@ -121,9 +121,12 @@ def save_preferences(svc: Services, token: str, form: PreferenceForm) -> Account
         prefs = subs.update_preferences(session, row, values, utcnow())
         if form.tracking is not None:
             prefs.tracking = form.tracking
+        interests = form.description is not None or form.liked_papers is not None
         if form.arxiv_author is not None:
-            learn.set_author(session, row.id, values.arxiv_author, settings=svc.settings)
-        if form.description is not None or form.liked_papers is not None:
+            # set_interests below retrains: once is enough.
+            learn.set_author(session, row.id, values.arxiv_author, settings=svc.settings,
+                             retraining=not interests)
+        if interests:
             kept = learn.interests_of(session, row.id)
             learn.set_interests(
                 session, row.id,

@@ -222,9 +222,11 @@ def confirm(svc: Services, token: str, client: Client) -> Confirmed:
         row = subs.confirm(session, claim.subscriber_id, claim.nonce, client, utcnow())
         assert row.id is not None
         adopted = library_store.adopt(session, row.id, claim.nonce)
+        interests = asked is not None and bool(asked.description or asked.liked_papers)
         if asked is not None and asked.arxiv_author:
-            learn.set_author(session, row.id, asked.arxiv_author, settings=svc.settings)
-        if asked is not None and (asked.description or asked.liked_papers):
+            learn.set_author(session, row.id, asked.arxiv_author, settings=svc.settings,
+                             retraining=not interests and not adopted)
+        if asked is not None and interests:
             learn.set_interests(session, row.id, asked.description, asked.liked_papers,
                                 settings=svc.settings)
         elif adopted:

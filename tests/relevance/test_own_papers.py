@@ -161,7 +161,10 @@ def test_the_sweep_makes_the_readers_own_papers_count(engine: Engine,
     assert (convex.state, convex.arxiv_id, convex.abstract) == ("arxiv", CONVEX, None)
     legal = after[NOT_ON_ARXIV]
     assert legal.state == "text" and legal.abstract == ABSTRACT
-    assert legal.vector is not None and legal.vector_model == vectors.OFFLINE_MODEL
+    with Session(engine) as session:
+        kept = session.get(LibraryEntry, legal.id)
+        assert kept is not None and kept.vector is not None
+    assert legal.vector_model == vectors.OFFLINE_MODEL
     assert after["A Handbook of Things Nobody Put on arXiv"].state == "unmatched"
     # The author feed's papers, newest first as arXiv lists them.
     with Session(engine) as session:

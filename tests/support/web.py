@@ -221,6 +221,8 @@ http {{
         listen 127.0.0.1:{port} ssl;
         ssl_certificate {root}/cert.pem;
         ssl_certificate_key {root}/key.pem;
+        # As the README's: library files (up to 5 MB) come with two forms.
+        client_max_body_size 6m;
         location / {{
             proxy_pass http://127.0.0.1:{upstream};
             proxy_set_header Host $http_host;

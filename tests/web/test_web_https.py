@@ -102,6 +102,13 @@ def _state(engine: Engine) -> tuple[str, list[str]] | None:
         return row.status, list(subs.preferences_of(session, row).topics)
 
 
+def _big_library() -> str:
+    """1,500 entries with abstracts of about a kilobyte each: a 1.6 MB BibTeX export."""
+    abstract = " ".join(["Retrieval models rank documents for queries."] * 24)
+    return "\n".join(f"@article{{p{i}, title={{Paper {i} of a large library}}, "
+                     f"abstract={{{abstract}}}, year={{2025}}}}" for i in range(1, 1501))
+
+
 def walk_every_form(base: str, engine: Engine, outbox_dir: Path,
                     other: tuple[str, dict[str, str | None]]) -> None:
     from playwright.sync_api import expect
@@ -138,6 +145,18 @@ def walk_every_form(base: str, engine: Engine, outbox_dir: Path,
         page.get_by_role("button", name="Save my settings").click()
         expect(page.get_by_role("status")).to_contain_text("Saved")
         assert _state(engine) == ("confirmed", ["rl"])
+
+        # A library over nginx's default 1 MB body, as readers' Zotero exports with
+        # abstracts are: the proxy lets it through (client_max_body_size) and it is listed.
+        library = outbox_dir.parent / "My Library.bib"
+        library.write_text(_big_library(), encoding="utf-8")
+        assert library.stat().st_size > 1_500_000
+        page.locator("#own-papers").get_by_label("Your reference library").set_input_files(
+            library)
+        page.get_by_role("button", name="Upload my library").click()
+        expect(page.locator("#own-papers").get_by_role("status")).to_contain_text(
+            "Library saved")
+        expect(page.get_by_text("Paper 2 of a large library", exact=True)).to_be_attached()
 
         # A link from this token page to another site: it must learn nothing of the URL.
         other_url, referers = other

@@ -23,6 +23,7 @@ from typing import Any
 
 import scipy.sparse as sp
 from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy.orm import defer
 from sqlmodel import Session
 
 from newsletter.db import aware
@@ -215,7 +216,8 @@ def shelf_of(session: Session, subscriber_id: int) -> Shelf:
     upload = session.execute(select(LibraryUpload).where(
         LibraryUpload.subscriber_id == subscriber_id,  # type: ignore[arg-type]
         LibraryUpload.nonce.is_(None))).scalars().first()  # type: ignore[union-attr]
-    entries = session.execute(select(LibraryEntry).where(
+    # Not their vectors: a 3,000-entry library's would be megabytes for a page view.
+    entries = session.execute(select(LibraryEntry).options(defer(LibraryEntry.vector)).where(
         LibraryEntry.subscriber_id == subscriber_id,  # type: ignore[arg-type]
         or_(LibraryEntry.source == AUTHOR,  # type: ignore[arg-type]
             LibraryEntry.upload_id == (upload.id if upload else -1)))  # type: ignore[arg-type]
