@@ -54,10 +54,13 @@ class Learned:
     # The reason naming the reader's rated-up or liked paper a candidate most resembles,
     # if any (`reasons.resembles`).
     resembles: Callable[[int], str | None] = field(default=lambda _i: None, compare=False)
+    # Whether the reader wrote a description: without one, the model speaks of the papers
+    # they like (their library, author feed, liked and rated papers), not of their words.
+    described: bool = True
 
 
 def _reason(learned: Learned, i: int) -> str:
-    return learned.resembles(i) or why.DESCRIPTION
+    return learned.resembles(i) or (why.DESCRIPTION if learned.described else why.LIKED)
 
 
 @dataclass

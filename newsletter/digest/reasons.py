@@ -23,6 +23,7 @@ KEYWORD = "keyword: "
 AUTHOR = "author: "
 REVISED = "revised version"
 DESCRIPTION = "matches your description"
+LIKED = "close to papers you like"  # the model's, for a reader with no description
 TUNING = "help tune your digest: rate it"
 _LIKE = "like “"
 # What the reader did with the favourite a pick resembles; the last is how rows stored
@@ -144,6 +145,8 @@ def why_line(reasons: Sequence[str]) -> str:
             phrases.append(i18n.gettext("a rating here helps tune your digest"))
         elif reason == DESCRIPTION:
             phrases.append(i18n.gettext("matches your description"))
+        elif reason == LIKED:
+            phrases.append(i18n.gettext("close to papers you like"))
         elif reason != REVISED:
             phrases.append(reason)
     if keywords:

@@ -202,6 +202,9 @@ def learned_for(session: Session, space: VectorSpace, index: PaperIndex,
     fav_column = {key: j for j, key in enumerate(fav_keys)}
     standout = _standouts(papers if with_vector else None, columns, candidate_ids,
                           fav_keys, fav_vectors)
+    described = set(session.execute(select(Preferences.subscriber_id).where(
+        Preferences.subscriber_id.in_(readers),  # type: ignore[attr-defined]
+        Preferences.description.is_not(None))).scalars())  # type: ignore[union-attr]
     learned: dict[int, Learned] = {}
     for row, subscriber_id in enumerate(readers):
         mine = [(fav_column[f], label) for f, label in favourites.get(subscriber_id, ())
@@ -209,7 +212,8 @@ def learned_for(session: Session, space: VectorSpace, index: PaperIndex,
         own = standout[:, [c for c, _ in mine]].toarray() if mine else np.zeros((0, 0))
         learned[subscriber_id] = Learned(
             affinity=affinity[row], ratings=int(ratings[row]),
-            resembles=resembles(own, list(range(len(mine))), [label for _, label in mine]))
+            resembles=resembles(own, list(range(len(mine))), [label for _, label in mine]),
+            described=subscriber_id in described)
     return learned
 
 

@@ -47,6 +47,16 @@ import scipy.sparse as sp
 from newsletter.relevance import vectors
 
 PRIOR_SCALE = 20.0
+# A reader's own papers (library file, author feed) as one block beside the description
+# (weight 1) and each hand-picked liked paper (1): measured on 16 arXiv categories other
+# than the six bench/relevance.py reports (a library of 20-50 earlier papers each, days
+# 1-3), half a description's weight ranked best when both are given (P@10 0.249 with the
+# local model, against 0.226 for the description alone).
+LIBRARY_WEIGHT = 0.5
+# How much of the typical paper (the reference's mean) is taken from the library's mean:
+# 1 measured best (P@10 0.231 library alone, local model, against 0.168 for the plain
+# mean; 0.205 against 0.181 offline), 2 and more remove the field itself.
+LIBRARY_CONTRAST = 1.0
 PRIOR_BIAS = -3.0  # a paper as close to the reader's words as the typical one: 0.05
 # How far a weight may move from the description's per unit of evidence: the inverse of
 # the L2 penalty on the change. Large, because a rating is deliberate evidence.
@@ -93,12 +103,36 @@ def _unit(row: sp.csr_matrix) -> sp.csr_matrix:
     return row / norm if norm else row
 
 
+def _mean_of_units(rows: sp.csr_matrix) -> sp.csr_matrix:
+    norms = np.sqrt(np.asarray(rows.multiply(rows).sum(axis=1)).ravel())
+    scaled = sp.diags(np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)) @ rows
+    return sp.csr_matrix(scaled.mean(axis=0))
+
+
+def _library_direction(library: sp.csr_matrix, reference: sp.csr_matrix | None
+                       ) -> sp.csr_matrix:
+    """What sets the reader's own papers apart: the mean of their unit vectors less the
+    mean of the reference papers' (Rocchio's contrast). The plain mean points mostly where
+    every paper points (method words, the dense spaces' common cone), which ranks the
+    typical paper nearly as high as one of the reader's field."""
+    direction = _mean_of_units(library)
+    if reference is not None and reference.shape[0]:
+        direction = direction - LIBRARY_CONTRAST * _mean_of_units(reference)
+    return _unit(sp.csr_matrix(direction))
+
+
 def _prior(description: sp.csr_matrix | None, liked: sp.csr_matrix | None,
-           dims: int) -> sp.csr_matrix:
-    """The direction the reader's own words point in, unit length (zero when silent)."""
+           dims: int, library: sp.csr_matrix | None = None) -> sp.csr_matrix:
+    """The direction the reader's own words point in, unit length (zero when silent).
+
+    `library` is the direction of their own papers (`_library_direction`): one block of
+    weight LIBRARY_WEIGHT whatever its size, so 200 imported papers do not outvote the
+    description or the papers they picked by hand."""
     said = [_unit(description)] if description is not None else []
     if liked is not None:
         said += [_unit(liked[i]) for i in range(liked.shape[0])]
+    if library is not None and library.nnz:
+        said.append(LIBRARY_WEIGHT * library)
     if not said:
         return sp.csr_matrix((1, dims))
     return _unit(sp.csr_matrix(sp.vstack(said).sum(axis=0)))
@@ -147,8 +181,8 @@ def _typical(direction: sp.csr_matrix, reference: sp.csr_matrix | None) -> float
 
 def train(vector_model: str, dims: int, *, description: sp.csr_matrix | None = None,
           liked: sp.csr_matrix | None = None, ups: sp.csr_matrix | None = None,
-          downs: sp.csr_matrix | None = None, reference: sp.csr_matrix | None = None
-          ) -> ReaderModel | None:
+          downs: sp.csr_matrix | None = None, library: sp.csr_matrix | None = None,
+          reference: sp.csr_matrix | None = None) -> ReaderModel | None:
     """The reader's model from their words and ratings; None when there is nothing to go on.
 
     `description` is one row, the others one row per paper, all in the `vector_model` space;
@@ -157,13 +191,16 @@ def train(vector_model: str, dims: int, *, description: sp.csr_matrix | None = N
     """
     description, liked = _rows(description, dims), _rows(liked, dims)
     ups, downs = _rows(ups, dims), _rows(downs, dims)
+    library, reference = _rows(library, dims), _rows(reference, dims)
     if description is not None and description.nnz == 0:
         description = None  # words the vector space does not know say nothing
-    if description is None and liked is None and ups is None and downs is None:
+    if (description is None and liked is None and ups is None and downs is None
+            and library is None):
         return None
-    direction = _prior(description, liked, dims)
+    own = _library_direction(library, reference) if library is not None else None
+    direction = _prior(description, liked, dims, own)
     start = PRIOR_SCALE * direction
-    start_bias = PRIOR_BIAS - PRIOR_SCALE * _typical(direction, _rows(reference, dims))
+    start_bias = PRIOR_BIAS - PRIOR_SCALE * _typical(direction, reference)
     up_count = ups.shape[0] if ups is not None else 0
     down_count = downs.shape[0] if downs is not None else 0
     if not up_count and not down_count:

@@ -13,7 +13,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pytest
+import scipy.sparse as sp
 from alembic import command
 from sqlalchemy import Engine, inspect
 from sqlmodel import Session, select
@@ -23,16 +25,27 @@ from newsletter.config import Settings
 from newsletter.ingest.paper import Paper
 from newsletter.readers.author_id import author_id_of
 from newsletter.readers.tables import Preferences
-from newsletter.relevance import learn, train, vectors
+from newsletter.relevance import learn, model, train, vectors
 from newsletter.relevance.library import files
 from newsletter.relevance.library import store as library_store
 from newsletter.relevance.library.tables import LibraryEntry
 from newsletter.relevance.tables import ReaderModelRow
 from newsletter.subscriptions import privacy
+from tests.conftest import REPO
 from tests.relevance.test_learn import CONVEX, TIDE, reader, run
+from tests.relevance.test_relevance_model import (
+    DIMS,
+    RATED_DAY,
+    SPACE,
+    Day,
+    _affinity,
+    _chance_on_above_off,
+    _ranks,
+)
 from tests.support.arxiv_server import ArxivAPI
 
 NOW = datetime(2026, 9, 24, 9, 0, tzinfo=UTC)
+IMAGING = REPO / "tests" / "fixtures" / "library" / "imaging_reader_zotero.bib"
 ADMM, SQUINT, ASSEMBLIES = "2604.26932", "2604.26922", "2604.26919"
 NOT_ON_ARXIV = "Sparse Retrieval Models for Legal Case Search"
 ABSTRACT = ("We study sparse lexical retrieval models for finding relevant legal cases, "
@@ -345,3 +358,55 @@ def test_a_file_sent_with_a_sign_up_nobody_confirmed_is_forgotten(
         privacy.expire_pending(session, NOW)
     with Session(engine) as session:
         assert session.exec(select(LibraryEntry)).all() == []
+
+
+# ---------------------------------------------------------------- the model
+
+
+@pytest.fixture(scope="module")
+def rated() -> Day:
+    return Day(RATED_DAY)
+
+
+def _imaging(count: int) -> sp.csr_matrix:
+    """Earlier medical-imaging papers (the e2e fixture's), repeated to `count` rows."""
+    parsed = files.parse_library(IMAGING.read_bytes())
+    rows = vectors.offline_vectors([vectors.paper_text(e.title, e.abstract or "")
+                                    for e in parsed.entries])
+    return sp.vstack([rows] * (count // rows.shape[0] + 1), format="csr")[:count]
+
+
+def test_a_library_alone_makes_a_model_that_ranks_its_field_first(rated: Day) -> None:
+    reader = model.train(SPACE, DIMS, library=_imaging(30), reference=rated.vectors)
+    assert reader is not None and (reader.ups, reader.downs) == (0, 0)
+    scores = _affinity(reader, rated.vectors)
+    field = rated.about("eess.IV")
+    # A paper of their field beats one outside it most of the time (0.5: a coin toss).
+    assert _chance_on_above_off(scores, field) > 0.85, _chance_on_above_off(scores, field)
+
+
+def test_a_long_library_drowns_neither_the_description_nor_the_ratings(rated: Day) -> None:
+    described = vectors.offline_vectors(["federated learning with differential privacy"])
+    alone = model.train(SPACE, DIMS, description=described, reference=rated.vectors)
+    assert alone is not None
+    own_top = int(np.argmax(_affinity(alone, rated.vectors)))
+    short, long = (model.train(SPACE, DIMS, description=described, library=_imaging(n),
+                               reference=rated.vectors) for n in (20, 200))
+    assert short is not None and long is not None
+    # As a block, 200 papers weigh what 20 do: the description's best paper stays high.
+    for both in (short, long):
+        assert _ranks(_affinity(both, rated.vectors))[own_top] <= 10
+    # Down-ratings of the library's favourite paper today cut its chance as much with 200
+    # papers as with 20.
+    target = int(np.argmax(_affinity(long, rated.vectors)))
+    downs = sp.vstack([rated.vectors[target]] * 3, format="csr")
+    drops = []
+    for n in (20, 200):
+        before = model.train(SPACE, DIMS, library=_imaging(n), reference=rated.vectors)
+        after = model.train(SPACE, DIMS, library=_imaging(n), downs=downs,
+                            reference=rated.vectors)
+        assert before is not None and after is not None
+        drops.append(_affinity(after, rated.vectors)[target]
+                     / _affinity(before, rated.vectors)[target])
+    # Each keeps less than half its chance, and within 1.5 times of each other.
+    assert all(d < 0.5 for d in drops) and max(drops) / min(drops) < 1.5, drops

@@ -302,6 +302,25 @@ def good_embeddings(call: EmbedCall) -> Reply:
     return embeddings(call)
 
 
+# Words too common to say what a text is about: a real embedding model's vectors barely
+# move with them, while a bag of hashed words would be led by them.
+_FUNCTION_WORDS = frozenset(
+    "a an and are as at be by can for from has have in is it its of on or our that the "
+    "their this to we which with while these those than into over such via both each not "
+    "more most also how what when where who why show shows propose proposed paper".split())
+
+
+def topical_embeddings(call: EmbedCall) -> Reply:
+    """Embeddings of each text's content words only (`fake_vector` without function
+    words), so that texts on one subject meet closer than texts that merely share "the"
+    and "of", as with a real model."""
+    kept = EmbedCall(call.body, [
+        " ".join(w for w in re.findall(r"[a-z0-9]+", item.lower())
+                 if w not in _FUNCTION_WORDS and len(w) > 2) if isinstance(item, str)
+        else item for item in call.inputs], call.dimensions, call.number)
+    return embeddings(kept)
+
+
 def leaning_embeddings(call: EmbedCall) -> Reply:
     """Embeddings in one cone, like OpenAI's and MiniLM's: unrelated texts at a cosine
     of about 0.3 (0.2-0.5 with those models)."""
