@@ -19,9 +19,12 @@ For reference, a fifth reader shows how far ratings can go in this vector space:
 rated every paper of the days between the IDF's and the simulated ones (about 3,500
 ratings), trained by the same `model.train`. Every model's start is centred on the 500
 papers before its day, as the product's on its 500 newest (`train.reference_papers`).
-Last, the why-line: for the readers who rate, how often "like <a paper you rated up>"
+Then the why-line: for the readers who rate, how often "like <a paper you rated up>"
 names one, and how often the picks it names one for are relevant, by the send's rule
-(`scores.standing_out`) and by the fixed cosine it replaced.
+(`scores.standing_out`) and by the fixed cosine it replaced. Last, the cold start with a
+library (`bench/relevance_cold.py`): on days 1-3, each reader brings 20 to 50 earlier papers
+of their interest as a BibTeX file instead of a description; `--cold-start` simulates only
+those days and that section, a few minutes with a local model.
 
 A reader with a model gets the digest the send would choose (`digest.rank.select`:
 ALL of the day's papers by `model.blend(topic points, affinity)`, topics being a prior and
@@ -32,6 +35,7 @@ over 10; the tuning papers are extras, rated but not counted.
 
     .venv/bin/python -m bench.relevance [--corpus PATH] [--days 10] [--openai]
     .venv/bin/python -m bench.relevance --local PATH/TO/all-MiniLM-L6-v2 [--meaning-share S]
+    .venv/bin/python -m bench.relevance --cold-start [--local PATH]   # days 1-3 only
     .venv/bin/python -m bench.relevance --build-idf     # rebuilds newsletter/relevance/idf.npz
 
 `--openai` embeds the simulated days with OpenAI instead (OPENAI_API_KEY, OPENAI_BASE_URL,
@@ -422,6 +426,9 @@ def main() -> None:
     parser.add_argument("--meaning-share", type=float, metavar="S",
                         help="with --local: the model's share of each vector (default "
                              f"{vectors.MEANING_SHARE}; 1 = the model alone, no words)")
+    parser.add_argument("--cold-start", action="store_true",
+                        help="only the cold start with a library (days 1-3): no days 5-10, "
+                             "no reader who rated everything")
     parser.add_argument("--build-idf", action="store_true",
                         help=f"rebuild the package's idf.npz from the first {IDF_DAYS} days")
     args = parser.parse_args()
@@ -450,12 +457,25 @@ def main() -> None:
                                     vectors.OFFLINE_DIMS, None)
     print(f"vectors: {space}; corpus: {args.corpus.name}, {len(corpus)} days, "
           f"simulated {corpus[-args.days][0]} to {corpus[-1][0]}\n")
+    # Imported here: the cold start builds on this module's readers and digests.
+    from bench import relevance_cold as cold
+
     topics = {category: reader_topics(corpus, category) for category in READERS}
-    days = prepare(corpus, args.days, embed)
-    found, why = simulate(days, READERS, topics, embed, space, dims)
-    ceiling = rated_everything(corpus, args.days, days, topics, embed, space, dims)
-    report(found, days, topics, ceiling, bill() if bill else None)
-    report_why_line(why, len(days))
+    if args.cold_start:
+        # The same first days as a full run's, and the same 500 papers before them.
+        days = prepare(corpus[:len(corpus) - args.days + cold.COLD_DAYS], cold.COLD_DAYS,
+                       embed)
+    else:
+        days = prepare(corpus, args.days, embed)
+        found, why = simulate(days, READERS, topics, embed, space, dims)
+        ceiling = rated_everything(corpus, args.days, days, topics, embed, space, dims)
+        report(found, days, topics, ceiling, bill() if bill else None)
+        report_why_line(why, len(days))
+    libraries = cold.libraries(corpus, embed)
+    found_cold = cold.simulate_cold(days, topics, libraries, embed, space, dims)
+    cold.report_cold(found_cold, days, libraries, local=bool(args.local))
+    if args.cold_start and bill:
+        print(f"\n{bill()}")
     print(f"\nran in {time.perf_counter() - started:.0f} s")
 
 

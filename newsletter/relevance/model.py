@@ -14,6 +14,10 @@ sigmoid(paper . weights + bias), read as the chance they would rate it up.
   abstract at a cosine of 0.02-0.05 at best, so a day's best matches start at chances of
   0.07-0.25, and a few days of ratings outweigh it (a stronger start learned less from
   ratings in the simulations).
+- The reader's own papers (their library file and author feed, `relevance/library/`) join
+  the start as one block (`LIBRARY_WEIGHT`, whatever its size): the mean of their vectors
+  less the reference's typical paper (`_library_direction`), so that what sets their
+  field apart leads, not the words every abstract shares.
 - Ratings correct it. A logistic regression over the rated papers (up = 1, down = 0)
   learns a change to those weights, penalised by its size, so a handful of ratings bend
   the description rather than replace it, and many ratings can overrule it. The change is
