@@ -304,7 +304,7 @@ def good_embeddings(call: EmbedCall) -> Reply:
 
 # Words too common to say what a text is about: a real embedding model's vectors barely
 # move with them, while a bag of hashed words would be led by them.
-_FUNCTION_WORDS = frozenset(
+_ENGLISH_FILLER = frozenset(
     "a an and are as at be by can for from has have in is it its of on or our that the "
     "their this to we which with while these those than into over such via both each not "
     "more most also how what when where who why show shows propose proposed paper".split())
@@ -316,7 +316,7 @@ def topical_embeddings(call: EmbedCall) -> Reply:
     and "of", as with a real model."""
     kept = EmbedCall(call.body, [
         " ".join(w for w in re.findall(r"[a-z0-9]+", item.lower())
-                 if w not in _FUNCTION_WORDS and len(w) > 2) if isinstance(item, str)
+                 if w not in _ENGLISH_FILLER and len(w) > 2) if isinstance(item, str)
         else item for item in call.inputs], call.dimensions, call.number)
     return embeddings(kept)
 
