@@ -317,6 +317,103 @@ def test_affinities_with_a_dense_block_equal_the_plain_product() -> None:
                            1 / (1 + np.exp(-margins)), atol=1e-6)
 
 
+# The reader's own papers (a library file, an author feed)
+
+
+def _log_odds(chance: float) -> float:
+    return float(np.log(chance / (1 - chance)))
+
+
+@pytest.mark.parametrize("field", ["cs.RO", "cs.CL"])  # 7 and 85 papers of the rated day
+def test_a_library_alone_gives_a_model_that_ranks_its_field_first(rated: Day, unseen: Day,
+                                                                  field: str) -> None:
+    library = rated.vectors[np.flatnonzero(rated.about(field))]
+    reader = model.train(SPACE, DIMS, library=library, reference=rated.vectors)
+    assert reader is not None and (reader.ups, reader.downs) == (0, 0)
+    affinity = _affinity(reader, unseen.vectors)
+    on = unseen.about(field)
+    assert _chance_on_above_off(affinity, on) > 0.8, field
+    assert on[np.argmax(affinity)], field  # the day's best paper is of their field
+
+
+def test_papers_without_words_are_no_library() -> None:
+    empty = vectors.offline_vectors(["", "the of and"])
+    assert model.train(SPACE, DIMS, library=empty) is None
+
+
+def test_ratings_move_a_paper_as_much_beside_200_library_papers_as_beside_20(
+    rated: Day, unseen: Day
+) -> None:
+    # A machine-learning reader's library: the rated day's cs.LG and cs.AI papers.
+    ml = np.flatnonzero(rated.about("cs.LG") | rated.about("cs.AI"))
+    libraries = {n: rated.vectors[ml[:n]] for n in (20, 200)}
+    start = model.train(SPACE, DIMS, library=libraries[200], reference=rated.vectors)
+    assert start is not None
+    # The unseen paper closest to their library, which they rate down three times.
+    target = int(np.argmax(_affinity(start, unseen.vectors)))
+    downs = unseen.vectors[[target] * 3]
+    moved = {}
+    for n, library in libraries.items():
+        before = model.train(SPACE, DIMS, library=library, reference=rated.vectors)
+        after = model.train(SPACE, DIMS, library=library, downs=downs,
+                            reference=rated.vectors)
+        assert before is not None and after is not None and after.downs == 3
+        chance_before = float(_affinity(before, unseen.vectors)[target])
+        chance_after = float(_affinity(after, unseen.vectors)[target])
+        assert chance_after < chance_before, n
+        moved[n] = _log_odds(chance_before) - _log_odds(chance_after)
+    # The library counts as one block, so ten times the papers do not hold the paper up:
+    # the ratings move it by the same order with 200 papers as with 20.
+    assert moved[200] > 0.5 and moved[200] > moved[20] / 2, moved
+
+
+def test_a_library_beside_a_description_leaves_the_descriptions_best_paper_near_the_top(
+    rated: Day, unseen: Day
+) -> None:
+    said = vectors.offline_vectors(["robot learning: manipulation, locomotion and navigation"])
+    alone = model.train(SPACE, DIMS, description=said, reference=rated.vectors)
+    assert alone is not None
+    best = int(np.argmax(_affinity(alone, unseen.vectors)))
+    # 200 papers of other fields (the rated day's computer vision and language papers).
+    other = rated.vectors[np.flatnonzero(rated.about("cs.CV") | rated.about("cs.CL"))[:200]]
+    assert other.shape[0] == 186
+    library_only = model.train(SPACE, DIMS, library=other, reference=rated.vectors)
+    both = model.train(SPACE, DIMS, description=said, library=other, reference=rated.vectors)
+    assert library_only is not None and both is not None
+    rank_both = _ranks(_affinity(both, unseen.vectors))[best]
+    assert rank_both <= 10  # of 101
+    assert rank_both < _ranks(_affinity(library_only, unseen.vectors))[best]
+
+
+def test_without_a_library_the_model_starts_as_it_did_before_libraries(
+    rated: Day, unseen: Day
+) -> None:
+    # The start as documented before libraries existed: the unit description and each unit
+    # liked paper averaged, PRIOR_SCALE long, centred on the reference's median paper.
+    said = vectors.offline_vectors(["robot learning: manipulation, locomotion and navigation"])
+    liked = rated.vectors[np.flatnonzero(rated.about("cs.RO"))[:3]]
+    rows = [said.toarray()[0]] + [liked[i].toarray()[0] for i in range(3)]
+    direction = sum(row / np.linalg.norm(row) for row in rows)
+    direction /= np.linalg.norm(direction)
+    bias = model.PRIOR_BIAS - model.PRIOR_SCALE * float(
+        np.median(rated.vectors.toarray() @ direction))
+    reader = model.train(SPACE, DIMS, description=said, liked=liked, reference=rated.vectors)
+    assert reader is not None and reader.weights.nnz == model.MODEL_WEIGHTS
+    assert reader.bias == pytest.approx(bias, abs=1e-6)  # the vectors are float32
+    kept = reader.weights.indices
+    start = model.PRIOR_SCALE * direction
+    assert np.allclose(reader.weights.data, start[kept], atol=1e-6)
+    assert np.abs(start[kept]).min() >= np.sort(np.abs(start))[-model.MODEL_WEIGHTS]
+    # ... and with ratings, no library is the same model as before: `library=None`.
+    downs = rated.vectors[np.flatnonzero(rated.about("cs.CV"))[:10]]
+    plain = model.train(SPACE, DIMS, description=said, liked=liked, downs=downs,
+                        reference=rated.vectors)
+    explicit = model.train(SPACE, DIMS, description=said, liked=liked, downs=downs,
+                           reference=rated.vectors, library=None)
+    assert plain is not None and explicit is not None
+    assert model.encode_model(plain) == model.encode_model(explicit)
+
+
 # Scores
 
 
