@@ -471,6 +471,7 @@ def main() -> None:
         ceiling = rated_everything(corpus, args.days, days, topics, embed, space, dims)
         report(found, days, topics, ceiling, bill() if bill else None)
         report_why_line(why, len(days))
+        print()
     libraries = cold.libraries(corpus, embed)
     found_cold = cold.simulate_cold(days, topics, libraries, embed, space, dims)
     cold.report_cold(found_cold, days, libraries, local=bool(args.local))
