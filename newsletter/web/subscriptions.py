@@ -26,6 +26,7 @@ ONE_CLICK = "List-Unsubscribe=One-Click"
 # Only the body grows: a file part is spooled (in memory, then to a temporary file), while
 # each text field keeps MAX_FORM_MEMORY_SIZE. A bigger body is a 413 before it is read.
 LIBRARY_FORM_LIMIT = library_files.MAX_FILE_BYTES + 64 * 1024
+LIBRARY_FIELD_LIMIT = 512 * 1024
 MAX_FILE_MB = library_files.MAX_FILE_BYTES // 2**20
 LIBRARY_FORMS = frozenset({"subscriptions.subscribe", "subscriptions.upload_library"})
 # A library's entries are listed this many to a page: 3,000 rows would make it unusable.
@@ -39,6 +40,11 @@ def library_form_limit() -> None:
     that take a library file. Registered on the app in create_app."""
     if request.endpoint in LIBRARY_FORMS and request.mimetype == "multipart/form-data":
         request.max_content_length = LIBRARY_FORM_LIMIT
+        # Werkzeug's multipart decoder (3.1) holds each 64 KB chunk read, plus what it
+        # has not parsed yet, to max_form_memory_size, file parts included: at the app's
+        # 64 KB every file over about 64 KB was a 413. Text fields stay checked by their
+        # parsers (a description is 500 characters at most).
+        request.max_form_memory_size = LIBRARY_FIELD_LIMIT
 
 
 def _library_file() -> own_papers.LibraryFile | None:
