@@ -314,6 +314,8 @@ def test_dois(written: str, doi: str | None) -> None:
     ("Unbalanced {braces} } here {", "Unbalanced braces here"),
     ("\\LaTeX{} and \\TeX{}", "LaTeX and TeX"),
     ("\\url{https://example.org/a}", "https://example.org/a"),
+    # Zotero's own escapes of ^ < > _ (its export writes \$2^{22}\$ so).
+    ("\\$2{\\textasciicircum}\\{22\\}\\$ and {\\textless}3", "$2^{22}$ and <3"),
 ])
 def test_tex_is_undone_in_titles(tex: str, text: str) -> None:
     assert only(f"@misc{{key, title = {{{tex}}}}}\n").title == text

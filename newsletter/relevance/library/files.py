@@ -278,7 +278,10 @@ _ACCENTS = {'"': "\u0308", "'": "\u0301", "`": "\u0300", "^": "\u0302", "~": "\u
 _LETTERS = {"ss": "ß", "o": "ø", "O": "Ø", "ae": "æ", "AE": "Æ", "oe": "œ", "OE": "Œ",
             "aa": "å", "AA": "Å", "l": "ł", "L": "Ł", "i": "i", "j": "j", "TeX": "TeX",
             "LaTeX": "LaTeX", "textendash": "\u2013", "textemdash": "\u2014", "ldots": "…",
-            "dots": "…", "textasciitilde": "~", "textbackslash": "\\", "S": "§"}
+            "dots": "…", "textasciitilde": "~", "textbackslash": "\\", "S": "§",
+            # What Zotero writes for ^ < > _ in a title or an abstract.
+            "textasciicircum": "^", "textless": "<", "textgreater": ">",
+            "textunderscore": "_"}
 
 
 def _untexed(match: re.Match[str]) -> str:
