@@ -410,3 +410,25 @@ def test_a_long_library_drowns_neither_the_description_nor_the_ratings(rated: Da
                      / _affinity(before, rated.vectors)[target])
     # Each keeps less than half its chance, and within 1.5 times of each other.
     assert all(d < 0.5 for d in drops) and max(drops) / min(drops) < 1.5, drops
+
+
+def test_titles_left_for_later_sweeps_count_by_their_own_words_meanwhile(
+        engine: Engine, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    from newsletter.relevance.library import sweep
+
+    monkeypatch.setattr(sweep, "TITLE_CALLS_PER_SWEEP", 0)  # a library longer than a sweep
+    me = with_library(engine, settings, author=None)
+    with ArxivAPI() as api:
+        train.embed_and_retrain(engine, sweep_settings(settings, api))
+    legal = entries(engine, me)[NOT_ON_ARXIV]
+    assert legal.state == "lookup" and legal.vector_model == vectors.OFFLINE_MODEL
+    with Session(engine) as session:
+        _, own, _ = library_store.counted(session, me)
+    assert len(own) == 2  # the two entries with an abstract, still to be looked up
+    monkeypatch.setattr(sweep, "TITLE_CALLS_PER_SWEEP", 10)
+    with ArxivAPI() as api:
+        train.embed_and_retrain(engine, sweep_settings(settings, api))
+    convex = next(e for e in entries(engine, me).values() if e.arxiv_id == CONVEX)
+    # Found on arXiv: it counts as that paper now, its own vector gone.
+    assert convex.state == "arxiv" and convex.vector_model is None
+    assert entries(engine, me)[NOT_ON_ARXIV].state == "text"

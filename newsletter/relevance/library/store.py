@@ -243,7 +243,9 @@ def counted(session: Session, subscriber_id: int) -> tuple[list[str], list[bytes
                 _in_use())):
         if state == ARXIV and arxiv_id and arxiv_id not in arxiv_ids:
             arxiv_ids.append(arxiv_id)
-        elif state == TEXT and vector is not None:
+        elif state in (TEXT, LOOKUP) and vector is not None:
+            # One still to be looked up counts by its own words meanwhile: a long library
+            # takes days of sweeps to look up, and the first digest should not wait.
             own.append(vector)
             models.add(vector_model)
     return arxiv_ids, own, (models.pop() if len(models) == 1 else None)

@@ -12,7 +12,8 @@ Run by `train.embed_and_retrain` (every SUMMARIZE_SCHEDULE, and `newsletter embe
    word for word (compared normalised, files.normalised_title) makes the entry an arXiv
    paper; otherwise it stands for itself if it has an abstract, or is reported unmatched.
 3. `embed_own`: the entries that stand for themselves get a vector of their title and
-   abstract in the configured space.
+   abstract in the configured space; so do those still waiting for their title to be
+   looked up, which count by it meanwhile (a long library is looked up over many sweeps).
 Each call takes arXiv's turn (liked.ask_arxiv). A failing call stops the step and keeps
 what is left for the next sweep; nothing raises for arXiv's sake.
 """
@@ -170,7 +171,7 @@ def look_up_titles(engine: Engine, settings: Settings, report: SweepReport,
                     session.execute(update(LibraryEntry).where(
                         LibraryEntry.id.in_(entry_ids)).values(  # type: ignore[union-attr]
                         state=store.ARXIV, arxiv_id=paper.arxiv_id, abstract=None,
-                        changed_at=now))
+                        vector=None, vector_model=None, changed_at=now))
                     continue
                 # No arXiv paper by that title: the entry stands for itself if it can.
                 for state, has_text in ((store.TEXT, True), (store.UNMATCHED, False)):
@@ -186,7 +187,9 @@ def embed_own(engine: Engine, settings: Settings, report: SweepReport) -> None:
     with Session(engine) as session:
         todo = session.execute(
             select(LibraryEntry.id, LibraryEntry.title, LibraryEntry.abstract)
-            .where(LibraryEntry.state == store.TEXT,  # type: ignore[arg-type]
+            .where(or_(LibraryEntry.state == store.TEXT,  # type: ignore[arg-type]
+                       (LibraryEntry.state == store.LOOKUP)  # type: ignore[arg-type]
+                       & LibraryEntry.abstract.is_not(None)),  # type: ignore[union-attr]
                    or_(LibraryEntry.vector_model.is_(None),  # type: ignore[union-attr]
                        LibraryEntry.vector_model != space.name))  # type: ignore[arg-type]
             .order_by(LibraryEntry.id).limit(OWN_PER_SWEEP)).all()
