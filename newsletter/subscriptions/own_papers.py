@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from sqlmodel import Session
 
 from newsletter.db import transaction
+from newsletter.i18n import gettext as _
 from newsletter.readers.reader_input import InvalidInput
 from newsletter.relevance import learn
 from newsletter.relevance.library import files
@@ -46,9 +47,12 @@ def shelf(svc: Services, token: str) -> library_store.Shelf:
         return library_store.shelf_of(session, row.id)
 
 
-def upload_library(svc: Services, token: str, upload: LibraryFile) -> ParsedLibrary:
-    """Replace the reader's library with this file. Raises InvalidInput (nothing changed),
-    BadLink or LinkInvalid."""
+def upload_library(svc: Services, token: str, upload: LibraryFile | None) -> ParsedLibrary:
+    """Replace the reader's library with this file (None: the form came without one).
+    Raises InvalidInput (nothing changed), BadLink or LinkInvalid."""
+    if upload is None:
+        raise InvalidInput({"library": _(
+            "Choose a file first: a BibTeX, RIS or CSL JSON export of your library.")})
     parsed = read_library(upload)
     with transaction(svc.engine) as session:
         row = managed(svc, session, token)
@@ -64,17 +68,25 @@ def remove_library(svc: Services, token: str) -> None:
         learn.remove_library(session, row.id, settings=svc.settings)
 
 
+class NotEntries(ValueError):
+    """Entry ids no page of ours sends (the form was forged or garbled)."""
+
+
 def _entry_ids(raw: Sequence[str]) -> list[int]:
+    if not raw:
+        raise InvalidInput({"entries": _(
+            "Nothing changed: check the papers first, then press the button.")})
     ids = [int(v) for v in raw if v.strip().isdigit() and len(v.strip()) < 12]
-    if len(ids) != len(raw) or not ids:
-        raise InvalidInput({"entries": "not a list of entries"})
+    if len(ids) != len(raw):
+        raise NotEntries("not a list of entry ids")
     return ids
 
 
 def drop_entries(svc: Services, token: str, entry_ids: Sequence[str],
                  dropped: bool = True) -> int:
     """Drop some of the reader's own papers (or take them back). Entries are named by id
-    and only the reader's own can change. Raises InvalidInput, BadLink or LinkInvalid."""
+    and only the reader's own can change. Raises InvalidInput (none checked), NotEntries,
+    BadLink or LinkInvalid."""
     ids = _entry_ids(entry_ids)
     with transaction(svc.engine) as session:
         row = managed(svc, session, token)

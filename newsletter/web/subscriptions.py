@@ -206,12 +206,8 @@ def change_rating(token: str):  # type: ignore[no-untyped-def]
 def upload_library(token: str):  # type: ignore[no-untyped-def]
     """A library file replacing the reader's (multipart; its limit: library_form_limit)."""
     locale.as_reader("manage", token)
-    library = _library_file()
     try:
-        if library is None:
-            raise InvalidInput({"library": i18n.gettext(
-                "Choose a file first: a BibTeX, RIS or CSL JSON export of your library.")})
-        own_papers.upload_library(services(), token, library)
+        own_papers.upload_library(services(), token, _library_file())
     except InvalidInput as exc:
         account = reader_account.account(services(), token)
         return _manage_page(account, token, library_errors=exc.errors), 400
@@ -234,12 +230,11 @@ def drop_own_papers(token: str):  # type: ignore[no-untyped-def]
     entries = request.form.getlist("entry")
     try:
         own_papers.drop_entries(services(), token, entries, dropped=not keep)
-    except InvalidInput:
-        if entries:
-            abort(400)  # not ids of entries: no page of ours sends that
+    except own_papers.NotEntries:
+        abort(400)  # no page of ours sends that
+    except InvalidInput as exc:
         account = reader_account.account(services(), token)
-        return _manage_page(account, token, library_errors={"entries": i18n.gettext(
-            "Nothing changed: check the papers first, then press the button.")}), 400
+        return _manage_page(account, token, library_errors=exc.errors), 400
     return _back_to_own_papers(token, "kept" if keep else "dropped")
 
 
