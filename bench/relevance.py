@@ -70,7 +70,7 @@ from newsletter.digest import reasons as why_reasons
 from newsletter.digest import selection as digest
 from newsletter.relevance import model, vectors
 from newsletter.relevance.train import REFERENCE_PAPERS
-from newsletter.taxonomy import guess_topics
+from newsletter.topics.tagger import guess_topics
 
 CORPUS = Path(__file__).resolve().parent / "corpus" / "arxiv_ml_days.jsonl.gz"  # see its README
 IDF_DAYS = 40

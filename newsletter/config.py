@@ -125,6 +125,9 @@ class Settings(BaseSettings):
     # A reader's author feed is <this>/<author id or ORCID iD>.atom2
     # (https://info.arxiv.org/help/author_identifiers.html).
     arxiv_author_url: str = "https://arxiv.org/a"
+    # The operator's topics, a TOML file (newsletter/topics/taxonomies/ml.toml says how it is
+    # written); unset: the machine-learning taxonomy shipped with Paperwire.
+    taxonomy_file: Path | None = None
     # Extra RSS/Atom sources: "label=url" pairs separated by commas.
     feed_urls: Annotated[tuple[str, ...], NoDecode] = ()
     http_timeout: float = Field(default=30.0, gt=0)
@@ -336,6 +339,10 @@ class Settings(BaseSettings):
         if largest is not None and self.embedding_dimensions > largest:
             problems.append(f"EMBEDDING_DIMENSIONS: {self.embedding_model} returns at most "
                             f"{largest} dimensions, not {self.embedding_dimensions}")
+        if self.taxonomy_file is not None and not self.taxonomy_file.is_file():
+            # What it says is checked where the topics are read, as each process starts
+            # (newsletter/topics/taxonomy.py): the file is the topics' business.
+            problems.append(f"TAXONOMY_FILE: {self.taxonomy_file} is not a file")
         if self.mail_backend == "sendgrid" and not self.sendgrid_api_key:
             problems.append("MAIL_BACKEND=sendgrid needs SENDGRID_API_KEY")
         if self.send_journal.exists() and not self.send_journal.is_dir():

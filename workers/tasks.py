@@ -13,17 +13,21 @@ import time
 from datetime import date, datetime
 from typing import Any
 
+from celery.signals import worker_init
 from sqlalchemy.exc import OperationalError
 
 from newsletter import delivery, engagement
 from newsletter.admin import audit
 from newsletter.cards import summarize
 from newsletter.config import settings
+from newsletter.db import engine_for
 from newsletter.ingest import store as ingest
 from newsletter.relevance import train
 from newsletter.relevance.embedders import space_for
 from newsletter.subscriptions import privacy
 from newsletter.subscriptions.services import send_queued, send_waiting_configured
+from newsletter.topics import in_use
+from newsletter.topics.taxonomy import TaxonomyError
 from workers.app import app
 
 log = logging.getLogger(__name__)
@@ -31,6 +35,18 @@ log = logging.getLogger(__name__)
 # The vector space is named as the worker starts, before its pool forks: a local model
 # folder that cannot run stops the worker now, and no send reads the folder again.
 space_for(settings())
+
+
+@worker_init.connect
+def _check_topics(**_: Any) -> None:
+    # So are the topics, against the database: a taxonomy file that removes a topic
+    # readers still use stops the worker before it takes a task (Celery logs and swallows
+    # a handler's Exception; SystemExit goes through).
+    try:
+        in_use.prepare(engine_for(settings().database_url))
+    except TaxonomyError as exc:
+        log.critical("%s", exc)
+        raise SystemExit(str(exc)) from None
 
 # Backoff 10 s, 20 s, 40 s ... capped at 5 minutes, with jitter so workers do not retry
 # in step; five tries covers a database restart, not an outage (the next beat run does).

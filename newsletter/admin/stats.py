@@ -55,7 +55,7 @@ from newsletter.ingest.feed import Feed
 from newsletter.ingest.paper import Paper
 from newsletter.readers.tables import Consent, Preferences, Subscriber, Suppression
 from newsletter.relevance.tables import PaperVector, Rating
-from newsletter.taxonomy import TOPICS
+from newsletter.topics.taxonomy import current
 
 DEFAULT_DAYS = 30
 # The consent record of a withdrawal (subscriber.unsubscribe); every other action gives one.
@@ -295,7 +295,7 @@ def topic_counts(session: Session) -> list[TopicCount]:
         .join(unnest, true())
         .where(mailable()).group_by(topic)).all()
     readers = {slug: n for slug, n in rows}
-    return [TopicCount(t.slug, t.name, readers.get(t.slug, 0)) for t in TOPICS]
+    return [TopicCount(t.slug, t.name, readers.get(t.slug, 0)) for t in current().topics]
 
 
 def production(session: Session, window: Window) -> Production:

@@ -21,7 +21,7 @@ from newsletter.cards.card import card_json, cards_for
 from newsletter.cards.translation import CardWords, is_english, translations_for
 from newsletter.ingest.feed import Feed
 from newsletter.ingest.paper import Paper, latest_announcement_day, listed
-from newsletter.taxonomy import topic_name
+from newsletter.topics.taxonomy import topic_name
 
 # Days with papers on one page of /days.
 DAYS_PAGE = 30

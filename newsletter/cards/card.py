@@ -22,7 +22,7 @@ from sqlalchemy import JSON, Column, DateTime, ForeignKey, Integer, Text, and_, 
 from sqlmodel import Field, Session, SQLModel, select
 
 from newsletter.ingest.paper import Paper, listed
-from newsletter.taxonomy import MAX_TOPICS, SLUGS, known_topics
+from newsletter.topics.taxonomy import MAX_TOPICS, current, known_topics
 
 KEY_POINTS = 4
 Source = Literal["llm", "offline"]
@@ -87,7 +87,7 @@ def card_schema() -> dict[str, Any]:
     `check_draft` does.
     """
     schema = CardDraft.model_json_schema()
-    schema["properties"]["topics"]["items"] = {"type": "string", "enum": list(SLUGS)}
+    schema["properties"]["topics"]["items"] = {"type": "string", "enum": list(current().slugs)}
     schema["additionalProperties"] = False
     schema["required"] = list(CardDraft.model_fields)
     return schema

@@ -27,7 +27,7 @@ from newsletter.cards.card import CardDraft, PaperText, WriteResult, check_draft
 from newsletter.cards.price import cost_usd, price_of
 from newsletter.cards.prompt import PROMPT_VERSION, card_messages, response_format
 from newsletter.config import Settings
-from newsletter.taxonomy import guess_topics
+from newsletter.topics.tagger import guess_topics
 
 T = TypeVar("T")
 

@@ -12,7 +12,7 @@ import re
 from collections.abc import Sequence
 
 from newsletter.cards.card import KEY_POINTS, CardDraft, PaperText, WriteResult
-from newsletter.taxonomy import guess_topics
+from newsletter.topics.tagger import guess_topics
 
 MODEL = "offline"
 PROMPT_VERSION = "extractive-v1"

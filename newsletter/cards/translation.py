@@ -35,8 +35,9 @@ from newsletter.cards.card import KEY_POINT_WORDS, WORD_LIMITS, Card, parse_json
 from newsletter.cards.translation_table import CardTranslation
 from newsletter.i18n import language_name
 from newsletter.ingest.paper import Paper, listed
+from newsletter.topics.taxonomy import current
 
-TRANSLATION_PROMPT_VERSION = "translation-v1"
+TRANSLATION_PROMPT_VERSION = "translation-v2"
 FIELDS = ("summary", "methodology", "results", "implications")
 
 
@@ -121,8 +122,8 @@ class TranslationJob:
 
 
 _SYSTEM = """\
-You translate the card of one machine-learning paper in Paperwire, a daily research \
-digest, from English into {name} for ML researchers and engineers who read {name}. \
+You translate the card of one paper in {field} in Paperwire, a daily research digest, \
+from English into {name} for researchers in the field who read {name}. \
 Translate faithfully: add nothing, drop nothing, keep every number, and keep LaTeX, code \
 and the names of models, datasets, benchmarks and methods as written. Use the technical \
 terms researchers writing in {name} use; keep an English term where that is what they \
@@ -135,7 +136,8 @@ translated."""
 
 def translation_messages(job: TranslationJob) -> list[dict[str, str]]:
     name = language_name(job.language, "en")
-    system = _SYSTEM.format(name=name, count=len(job.source.key_points))
+    system = _SYSTEM.format(name=name, count=len(job.source.key_points),
+                            field=current().name or "science")
     user = (f"Title: {job.title}\nTranslate into: {name} ({job.language})\n\n"
             f"English card:\n{json.dumps(job.source.as_json(), ensure_ascii=False, indent=1)}")
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]

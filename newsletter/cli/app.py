@@ -11,6 +11,8 @@ from sqlalchemy import Engine
 
 from newsletter import db
 from newsletter.config import ConfigError, Settings, load_settings
+from newsletter.topics import in_use
+from newsletter.topics.taxonomy import TaxonomyError
 
 
 class App:
@@ -35,7 +37,8 @@ class App:
             engine = db.make_engine(self.settings.database_url)
             try:
                 db.ensure_schema(engine)
-            except db.SchemaOutOfDate as exc:
+                in_use.prepare(engine)
+            except (db.SchemaOutOfDate, TaxonomyError) as exc:
                 raise click.ClickException(str(exc)) from None
             self._engine = engine
         return self._engine

@@ -19,7 +19,7 @@ from newsletter.db import among
 from newsletter.delivery.ledger import MAILABLE
 from newsletter.digest.selection import Candidate, Interests, candidate, interests
 from newsletter.ingest.paper import Paper
-from newsletter.taxonomy import guess_topics
+from newsletter.topics.tagger import guess_topics
 
 # What a digest needs of a subscriber (see `reader_from_row`). Preferences come as their
 # JSON text: most readers share their choices with many others, and each distinct text is

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from newsletter import i18n
-from newsletter.taxonomy import TOPICS, topic_name
+from newsletter.topics.taxonomy import current
 
 TOPIC = "topic: "
 KEYWORD = "keyword: "
@@ -43,10 +43,6 @@ _SAID = {
     _IN_LIBRARY: lambda title: i18n.gettext("close to %(title)s in your library", title=title),
     _WROTE: lambda title: i18n.gettext("close to your paper %(title)s", title=title),
 }
-# A topic reason keeps the topic's English name (the stored form); a reader of another
-# language reads the name the taxonomy gives it in theirs.
-_SLUG_OF = {t.name: t.slug for t in TOPICS}
-
 # Between the phrases of a why-line: a comma would be ambiguous beside "A, B and C".
 SEPARATOR = " · "
 
@@ -92,9 +88,13 @@ def topic_of(reason: str) -> str | None:
 
 
 def topic_said(name: str) -> str:
-    """A topic's stored (English) name as the language in force names it."""
-    slug = _SLUG_OF.get(name)
-    return topic_name(slug) if slug is not None else name
+    """A topic's stored (English) name as the language in force names it: a reason keeps
+    the English name, and a reader of another language reads the one the taxonomy gives
+    it in theirs."""
+    for topic in current().topics:
+        if topic.name == name:
+            return topic.shown_name
+    return name
 
 
 def listing(items: Sequence[str]) -> str:

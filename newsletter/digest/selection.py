@@ -23,7 +23,7 @@ from functools import lru_cache
 
 from newsletter import i18n
 from newsletter.digest import reasons as why
-from newsletter.taxonomy import topic_name
+from newsletter.topics.taxonomy import topic_name
 
 # A paper's first topic is what it is about; later ones are side themes.
 TOPIC_POINTS = (60, 45, 35)

@@ -37,7 +37,7 @@ from newsletter import i18n
 from newsletter.digest.reasons import why_line
 from newsletter.digest.selection import Candidate, Pick, Selection, headline
 from newsletter.mail.batch import Batch, Recipient
-from newsletter.taxonomy import topic_name
+from newsletter.topics.taxonomy import topic_name
 
 # "The total collective size of your dynamic_template_data may not exceed 10,000 bytes per
 # personalization object" (SendGrid's client libraries, e.g. sendgrid-java's Personalization

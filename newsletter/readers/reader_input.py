@@ -21,7 +21,7 @@ from email_validator import EmailNotValidError, validate_email
 from newsletter.i18n import gettext as _
 from newsletter.i18n import ngettext
 from newsletter.readers.author_id import author_id_of
-from newsletter.taxonomy import BY_SLUG, SLUGS
+from newsletter.topics.taxonomy import current
 
 FREQUENCIES = ("daily", "weekly")
 DEFAULT_MAX_PAPERS = 10
@@ -121,19 +121,22 @@ class PreferenceValues:
 
 
 def _topics(raw: Iterable[str], errors: dict[str, str]) -> tuple[str, ...]:
+    taxonomy = current()
     chosen: list[str] = []
     unknown: list[str] = []
     for value in raw:
-        if value not in BY_SLUG:
+        # A renamed topic's old slug (a bookmarked form, an old CSV) is its new topic.
+        slug = taxonomy.resolve(value)
+        if slug is None:
             if value not in unknown:
                 unknown.append(value)
-        elif value not in chosen:
-            chosen.append(value)
+        elif slug not in chosen:
+            chosen.append(slug)
     if unknown:
         # Named, with the slugs there are: `subscribers add --topics` and an import's CSV
         # are typed by hand, with no list in sight (the web form's boxes carry the slugs).
         errors["topics"] = _("No topic %(names)s; the topics are %(topics)s.",
-                             names=_quoted(unknown), topics=", ".join(SLUGS))
+                             names=_quoted(unknown), topics=", ".join(taxonomy.slugs))
         return ()
     if not chosen:
         errors["topics"] = _("Pick at least one topic.")

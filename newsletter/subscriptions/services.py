@@ -40,7 +40,7 @@ from newsletter.readers.tables import Preferences, Subscriber
 from newsletter.subscriptions import mail_queue
 from newsletter.subscriptions.mail_queue import MailJob, MailQueue
 from newsletter.subscriptions.signup_limits import SignupLimits
-from newsletter.taxonomy import topic_name
+from newsletter.topics.taxonomy import topic_name
 
 log = logging.getLogger(__name__)
 

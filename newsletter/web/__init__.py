@@ -20,6 +20,7 @@ from newsletter.readers.links import BadLink, ExpiredLink, signing_key
 from newsletter.readers.subscriber import LinkInvalid
 from newsletter.relevance.embedders import space_for
 from newsletter.subscriptions.services import Services
+from newsletter.topics import in_use
 from newsletter.web import admin, locale, ratings, site, subscriptions, unavailable, webhooks
 from newsletter.web.common import N_, SERVICES, language_choices, send_time_choices
 from newsletter.web.origin import REFERRER_POLICY, OriginCheckedCSRF
@@ -40,6 +41,8 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     if engine is None:
         engine = db.engine_for(settings.database_url)
     key = signing_key(settings, engine)
+    # The topics the form offers, checked against the topics readers chose.
+    in_use.prepare(engine)
     # Ratings rank in the vector space: a local model is checked and named now, once.
     space_for(settings)
     app = Flask(__name__)

@@ -31,7 +31,7 @@ from newsletter.delivery.ledger import today_utc
 from newsletter.delivery.most_read import Audience, most_read
 from newsletter.mail import senders
 from newsletter.subscriptions import rating
-from newsletter.taxonomy import TOPICS
+from newsletter.topics.taxonomy import current
 from newsletter.web import locale
 from newsletter.web.common import from_loopback, mail_html_policy, services
 
@@ -69,7 +69,7 @@ def _landing_page() -> str:
             view = archive.latest(session, language=i18n.current())
             # Counts across readers, naming nobody: the same page for everyone, cacheable.
             popular = most_read(session, today_utc(), Audience.of(svc.settings))
-        html = render_template("index.html", view=view, most_read=popular, topics=TOPICS,
+        html = render_template("index.html", view=view, most_read=popular, topics=current().topics,
                                form={}, errors={})
         cached = current_app.extensions[key] = _RenderedPage(html, now + TODAY_TTL)
     return cached.html

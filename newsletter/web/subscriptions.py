@@ -11,7 +11,7 @@ from newsletter.readers.reader_input import InvalidInput, SendTime
 from newsletter.relevance.library import files as library_files
 from newsletter.subscriptions import own_papers, reader_account
 from newsletter.subscriptions import signup as flows
-from newsletter.taxonomy import TOPICS
+from newsletter.topics.taxonomy import current
 from newsletter.web import locale
 from newsletter.web.common import client, mail_html_policy, no_store, send_time, services
 
@@ -78,7 +78,7 @@ def subscribe():  # type: ignore[no-untyped-def]
                   "arxiv_author": form.get("arxiv_author", ""),
                   "library_sent": (library.filename or "library") if library else "",
                   "language": form.get("language"), **_send_time_values()}
-        return render_template("subscribe.html", topics=TOPICS, form=values,
+        return render_template("subscribe.html", topics=current().topics, form=values,
                                errors=exc.errors), 400
     except flows.TooManySignups:
         abort(429)
@@ -153,7 +153,7 @@ def _manage_page(account: reader_account.Account, token: str, *,
                  library_errors: dict[str, str] | None = None) -> str:
     own_notice = request.args.get("own")
     return render_template(
-        "manage.html", account=account, token=token, topics=TOPICS,
+        "manage.html", account=account, token=token, topics=current().topics,
         values=values if values is not None else _account_values(account),
         errors=errors or {}, library_errors=library_errors or {},
         saved=not errors and request.args.get("saved") == "1",

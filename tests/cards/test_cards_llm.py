@@ -25,7 +25,7 @@ from newsletter.config import Settings
 from newsletter.ingest.paper import Paper
 from newsletter.ingest.parse import parse_feed
 from newsletter.ingest.store import ingest_files, store_entries
-from newsletter.taxonomy import SLUGS, TOPICS
+from newsletter.topics.taxonomy import built_in
 from tests.conftest import arxiv_fixture
 from tests.support.http import Reply
 from tests.support.openai_server import (
@@ -94,7 +94,7 @@ def only(title_key: str, bad: Any) -> Any:
 
 def assert_valid(card: Card) -> None:
     assert card.status == "ok" and card.last_error is None
-    assert 1 <= len(card.topics) <= 3 and set(card.topics) <= set(SLUGS)
+    assert 1 <= len(card.topics) <= 3 and set(card.topics) <= set(built_in().slugs)
     assert len(card.key_points) == 4 and all(p.strip() for p in card.key_points)
     assert all(getattr(card, f).strip() for f in ("summary", "methodology", "results",
                                                   "implications"))
@@ -130,9 +130,9 @@ def test_good_answers_make_one_card_per_paper_and_record_the_spend(
     assert schema["additionalProperties"] is False
     assert set(schema["required"]) == {"topics", "key_points", "summary", "methodology",
                                        "results", "implications"}
-    assert schema["properties"]["topics"]["items"]["enum"] == list(SLUGS)
+    assert schema["properties"]["topics"]["items"]["enum"] == list(built_in().slugs)
     system = body["messages"][0]["content"]
-    assert all(t.slug in system and t.description in system for t in TOPICS)
+    assert all(t.slug in system and t.description in system for t in built_in().topics)
     for call in server.calls:
         paper = next(p for p in papers.values() if p.title == call.title)
         assert paper.abstract in call.body["messages"][1]["content"]

@@ -19,7 +19,7 @@ from newsletter.config import Settings
 from newsletter.ingest.paper import PaperEntry
 from newsletter.ingest.parse import FeedError, parse_feed
 from newsletter.ingest.store import ingest_files
-from newsletter.taxonomy import SLUGS
+from newsletter.topics.taxonomy import built_in
 from tests.conftest import ARXIV_FIXTURES
 from tests.support.openai_server import OpenAIServer
 
@@ -54,7 +54,7 @@ def test_offline_card_is_valid_extractive_and_stable(entry: PaperEntry) -> None:
     checked = check_draft(card, llm=False)
     assert checked.ok, checked.problems
     assert checked.draft == card  # nothing to repair
-    assert 1 <= len(card.topics) <= 3 and set(card.topics) <= set(SLUGS)
+    assert 1 <= len(card.topics) <= 3 and set(card.topics) <= set(built_in().slugs)
     assert len(card.key_points) == 4 and len(set(card.key_points)) == 4
     # Extractive: every field is the abstract's own words (a long sentence may be cut "…").
     # Key points beyond the abstract's sentences state facts about the paper, and only when
@@ -147,7 +147,7 @@ def test_summarize_command_and_cards_in_papers_json(database_url: str, tmp_path:
         assert set(card) == {"topics", "key_points", "summary", "methodology", "results",
                              "implications", "source", "model"}
         assert card["source"] == "offline" and card["model"] == "offline"
-        assert len(card["key_points"]) == 4 and set(card["topics"]) <= set(SLUGS)
+        assert len(card["key_points"]) == 4 and set(card["topics"]) <= set(built_in().slugs)
 
     missing = cli(database_url, "summarize", "--paper", "9999.99999")
     assert missing.exit_code != 0 and "no stored paper" in missing.output

@@ -11,7 +11,7 @@ from sqlalchemy import text
 
 from newsletter import db
 from newsletter.cli import main
-from newsletter.taxonomy import SLUGS
+from newsletter.topics.taxonomy import built_in
 from tests.conftest import ARXIV_FIXTURES, LOCAL_FIXTURES, arxiv_fixture
 from tests.support.servers import Postgres, free_port
 
@@ -135,7 +135,7 @@ def test_rate_names_a_paper_we_do_not_have_and_blames_only_real_syntax(
 def test_unknown_topics_are_named_with_the_topics_there_are(
     database_url: str, tmp_path: Path,
 ) -> None:
-    every_slug = f"the topics are {', '.join(SLUGS)}."
+    every_slug = f"the topics are {', '.join(built_in().slugs)}."
     result = run(database_url, "subscribers", "add", "ann@example.org",
                  "--topics", "llm,nosuch,Other", "--confirmed")
     assert result.exit_code == 1

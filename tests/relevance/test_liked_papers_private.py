@@ -34,7 +34,7 @@ from newsletter.readers import reader_input
 from newsletter.readers import subscriber as subs
 from newsletter.relevance import learn
 from newsletter.relevance.tables import PaperVector, ReaderModelRow
-from newsletter.taxonomy import SLUGS
+from newsletter.topics.taxonomy import built_in
 from newsletter.web import site
 from tests.relevance.test_learn import COMBINED, NOW, ON_TIDE, asking, run
 from tests.support import web
@@ -90,7 +90,8 @@ def _reader(engine: Engine, email: str) -> int:
     """A confirmed reader of every topic."""
     with db.transaction(engine) as session:
         row = subs.ensure(session, email, NOW)
-        subs.update_preferences(session, row, reader_input.parse_preferences(list(SLUGS)), NOW)
+        every_topic = reader_input.parse_preferences(list(built_in().slugs))
+        subs.update_preferences(session, row, every_topic, NOW)
         subs.confirm_now(session, row, "admin", reader_input.Client(), NOW)
         assert row.id is not None
         return row.id

@@ -49,7 +49,7 @@ def test_beat_drives_ingest_cards_and_digest_to_a_reader(
 ) -> None:
     from newsletter.config import Settings
     from newsletter.subscriptions import signup
-    from newsletter.taxonomy import SLUGS
+    from newsletter.topics.taxonomy import built_in
 
     engine = db.make_engine(database_url)
     # The reader signed up and confirmed on the site yesterday; any topic will do. They
@@ -57,7 +57,7 @@ def test_beat_drives_ingest_cards_and_digest_to_a_reader(
     now = datetime.now(UTC)
     signup.add(Services.build(Settings(database_url=database_url,
                                        outbox_dir=tmp_path / "outbox"), engine),
-               READER, list(SLUGS), "daily", confirmed=True,
+               READER, list(built_in().slugs), "daily", confirmed=True,
                send_time=SendTime("UTC", now.hour))
     with engine.begin() as conn:
         conn.execute(text("UPDATE subscribers SET confirmed_at = :at"),

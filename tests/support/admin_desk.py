@@ -24,7 +24,7 @@ from newsletter.readers import subscriber as subs
 from newsletter.readers.tables import Consent, Preferences, Subscriber, Suppression
 from newsletter.relevance.tables import Rating
 from newsletter.subscriptions import signup
-from newsletter.taxonomy import SLUGS
+from newsletter.topics.taxonomy import built_in
 from newsletter.web.common import SERVICES
 from tests.support.web import csrf_token
 
@@ -108,7 +108,7 @@ def month_of_activity(engine: Engine, today: date, readers: int = 240,
             session.add(row)
             session.flush()
             assert row.id is not None
-            topics = rng.sample(SLUGS[:8], k=rng.choice((1, 2, 2, 3)))
+            topics = rng.sample(built_in().slugs[:8], k=rng.choice((1, 2, 2, 3)))
             session.add(Preferences(subscriber_id=row.id, topics=topics))
             session.add(Consent(subscriber_id=row.id, action="confirm", at=when,
                                 agreed_to="the digest"))

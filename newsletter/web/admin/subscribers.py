@@ -19,7 +19,7 @@ from __future__ import annotations
 from flask import Response, abort, flash, redirect, render_template, request, url_for
 
 from newsletter.admin import actions, lookups
-from newsletter.taxonomy import BY_SLUG, TOPICS
+from newsletter.topics.taxonomy import current
 from newsletter.web.admin import frame
 from newsletter.web.common import mail_html_policy, services
 
@@ -33,12 +33,12 @@ def search() -> str:
     text = request.args.get("q", "").strip()[:254]
     status = request.args.get("status", "")
     topic = request.args.get("topic", "")
-    if status not in ("", *lookups.SEARCH_STATUSES) or topic not in ("", *BY_SLUG):
+    if status not in ("", *lookups.SEARCH_STATUSES) or topic not in ("", *current().slugs):
         abort(400)
     found = lookups.search_readers(frame.db(), text, status, topic,
                                  request.args.get("page", 1, type=int) or 1)
     return render_template("admin/subscribers.html", page=found, q=text, status=status,
-                           topic=topic, statuses=lookups.SEARCH_STATUSES, topics=TOPICS)
+                           topic=topic, statuses=lookups.SEARCH_STATUSES, topics=current().topics)
 
 
 @frame.blueprint.get("/subscribers/<int:subscriber_id>", endpoint="subscriber")
@@ -47,7 +47,7 @@ def history(subscriber_id: int) -> str:
     if found is None:
         abort(404)
     return render_template("admin/subscriber.html", history=found, topic_names={
-        t.slug: t.name for t in TOPICS})
+        t.slug: t.name for t in current().topics})
 
 
 def _refused(subscriber_id: int, reason: str) -> tuple[str, int]:
