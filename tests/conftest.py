@@ -12,6 +12,7 @@ from sqlalchemy import Engine, text
 from newsletter import db
 from newsletter.config import Settings
 from newsletter.mail import sendgrid_templates
+from newsletter.topics import taxonomy
 from tests.support.servers import Postgres, postgres_server, redis_server
 
 REPO = Path(__file__).resolve().parent.parent
@@ -27,7 +28,9 @@ _ENV = ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "PAPERWIRE_DEV", "BASE_URL", 
         "ARXIV_RSS_URL", "ARXIV_API_URL", "FEED_URLS", "OUTBOX_DIR", "EMBEDDING_MODEL",
         "EMBEDDING_API_KEY", "EMBEDDING_BASE_URL",
         "EMBEDDING_DIMENSIONS", "SENDGRID_CLICK_TRACKING", "SENDGRID_OPEN_TRACKING",
-        "ENGAGEMENT_RETENTION_DAYS", "ENGAGEMENT_CLEANUP_SCHEDULE", "DIGEST_MOST_READ")
+        "ENGAGEMENT_RETENTION_DAYS", "ENGAGEMENT_CLEANUP_SCHEDULE", "DIGEST_MOST_READ",
+        "TAXONOMY_FILE", "SOURCES", "BIORXIV_API_URL", "BIORXIV_CATEGORIES",
+        "MEDRXIV_CATEGORIES", "BIORXIV_DAYS")
 
 
 @pytest.fixture(autouse=True)
@@ -44,6 +47,9 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     # SendGrid stand-in is a new account, and may get an earlier one's port: it must not
     # inherit that account's template ids.
     monkeypatch.setattr(sendgrid_templates, "_checked", {})
+    # The process's taxonomy is installed by whichever app or command starts: each test
+    # starts from the environment's (the built-in ML one).
+    taxonomy.forget()
 
 
 def arxiv_fixture(name: str) -> Path:

@@ -43,7 +43,7 @@ def _check_topics(**_: Any) -> None:
     # readers still use stops the worker before it takes a task (Celery logs and swallows
     # a handler's Exception; SystemExit goes through).
     try:
-        in_use.prepare(engine_for(settings().database_url))
+        in_use.prepare(engine_for(settings().database_url), settings())
     except TaxonomyError as exc:
         log.critical("%s", exc)
         raise SystemExit(str(exc)) from None

@@ -37,7 +37,7 @@ class App:
             engine = db.make_engine(self.settings.database_url)
             try:
                 db.ensure_schema(engine)
-                in_use.prepare(engine)
+                in_use.prepare(engine, self.settings)
             except (db.SchemaOutOfDate, TaxonomyError) as exc:
                 raise click.ClickException(str(exc)) from None
             self._engine = engine

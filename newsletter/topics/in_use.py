@@ -25,9 +25,10 @@ from collections import Counter
 from sqlalchemy import JSON, Engine, bindparam, inspect, text
 from sqlmodel import Session
 
+from newsletter.config import Settings
 from newsletter.db import transaction
 from newsletter.topics.tagger import guess_topics
-from newsletter.topics.taxonomy import Taxonomy, TaxonomyError, current
+from newsletter.topics.taxonomy import Taxonomy, TaxonomyError, install
 
 log = logging.getLogger(__name__)
 
@@ -114,12 +115,10 @@ def _file_again(session: Session, taxonomy: Taxonomy, stored: str) -> int:
     return len(rows)
 
 
-def prepare(engine: Engine) -> Taxonomy:
-    """The start of a process: the taxonomy read, checked against the rows, renames adopted.
-
-    A database not migrated yet holds no topics: there is nothing to check.
-    """
-    taxonomy = current()
+def prepare(engine: Engine, settings: Settings) -> Taxonomy:
+    """The start of a process: its taxonomy read and installed, checked against the rows,
+    renames adopted. A database not migrated yet holds no topics: nothing to check."""
+    taxonomy = install(settings)
     if not inspect(engine).has_table("preferences"):
         return taxonomy
     with transaction(engine) as session:

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from newsletter import i18n
-from newsletter.config import ConfigError
+from newsletter.config import ConfigError, Settings
 
 MAX_TOPICS = 3  # a card carries 1 to 3 topics, most relevant first
 MAX_TAXONOMY_TOPICS = 100  # a sign-up form of more than this is not a choice
@@ -228,11 +228,20 @@ def _check_slugs(topics: tuple[Topic, ...]) -> None:
             claimed[old] = topic.slug
 
 
+SHIPPED = ("ml", "biology")
+
+
+def shipped_path(name: str) -> Path:
+    """Where a shipped taxonomy file is (`newsletter topics example` prints it)."""
+    if name not in SHIPPED:
+        raise TaxonomyError(f"no shipped taxonomy {name!r}; there are {', '.join(SHIPPED)}")
+    return Path(str(resources.files("newsletter.topics").joinpath(f"taxonomies/{name}.toml")))
+
+
 def built_in(name: str = BUILT_IN) -> Taxonomy:
     """A taxonomy shipped with Paperwire: `ml` (the default) or `biology`."""
-    text = resources.files("newsletter.topics").joinpath(f"taxonomies/{name}.toml").read_text(
-        encoding="utf-8")
-    return parse(text, origin=f"(built-in {name}.toml)")
+    text = shipped_path(name).read_text(encoding="utf-8")
+    return parse(text, origin=f"built-in {name}.toml")
 
 
 def load(path: Path) -> Taxonomy:
@@ -244,25 +253,41 @@ def load(path: Path) -> Taxonomy:
 
 
 _loaded: dict[Path | None, Taxonomy] = {}
+_installed: list[Taxonomy] = []
 
 
-def current() -> Taxonomy:
-    """The installation's taxonomy: TAXONOMY_FILE, or the built-in ML one.
-
-    Read once per process (a digest asks for topic names thousands of times): an edited
-    file takes effect when the processes restart, which is also when `in_use.check` runs.
-    """
-    from newsletter.config import settings
-
-    path = settings().taxonomy_file
+def for_settings(settings: Settings) -> Taxonomy:
+    """The taxonomy these settings name: TAXONOMY_FILE, or the built-in ML one. Each file is
+    read once per process: an edited file takes effect when the processes restart, which is
+    also when `in_use.check` runs."""
+    path = settings.taxonomy_file
     if path not in _loaded:
         _loaded[path] = built_in() if path is None else load(path)
     return _loaded[path]
 
 
+def install(settings: Settings) -> Taxonomy:
+    """Make these settings' taxonomy the process's (`current`): the site, the worker and
+    each command do, as they start (`in_use.prepare`)."""
+    taxonomy = for_settings(settings)
+    _installed[:] = [taxonomy]
+    return taxonomy
+
+
+def current() -> Taxonomy:
+    """The installation's taxonomy: what the process installed as it started, else the one
+    the environment names. A digest asks it for topic names thousands of times."""
+    if not _installed:
+        from newsletter.config import settings
+
+        install(settings())
+    return _installed[0]
+
+
 def forget() -> None:
-    """Read the files again at the next `current()` (an edited file, in tests)."""
+    """Read the files again, and install anew at the next `current()` (tests)."""
     _loaded.clear()
+    _installed.clear()
 
 
 # The questions most callers ask, of the installation's taxonomy.

@@ -42,7 +42,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         engine = db.engine_for(settings.database_url)
     key = signing_key(settings, engine)
     # The topics the form offers, checked against the topics readers chose.
-    in_use.prepare(engine)
+    in_use.prepare(engine, settings)
     # Ratings rank in the vector space: a local model is checked and named now, once.
     space_for(settings)
     app = Flask(__name__)

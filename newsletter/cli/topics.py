@@ -1,0 +1,35 @@
+"""`newsletter topics`: the installation's taxonomy as its readers use it, and the shipped
+example files to start one's own from."""
+
+from __future__ import annotations
+
+import click
+
+from newsletter.cli.app import App
+from newsletter.db import transaction
+from newsletter.topics import in_use
+from newsletter.topics.taxonomy import SHIPPED, shipped_path
+
+
+@click.group("topics", invoke_without_command=True)
+@click.pass_context
+def topics_group(ctx: click.Context) -> None:
+    """List the topics of TAXONOMY_FILE (or the built-in ML ones) and their readers."""
+    if ctx.invoked_subcommand is not None:
+        return
+    app: App = ctx.obj
+    taxonomy = in_use.prepare(app.engine, app.settings)  # checked, as every start is
+    with transaction(app.engine) as session:
+        readers = in_use.readers_per_topic(session)
+    click.echo(f"{taxonomy.name or 'topics'} ({taxonomy.origin}): {len(taxonomy.topics)} topics")
+    for topic in taxonomy.topics:
+        renamed = f" (was {', '.join(topic.renamed_from)})" if topic.renamed_from else ""
+        count = sum(n for slug, n in readers.items() if taxonomy.resolve(slug) == topic.slug)
+        click.echo(f"  {topic.slug:<24} {count:>6} readers  {topic.name}{renamed}")
+
+
+@topics_group.command("example")
+@click.argument("name", type=click.Choice(SHIPPED))
+def topics_example(name: str) -> None:
+    """Print a shipped taxonomy file, to copy and edit: ml (the default) or biology."""
+    click.echo(shipped_path(name).read_text(encoding="utf-8"), nl=False)
