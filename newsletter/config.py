@@ -28,6 +28,9 @@ RETIRED = {
 }
 
 DEFAULT_CATEGORIES = ("cs.LG", "cs.CL", "cs.CV", "cs.AI", "stat.ML")
+# Where papers may come from (SOURCES): arXiv's listing, and the two preprint servers
+# api.biorxiv.org serves.
+SOURCES = ("arxiv", "biorxiv", "medrxiv")
 # OpenAI's embedding models and the most dimensions each can return
 # (https://developers.openai.com/api/docs/guides/embeddings: 1536 and 3072; `dimensions`
 # shortens them). Other names (OpenAI-compatible servers) are bounded by the largest.
@@ -134,6 +137,17 @@ class Settings(BaseSettings):
     http_retries: int = Field(default=4, ge=0, le=10)
     http_max_wait: float = Field(default=120.0, ge=0)
     arxiv_api_delay: float = Field(default=3.0, ge=0)
+    # Where papers come from: arXiv's listing, and the preprint servers bioRxiv and medRxiv
+    # through their API (api.biorxiv.org, newsletter/ingest/preprints.py).
+    sources: Annotated[tuple[str, ...], NoDecode] = ("arxiv",)
+    biorxiv_api_url: str = "https://api.biorxiv.org"
+    # The API's subject categories to keep, as its pages name them ("cell biology"; written
+    # cell_biology or cell-biology too); none: every category.
+    biorxiv_categories: Annotated[tuple[str, ...], NoDecode] = ()
+    medrxiv_categories: Annotated[tuple[str, ...], NoDecode] = ()
+    # Days of postings read each time, today's included: a day's list grows until it ends, so
+    # the next run reads yesterday again and catches its late postings.
+    biorxiv_days: int = Field(default=2, ge=1, le=14)
 
     # A reader who chose no send time: this hour of their day in this IANA zone, weekly
     # readers on WEEKLY_DIGEST_DAY (newsletter/delivery/due.py).
@@ -193,7 +207,8 @@ class Settings(BaseSettings):
     audit_cleanup_schedule: str = "25 4 * * *"
 
     @field_validator("arxiv_categories", "feed_urls", "trusted_proxy_networks",
-                     "card_languages", mode="before")
+                     "card_languages", "sources", "biorxiv_categories", "medrxiv_categories",
+                     mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):
@@ -223,6 +238,33 @@ class Settings(BaseSettings):
         if not value:
             raise ValueError("name at least one category, e.g. cs.LG,cs.CL")
         return value
+
+    @field_validator("sources")
+    @classmethod
+    def _check_sources(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        chosen = tuple(dict.fromkeys(source.lower() for source in value))
+        unknown = [source for source in chosen if source not in SOURCES]
+        if unknown:
+            raise ValueError(f"unknown source{'s' if len(unknown) > 1 else ''} "
+                             f"{', '.join(map(repr, unknown))}: choose among "
+                             f"{', '.join(SOURCES)}")
+        if not chosen:
+            raise ValueError("name at least one source, e.g. arxiv or arxiv,biorxiv")
+        return chosen
+
+    @field_validator("biorxiv_categories", "medrxiv_categories")
+    @classmethod
+    def _check_preprint_categories(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        # The API names a category in lower-case words ("cell biology") and takes it with
+        # underscores for the spaces (https://api.biorxiv.org/details/medrxiv/help): keep
+        # the words, whichever way they were written.
+        names = [" ".join(re.sub(r"[_-]", " ", name).lower().split()) for name in value]
+        bad = [raw for raw, name in zip(value, names, strict=True)
+               if not re.fullmatch(r"[a-z0-9][a-z0-9 /&'()]*", name)]
+        if bad:
+            raise ValueError(f"not category names: {', '.join(map(repr, bad))}; write them "
+                             "as bioRxiv and medRxiv do, e.g. cell biology,neuroscience")
+        return tuple(dict.fromkeys(names))
 
     @field_validator("feed_urls")
     @classmethod
@@ -311,7 +353,7 @@ class Settings(BaseSettings):
         return value
 
     @field_validator("base_url", "sendgrid_host", "arxiv_rss_url", "arxiv_api_url",
-                     "arxiv_author_url")
+                     "arxiv_author_url", "biorxiv_api_url")
     @classmethod
     def _check_url(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):

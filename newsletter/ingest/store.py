@@ -246,12 +246,15 @@ def ingest_feeds(
     engine: Engine, settings: Settings, *, fetcher: Fetcher | None = None,
     progress: Progress = _quiet,
 ) -> IngestSummary:
-    """Fetch the configured arXiv listing and every extra source feed."""
+    """Fetch the configured arXiv listing, every extra source feed and the preprint servers
+    (SOURCES)."""
+    from newsletter.ingest.preprints import StoreParts, ingest_preprint_servers
+
     own = fetcher is None
     fetcher = fetcher or make_fetcher(settings)
     summary = IngestSummary()
     targets = [(arxiv_feed_url(settings), "arXiv " + "+".join(settings.arxiv_categories),
-                "arxiv-rss", "arxiv")]
+                "arxiv-rss", "arxiv")] if "arxiv" in settings.sources else []
     targets += [(url, label, "source", label) for label, url in settings.extra_feeds]
     try:
         for url, label, kind, source in targets:
@@ -260,6 +263,10 @@ def ingest_feeds(
                                        source=source)
             summary.feeds.append(report)
             progress(report.line())
+        # bioRxiv and medRxiv, page by page; a fetcher of our own pauses between pages.
+        parts = StoreParts(FeedReport, store_entries, _record_status, make_fetcher)
+        summary.feeds += ingest_preprint_servers(
+            engine, settings, store=parts, fetcher=None if own else fetcher, progress=progress)
     finally:
         if own:
             fetcher.close()
