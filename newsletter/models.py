@@ -9,6 +9,7 @@ from newsletter.delivery import Delivery, DigestEdition, SentPaper
 from newsletter.delivery.schedule import SendTick
 from newsletter.ingest.feed import Feed
 from newsletter.ingest.paper import Paper
+from newsletter.ingest.same_work import PaperAlias
 from newsletter.installation import InstallationSecret
 from newsletter.readers.tables import Consent, Preferences, Subscriber, Suppression, WebhookEvent
 from newsletter.relevance.library.tables import LibraryEntry, LibraryUpload
@@ -19,8 +20,7 @@ from newsletter.subscriptions.signup_limits import MailLimitHit, SignupWindow
 __all__ = [
     "AdminSession", "AuditEntry", "Card", "CardTranslation", "Consent", "Delivery",
     "DigestEdition", "Feed", "InstallationSecret", "LibraryEntry", "LibraryUpload",
-    "LoginFailure", "MailLimitHit", "Operator",
-    "Paper", "PaperVector", "Preferences", "Rating", "ReaderModelRow", "SendTick", "SentPaper",
-    "SignupWindow",
+    "LoginFailure", "MailLimitHit", "Operator", "Paper", "PaperAlias", "PaperVector",
+    "Preferences", "Rating", "ReaderModelRow", "SendTick", "SentPaper", "SignupWindow",
     "Subscriber", "Suppression", "WaitingMail", "WebhookEvent", "WriteProbe",
 ]

@@ -20,7 +20,9 @@ from sqlmodel import Session, select
 from newsletter.cards.card import card_json, cards_for
 from newsletter.cards.translation import CardWords, is_english, translations_for
 from newsletter.ingest.feed import Feed
+from newsletter.ingest.identity import source_label
 from newsletter.ingest.paper import Paper, latest_announcement_day, listed
+from newsletter.ingest.same_work import PaperAlias
 from newsletter.topics.taxonomy import topic_name
 
 # Days with papers on one page of /days.
@@ -57,6 +59,8 @@ class PaperView:
     pdf_url: str | None
     code_url: str | None
     source: str
+    # The same work's other places: (source's name, link), ingest/same_work.py.
+    also_on: tuple[tuple[str, str], ...] = ()
     topics: tuple[TopicPill, ...] = ()
     key_points: tuple[str, ...] = ()
     summary: str | None = None
@@ -75,6 +79,10 @@ class PaperView:
     def anchor(self) -> str:
         """An HTML id for the paper (keys hold slashes and colons)."""
         return "p-" + re.sub(r"[^A-Za-z0-9_-]", "-", self.key)
+
+    @property
+    def source_name(self) -> str:
+        return source_label(self.source)
 
     @property
     def has_card(self) -> bool:
@@ -113,7 +121,10 @@ def paper_view(paper: Paper, card: dict | None, language: str = "en",
         revised=paper.announce_type in ("replace", "replace-cross"),
         version=paper.version, announced_on=paper.announced_on, revised_on=paper.revised_on,
         abstract=paper.abstract, abs_url=http_url(paper.abs_url), pdf_url=http_url(pdf),
-        code_url=http_url(paper.code_url), source=paper.source, **fields,
+        code_url=http_url(paper.code_url), source=paper.source,
+        also_on=tuple((source_label(item["source"]), url) for item in paper.also_on or ()
+                      if (url := http_url(item.get("url")))),
+        **fields,
     )
 
 
@@ -174,6 +185,12 @@ def paper(session: Session, key: str, *, language: str = "en") -> PaperView | No
     if len(key) > 200 or _CONTROL.search(key):
         return None
     found = session.exec(select(Paper).where(Paper.key == key, listed())).first()
+    if found is None:
+        # Another source's key for the work (a link mailed before a preprint server's
+        # record took the paper over): the same page.
+        found = session.exec(select(Paper).join(
+            PaperAlias, PaperAlias.paper_id == Paper.id)  # type: ignore[arg-type]
+            .where(PaperAlias.key == key, listed())).first()
     if found is None:
         return None
     return _with_cards(session, [found], language)[0]

@@ -120,4 +120,7 @@ def as_candidate(paper: Paper, card: Any, *, revised: bool) -> Candidate:
         authors=paper.authors, topics=topics, key_points=card.key_points if card else (),
         revised=revised, abs_url=paper.abs_url, pdf_url=paper.pdf_url,
         code_url=paper.code_url, card_source=card.source if card else None,
+        source=paper.source,
+        also_on=[(item["source"], item["url"]) for item in paper.also_on or ()
+                 if item.get("url")],
     )

@@ -48,6 +48,10 @@ class Candidate:
     abs_url: str | None = None
     pdf_url: str | None = None
     code_url: str | None = None
+    # Who announced it (arxiv, biorxiv, a feed's name), and the same work's other places
+    # as (source, link) (ingest/same_work.py).
+    source: str = "arxiv"
+    also_on: tuple[tuple[str, str], ...] = ()
     card_source: str | None = None  # llm, offline, None
     # The language the card's words (key points) are in. `untranslated`: the reader reads
     # another language, and this card goes in English for want of a translation (none
@@ -65,12 +69,14 @@ def candidate(
     paper_id: int, key: str, title: str, abstract: str, authors: Sequence[str],
     topics: Sequence[str], key_points: Sequence[str] = (), revised: bool = False,
     abs_url: str | None = None, pdf_url: str | None = None, code_url: str | None = None,
-    card_source: str | None = None,
+    card_source: str | None = None, source: str = "arxiv",
+    also_on: Sequence[tuple[str, str]] = (),
 ) -> Candidate:
     return Candidate(
         paper_id=paper_id, key=key, title=title, abstract=abstract, authors=tuple(authors),
         topics=tuple(topics), key_points=tuple(key_points), revised=revised,
         abs_url=abs_url, pdf_url=pdf_url, code_url=code_url, card_source=card_source,
+        source=source, also_on=tuple(also_on),
         title_lc=title.lower(),
         text_lc=" ".join((title, abstract, *key_points)).lower(),
         author_keys=frozenset(k for a in authors if (k := author_key(a))),

@@ -20,6 +20,8 @@ from typing import Any
 from sqlalchemy import JSON, Column, ColumnElement, Index, func, or_
 from sqlmodel import Field, Session, SQLModel, select
 
+from newsletter.ingest.identity import normal_doi, title_key
+
 ANNOUNCE_TYPES = ("new", "cross", "replace", "replace-cross")
 # A fresh listing outranks a cross-list: if a paper reaches us as both, it is "new".
 _FIRST_LISTING_RANK = {"new": 0, "cross": 1, "replace": 2, "replace-cross": 3}
@@ -97,6 +99,11 @@ class Paper(SQLModel, table=True):
     code_url: str | None = None
     license: str | None = None
     source: str = Field(default="arxiv", max_length=100)
+    # What another source's announcement of the same work is matched by (identity.py), and
+    # the links of those that joined it (same_work.py): [{"source": ..., "url": ...}].
+    title_key: str | None = Field(default=None, max_length=300, index=True)
+    doi_key: str | None = Field(default=None, max_length=200, index=True)
+    also_on: list[dict[str, str]] | None = Field(default=None, sa_column=Column(JSON))
     created_at: datetime = Field(default_factory=_utcnow)
     updated_at: datetime = Field(default_factory=_utcnow)
 
@@ -140,9 +147,15 @@ def new_row(entry: PaperEntry) -> dict[str, Any]:
         "code_url": entry.code_url,
         "license": entry.license,
         "source": entry.source,
+        **identity_keys(entry),
         "created_at": now,
         "updated_at": now,
     }
+
+
+def identity_keys(entry: PaperEntry) -> dict[str, str | None]:
+    return {"title_key": title_key(entry.title, entry.authors),
+            "doi_key": normal_doi(entry.doi)}
 
 
 def _merged_categories(stored: list[str], incoming: tuple[str, ...]) -> list[str]:
@@ -176,6 +189,8 @@ def merge(stored: dict[str, Any], entry: PaperEntry) -> dict[str, Any]:
             "code_url": entry.code_url or stored["code_url"],
             "revised_on": entry.announced_on or stored["revised_on"],
         }
+        fresh.update(identity_keys(entry))
+        fresh["doi_key"] = fresh["doi_key"] or stored["doi_key"]
         changes.update({k: v for k, v in fresh.items() if v != stored[k]})
     elif entry.version == stored["version"]:
         if _FIRST_LISTING_RANK.get(entry.announce_type, 9) < _FIRST_LISTING_RANK.get(
@@ -186,6 +201,8 @@ def merge(stored: dict[str, Any], entry: PaperEntry) -> dict[str, Any]:
             value = getattr(entry, column)
             if value and not stored[column]:
                 changes[column] = value
+        if "doi" in changes:
+            changes["doi_key"] = normal_doi(entry.doi)
         if entry.code_url and not stored["code_url"]:
             changes["code_url"] = entry.code_url
         revision = entry.announce_type in ("replace", "replace-cross")

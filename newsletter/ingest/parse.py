@@ -19,6 +19,7 @@ from typing import Any
 
 import feedparser
 
+from newsletter.ingest.identity import arxiv_id_in
 from newsletter.ingest.paper import PaperEntry
 from newsletter.ingest.text import clean, html_to_text, split_authors
 
@@ -236,12 +237,13 @@ def _source_entry(entry: Any, source: str, feed_day: date | None) -> PaperEntry:
         raise FeedError("item with neither id, link nor title")
     link = entry.get("link")
     # Keyed by source and item, even when it links to arXiv: a lab's blurb must never
-    # overwrite the title and abstract of the arXiv paper it points to.
+    # overwrite the title and abstract of the arXiv paper it points to. The arXiv id it
+    # links to makes it the same work as that paper (same_work.py).
     key = f"{source}:{hashlib.sha1(ident.encode()).hexdigest()[:16]}"
     abstract = clean(html_to_text(entry.get("summary", "") or ""))
     return PaperEntry(
         key=key,
-        arxiv_id=None,
+        arxiv_id=arxiv_id_in(link),
         version=1,
         title=clean(_text(entry, "title")) or "(untitled)",
         abstract=abstract,

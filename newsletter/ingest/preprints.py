@@ -205,9 +205,11 @@ class _Series(Generic[R]):
                     report.added += counts.added
                     report.updated += counts.updated
                     report.unchanged += counts.unchanged
+                    report.merged += counts.merged
                     page = self.parts.report(
                         label=f"{name} {where}", url=report.url, items=len(entries),
-                        added=counts.added, updated=counts.updated, unchanged=counts.unchanged)
+                        added=counts.added, updated=counts.updated, unchanged=counts.unchanged,
+                        merged=counts.merged)
                     self.progress(page.line() + (" (nothing posted)" if parsed.nothing_posted
                                                  else ""))
         except (FetchError, FeedError) as exc:

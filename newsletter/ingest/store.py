@@ -20,6 +20,7 @@ from sqlmodel import Session, select
 
 from newsletter.config import Settings
 from newsletter.db import transaction
+from newsletter.ingest import same_work
 from newsletter.ingest.feed import Feed
 from newsletter.ingest.fetch import Fetched, Fetcher, FetchError
 from newsletter.ingest.paper import Paper, PaperEntry, merge, new_row
@@ -46,6 +47,7 @@ class FeedReport:
     added: int = 0
     updated: int = 0
     unchanged: int = 0
+    merged: int = 0  # the same work as a paper another source announced (same_work.py)
     error: str | None = None
     warning: str | None = None
     announced_on: date | None = None
@@ -59,7 +61,9 @@ class FeedReport:
             return f"{self.label}: no announcement today ({self.announced_on or 'no date'})"
         return (
             f"{self.label}: {self.items} items, {self.added} new, {self.updated} updated, "
-            f"{self.unchanged} unchanged" + (f" (warning: {self.warning})" if self.warning else "")
+            f"{self.unchanged} unchanged"
+            + (f", {self.merged} already known from another source" if self.merged else "")
+            + (f" (warning: {self.warning})" if self.warning else "")
         )
 
 
@@ -88,6 +92,7 @@ class StoreCounts:
     added: int
     updated: int
     unchanged: int
+    merged: int = 0
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
@@ -102,10 +107,17 @@ def store_entries(session: Session, entries: Sequence[PaperEntry]) -> StoreCount
         rows = session.execute(select_rows(papers).where(papers.c.key.in_(chunk))).mappings()
         stored.update({row["key"]: dict(row) for row in rows})
 
+    known_elsewhere = same_work.find(session, [e for e in entries if e.key not in stored])
     inserts: list[dict[str, Any]] = []
-    updated = unchanged = 0
+    updated = unchanged = merged = 0
     for entry in entries:
         row = stored.get(entry.key)
+        if row is None and entry.key in known_elsewhere:
+            outcome = same_work.join(session, known_elsewhere[entry.key], entry)
+            merged += outcome == "merged"
+            updated += outcome == "updated"
+            unchanged += outcome == "unchanged"
+            continue
         if row is None:
             inserts.append(new_row(entry))
             continue
@@ -117,7 +129,8 @@ def store_entries(session: Session, entries: Sequence[PaperEntry]) -> StoreCount
         updated += 1
     if inserts:
         session.execute(insert(papers), inserts)
-    return StoreCounts(added=len(inserts), updated=updated, unchanged=unchanged)
+    return StoreCounts(added=len(inserts), updated=updated, unchanged=unchanged,
+                       merged=merged)
 
 
 def _feed_row(session: Session, url: str, label: str, kind: str) -> Feed:
@@ -188,11 +201,8 @@ def ingest_document(
             report.warning = "; ".join(parsed.warnings) or None
             with transaction(engine) as session:
                 counts = store_entries(session, parsed.entries)
-            report.added, report.updated, report.unchanged = (
-                counts.added,
-                counts.updated,
-                counts.unchanged,
-            )
+            report.added, report.updated, report.unchanged, report.merged = (
+                counts.added, counts.updated, counts.unchanged, counts.merged)
             if parsed.no_announcement:
                 report.state = "no_announcement"
         except FeedError as exc:

@@ -36,6 +36,7 @@ from urllib.parse import quote, urlsplit
 from newsletter import i18n
 from newsletter.digest.reasons import why_line
 from newsletter.digest.selection import Candidate, Pick, Selection, headline
+from newsletter.ingest.identity import source_label
 from newsletter.mail.batch import Batch, Recipient
 from newsletter.topics.taxonomy import topic_name
 
@@ -166,6 +167,10 @@ def _paper(paper: Candidate, detail: Detail, language: str) -> tuple[dict[str, A
         part["pdf"] = pdf
     if paper.code_url:
         part["code"] = paper.code_url
+    if paper.source != "arxiv":
+        part["src"] = source_label(paper.source)  # its link's name ("bioRxiv"), not arXiv
+    if paper.also_on:
+        part["also"] = [{"n": source_label(source), "u": url} for source, url in paper.also_on]
     if paper.card_source == "offline":
         part["o"] = 1  # "Offline summary: ... not written by an LLM"
     elif paper.card_source is None:

@@ -152,8 +152,10 @@ def test_other_sources_get_their_own_keys_and_plain_text() -> None:
     assert first.abstract.startswith("We release ToolBench-2")
     assert first.authors == ("Ada Example", "Bo Sample")
     assert first.code_url == "https://github.com/example-lab/toolbench"
-    # A lab's post that links to arXiv must not pose as the arXiv paper itself.
-    assert second.key.startswith("lab:") and second.arxiv_id is None
+    # A lab's post that links to arXiv does not pose as the arXiv paper itself (its own
+    # key), but names it: the arXiv id it links to makes it the same work.
+    assert second.key.startswith("lab:") and second.arxiv_id == "2609.26811"
+    assert first.arxiv_id is None
 
 
 @pytest.mark.parametrize(
