@@ -21,7 +21,7 @@ from newsletter.admin import audit
 from newsletter.cards import summarize
 from newsletter.config import settings
 from newsletter.db import engine_for
-from newsletter.ingest import store as ingest
+from newsletter.ingest import run
 from newsletter.relevance import train
 from newsletter.relevance.embedders import space_for
 from newsletter.subscriptions import privacy
@@ -57,7 +57,7 @@ RETRY = {"autoretry_for": (OperationalError,), "retry_backoff": 10, "retry_backo
 @app.task(name="paperwire.ingest", time_limit=30 * 60, soft_time_limit=25 * 60, **RETRY)
 def ingest_feeds() -> dict[str, Any]:
     started = time.monotonic()
-    summary = ingest.ingest_configured()
+    summary = run.ingest_configured()
     if summary.errors < len(summary.feeds):
         summarize_pending.delay()
     log.info("ingest feeds=%d errors=%d added=%d updated=%d ms=%d", len(summary.feeds),

@@ -33,6 +33,7 @@ from sqlmodel import Session, select
 
 from newsletter.cards.card import Card
 from newsletter.config import Settings
+from newsletter.ingest import run
 from newsletter.ingest import store as ingest
 from newsletter.ingest.paper import Paper, latest_announcement_day, papers_of_day
 
@@ -125,7 +126,7 @@ def ingest_live_or_samples(engine: Engine, settings: Settings, *, offline: bool,
     if not offline:
         fetcher = ingest.Fetcher(timeout=10, retries=0, max_wait=0, site_url=settings.base_url)
         with fetcher:
-            summary = ingest.ingest_feeds(engine, settings, fetcher=fetcher, progress=progress)
+            summary = run.ingest_feeds(engine, settings, fetcher=fetcher, progress=progress)
         if not summary.errors:
             return "arXiv", summary
         progress("arXiv is not reachable from here; using the sample feeds shipped with "

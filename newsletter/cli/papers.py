@@ -14,6 +14,7 @@ from sqlmodel import Session, select
 from newsletter import db
 from newsletter.cards.card import card_json, cards_for, find_paper
 from newsletter.cli.app import App, parse_day, progress
+from newsletter.ingest import run
 from newsletter.ingest import store as ingest
 from newsletter.ingest.feed import Feed
 from newsletter.ingest.paper import paper_json, papers_of_day
@@ -63,7 +64,7 @@ def ingest_command(
         summary = ingest.backfill(app.engine, app.settings, since=since, until=until,
                                   progress=progress)
     else:
-        summary = ingest.ingest_feeds(app.engine, app.settings, progress=progress)
+        summary = run.ingest_feeds(app.engine, app.settings, progress=progress)
     click.echo(summary.line())
     if summary.errors and summary.errors == len(summary.feeds):
         sys.exit(1)

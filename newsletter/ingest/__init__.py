@@ -1,11 +1,15 @@
-"""The ingest step: arXiv's announcements become papers, each stored once.
+"""The ingest step: announcements become papers, each work stored once.
 
 - `fetch`: polite HTTP (timeouts, conditional GET, backoff honouring Retry-After);
-- `parse`: a feed document becomes paper entries (pure), or a clear `FeedError`; `text`:
-  its HTML fragments, wrapped lines and author lists made plain (pure);
+- `parse`: an arXiv or RSS/Atom document becomes paper entries (pure), or a clear
+  `FeedError`; `biorxiv`: a page of api.biorxiv.org's details, likewise (pure); `text`:
+  HTML fragments, wrapped lines and author lists made plain (pure);
 - `paper`: the papers table, and how an entry changes a stored paper (pure `merge`);
+- `identity` and `same_work`: which entries are the same work (pure keys), and how one
+  that another source announced first joins that paper as an alias;
 - `feed`: each feed and its last fetch's status;
-- `store`: fetch, parse and store each feed in one transaction.
+- `store`: parse and store each document in one transaction; `preprints`: bioRxiv and
+  medRxiv page by page; `run`: every configured source, as the scheduled job reads them.
 
 Nothing here knows cards, readers or mail: every later step reads `paper.Paper`.
 """

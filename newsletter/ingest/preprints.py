@@ -17,23 +17,19 @@ server is one feed in the feeds table and in `newsletter feeds` (its label names
 categories); each page is one progress line. A day with no postings is a fetch that went
 well and found nothing: state ok, 0 items.
 
-This module sits beside `store` and under it: `store.ingest_feeds` calls it, so it cannot
-import `store` (import-linter refuses circles). `store` hands it the very functions it
-stores every other feed with (`StoreParts`), and a page of preprints is merged and recorded
-exactly as an arXiv listing is.
+A page of preprints is stored and recorded with `store`'s functions, exactly as an arXiv
+listing is (`run.ingest_feeds` calls both).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, Generic, Protocol, TypeVar
 
 from sqlalchemy import Engine
-from sqlmodel import Session
 
 from newsletter.config import Settings
 from newsletter.db import transaction
@@ -41,53 +37,13 @@ from newsletter.ingest.biorxiv import NAMES, ParsedDetails, Refused, parse_detai
 from newsletter.ingest.fetch import Fetched, Fetcher, FetchError
 from newsletter.ingest.paper import PaperEntry
 from newsletter.ingest.parse import FeedError
+from newsletter.ingest.store import FeedReport, make_fetcher, record_status, store_entries
 
 log = logging.getLogger(__name__)
 KIND = "biorxiv-api"
 # A server that never says "last page" must not be read forever: 14 days of bioRxiv are
 # some 6,000 records, 200 pages of 30.
 MAX_PAGES = 1000
-
-
-class Counts(Protocol):
-    """What `store.store_entries` returns (`StoreCounts`)."""
-
-    @property
-    def added(self) -> int: ...
-    @property
-    def updated(self) -> int: ...
-    @property
-    def unchanged(self) -> int: ...
-
-
-class Report(Protocol):
-    """What `store.FeedReport` is: one feed's outcome, and its progress line."""
-
-    label: str
-    url: str
-    state: str
-    http_status: int | None
-    items: int
-    added: int
-    updated: int
-    unchanged: int
-    error: str | None
-    announced_on: date | None
-
-    def line(self) -> str: ...
-
-
-R = TypeVar("R", bound=Report)
-
-
-@dataclass(frozen=True)
-class StoreParts(Generic[R]):
-    """The parts of `newsletter.ingest.store` this module uses, handed over by it."""
-
-    report: Callable[..., R]  # store.FeedReport
-    store_entries: Callable[[Session, Sequence[PaperEntry]], Counts]
-    record_status: Callable[[Engine, Any, str, Fetched | None], None]
-    make_fetcher: Callable[..., Fetcher]  # store.make_fetcher(settings, pause=...)
 
 
 def _quiet(_: str) -> None:
@@ -144,12 +100,11 @@ def _parse_page(fetched: Fetched, server: str) -> ParsedDetails:
 
 
 @dataclass
-class _Series(Generic[R]):
+class _Series:
     """One server's pages, one category (or every category) at a time."""
 
     engine: Engine
     settings: Settings
-    parts: StoreParts[R]
     fetcher: Fetcher
     progress: Callable[[str], None]
     server: str
@@ -185,10 +140,10 @@ class _Series(Generic[R]):
             cursor = following
         raise FeedError(f"stopped after {MAX_PAGES} pages; the interval never ended")
 
-    def run(self) -> R:
+    def run(self) -> FeedReport:
         name = NAMES[self.server]
         wanted = categories_of(self.settings, self.server)
-        report = self.parts.report(label=feed_label(self.settings, self.server),
+        report = FeedReport(label=feed_label(self.settings, self.server),
                                    url=feed_url(self.settings, self.server),
                                    announced_on=self.until)
         started = time.monotonic()
@@ -199,14 +154,14 @@ class _Series(Generic[R]):
                 for where, parsed in self.pages(category):
                     entries = _kept(parsed, wanted)
                     with transaction(self.engine) as session:
-                        counts = self.parts.store_entries(session, entries)
+                        counts = store_entries(session, entries)
                     pages += 1
                     report.items += len(entries)
                     report.added += counts.added
                     report.updated += counts.updated
                     report.unchanged += counts.unchanged
                     report.merged += counts.merged
-                    page = self.parts.report(
+                    page = FeedReport(
                         label=f"{name} {where}", url=report.url, items=len(entries),
                         added=counts.added, updated=counts.updated, unchanged=counts.unchanged,
                         merged=counts.merged)
@@ -219,7 +174,7 @@ class _Series(Generic[R]):
                     "before it are stored" if pages else "")
             report.error = f"{exc}{kept}"
         report.http_status = self.last_status
-        self.parts.record_status(self.engine, report, KIND, None)
+        record_status(self.engine, report, KIND, None)
         log_fn = log.warning if report.state == "error" else log.info
         log_fn("ingest feed=%s state=%s status=%s pages=%d items=%d new=%d updated=%d "
                "unchanged=%d ms=%d%s", report.label, report.state, report.http_status, pages,
@@ -230,9 +185,9 @@ class _Series(Generic[R]):
 
 
 def ingest_preprint_servers(
-    engine: Engine, settings: Settings, *, store: StoreParts[R], fetcher: Fetcher | None = None,
+    engine: Engine, settings: Settings, *, fetcher: Fetcher | None = None,
     progress: Callable[[str], None] = _quiet, today: date | None = None,
-) -> list[R]:
+) -> list[FeedReport]:
     """Read every preprint server SOURCES names; one report per server, in SOURCES' order.
 
     `fetcher`: the caller's, used as it is; without one, a fetcher of the operator's HTTP
@@ -242,12 +197,12 @@ def ingest_preprint_servers(
     if not chosen:
         return []
     own = fetcher is None
-    fetcher = fetcher or store.make_fetcher(settings, pause=settings.arxiv_api_delay)
+    fetcher = fetcher or make_fetcher(settings, pause=settings.arxiv_api_delay)
     since, until = interval(settings, today or _utc_today())
-    reports: list[R] = []
+    reports: list[FeedReport] = []
     try:
         for server in chosen:
-            series = _Series[R](engine, settings, store, fetcher, progress, server, since, until)
+            series = _Series(engine, settings, fetcher, progress, server, since, until)
             report = series.run()
             reports.append(report)
             progress(report.line())

@@ -146,7 +146,7 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _record_status(engine: Engine, report: FeedReport, kind: str, fetched: Fetched | None) -> None:
+def record_status(engine: Engine, report: FeedReport, kind: str, fetched: Fetched | None) -> None:
     with transaction(engine) as session:
         feed = _feed_row(session, report.url, report.label, kind)
         feed.label = report.label
@@ -207,7 +207,7 @@ def ingest_document(
                 report.state = "no_announcement"
         except FeedError as exc:
             report.state, report.error = "error", str(exc)
-    _record_status(engine, report, kind, fetched)
+    record_status(engine, report, kind, fetched)
     log_fn = log.warning if report.state == "error" or report.warning else log.info
     log_fn(
         "ingest feed=%s state=%s status=%s items=%d new=%d updated=%d unchanged=%d ms=%d%s",
@@ -219,7 +219,7 @@ def ingest_document(
     return report
 
 
-def _fetch_and_ingest(
+def fetch_and_ingest(
     engine: Engine, fetcher: Fetcher, *, url: str, label: str, kind: str, source: str
 ) -> FeedReport:
     with Session(engine) as session:
@@ -230,7 +230,7 @@ def _fetch_and_ingest(
     except FetchError as exc:
         report = FeedReport(label=label, url=url, state="error", http_status=exc.status,
                             error=str(exc))
-        _record_status(engine, report, kind, None)
+        record_status(engine, report, kind, None)
         log.warning("ingest feed=%s state=error error=%r", label, str(exc))
         return report
     return ingest_document(engine, url=url, label=label, kind=kind, fetched=fetched,
@@ -252,37 +252,6 @@ def make_fetcher(settings: Settings, *, pause: float = 0.0) -> Fetcher:
     )
 
 
-def ingest_feeds(
-    engine: Engine, settings: Settings, *, fetcher: Fetcher | None = None,
-    progress: Progress = _quiet,
-) -> IngestSummary:
-    """Fetch the configured arXiv listing, every extra source feed and the preprint servers
-    (SOURCES)."""
-    from newsletter.ingest.preprints import StoreParts, ingest_preprint_servers
-
-    own = fetcher is None
-    fetcher = fetcher or make_fetcher(settings)
-    summary = IngestSummary()
-    targets = [(arxiv_feed_url(settings), "arXiv " + "+".join(settings.arxiv_categories),
-                "arxiv-rss", "arxiv")] if "arxiv" in settings.sources else []
-    targets += [(url, label, "source", label) for label, url in settings.extra_feeds]
-    try:
-        for url, label, kind, source in targets:
-            progress(f"fetching {label} ...")
-            report = _fetch_and_ingest(engine, fetcher, url=url, label=label, kind=kind,
-                                       source=source)
-            summary.feeds.append(report)
-            progress(report.line())
-        # bioRxiv and medRxiv, page by page; a fetcher of our own pauses between pages.
-        parts = StoreParts(FeedReport, store_entries, _record_status, make_fetcher)
-        summary.feeds += ingest_preprint_servers(
-            engine, settings, store=parts, fetcher=None if own else fetcher, progress=progress)
-    finally:
-        if own:
-            fetcher.close()
-    return summary
-
-
 def ingest_files(
     engine: Engine, paths: Sequence[Path], *, source: str = "arxiv", progress: Progress = _quiet
 ) -> IngestSummary:
@@ -294,7 +263,7 @@ def ingest_files(
             content = path.read_bytes()
         except OSError as exc:
             report = FeedReport(label=path.name, url=url, state="error", error=str(exc))
-            _record_status(engine, report, "file", None)
+            record_status(engine, report, "file", None)
         else:
             fetched = Fetched(url=url, status=200, content=content, etag=None, last_modified=None)
             report = ingest_document(engine, url=url, label=path.name, kind="file",
@@ -336,7 +305,7 @@ def backfill(
             except FetchError as exc:
                 report = FeedReport(label=label, url=url, state="error", error=str(exc),
                                     http_status=exc.status)
-                _record_status(engine, report, "arxiv-api", None)
+                record_status(engine, report, "arxiv-api", None)
                 summary.feeds.append(report)
                 progress(report.line())
                 break
@@ -350,12 +319,3 @@ def backfill(
         if own:
             fetcher.close()
     return summary
-
-
-def ingest_configured(progress: Progress = _quiet) -> IngestSummary:
-    """The scheduled job: read the environment, fetch every configured feed."""
-    from newsletter.config import settings as current_settings
-    from newsletter.db import engine_for
-
-    settings = current_settings()
-    return ingest_feeds(engine_for(settings.database_url), settings, progress=progress)

@@ -7,6 +7,7 @@ import json
 from collections.abc import Callable
 from datetime import date
 from typing import Any
+from unittest.mock import patch
 
 import pytest
 from click.testing import CliRunner
@@ -21,13 +22,8 @@ from newsletter.ingest.feed import Feed
 from newsletter.ingest.fetch import Fetcher
 from newsletter.ingest.paper import Paper
 from newsletter.ingest.parse import FeedError
-from newsletter.ingest.store import (
-    FeedReport,
-    IngestSummary,
-    _record_status,
-    ingest_feeds,
-    store_entries,
-)
+from newsletter.ingest.run import ingest_feeds
+from newsletter.ingest.store import IngestSummary
 from tests.conftest import arxiv_fixture
 from tests.support.biorxiv_server import BiorxivAPI, fixture, records_of
 from tests.support.http import Reply, Request, ScriptedServer
@@ -357,10 +353,9 @@ def test_pages_are_fetched_a_polite_pause_apart(
         made.append(pause)
         return quick_fetcher(sleeps, pause=pause)
 
-    parts = preprints.StoreParts(FeedReport, store_entries, _record_status, fetcher_of)
-    with BiorxivAPI(page_size=10) as api:
+    with BiorxivAPI(page_size=10) as api, patch.object(preprints, "make_fetcher", fetcher_of):
         config = served(settings, api, arxiv_api_delay=2.5)
-        [report] = preprints.ingest_preprint_servers(engine, config, store=parts)
+        [report] = preprints.ingest_preprint_servers(engine, config)
     assert report.items == 12 and made == [2.5]
     assert len(sleeps) == 1 and 2.0 < sleeps[0] <= 2.5  # between the two pages, not before
 

@@ -13,7 +13,8 @@ from sqlmodel import Session, select
 from newsletter.config import Settings
 from newsletter.ingest.feed import Feed
 from newsletter.ingest.fetch import Fetcher, retry_after_seconds
-from newsletter.ingest.store import arxiv_feed_url, backfill, ingest_feeds
+from newsletter.ingest.run import ingest_feeds
+from newsletter.ingest.store import arxiv_feed_url, backfill
 from tests.conftest import LOCAL_FIXTURES, arxiv_fixture
 from tests.ingest.test_ingest import dump
 from tests.support.http import Reply, Request, ScriptedServer
