@@ -40,7 +40,7 @@ from newsletter.readers.tables import Preferences, Subscriber
 from newsletter.subscriptions import mail_queue
 from newsletter.subscriptions.mail_queue import MailJob, MailQueue
 from newsletter.subscriptions.signup_limits import SignupLimits
-from newsletter.topics.taxonomy import topic_name
+from newsletter.topics.taxonomy import current, topic_name
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +109,7 @@ def confirmation_message(links: Links, subscriber: Subscriber, choices: Preferen
             "preheader": i18n.gettext("Confirm your address to start your Paperwire digest."),
             "email": subscriber.email,
             "topics": topic_names(choices.topics),
+            "field": current().shown_name,
             "frequency": frequency_word(choices.frequency),
             "confirm_url": links.confirm_url(subscriber.id, subscriber.confirm_nonce),
             "expires_days": CONFIRM_MAX_AGE.days,

@@ -23,6 +23,7 @@ import logging
 from collections import Counter
 
 from sqlalchemy import JSON, Engine, bindparam, inspect, text
+from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
 from newsletter.config import Settings
@@ -119,11 +120,17 @@ def prepare(engine: Engine, settings: Settings) -> Taxonomy:
     """The start of a process: its taxonomy read and installed, checked against the rows,
     renames adopted. A database not migrated yet holds no topics: nothing to check."""
     taxonomy = install(settings)
-    if not inspect(engine).has_table("preferences"):
+    try:
+        if not inspect(engine).has_table("preferences"):
+            return taxonomy
+        with transaction(engine) as session:
+            check(session, taxonomy)
+            changed = adopt_renames(session, taxonomy)
+    except OperationalError as exc:
+        # A database away at start: the site still starts (its health check says the
+        # database is down), and the next start checks the topics.
+        log.warning("topics: not checked against the database (%s)", exc.orig)
         return taxonomy
-    with transaction(engine) as session:
-        check(session, taxonomy)
-        changed = adopt_renames(session, taxonomy)
     if changed:
         log.warning("topics: %d stored rows follow renamed or removed topics of %s",
                     changed, taxonomy.origin)

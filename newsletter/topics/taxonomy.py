@@ -37,7 +37,7 @@ _SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$")
 _LANGUAGE = re.compile(r"^[a-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})?$")
 _TOPIC_KEYS = {"slug", "name", "description", "categories", "keywords", "renamed_from",
                "translations"}
-_FILE_KEYS = {"name", "fallback_topic", "topics"}
+_FILE_KEYS = {"name", "fallback_topic", "topics", "translations"}
 BUILT_IN = "ml"
 
 
@@ -70,8 +70,15 @@ class Topic:
 class Taxonomy:
     topics: tuple[Topic, ...]
     fallback_topic: str
-    name: str = ""
+    name: str = ""  # the field, in English: "one paper in {name}" (the LLM prompt)
     origin: str = BUILT_IN  # the file it came from, for messages
+    # language -> the field's name in it, for the site and mail
+    name_translations: Mapping[str, str] = field(default_factory=dict, hash=False)
+
+    @property
+    def shown_name(self) -> str:
+        """The field's name in the language in force ("machine learning" in English)."""
+        return self.name_translations.get(i18n.current(), self.name) or "science"
 
     @cached_property
     def slugs(self) -> tuple[str, ...]:
@@ -205,9 +212,27 @@ def parse(text: str, origin: str = BUILT_IN) -> Taxonomy:
         name = data.get("name", "")
         if not isinstance(name, str):
             raise TaxonomyError("`name` must be a string")
+        names = _field_translations(data.get("translations"))
     except TaxonomyError as exc:
         raise TaxonomyError(f"TAXONOMY_FILE {origin}: {exc}") from None
-    return Taxonomy(topics=topics, fallback_topic=fallback, name=name, origin=origin)
+    return Taxonomy(topics=topics, fallback_topic=fallback, name=" ".join(name.split()),
+                    origin=origin, name_translations=names)
+
+
+def _field_translations(value: Any) -> dict[str, str]:
+    """[translations.fr] name = "..." at the top: the field's name in a language."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise TaxonomyError("`translations` at the top must be tables like [translations.fr]")
+    names: dict[str, str] = {}
+    for language, table in value.items():
+        if not _LANGUAGE.match(language) or not isinstance(table, dict) or set(table) != {
+                "name"}:
+            raise TaxonomyError(f"translations.{language} must be a language table with "
+                                "only a name")
+        names[language] = _text(table["name"], f"translations.{language}", "name", limit=80)
+    return names
 
 
 def _check_slugs(topics: tuple[Topic, ...]) -> None:

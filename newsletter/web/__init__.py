@@ -42,7 +42,7 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
         engine = db.engine_for(settings.database_url)
     key = signing_key(settings, engine)
     # The topics the form offers, checked against the topics readers chose.
-    in_use.prepare(engine, settings)
+    taxonomy = in_use.prepare(engine, settings)
     # Ratings rank in the vector space: a local model is checked and named now, once.
     space_for(settings)
     app = Flask(__name__)
@@ -88,7 +88,9 @@ def create_app(settings: Settings | None = None, *, engine: Engine | None = None
     _register_errors(app)
     app.after_request(_security_headers(https))
     app.add_template_filter(_long_date, "long_date")
-    app.jinja_env.globals.update(dev_mode=settings.dev_mode)
+    # The installation's field ("machine learning"), in the page's language.
+    app.jinja_env.globals.update(dev_mode=settings.dev_mode,
+                                 field=lambda: taxonomy.shown_name)
     app.context_processor(lambda: {"outbox_enabled": site.outbox_open()})
     # Weekday and region names are in the page's language: built for each page.
     app.context_processor(lambda: {"send_time_choices": send_time_choices(settings),

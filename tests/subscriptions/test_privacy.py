@@ -50,6 +50,7 @@ REVIEWED = {
     "suppressions": "the address of a bounced or complaining mailbox",
     "editions": "no: one row per day and frequency",
     "papers": "no: arXiv's data",
+    "paper_aliases": "no: where else a paper was announced (bioRxiv, a lab's feed)",
     "cards": "no: written once per paper",
     "card_translations": "no: written once per paper and language, for whoever reads it",
     "feeds": "no: the sources we read",

@@ -78,7 +78,8 @@ def test_double_opt_in(client: FlaskClient, web_settings: Settings, engine: Engi
     assert _status(engine, "reader@example.com") == "pending"
     [mail] = outbox(web_settings)
     assert mail["To"] == "reader@example.com"
-    assert "Large Language Models, Efficient ML" in text_of(mail)
+    assert "Large Language Models, Efficient ML" in " ".join(text_of(mail).split())
+    assert "digest of new papers in machine learning" in " ".join(text_of(mail).split())
     assert "Confirm my subscription" in html_of(mail)
     confirm = link(mail, "confirm")
 
