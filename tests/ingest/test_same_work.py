@@ -13,11 +13,13 @@ from sqlmodel import Session, select
 
 from newsletter import db
 from newsletter.cards import archive
+from newsletter.config import Settings
 from newsletter.delivery.sources import candidates
 from newsletter.ingest.identity import arxiv_id_in, family_name, normal_doi, title_key
 from newsletter.ingest.paper import Paper, PaperEntry
 from newsletter.ingest.same_work import PaperAlias
 from newsletter.ingest.store import ingest_files, store_entries
+from newsletter.web import create_app
 from tests.conftest import LOCAL_FIXTURES
 
 DAY = date(2026, 11, 30)
@@ -192,3 +194,18 @@ def test_biorxiv_and_medrxiv_of_one_work_are_one(engine: Engine) -> None:
     assert _store(engine, other).merged == 1
     [paper] = _papers(engine)
     assert paper.also_on and paper.also_on[0]["source"] == "medrxiv"
+
+
+def test_the_paper_page_names_its_source_and_its_other_places(engine: Engine,
+                                                              settings: Settings) -> None:
+    _store(engine, _biorxiv(day=DAY))
+    _store(engine, _arxiv(day=DAY + timedelta(days=2)))
+    page = create_app(settings, engine=engine).test_client().get(
+        "/papers/doi:10.1101/2026.11.28.612345")
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200
+    assert ('<a href="https://www.biorxiv.org/content/10.1101/2026.11.28.612345v1" '
+            'rel="noopener noreferrer">bioRxiv page</a>') in html
+    assert "from bioRxiv" in html
+    assert ('Also on <a href="https://arxiv.org/abs/2611.01234" rel="noopener noreferrer">'
+            'arXiv</a>') in html

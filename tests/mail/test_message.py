@@ -188,3 +188,29 @@ def test_a_why_line_stored_before_likes_and_ratings_were_told_apart_still_reads_
         "similar to “Paper X”, which you rated up")
     assert reasons.why_line([reasons.resembles("Paper X", rated_up=False)]) == (
         "similar to “Paper X”, which you said you like")
+
+
+def test_a_preprint_links_to_its_server_and_lists_its_other_places() -> None:
+    fission = candidate(
+        3, "doi:10.1101/2026.09.21.677450", "Mitochondrial fission sites", "abs",
+        ["Brennan, A. M."], ["efficient-ml"], ["f1", "f2", "f3", "f4"], card_source="llm",
+        abs_url="https://www.biorxiv.org/content/10.1101/2026.09.21.677450v1",
+        pdf_url="https://www.biorxiv.org/content/10.1101/2026.09.21.677450v1.full.pdf",
+        source="biorxiv", also_on=[("arxiv", "https://arxiv.org/abs/2609.00003"),
+                                   ("example-lab", "https://lab.example.org/posts/fission")])
+    batch = compose([reader("a@x.org", Interests(topics=("efficient-ml",)), (fission,))],
+                    day=DAY, frequency="daily", site_url=SITE)
+    digest = render_digest(batch.recipients[0].data)
+    assert "bioRxiv: https://www.biorxiv.org/content/10.1101/2026.09.21.677450v1" in digest.text
+    assert "arXiv: https://arxiv.org/abs/doi" not in digest.text
+    assert ("Also on arXiv: https://arxiv.org/abs/2609.00003 example-lab: "
+            "https://lab.example.org/posts/fission") in " ".join(digest.text.split())
+    assert ('<a href="https://www.biorxiv.org/content/10.1101/2026.09.21.677450v1">bioRxiv</a>'
+            in digest.html)
+    assert '<a href="https://arxiv.org/abs/2609.00003">arXiv</a>' in digest.html
+    assert "Also on" in digest.html
+    # An arXiv paper alone says nothing of the kind.
+    plain = render_digest(compose([reader("b@x.org", Interests(topics=("efficient-ml",)))],
+                                  day=DAY, frequency="daily", site_url=SITE
+                                  ).recipients[0].data)
+    assert "Also on" not in plain.text + plain.html and "bioRxiv" not in plain.html
