@@ -4,6 +4,7 @@ its readers and cards, a removal refused while readers use it, on SQLite and Pos
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from newsletter.readers import subscriber as subs
 from newsletter.topics import in_use, taxonomy
 from newsletter.topics.taxonomy import TaxonomyError, built_in, parse
 from newsletter.web import create_app
+from tests.support.celery_procs import kill_group, running, start_worker, wait_until
 
 NOW = datetime(2026, 12, 1, 9, tzinfo=UTC)
 ML = taxonomy.shipped_path("ml")
@@ -219,3 +221,25 @@ def test_the_topics_command_counts_readers_and_prints_the_examples(
     example = CliRunner().invoke(main, ["topics", "example", "biology"])
     assert example.exit_code == 0
     assert parse(example.output).slugs == built_in("biology").slugs
+
+
+@pytest.mark.redis
+def test_the_worker_refuses_to_start_on_a_removed_topic_and_follows_a_rename(
+        engine: Engine, database_url: str, redis_url: str, tmp_path: Path) -> None:
+    _reader(engine, "ada@example.org", ["federated"])
+    env = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url,
+           "TAXONOMY_FILE": str(_write(tmp_path, _without_federated(renamed=False)))}
+    log = tmp_path / "refused.log"
+    worker = start_worker(env, log, queues="default", concurrency=1, name="topics")
+    try:
+        code = worker.wait(timeout=60)
+    finally:
+        kill_group(worker)
+    assert code != 0
+    assert "'federated': 1 reader" in log.read_text(errors="replace")
+
+    env["TAXONOMY_FILE"] = str(_write(tmp_path, _without_federated(renamed=True), "new.toml"))
+    log = tmp_path / "renamed.log"
+    with running(start_worker(env, log, queues="default", concurrency=1, name="topics2")):
+        wait_until(lambda: _topics_of(engine, "preferences") == [["private-learning"]], 60,
+                   "the reader's topic renamed by the starting worker", logs=(log,))
