@@ -28,8 +28,8 @@ per paper on average, as the cards the LLM writes do (17 topics on the 8 example
 no label chose it. bench/topics.py measures all of this against the old keyword counting.
 
 Pure: the data file is read once per process and each taxonomy is made ready once, at
-its first paper (about half a second), cached by identity; a paper then takes about
-0.2 ms. `python -m bench.topics --build-data` rebuilds `words.npz` from the corpus.
+its first paper (about 0.3 s), cached by identity; a paper then takes 0.2-0.3 ms.
+`python -m bench.topics --build-data` rebuilds `words.npz` from the corpus.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ from importlib import resources
 
 import numpy as np
 
-from newsletter.topics.taxonomy import MAX_TOPICS, Taxonomy, current
+from newsletter.topics.taxonomy import MAX_TOPICS, Taxonomy, Topic, current
 
 DATA_FILE = "words.npz"
 _TOKEN = re.compile(r"[a-z0-9]+")
@@ -188,7 +188,7 @@ class _Model:
         return known
 
 
-def _topic_terms(topic, words: _Words) -> dict[Term, float]:
+def _topic_terms(topic: Topic, words: _Words) -> dict[Term, float]:
     """A topic's terms and how much each says: keywords and the name fully, the
     description's words (stemmed, the common ones left out) at `_DESCRIPTION`."""
     weights: dict[Term, float] = {}
