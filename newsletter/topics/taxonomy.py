@@ -19,6 +19,7 @@ Parsing is pure: `parse` takes the file's text and raises TaxonomyError naming w
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from collections.abc import Iterable, Mapping
@@ -285,7 +286,10 @@ def for_settings(settings: Settings) -> Taxonomy:
     """The taxonomy these settings name: TAXONOMY_FILE, or the built-in ML one. Each file is
     read once per process: an edited file takes effect when the processes restart, which is
     also when `in_use.check` runs."""
-    path = settings.taxonomy_file
+    return _read(settings.taxonomy_file)
+
+
+def _read(path: Path | None) -> Taxonomy:
     if path not in _loaded:
         _loaded[path] = built_in() if path is None else load(path)
     return _loaded[path]
@@ -300,12 +304,12 @@ def install(settings: Settings) -> Taxonomy:
 
 
 def current() -> Taxonomy:
-    """The installation's taxonomy: what the process installed as it started, else the one
-    the environment names. A digest asks it for topic names thousands of times."""
+    """The installation's taxonomy: what the process installed as it started, else the file
+    TAXONOMY_FILE names (a script, a benchmark: no other setting needs to be valid for it).
+    A digest asks it for topic names thousands of times."""
     if not _installed:
-        from newsletter.config import settings
-
-        install(settings())
+        named = os.environ.get("TAXONOMY_FILE", "").strip()
+        _installed[:] = [_read(Path(named) if named else None)]
     return _installed[0]
 
 
