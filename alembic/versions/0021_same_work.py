@@ -90,7 +90,8 @@ def downgrade() -> None:
     op.drop_table("paper_aliases")
     op.drop_index("ix_papers_doi_key", "papers")
     op.drop_index("ix_papers_title_key", "papers")
-    with op.batch_alter_table("papers") as batch:
-        batch.drop_column("also_on")
-        batch.drop_column("doi_key")
-        batch.drop_column("title_key")
+    # Not in batch mode: on SQLite a batch rebuilds the table, and dropping the old papers
+    # table with foreign keys on would cascade into every reader's ratings. SQLite drops a
+    # plain column in place (3.35 and later), as Postgres does.
+    for column in ("also_on", "doi_key", "title_key"):
+        op.drop_column("papers", column)

@@ -137,8 +137,10 @@ def test_a_zotero_export_on_the_sign_up_form_leads_the_first_digest_with_its_fie
     shown = [(p["arxiv_id"], categories[str(p["arxiv_id"])]) for p in theirs.picks]
     assert mine[:2] == [True, True], shown  # led by their field
     assert sum(mine) >= 3, shown
-    # The same topic without the library: its first field paper comes fifth.
-    assert broad_reader[:4] == [False] * 4, broad_reader
+    # The same topic without the library: its first field paper comes later, and fewer of
+    # them make the first ten.
+    assert broad_reader[:3] == [False] * 3, broad_reader
+    assert sum(mine) > sum(broad_reader), (mine, broad_reader)
     # Its first pick says which of their own papers it is close to.
     assert any(r.endswith("” in your library") for r in theirs.picks[0]["reasons"])
     assert "in your library" in theirs.text
