@@ -114,8 +114,8 @@ def test_confirmation_links_expire() -> None:
 def test_emails_escape_what_they_are_given() -> None:
     rendered = render_email("confirmation", {
         "preheader": "p", "email": "a@example.com", "topics": ["<script>alert(1)</script>"],
-        "field": "<b>biology</b>", "frequency": "daily", "confirm_url": "https://x/confirm/t?a=1&b=2", "expires_days": 3,
-        "site_url": "https://x"})
+        "field": "<b>biology</b>", "frequency": "daily",
+        "confirm_url": "https://x/confirm/t?a=1&b=2", "expires_days": 3, "site_url": "https://x"})
     assert "<script>alert(1)</script>" not in rendered.html
     assert "&lt;script&gt;" in rendered.html
     assert "<b>biology</b>" not in rendered.html and "&lt;b&gt;biology" in rendered.html
