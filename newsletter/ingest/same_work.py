@@ -27,6 +27,7 @@ from sqlalchemy import Column, ForeignKey, Integer, insert, or_, update
 from sqlalchemy import select as select_rows
 from sqlmodel import Field, Session, SQLModel
 
+from newsletter.ingest.biorxiv import published_doi
 from newsletter.ingest.identity import PREPRINT_SOURCES, normal_doi, title_key
 from newsletter.ingest.paper import Paper, PaperEntry, new_row
 
@@ -81,7 +82,7 @@ def find(session: Session, entries: Sequence[PaperEntry]) -> dict[str, Match]:
             found[alias["key"]] = Match(paper=paper, alias=alias)
 
     rest = [e for e in entries if e.key not in found]
-    dois = {d for e in rest if (d := normal_doi(e.doi))}
+    dois = {d for e in rest for d in _dois(e)}
     arxiv_ids = {e.arxiv_id for e in rest if e.arxiv_id}
     titles = {t for e in rest if (t := title_key(e.title, e.authors))}
     if not (dois or arxiv_ids or titles):
@@ -99,12 +100,18 @@ def find(session: Session, entries: Sequence[PaperEntry]) -> dict[str, Match]:
     return found
 
 
+def _dois(entry: PaperEntry) -> list[str]:
+    """The entry's own DOI, and the journal article's a preprint server says it became."""
+    return [d for d in (normal_doi(entry.doi), normal_doi(published_doi(entry.journal_ref)))
+            if d]
+
+
 def _same_work(entry: PaperEntry, candidates: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The stored paper of another source that this entry names, strongest key first."""
     others = [c for c in candidates if c["source"] != entry.source]
-    doi, title = normal_doi(entry.doi), title_key(entry.title, entry.authors)
-    for column, value in (("doi_key", doi), ("arxiv_id", entry.arxiv_id),
-                          ("title_key", title)):
+    keys = [("doi_key", doi) for doi in _dois(entry)]
+    keys += [("arxiv_id", entry.arxiv_id), ("title_key", title_key(entry.title, entry.authors))]
+    for column, value in keys:
         if value:
             for paper in others:
                 if paper[column] == value:

@@ -121,6 +121,20 @@ def test_a_journal_doi_joins_the_preprint_that_carries_it(engine: Engine) -> Non
     assert len(_papers(engine)) == 1
 
 
+def test_a_preprint_the_server_says_became_a_journal_article_joins_that_article(
+        engine: Engine) -> None:
+    # The journal retitled it; bioRxiv's record names the article's DOI ("published").
+    _store(engine, _arxiv(title="Cortical maps at single-cell resolution in the mouse",
+                          doi="10.1038/s41586-026-09999-1"))
+    preprint = dataclasses.replace(_biorxiv(),
+                                   journal_ref="Published: 10.1038/s41586-026-09999-1")
+    assert _store(engine, preprint).merged == 1
+    # Without that DOI, the two titles are two works.
+    _store(engine, dataclasses.replace(_biorxiv(doi="10.1101/2026.11.29.600002"),
+                                       title="Another study of the mouse cortex by Smith"))
+    assert len(_papers(engine)) == 2
+
+
 def test_a_feed_item_linking_to_arxiv_gives_way_to_the_arxiv_record(engine: Engine) -> None:
     ingest_files(engine, [LOCAL_FIXTURES / "lab_blog.xml"], source="example-lab")
     blurb = next(p for p in _papers(engine) if p.arxiv_id == "2609.26811")
