@@ -248,3 +248,19 @@ def test_the_worker_refuses_to_start_on_a_removed_topic_and_follows_a_rename(
     with running(start_worker(env, log, queues="default", concurrency=1, name="topics2")):
         wait_until(lambda: _topics_of(engine, "preferences") == [["private-learning"]], 60,
                    "the reader's topic renamed by the starting worker", logs=(log,))
+
+
+def test_a_process_started_without_the_sites_taxonomy_file_is_refused(
+        settings: Settings, engine: Engine, database_url: str) -> None:
+    # The site runs with the biology file; a worker or command started without
+    # TAXONOMY_FILE would write ML cards nobody reads. Its start sees the readers' topics
+    # it does not know, and stops.
+    biology = settings.model_copy(update={"taxonomy_file": taxonomy.shipped_path("biology")})
+    create_app(biology, engine=engine)
+    _reader(engine, "ada@example.org", ["cell-biology", "genomics"])
+    forgot = CliRunner().invoke(main, ["summarize"], env={"DATABASE_URL": database_url})
+    assert forgot.exit_code != 0
+    assert "'cell-biology': 1 reader" in forgot.output and "'genomics': 1 reader" in forgot.output
+    same = CliRunner().invoke(main, ["topics"], env={
+        "DATABASE_URL": database_url, "TAXONOMY_FILE": str(taxonomy.shipped_path("biology"))})
+    assert same.exit_code == 0, same.output
