@@ -3,8 +3,9 @@
 Two checks, each run for the old keyword counting (the baseline, copied below as it was)
 and for today's `newsletter.topics.tagger`, in the same run:
 
-1. The example cards (tests/fixtures/topics/example_cards.json): 8 cards of the seed site
-   (../shared/examples; the issue said 36, the file holds 8), 17 topic labels, 1-3 a card.
+1. The example cards (tests/fixtures/topics/example_cards.json, copied from the project's
+   example cards): 8 cards of the seed site (the issue said 36; there are 8), 17 topic
+   labels, 1-3 a card.
    None of their papers is in the corpus, so the tagger reads the card's title and
    summary, without categories. Micro-F1, precision and recall over the labels.
 2. arXiv categories as weak labels: cs.CV and eess.IV say vision, cs.CL nlp, cs.RO

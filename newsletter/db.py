@@ -105,6 +105,12 @@ def ensure_schema(engine: Engine) -> None:
     )
 
 
+def chunked(values: Sequence[Any], size: int = 500) -> Iterator[Sequence[Any]]:
+    """The values in runs of `size`: an IN list of a few hundred each, whatever the total."""
+    for start in range(0, len(values), size):
+        yield values[start:start + size]
+
+
 def among(session: Session, column: Any, ids: Sequence[int]) -> ColumnElement[bool]:
     """`column IN ids` for a chunk's thousand ids, as each database takes them best.
 

@@ -6,6 +6,7 @@ taxonomy's field and lists its topics, and the schema allows only their slugs.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 from newsletter.cards.card import KEY_POINTS, PaperText, card_schema
@@ -33,6 +34,7 @@ Taxonomy (slug: name - description):
 {listing}"""
 
 
+@lru_cache(maxsize=4)  # per taxonomy (compared by identity): the same for every paper
 def system_prompt(taxonomy: Taxonomy) -> str:
     return _SYSTEM.format(field=taxonomy.name or "science", max_topics=MAX_TOPICS,
                           key_points=KEY_POINTS,

@@ -33,6 +33,7 @@ from sqlmodel import Session, select
 
 from newsletter.cards.card import KEY_POINT_WORDS, WORD_LIMITS, Card, parse_json
 from newsletter.cards.translation_table import CardTranslation
+from newsletter.db import chunked
 from newsletter.i18n import language_name
 from newsletter.ingest.paper import Paper, listed
 from newsletter.topics.taxonomy import current
@@ -235,11 +236,6 @@ class TranslationResult:
         return self.draft is not None
 
 
-def _chunks(ids: Sequence[int], size: int = 500) -> Iterable[Sequence[int]]:
-    for start in range(0, len(ids), size):
-        yield ids[start : start + size]
-
-
 def translations_for(session: Session, paper_ids: Iterable[int],
                      language: str) -> dict[int, CardWords]:
     """The translations a reader of `language` may be shown, by paper id: ok, and made
@@ -254,7 +250,7 @@ def translations_for(session: Session, paper_ids: Iterable[int],
     translations = CardTranslation.__table__  # type: ignore[attr-defined]
     cards = Card.__table__  # type: ignore[attr-defined]
     found: dict[int, CardWords] = {}
-    for chunk in _chunks(ids):
+    for chunk in chunked(ids):
         rows = session.execute(
             select_rows(translations.c.paper_id, translations.c.source_hash,
                         translations.c.key_points, translations.c.summary,
@@ -335,7 +331,7 @@ def pending_translations(
                 continue
             jobs.append(TranslationJob(card.paper_id, key, title, language, english,
                                        announced_on))
-        for chunk in _chunks(settled):
+        for chunk in chunked(settled):
             session.execute(update(CardTranslation)
                             .where(CardTranslation.id.in_(chunk))  # type: ignore[union-attr]
                             .values(updated_at=now))

@@ -8,7 +8,7 @@ import click
 from newsletter.cli.app import App
 from newsletter.db import transaction
 from newsletter.topics import in_use
-from newsletter.topics.taxonomy import SHIPPED, shipped_path
+from newsletter.topics.taxonomy import SHIPPED, current, shipped_path
 
 
 @click.group("topics", invoke_without_command=True)
@@ -18,8 +18,9 @@ def topics_group(ctx: click.Context) -> None:
     if ctx.invoked_subcommand is not None:
         return
     app: App = ctx.obj
-    taxonomy = in_use.prepare(app.engine, app.settings)  # checked, as every start is
-    with transaction(app.engine) as session:
+    engine = app.engine  # opening it installs the taxonomy and checks it, as every start does
+    taxonomy = current()
+    with transaction(engine) as session:
         readers = in_use.readers_per_topic(session)
     click.echo(f"{taxonomy.name or 'topics'} ({taxonomy.origin}): {len(taxonomy.topics)} topics")
     for topic in taxonomy.topics:

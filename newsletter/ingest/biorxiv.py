@@ -41,13 +41,14 @@ from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any
 
+from newsletter.ingest.identity import source_label
 from newsletter.ingest.paper import PaperEntry
 from newsletter.ingest.parse import FeedError
 from newsletter.ingest.text import clean
 
 # Each server's site: a version's page is <site>/content/<doi>v<version>.
 SITES = {"biorxiv": "https://www.biorxiv.org", "medrxiv": "https://www.medrxiv.org"}
-NAMES = {"biorxiv": "bioRxiv", "medrxiv": "medRxiv"}
+NAMES = {server: source_label(server) for server in SITES}
 # "no posts found" on the details endpoint; "no articles found" is its sibling endpoints'
 # wording (rbiorxiv reads both): nothing posted in the interval.
 NOTHING_FOUND = ("no posts found", "no articles found")

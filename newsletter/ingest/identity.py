@@ -23,14 +23,17 @@ import re
 import unicodedata
 from collections.abc import Sequence
 
+from newsletter.config import SOURCES
+
 _ARXIV_LINK = re.compile(
     r"arxiv\.org/(?:abs|pdf|html)/((?:\d{4}\.\d{4,5})|(?:[a-z-]+(?:\.[A-Z]{2})?/\d{7}))"
     r"(?:v\d+)?", re.IGNORECASE)
 _LATEX_COMMAND = re.compile(r"\\[a-zA-Z]+")
 _NOT_WORD = re.compile(r"[^a-z0-9]+")
 MIN_TITLE_WORDS = 4
-# Outrank a feed's item: their text is the paper's own (title, abstract, authors).
-PREPRINT_SOURCES = ("arxiv", "biorxiv", "medrxiv")
+# Every source SOURCES names is a preprint server's own record, which outranks a feed's
+# item: its text is the paper's own (title, abstract, authors).
+PREPRINT_SOURCES = SOURCES
 
 
 def _ascii_words(text: str) -> list[str]:

@@ -27,6 +27,7 @@ from sqlalchemy import Column, ForeignKey, Integer, insert, or_, update
 from sqlalchemy import select as select_rows
 from sqlmodel import Field, Session, SQLModel
 
+from newsletter.db import chunked
 from newsletter.ingest.biorxiv import published_doi
 from newsletter.ingest.identity import PREPRINT_SOURCES, normal_doi, title_key
 from newsletter.ingest.paper import Paper, PaperEntry, new_row
@@ -63,17 +64,13 @@ class Match:
     alias: dict[str, Any] | None = None  # the entry's alias row, when it has one
 
 
-def _chunks(values: Sequence[Any], size: int = 500) -> list[Sequence[Any]]:
-    return [values[i:i + size] for i in range(0, len(values), size)]
-
-
 def find(session: Session, entries: Sequence[PaperEntry]) -> dict[str, Match]:
     """For entries not stored under their key: the stored paper each is the same work as."""
     if not entries:
         return {}
     found: dict[str, Match] = {}
     keys = [e.key for e in entries]
-    for chunk in _chunks(keys):
+    for chunk in chunked(keys):
         rows = session.execute(select_rows(aliases, papers).join(
             papers, papers.c.id == aliases.c.paper_id).where(aliases.c.key.in_(chunk)))
         for row in rows.mappings():
@@ -90,7 +87,7 @@ def find(session: Session, entries: Sequence[PaperEntry]) -> dict[str, Match]:
     conditions = []
     for column, values in ((papers.c.doi_key, dois), (papers.c.arxiv_id, arxiv_ids),
                            (papers.c.title_key, titles)):
-        conditions += [column.in_(chunk) for chunk in _chunks(sorted(values))]
+        conditions += [column.in_(chunk) for chunk in chunked(sorted(values))]
     candidates = [dict(r) for r in session.execute(
         select_rows(papers).where(or_(*conditions)).order_by(papers.c.id)).mappings()]
     for entry in rest:

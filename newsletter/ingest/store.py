@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -19,7 +19,7 @@ from sqlalchemy import select as select_rows
 from sqlmodel import Session, select
 
 from newsletter.config import Settings
-from newsletter.db import transaction
+from newsletter.db import chunked, transaction
 from newsletter.ingest import same_work
 from newsletter.ingest.feed import Feed
 from newsletter.ingest.fetch import Fetched, Fetcher, FetchError
@@ -95,15 +95,10 @@ class StoreCounts:
     merged: int = 0
 
 
-def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
 def store_entries(session: Session, entries: Sequence[PaperEntry]) -> StoreCounts:
     """Insert unseen papers and merge the rest, reading the existing rows in bulk."""
     stored: dict[str, dict[str, Any]] = {}
-    for chunk in _chunks([e.key for e in entries], 500):
+    for chunk in chunked([e.key for e in entries]):
         rows = session.execute(select_rows(papers).where(papers.c.key.in_(chunk))).mappings()
         stored.update({row["key"]: dict(row) for row in rows})
 
