@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -203,13 +204,19 @@ def test_a_postgres_outage_mid_send_through_celery_mails_everyone_once(
                "MAIL_BACKEND": "sendgrid", "SENDGRID_API_KEY": KEY, "SENDGRID_HOST": sg.url,
                "MAIL_FROM": MAIL_FROM, "DELIVERY_CHUNK_SIZE": str(CHUNK),
                "SEND_JOURNAL_DIR": str(journal)}
-        # The first digest request stops Postgres on its way in; SendGrid accepts it.
+        # The first digest request stops Postgres on its way in; SendGrid accepts it. Every
+        # digest request waits for the stop: a chunk answered while Postgres was still
+        # stopping would be recorded whole, and say nothing about the journal.
         stopped: list[float] = []
+        stopping = threading.Lock()
 
         def stop_postgres(request: Received) -> None:
-            if request.path.endswith("/mail/send") and not stopped:
-                stopped.append(time.monotonic())
-                pg.stop()
+            if not request.path.endswith("/mail/send"):
+                return
+            with stopping:
+                if not stopped:
+                    pg.stop()
+                    stopped.append(time.monotonic())
 
         sg.on_request = stop_postgres
         log = tmp_path / "worker.log"

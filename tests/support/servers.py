@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -85,15 +86,16 @@ class Postgres:
     def _pg_ctl(self, *args: str) -> None:
         assert self.data is not None
         subprocess.run([self.pg_ctl, "-D", str(self.data), *args], check=True,
-                       capture_output=True, preexec_fn=_as_unprivileged,
+                       capture_output=True, **_as_unprivileged(),
                        env={**os.environ, "LC_ALL": "C.UTF-8"})
 
 
-def _as_unprivileged() -> None:
+def _as_unprivileged() -> dict[str, Any]:
+    """subprocess's own user and group switch, not a preexec_fn: a fault test stops
+    Postgres from a server thread, and Python code run between fork and exec in a threaded
+    process can deadlock (the subprocess docs' warning)."""
     user = _unprivileged()
-    if user:
-        os.setgid(user.pw_gid)
-        os.setuid(user.pw_uid)
+    return {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []} if user else {}
 
 
 @contextlib.contextmanager
@@ -111,7 +113,7 @@ def postgres_server() -> Iterator[Postgres]:
     env = {**os.environ, "LC_ALL": "C.UTF-8"}
     subprocess.run(
         [initdb, "-D", str(data), "-U", "paperwire", "--auth=trust", "-E", "UTF8", "--no-sync"],
-        check=True, capture_output=True, preexec_fn=_as_unprivileged, env=env,
+        check=True, capture_output=True, **_as_unprivileged(), env=env,
     )
     opts = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off " \
            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
