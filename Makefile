@@ -39,7 +39,7 @@ demo: $(VENV)/.installed $(CATALOGS)
 test: $(VENV)/.installed $(AXE) $(CATALOGS)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q -n 2 --dist loadfile
 
 bench: $(VENV)/.installed $(CATALOGS)
 	$(VENV)/bin/python -m bench.ingest
