@@ -14,8 +14,10 @@ subscriber and paper) are why a paper never reaches the same reader twice.
 - `ledger`: the tables, planning, claims, and what is recorded as sent, failed or skipped;
 - `sources`: what a digest is made from (readers with their interests, the window's
   candidate papers);
-- `send`: an edition cut into chunks, each claimed, selected, composed, sent and recorded,
-  in one process or several (and the scheduled jobs' two halves);
+- `edition`: an edition opened, planned, its "most read this week" frozen, and what is
+  left to send cut into chunks;
+- `send`: each chunk claimed, selected, composed, sent and recorded, in one process or
+  several;
 - `most_read`: "Most read this week", from the readers who went to a paper or rated it
   up, each counted once, shown only when enough of them did, naming nobody (the end of
   weekly digests, and the front page);
@@ -28,6 +30,7 @@ subscriber and paper) are why a paper never reaches the same reader twice.
 What the rest of Paperwire uses is named here.
 """
 
+from newsletter.delivery.edition import prepare_edition
 from newsletter.delivery.ledger import (
     LEASE,
     Delivery,
@@ -47,13 +50,7 @@ from newsletter.delivery.schedule import (
     prepare_due_configured,
     send_due,
 )
-from newsletter.delivery.send import (
-    SendReport,
-    composer_for,
-    deliver,
-    prepare_edition,
-    send_edition,
-)
+from newsletter.delivery.send import SendReport, composer_for, deliver, send_edition
 from newsletter.delivery.views import PERSONAL_LINKS_PATH, digest_in_browser, dry_run, preview
 
 __all__ = [

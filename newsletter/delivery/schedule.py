@@ -30,6 +30,12 @@ from sqlmodel import Field, Session, SQLModel, select
 
 from newsletter.config import Settings
 from newsletter.delivery.due import CATCH_UP, Due, Slot, due
+from newsletter.delivery.edition import (
+    audience_of,
+    chunks_of,
+    freeze_most_read,
+    prepare_edition,
+)
 from newsletter.delivery.journal import settle_abandoned
 from newsletter.delivery.ledger import (
     MAILABLE,
@@ -40,16 +46,7 @@ from newsletter.delivery.ledger import (
     utcnow,
 )
 from newsletter.delivery.most_read import Audience
-from newsletter.delivery.send import (
-    Progress,
-    SendReport,
-    audience_of,
-    chunks_of,
-    deliver_in_worker,
-    freeze_most_read,
-    prepare_edition,
-    send_chunks,
-)
+from newsletter.delivery.send import Progress, SendReport, deliver_in_worker, send_chunks
 from newsletter.mail.registry import batch_sender_for
 from newsletter.mail.senders import BatchSender
 from newsletter.readers.reader_input import WEEKDAYS

@@ -14,9 +14,10 @@ from sqlmodel import Session
 
 from newsletter.cards.card import Card
 from newsletter.config import Settings
+from newsletter.delivery.edition import most_read_for
 from newsletter.delivery.languages import in_languages
 from newsletter.delivery.ledger import SentPaper, already_sent, today_utc, window
-from newsletter.delivery.send import addressee, most_read_for
+from newsletter.delivery.send import addressee
 from newsletter.delivery.sources import (
     READER_COLUMNS,
     Reader,

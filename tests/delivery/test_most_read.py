@@ -301,8 +301,8 @@ def test_weekly_digests_end_with_the_most_read_and_daily_ones_do_not(
     # DIGEST_MOST_READ=false leaves it out of weekly digests too.
     off = settings.model_copy(update={"digest_most_read": False})
     with Session(engine) as session:
-        assert delivery.send.most_read_for(session, off, "weekly", weekly_day) == ()
-        assert delivery.send.most_read_for(session, settings, "weekly",
+        assert delivery.edition.most_read_for(session, off, "weekly", weekly_day) == ()
+        assert delivery.edition.most_read_for(session, settings, "weekly",
                                            weekly_day)[0][1] == popular[1]
 
 

@@ -180,7 +180,7 @@ def test_a_tick_with_nothing_due_and_no_papers_sends_nothing(database_url: str, 
 
 
 def test_a_ticks_readers_are_cut_so_that_no_process_idles_while_another_sends() -> None:
-    from newsletter.delivery.send import chunks_of
+    from newsletter.delivery.edition import chunks_of
 
     sizes = {n: [len(c) for c in chunks_of(list(range(n)), 1000, workers=2)]
              for n in (1, 3, 1001, 2000, 4100)}
