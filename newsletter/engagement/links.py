@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from urllib.parse import SplitResult, unquote, urlsplit
 
-from newsletter.readers.reader_input import arxiv_id_of
+from newsletter.readers.paper_id import arxiv_id_of
 
 ARXIV_HOSTS = frozenset({"arxiv.org", "www.arxiv.org", "export.arxiv.org"})
 _ARXIV_PATHS = ("/abs/", "/pdf/", "/html/")

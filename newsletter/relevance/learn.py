@@ -33,7 +33,8 @@ from sqlmodel import Session
 from newsletter.config import Settings
 from newsletter.db import aware, upsert
 from newsletter.ingest.paper import Paper
-from newsletter.readers.reader_input import claimed_arxiv_id, parse_interests
+from newsletter.readers.paper_id import claimed_arxiv_id
+from newsletter.readers.reader_input import parse_interests
 from newsletter.readers.subscriber import UnknownReader, preferences_of, touch
 from newsletter.readers.tables import Preferences, Subscriber
 from newsletter.relevance.library import store as library_store

@@ -92,7 +92,7 @@ def fetch_papers(session: Session, arxiv_ids: Sequence[str], *, settings: Settin
     the number of ids: user manual, 3.1.1). An id arXiv does not know is simply absent
     from the answer. Raises FetchError or FeedError when arXiv cannot answer, or answers
     with an error (a malformed id fails the whole request, so ids are checked first:
-    `reader_input.arxiv_id_of`).
+    `paper_id.arxiv_id_of`).
     """
     own = fetcher is None
     fetcher = fetcher or make_fetcher(settings, pause=settings.arxiv_api_delay)
