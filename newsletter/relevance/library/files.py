@@ -2,11 +2,8 @@
 
 A reader who keeps their papers in Zotero, Mendeley or Google Scholar can hand us that
 library rather than type liked papers one by one. Between them those tools export three
-formats, and only these are read: BibTeX, which all of them write (bibtexparser v2, whose
-splitter steps past a broken entry, so it costs that entry only); RIS, from Zotero,
-Mendeley, EndNote and publishers' sites (rispy); CSL JSON, Zotero's most faithful export
-(plain json). The content tells the format, never the file's name: readers rename files,
-and tools disagree on extensions.
+formats, and only these are read (`formats`: BibTeX, RIS and CSL JSON). The content tells
+the format, never the file's name: readers rename files, and tools disagree on extensions.
 
 Of each entry only what matching needs is kept: its title (for an exact title match on
 arXiv, and the report), its arXiv id, its DOI, and its abstract, which stands for a paper
@@ -22,43 +19,32 @@ is Skipped with a reason code (`reason_said` words it). Pure: no database, no ne
 
 from __future__ import annotations
 
-import json
 import re
 import unicodedata
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
-from functools import partial
 from itertools import chain
-from typing import Any
 from urllib.parse import unquote
 
-import bibtexparser
-import rispy
-from bibtexparser.model import Entry, ParsingFailedBlock
-
 from newsletter.i18n import gettext as _
-from newsletter.readers.reader_input import arxiv_id_of
+from newsletter.readers.paper_id import arxiv_id_of
+from newsletter.relevance.library.formats import (
+    LONG_FIELD,
+    MAX_ABSTRACT,
+    MAX_TITLE,
+    READERS,
+    LibraryFileError,
+    Reading,
+    Record,
+    format_of,
+)
 
 MAX_FILE_BYTES = 5 * 1024 * 1024  # 5 MB
 MAX_ENTRIES = 3000
-MAX_TITLE = 500
-MAX_ABSTRACT = 5000
 # Shorter, an "abstract" is a placeholder or a fragment: it would only blur the vector of
 # the paper it stands for.
 MIN_ABSTRACT = 20
-# CSL JSON goes five levels deep (items, item, author or date, its parts); far deeper is
-# not a library, and json's reader recurses on it until the stack runs out.
-MAX_JSON_DEPTH = 16
-# Fields are cut to eight times what is kept before they are cleaned: undoing TeX shrinks
-# text ({\"u} is one letter), never eightfold, and a 4 MB field then costs no more than a
-# normal one, even one @string shared by every entry of a file.
-_FIELD = MAX_TITLE * 8
-_LONG_FIELD = MAX_ABSTRACT * 8
 _ARXIV_DOI = "10.48550/arxiv."
-
-
-class LibraryFileError(ValueError):
-    """The file as a whole cannot be read; str(exc) is a sentence for the reader."""
 
 
 @dataclass(frozen=True)
@@ -94,31 +80,12 @@ def reason_said(code: str) -> str:
             }.get(code, code)
 
 
-@dataclass(frozen=True)
-class _Record:
-    """An entry as read, before cleaning: the fields matching needs under one name
-    whatever the format, each cut to a bounded length."""
-
-    title: str = ""
-    abstract: str = ""
-    eprints: tuple[str, ...] = ()
-    doi: str = ""
-    urls: tuple[str, ...] = ()
-    mentions: tuple[str, ...] = ()  # where tools write "arXiv:2401.12345" lacking a field
-    markup: str = ""  # "tex" (BibTeX), "html" (Zotero's rich text in CSL JSON) or none
-
-
-# A reader of a format yields, for each entry in file order, how to read it: so an entry
-# past MAX_ENTRIES is counted without being read. What it returns is None if unreadable.
-_Reading = Callable[[], "_Record | None"]
-
-
 def parse_library(data: bytes) -> ParsedLibrary:
     """The usable entries of an exported library file and those skipped, with why; or
     LibraryFileError when the file as a whole cannot be read."""
     text = _decoded(data)
-    form = _format_of(text)
-    entries, skipped = _checked({"csl-json": _csl_json, "ris": _ris, "bibtex": _bibtex}[form](text))
+    form = format_of(text)
+    entries, skipped = _checked(READERS[form](text))
     if not entries:
         raise LibraryFileError(_("The file has no entry with a title or an arXiv identifier."))
     return ParsedLibrary(form, tuple(entries), tuple(skipped))
@@ -159,17 +126,7 @@ def _decoded(data: bytes) -> str:
     return text
 
 
-def _format_of(text: str) -> str:
-    if text.lstrip()[:1] in ("[", "{"):
-        return "csl-json"
-    if re.search(r"^TY  - ", text, re.MULTILINE):
-        return "ris"
-    if re.search(r"@[A-Za-z]+\s*[{(]", text):
-        return "bibtex"
-    raise LibraryFileError(_("This is not a BibTeX, RIS or CSL JSON file."))
-
-
-def _checked(readings: Iterable[_Reading]) -> tuple[list[LibraryEntry], list[Skipped]]:
+def _checked(readings: Iterable[Reading]) -> tuple[list[LibraryEntry], list[Skipped]]:
     entries: list[LibraryEntry] = []
     skipped: list[Skipped] = []
     seen: set[str] = set()
@@ -201,7 +158,7 @@ _ARXIV_MENTION = re.compile(r"arxiv(?:\s+preprint)?[\s:]*([^\s,;()\[\]]+)", re.I
 _DOI_PREFIX = re.compile(r"^(?:https?://(?:dx\.)?doi\.org/|doi:\s*)", re.IGNORECASE)
 
 
-def _arxiv_id(record: _Record) -> str | None:
+def _arxiv_id(record: Record) -> str | None:
     """From the surest source to the loosest: an eprint field, the arXiv DOI, an arxiv.org
     link, then "arXiv:<id>" written into a journal, note or number field."""
     from_dois = (doi.removeprefix(_ARXIV_DOI) for doi in map(_doi, (record.doi, *record.urls))
@@ -242,7 +199,7 @@ _HTML = re.compile(r"</?(?:i|b|sup|sub|sc)>|<span[^<>]*>|</span>")
 
 
 def _cleaned(raw: str, markup: str) -> str:
-    text = raw[:_LONG_FIELD]
+    text = raw[:LONG_FIELD]
     if markup == "tex":
         text = _TEX.sub(_untexed, text)
     elif markup == "html":
@@ -296,127 +253,3 @@ def _untexed(match: re.Match[str]) -> str:
     if match["symbol"] is not None:
         return " " if match["symbol"] in "\\ ,;" else ""
     return " " if match[0] == "~" else ""
-
-
-def _text(value: Any, most: int = _FIELD) -> str:
-    """A field's value as text, cut; what no tool writes there (a list...) is absent."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return str(value)
-    return value[:most] if isinstance(value, str) else ""
-
-
-def _bibtex(text: str) -> Iterator[_Reading]:
-    try:
-        # No middleware: they copy each value as they unwrap it, so a 4 MB @string used by
-        # every entry would be copied for each; values are resolved and unwrapped when read.
-        library = bibtexparser.parse_string(text, parse_stack=[])
-    except Exception:  # its splitter is built never to raise: this guards against a bug
-        raise LibraryFileError(_("This BibTeX file could not be read.")) from None
-    strings = {string.key.lower(): string.value for string in library.strings}
-    for block in library.blocks:
-        if isinstance(block, ParsingFailedBlock):
-            # A repeated key or field leaves the entry as written, to be read as that; a
-            # syntax error leaves nothing of it.
-            if block.ignore_error_block is None:
-                yield lambda: None
-                continue
-            block = block.ignore_error_block
-        if isinstance(block, Entry):
-            yield partial(_bibtex_record, block, strings)
-
-
-def _bibtex_record(entry: Entry, strings: dict[str, Any]) -> _Record:
-    fields: dict[str, str] = {}
-    for field in entry.fields:  # keys in any case; of a repeated one, the first
-        value = field.value if isinstance(field.value, str) else ""
-        if len(value) < 100 and value.lower() in strings:  # @string{arxiv = "arXiv"}
-            value = strings[value.lower()]
-        most = _LONG_FIELD if field.key.lower() == "abstract" else _FIELD
-        if len(value) > 1 and value[0] + value[-1] in ("{}", '""'):
-            value = value[1:min(len(value) - 1, most + 1)]
-        fields.setdefault(field.key.lower(), _text(value, most))
-
-    def bare(key: str) -> str:  # an identifier, without TeX's escapes and braces
-        return re.sub(r"[\\{}]", "", fields.get(key, "")).strip()
-
-    return _Record(
-        title=fields.get("title", ""), abstract=fields.get("abstract", ""),
-        # Old-style ids are also written split: eprint 9711200, primaryclass hep-th.
-        eprints=(bare("eprint"), f"{bare('primaryclass')}/{bare('eprint')}"),
-        doi=bare("doi"), urls=(bare("url"),),
-        mentions=tuple(map(bare, ("journal", "note", "number", "publisher", "howpublished"))),
-        markup="tex")
-
-
-def _ris(text: str) -> Iterator[_Reading]:
-    """Each TY..ER record goes to rispy alone: given a whole file, it carries a record's
-    last tag into the next and raises (KeyError) on a continuation line there, losing the
-    file for one stray line. A last record without its ER is closed."""
-    lines: list[str] = []
-    for line in chain(re.split(r"\r\n?|\n", text), ["ER  - "]):
-        lines.append(line)
-        if line.startswith("ER  -"):
-            if any(kept.startswith("TY  - ") for kept in lines):
-                yield partial(_ris_record, "\n".join(lines))
-            lines = []
-
-
-def _ris_record(text: str) -> _Record | None:
-    try:
-        found = rispy.loads(text)
-    except Exception:  # KeyError, TypeError...: rispy assumes well-formed records
-        return None
-    if not found:
-        return None
-    record = found[0]
-
-    def values(*keys: str, most: int = _FIELD) -> list[str]:
-        listed = chain.from_iterable(v if isinstance(v, list) else [v]
-                                     for v in map(record.get, keys))
-        return [value for value in (_text(v, most) for v in listed) if value]
-
-    return _Record(
-        title=next(iter(values("title", "primary_title")), ""),
-        abstract=next(iter(values("abstract", "notes_abstract", most=_LONG_FIELD)), ""),
-        doi=next(iter(values("doi")), ""), urls=tuple(values("urls")),
-        mentions=tuple(values("journal_name", "secondary_title", "alternate_title3", "notes",
-                              "note", "number", "publisher", "accession_number")))
-
-
-def _csl_json(text: str) -> Iterator[_Reading]:
-    try:
-        data = json.loads(text)
-    except RecursionError:
-        data = None
-    except ValueError:
-        raise LibraryFileError(_("This file starts like CSL JSON but is not valid JSON: "
-                                 "export the library again.")) from None
-    if data is None or not _shallow(data):
-        raise LibraryFileError(_("This JSON is nested too deeply to be a CSL JSON library."))
-    items = data.get("items") if isinstance(data, dict) else data
-    if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
-        raise LibraryFileError(_("This JSON is not a CSL JSON library: that is a list of "
-                                 "items, each an object."))
-    return (partial(_csl_record, item) for item in items)
-
-
-def _csl_record(item: dict[str, Any]) -> _Record:
-    return _Record(
-        title=_text(item.get("title")), abstract=_text(item.get("abstract"), _LONG_FIELD),
-        doi=_text(item.get("DOI")), urls=(_text(item.get("URL")),),
-        mentions=tuple(_text(item.get(key)) for key in ("number", "archive", "archive_location",
-                                                        "container-title", "note", "publisher")),
-        markup="html")
-
-
-def _shallow(data: Any) -> bool:
-    """Whether nothing lies deeper than MAX_JSON_DEPTH; walked without recursion, for the
-    reason of the limit itself."""
-    stack = [(data, 1)]
-    while stack:
-        value, depth = stack.pop()
-        if depth > MAX_JSON_DEPTH:
-            return False
-        children = value.values() if isinstance(value, dict) else value
-        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
-    return True
