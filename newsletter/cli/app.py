@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime
 
 import click
 from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from newsletter import db
 from newsletter.config import ConfigError, Settings, load_settings
@@ -80,7 +81,27 @@ def parse_instant(_ctx: click.Context, _param: click.Parameter, value: str | Non
     return found.astimezone(UTC)
 
 
-@click.group()
+def database_said(exc: DBAPIError) -> str:
+    """The first line of the database driver's own words, without SQLAlchemy's trailer."""
+    return (str(exc.orig).strip().splitlines() or ["no reason given"])[0].strip()
+
+
+class Commands(click.Group):
+    """Every command: a database gone away is one line saying so, not a traceback. Each
+    step commits as it goes (a page of papers, a card, a request's readers, with the send
+    journal's record of it), so running the command again is the way on."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except OperationalError as exc:
+            raise click.ClickException(
+                f"the database did not answer ({database_said(exc)}). What the command did "
+                "before is kept; run it again once the database is back, and it goes on "
+                "from there.") from None
+
+
+@click.group(cls=Commands)
 @click.pass_context
 def main(ctx: click.Context) -> None:
     """Paperwire: arXiv's new machine-learning papers as personal email digests."""

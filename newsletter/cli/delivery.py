@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from newsletter.cli.app import App, parse_day, parse_instant, progress
+from newsletter.cli.app import App, database_said, parse_day, parse_instant, progress
 
 if TYPE_CHECKING:
     from newsletter.mail.sendgrid import SendGridSender
@@ -57,9 +57,8 @@ def send_command(app: App, dry_run: bool, day: date | None, weekly: bool, worker
     except (MailError, JournalError) as exc:  # e.g. SendGrid's template is outdated
         raise click.ClickException(str(exc)) from None
     except DBAPIError as exc:  # the send stopped at the first outcome it could not record
-        reason = (str(exc.orig).strip().splitlines() or ["no reason given"])[0]
         raise click.ClickException(
-            f"the database did not answer ({reason}), so the send stopped there. "
+            f"the database did not answer ({database_said(exc)}), so the send stopped there. "
             f"Anything the mail provider accepted is kept in the send journal "
             f"({app.settings.send_journal}): run `newsletter send` again once the database "
             "is back, and those readers are recorded as sent, not mailed again.") from None

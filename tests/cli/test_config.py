@@ -90,3 +90,21 @@ def test_the_celery_worker_refuses_to_start(production_env: dict[str, str]) -> N
                  "solo"], production_env)
     assert done.returncode != 0
     assert SECRET_LINE in done.stderr and BASE_URL_LINE in done.stderr
+
+
+@pytest.mark.parametrize(("command", "advice"), [
+    (["ingest"], "run it again once the database is back"),
+    (["status"], "run it again once the database is back"),
+    (["subscribers", "--json"], "run it again once the database is back"),
+    (["send"], "run `newsletter send` again once the database is back"),
+])
+def test_a_database_that_does_not_answer_is_one_line_not_a_traceback(
+        command: list[str], advice: str) -> None:
+    closed = f"postgresql+psycopg://paperwire@127.0.0.1:{free_port()}/paperwire"
+    result = CliRunner().invoke(main, command, env={"DATABASE_URL": closed,
+                                                    "PAPERWIRE_DEV": "1"})
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output and result.exception is not None
+    said = result.output.strip().splitlines()[-1]
+    assert said.startswith("Error: the database did not answer (connection failed")
+    assert advice in said
