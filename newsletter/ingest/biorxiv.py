@@ -28,7 +28,7 @@ What a page looks like, as the documentation and the public clients that read it
 A preprint is one paper keyed by its DOI ("doi:" + the DOI in lower case): its versions share
 it, so a version 2 posted days later revises the paper version 1 made, through the same
 `paper.merge` as an arXiv replacement. The journal DOI goes into `journal_ref` as
-"Published: <doi>" (`published_doi` reads it back): `doi` is the preprint's own, the key's,
+"Published: <doi>" (`identity.published_doi` reads it back): `doi` is the preprint's own, the key's,
 and a journal DOI is what an arXiv entry's `doi` holds, so a later merge of the two sources
 can compare them there.
 """
@@ -41,7 +41,7 @@ from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any
 
-from newsletter.ingest.identity import source_label
+from newsletter.ingest.identity import PUBLISHED, source_label
 from newsletter.ingest.paper import PaperEntry
 from newsletter.ingest.parse import FeedError
 from newsletter.ingest.text import clean
@@ -52,7 +52,6 @@ NAMES = {server: source_label(server) for server in SITES}
 # "no posts found" on the details endpoint; "no articles found" is its sibling endpoints'
 # wording (rbiorxiv reads both): nothing posted in the interval.
 NOTHING_FOUND = ("no posts found", "no articles found")
-PUBLISHED = "Published: "
 
 
 class Refused(FeedError):
@@ -87,13 +86,6 @@ class ParsedDetails:
         if self.nothing_posted or self.count <= 0 or following >= self.total:
             return None
         return following
-
-
-def published_doi(journal_ref: str | None) -> str | None:
-    """The journal article's DOI a preprint entry carries in `journal_ref`, if published."""
-    if journal_ref and journal_ref.startswith(PUBLISHED):
-        return journal_ref.removeprefix(PUBLISHED)
-    return None
 
 
 def _what_it_is(content: bytes) -> str:

@@ -31,6 +31,9 @@ _ARXIV_LINK = re.compile(
 _LATEX_COMMAND = re.compile(r"\\[a-zA-Z]+")
 _NOT_WORD = re.compile(r"[^a-z0-9]+")
 MIN_TITLE_WORDS = 4
+# A preprint server's record of a preprint that became a journal article names the article's
+# DOI in its `journal_ref`, after this (biorxiv.py writes it).
+PUBLISHED = "Published: "
 # Every source SOURCES names is a preprint server's own record, which outranks a feed's
 # item: its text is the paper's own (title, abstract, authors).
 PREPRINT_SOURCES = SOURCES
@@ -40,6 +43,13 @@ def _ascii_words(text: str) -> list[str]:
     folded = unicodedata.normalize("NFKD", _LATEX_COMMAND.sub(" ", text))
     flat = folded.encode("ascii", "ignore").decode().lower()
     return _NOT_WORD.sub(" ", flat).split()
+
+
+def published_doi(journal_ref: str | None) -> str | None:
+    """The journal article's DOI a preprint entry carries in `journal_ref`, if published."""
+    if journal_ref and journal_ref.startswith(PUBLISHED):
+        return journal_ref.removeprefix(PUBLISHED)
+    return None
 
 
 def normal_doi(doi: str | None) -> str | None:

@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import JSON, Column, ColumnElement, Index, func, or_
 from sqlmodel import Field, Session, SQLModel, select
 
-from newsletter.ingest.identity import normal_doi, title_key
+from newsletter.ingest.identity import normal_doi, published_doi, title_key
 
 ANNOUNCE_TYPES = ("new", "cross", "replace", "replace-cross")
 # A fresh listing outranks a cross-list: if a paper reaches us as both, it is "new".
@@ -103,6 +103,9 @@ class Paper(SQLModel, table=True):
     # the links of those that joined it (same_work.py): [{"source": ..., "url": ...}].
     title_key: str | None = Field(default=None, max_length=300, index=True)
     doi_key: str | None = Field(default=None, max_length=200, index=True)
+    # The journal article's DOI a preprint server says the preprint became: an arXiv record
+    # or a journal's item that arrives later with that DOI is the same work.
+    published_doi_key: str | None = Field(default=None, max_length=200, index=True)
     also_on: list[dict[str, str]] | None = Field(default=None, sa_column=Column(JSON))
     created_at: datetime = Field(default_factory=_utcnow)
     updated_at: datetime = Field(default_factory=_utcnow)
@@ -155,7 +158,8 @@ def new_row(entry: PaperEntry) -> dict[str, Any]:
 
 def identity_keys(entry: PaperEntry) -> dict[str, str | None]:
     return {"title_key": title_key(entry.title, entry.authors),
-            "doi_key": normal_doi(entry.doi)}
+            "doi_key": normal_doi(entry.doi),
+            "published_doi_key": normal_doi(published_doi(entry.journal_ref))}
 
 
 def _merged_categories(stored: list[str], incoming: tuple[str, ...]) -> list[str]:
@@ -191,6 +195,7 @@ def merge(stored: dict[str, Any], entry: PaperEntry) -> dict[str, Any]:
         }
         fresh.update(identity_keys(entry))
         fresh["doi_key"] = fresh["doi_key"] or stored["doi_key"]
+        fresh["published_doi_key"] = fresh["published_doi_key"] or stored["published_doi_key"]
         changes.update({k: v for k, v in fresh.items() if v != stored[k]})
     elif entry.version == stored["version"]:
         if _FIRST_LISTING_RANK.get(entry.announce_type, 9) < _FIRST_LISTING_RANK.get(
@@ -203,6 +208,8 @@ def merge(stored: dict[str, Any], entry: PaperEntry) -> dict[str, Any]:
                 changes[column] = value
         if "doi" in changes:
             changes["doi_key"] = normal_doi(entry.doi)
+        if "journal_ref" in changes:
+            changes["published_doi_key"] = normal_doi(published_doi(entry.journal_ref))
         if entry.code_url and not stored["code_url"]:
             changes["code_url"] = entry.code_url
         revision = entry.announce_type in ("replace", "replace-cross")

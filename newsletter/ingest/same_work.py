@@ -28,8 +28,7 @@ from sqlalchemy import select as select_rows
 from sqlmodel import Field, Session, SQLModel
 
 from newsletter.db import chunked
-from newsletter.ingest.biorxiv import published_doi
-from newsletter.ingest.identity import PREPRINT_SOURCES, normal_doi, title_key
+from newsletter.ingest.identity import PREPRINT_SOURCES, normal_doi, published_doi, title_key
 from newsletter.ingest.paper import Paper, PaperEntry, new_row
 
 
@@ -85,8 +84,8 @@ def find(session: Session, entries: Sequence[PaperEntry]) -> dict[str, Match]:
     if not (dois or arxiv_ids or titles):
         return found
     conditions = []
-    for column, values in ((papers.c.doi_key, dois), (papers.c.arxiv_id, arxiv_ids),
-                           (papers.c.title_key, titles)):
+    for column, values in ((papers.c.doi_key, dois), (papers.c.published_doi_key, dois),
+                           (papers.c.arxiv_id, arxiv_ids), (papers.c.title_key, titles)):
         conditions += [column.in_(chunk) for chunk in chunked(sorted(values))]
     candidates = [dict(r) for r in session.execute(
         select_rows(papers).where(or_(*conditions)).order_by(papers.c.id)).mappings()]
@@ -106,7 +105,9 @@ def _dois(entry: PaperEntry) -> list[str]:
 def _same_work(entry: PaperEntry, candidates: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The stored paper of another source that this entry names, strongest key first."""
     others = [c for c in candidates if c["source"] != entry.source]
-    keys = [("doi_key", doi) for doi in _dois(entry)]
+    # A DOI names the work as the stored paper's own, or as the journal article a stored
+    # preprint became.
+    keys = [(column, doi) for doi in _dois(entry) for column in ("doi_key", "published_doi_key")]
     keys += [("arxiv_id", entry.arxiv_id), ("title_key", title_key(entry.title, entry.authors))]
     for column, value in keys:
         if value:

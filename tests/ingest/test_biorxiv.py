@@ -17,9 +17,10 @@ from sqlmodel import Session, select
 from newsletter.cli import main
 from newsletter.config import ConfigError, Settings, load_settings
 from newsletter.ingest import preprints
-from newsletter.ingest.biorxiv import Refused, parse_details, published_doi
+from newsletter.ingest.biorxiv import Refused, parse_details
 from newsletter.ingest.feed import Feed
 from newsletter.ingest.fetch import Fetcher
+from newsletter.ingest.identity import published_doi
 from newsletter.ingest.paper import Paper
 from newsletter.ingest.parse import FeedError
 from newsletter.ingest.run import ingest_feeds

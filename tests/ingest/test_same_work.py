@@ -8,7 +8,8 @@ import dataclasses
 from datetime import date, timedelta
 
 import pytest
-from sqlalchemy import Engine, func
+from alembic import command
+from sqlalchemy import Engine, func, inspect, text
 from sqlmodel import Session, select
 
 from newsletter import db
@@ -133,6 +134,56 @@ def test_a_preprint_the_server_says_became_a_journal_article_joins_that_article(
     _store(engine, dataclasses.replace(_biorxiv(doi="10.1101/2026.11.29.600002"),
                                        title="Another study of the mouse cortex by Smith"))
     assert len(_papers(engine)) == 2
+
+
+JOURNAL_DOI = "10.1038/s41586-026-07777-7"
+
+
+def _published_preprint() -> PaperEntry:
+    return dataclasses.replace(_biorxiv(day=DAY), journal_ref=f"Published: {JOURNAL_DOI}")
+
+
+def _article_on_arxiv() -> PaperEntry:
+    """The journal's version, retitled, posted to arXiv later with the article's DOI."""
+    return _arxiv(title="Cortical cell maps resolved in space and time in mice",
+                  doi=JOURNAL_DOI.upper(), day=DAY + timedelta(days=3))
+
+
+def test_the_arxiv_record_of_the_article_a_stored_preprint_became_joins_it(
+        engine: Engine) -> None:
+    _store(engine, _published_preprint())
+    assert _store(engine, _article_on_arxiv()).merged == 1
+    [paper] = _papers(engine)
+    assert paper.source == "biorxiv" and paper.arxiv_id == "2611.01234"
+    assert paper.published_doi_key == JOURNAL_DOI
+    # Another article's DOI names another work.
+    other = dataclasses.replace(_article_on_arxiv(), key="2611.05555", arxiv_id="2611.05555",
+                                doi="10.1038/s41586-026-07777-8")
+    assert _store(engine, other).added == 1
+
+
+def test_a_new_version_that_says_published_lets_the_article_join(engine: Engine) -> None:
+    _store(engine, _biorxiv(day=DAY))
+    _store(engine, dataclasses.replace(_published_preprint(), version=2,
+                                       announce_type="replace"))
+    assert _store(engine, _article_on_arxiv()).merged == 1
+    assert len(_papers(engine)) == 1
+
+
+def test_the_migration_fills_the_published_doi_of_preprints_already_stored(
+        engine: Engine) -> None:
+    _store(engine, _published_preprint(), _arxiv("2611.09999", title="An unrelated paper "
+                                                                      "on graph learning"))
+    config = db._alembic_config(engine)
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0021")
+    assert "published_doi_key" not in {c["name"] for c in inspect(engine).get_columns("papers")}
+    db.upgrade(engine)
+    with engine.connect() as conn:
+        keys = dict(conn.execute(text("SELECT key, published_doi_key FROM papers")).all())
+    assert keys == {"doi:10.1101/2026.11.28.612345": JOURNAL_DOI, "2611.09999": None}
+    assert _store(engine, _article_on_arxiv()).merged == 1
 
 
 def test_a_feed_item_linking_to_arxiv_gives_way_to_the_arxiv_record(engine: Engine) -> None:
