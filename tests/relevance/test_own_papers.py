@@ -10,6 +10,8 @@ dropped papers staying dropped; the why-line naming a library paper; the CLI con
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -17,16 +19,16 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 from alembic import command
-from sqlalchemy import Engine, inspect
+from sqlalchemy import Engine, inspect, text
 from sqlmodel import Session, select
 
 from newsletter import db
 from newsletter.config import Settings
-from newsletter.ingest.paper import Paper
+from newsletter.ingest.paper import Paper, PaperEntry
 from newsletter.readers.author_id import author_id_of
 from newsletter.readers.tables import Preferences
 from newsletter.relevance import learn, model, train, vectors
-from newsletter.relevance.library import files
+from newsletter.relevance.library import files, sweep
 from newsletter.relevance.library import store as library_store
 from newsletter.relevance.library.tables import LibraryEntry
 from newsletter.relevance.tables import ReaderModelRow
@@ -231,6 +233,56 @@ def test_an_identifier_arxiv_does_not_know_brings_nothing_and_is_not_asked_daily
         shelf = library_store.shelf_of(session, me)
     assert shelf.author == "nobody_x_9" and shelf.author_read_at is not None
     assert not [e for e in shelf.entries if e.source == "author"]
+
+
+def _authored(arxiv_id: str, title: str) -> PaperEntry:
+    return PaperEntry(key=arxiv_id, arxiv_id=arxiv_id, version=1, title=title,
+                      abstract="An abstract long enough to stand for the paper.",
+                      authors=("Jan Grapa",), categories=("cs.LG",), primary_category="cs.LG",
+                      announce_type="new", announced_on=None,  # the API's: never listed
+                      abs_url=f"https://arxiv.org/abs/{arxiv_id}", pdf_url=None)
+
+
+@pytest.mark.postgres
+def test_two_sweeps_reading_one_author_feed_at_once_record_its_papers_once(
+        postgres_url: str) -> None:
+    settings = Settings(database_url=postgres_url)
+    engine = db.make_engine(postgres_url)
+    me = with_library(engine, settings)
+    feed = [_authored("2609.11111", "First authored paper"),
+            _authored("2609.22222", "Second authored paper")]
+    now = datetime.now(UTC)
+    # The first sweep is recording the feed and has not committed yet ...
+    first = Session(engine)
+    first.get(Preferences, me, with_for_update=True)
+    library_store.store_author_papers(first, me, [(e.arxiv_id or "", e.title) for e in feed],
+                                      now)
+    first.flush()
+    # ... when the second one, which read the same feed, records it too.
+    done = threading.Event()
+    second = threading.Thread(target=lambda: (
+        sweep.record_author_feed(engine, me, "grapa_j_1", feed, now), done.set()))
+    second.start()
+
+    def waiting_on_a_lock() -> bool:
+        with engine.connect() as conn:
+            return bool(conn.execute(text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND wait_event_type = 'Lock'")).scalar())
+
+    deadline = time.monotonic() + 30
+    while not (done.is_set() or waiting_on_a_lock()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not done.is_set()  # it waits for the first
+    first.commit()
+    first.close()
+    second.join(30)
+    assert done.is_set()
+    with Session(engine) as session:
+        authored = [e.arxiv_id for e in library_store.shelf_of(session, me).entries
+                    if e.source == "author"]
+    assert sorted(authored) == ["2609.11111", "2609.22222"]
+    engine.dispose()
 
 
 def test_a_dropped_paper_stays_dropped_and_a_new_identifier_starts_afresh(

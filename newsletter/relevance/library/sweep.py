@@ -112,16 +112,31 @@ def read_author_feeds(engine: Engine, settings: Settings, report: SweepReport,
             report.problem = f"arXiv's author feed could not be read: {exc}"
             log.warning("%s (%s)", report.problem, url)
             return
-        with transaction(engine) as session:
-            prefs = session.get(Preferences, subscriber_id)
-            if prefs is None or prefs.arxiv_author != author:
-                continue  # changed while we asked: the new one is read next time
-            papers = [e for e in entries if e.arxiv_id][:store.AUTHOR_PAPERS]
-            _store_papers(session, papers)
-            report.author_papers += store.store_author_papers(
-                session, subscriber_id, [(e.arxiv_id or "", e.title) for e in papers], now)
-            prefs.author_fetched_at = now
+        counted = record_author_feed(engine, subscriber_id, author, entries, now)
+        if counted is None:
+            continue  # changed while we asked: the new one is read next time
+        report.author_papers += counted
         report.authors_read += 1
+
+
+def record_author_feed(engine: Engine, subscriber_id: int, author: str,
+                       entries: list[PaperEntry], now: datetime) -> int | None:
+    """An author feed's papers as the reader's author entries, in one transaction; how
+    many count, or None when the reader changed their identifier meanwhile.
+
+    The reader's preferences row is locked first (FOR UPDATE; SQLite lets one writer in at
+    a time anyway): two sweeps that read one feed at once, beat's and an operator's
+    `newsletter embed`, record its papers once, the second finding the first's."""
+    with transaction(engine) as session:
+        prefs = session.get(Preferences, subscriber_id, with_for_update=True)
+        if prefs is None or prefs.arxiv_author != author:
+            return None
+        papers = [e for e in entries if e.arxiv_id][:store.AUTHOR_PAPERS]
+        _store_papers(session, papers)
+        counted = store.store_author_papers(
+            session, subscriber_id, [(e.arxiv_id or "", e.title) for e in papers], now)
+        prefs.author_fetched_at = now
+    return counted
 
 
 def _phrase(title: str) -> str:
