@@ -54,7 +54,7 @@ class Record:
 
 
 # A reader of a format yields, for each entry in file order, how to read it: so an entry
-# past MAX_ENTRIES is counted without being read. What it returns is None if unreadable.
+# past files.MAX_ENTRIES is counted without being read. What it returns is None if unreadable.
 Reading = Callable[[], "Record | None"]
 
 
