@@ -101,9 +101,10 @@ def _as_unprivileged() -> dict[str, Any]:
 @contextlib.contextmanager
 def postgres_server(*, crash_safe: bool = False) -> Iterator[Postgres]:
     """A throwaway cluster, tuned for speed: fsync off (the machine does not crash under a
-    test), and without `crash_safe` commits acknowledged before their WAL is written. A
-    fault test stops the server as a crash would (`-m immediate`), which loses such commits
-    as a real crash loses nothing a real server acknowledged: it asks for `crash_safe`."""
+    test) and, unless `crash_safe`, commits acknowledged before their WAL is written. A
+    fault test stops the server as a crash would (`-m immediate`), and such a stop loses
+    those commits, which a real server's crash never does: fault tests ask for
+    `crash_safe`."""
     initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
     if not initdb or not pg_ctl:
         missing("postgresql")
