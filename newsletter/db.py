@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from functools import lru_cache
 from typing import Any
 
 from alembic import command
@@ -28,12 +28,31 @@ class SchemaOutOfDate(Exception):
     """The database needs `newsletter db upgrade`."""
 
 
-@lru_cache(maxsize=8)
+_engines: dict[str, Engine] = {}
+
+
 def engine_for(url: str) -> Engine:
     """The process's engine for a URL, schema checked once: for workers and the site."""
-    engine = make_engine(url)
-    ensure_schema(engine)
+    engine = _engines.get(url)
+    if engine is None:
+        engine = make_engine(url)
+        ensure_schema(engine)
+        _engines[url] = engine
     return engine
+
+
+def _forget_the_parents_connections() -> None:
+    # A forked child (a Celery prefork pool process, a gunicorn worker) inherits its
+    # parent's engines with their pooled connections: two processes on one socket garble
+    # each other's queries ("server closed the connection unexpectedly"). The child drops
+    # them without closing them, which would end the parent's sessions too, as SQLAlchemy
+    # prescribes ("Using Connection Pools with Multiprocessing or os.fork()",
+    # https://docs.sqlalchemy.org/en/20/core/pooling.html).
+    for engine in _engines.values():
+        engine.dispose(close=False)
+
+
+os.register_at_fork(after_in_child=_forget_the_parents_connections)
 
 
 def make_engine(url: str) -> Engine:
