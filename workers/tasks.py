@@ -42,15 +42,11 @@ def _check_topics(**_: Any) -> None:
     # So are the topics, against the database: a taxonomy file that removes a topic
     # readers still use stops the worker before it takes a task (Celery logs and swallows
     # a handler's Exception; SystemExit goes through).
-    engine = engine_for(settings().database_url)
     try:
-        in_use.prepare(engine, settings())
+        in_use.prepare(engine_for(settings().database_url), settings())
     except TaxonomyError as exc:
         log.critical("%s", exc)
         raise SystemExit(str(exc)) from None
-    finally:
-        # The pool's processes fork from this one: the check keeps no connection open.
-        engine.dispose()
 
 # Backoff 10 s, 20 s, 40 s ... capped at 5 minutes, with jitter so workers do not retry
 # in step; five tries covers a database restart, not an outage (the next beat run does).

@@ -21,12 +21,11 @@ def topics_group(ctx: click.Context) -> None:
     engine = app.engine  # opening it installs the taxonomy and checks it, as every start does
     taxonomy = current()
     with transaction(engine) as session:
-        readers = in_use.readers_per_topic(session)
+        readers = in_use.readers_per_topic(session, taxonomy.resolve)
     click.echo(f"{taxonomy.name or 'topics'} ({taxonomy.origin}): {len(taxonomy.topics)} topics")
     for topic in taxonomy.topics:
         renamed = f" (was {', '.join(topic.renamed_from)})" if topic.renamed_from else ""
-        count = sum(n for slug, n in readers.items() if taxonomy.resolve(slug) == topic.slug)
-        click.echo(f"  {topic.slug:<24} {count:>6} readers  {topic.name}{renamed}")
+        click.echo(f"  {topic.slug:<24} {readers[topic.slug]:>6} readers  {topic.name}{renamed}")
 
 
 @topics_group.command("example")

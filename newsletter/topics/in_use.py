@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
+from collections.abc import Callable
 
 from sqlalchemy import JSON, Engine, bindparam, inspect, text
 from sqlalchemy.exc import OperationalError
@@ -48,12 +49,16 @@ def _slugs(stored: str | None) -> list[str]:
     return [str(v) for v in value] if isinstance(value, list) else []
 
 
-def readers_per_topic(session: Session) -> Counter[str]:
-    """How many readers chose each stored slug, whether or not the taxonomy names it."""
+def readers_per_topic(session: Session,
+                      topic_of: Callable[[str], str | None] = lambda slug: slug
+                      ) -> Counter[str]:
+    """How many readers chose each topic, each reader once per topic: by stored slug, or
+    by what `topic_of` makes of it (`Taxonomy.resolve`: an old slug counts as the topic it
+    became, an unknown one not at all)."""
     counts: Counter[str] = Counter()
     for row in session.execute(text(_READERS)).mappings():
-        for slug in set(_slugs(row["topics"])):
-            counts[slug] += row["readers"]
+        for topic in {topic_of(slug) for slug in _slugs(row["topics"])} - {None}:
+            counts[topic] += row["readers"]
     return counts
 
 
