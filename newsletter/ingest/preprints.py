@@ -37,7 +37,13 @@ from newsletter.ingest.biorxiv import NAMES, ParsedDetails, Refused, parse_detai
 from newsletter.ingest.fetch import Fetched, Fetcher, FetchError
 from newsletter.ingest.paper import PaperEntry
 from newsletter.ingest.parse import FeedError
-from newsletter.ingest.store import FeedReport, make_fetcher, record_status, store_entries
+from newsletter.ingest.store import (
+    FeedReport,
+    make_fetcher,
+    quiet,
+    record_status,
+    store_entries,
+)
 
 log = logging.getLogger(__name__)
 KIND = "biorxiv-api"
@@ -45,9 +51,6 @@ KIND = "biorxiv-api"
 # some 6,000 records, 200 pages of 30.
 MAX_PAGES = 1000
 
-
-def _quiet(_: str) -> None:
-    pass
 
 
 def _utc_today() -> date:
@@ -186,7 +189,7 @@ class _Series:
 
 def ingest_preprint_servers(
     engine: Engine, settings: Settings, *, fetcher: Fetcher | None = None,
-    progress: Callable[[str], None] = _quiet, today: date | None = None,
+    progress: Callable[[str], None] = quiet, today: date | None = None,
 ) -> list[FeedReport]:
     """Read every preprint server SOURCES names; one report per server, in SOURCES' order.
 

@@ -19,16 +19,13 @@ from newsletter.ingest.store import (
     arxiv_feed_url,
     fetch_and_ingest,
     make_fetcher,
+    quiet,
 )
-
-
-def _quiet(_: str) -> None:
-    pass
 
 
 def ingest_feeds(
     engine: Engine, settings: Settings, *, fetcher: Fetcher | None = None,
-    progress: Progress = _quiet,
+    progress: Progress = quiet,
 ) -> IngestSummary:
     """Fetch the configured arXiv listing, every extra source feed and the preprint servers
     (SOURCES)."""
@@ -54,7 +51,7 @@ def ingest_feeds(
     return summary
 
 
-def ingest_configured(progress: Progress = _quiet) -> IngestSummary:
+def ingest_configured(progress: Progress = quiet) -> IngestSummary:
     """The scheduled job: read the environment, fetch every configured feed."""
     from newsletter.config import settings as current_settings
     from newsletter.db import engine_for

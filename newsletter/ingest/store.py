@@ -31,8 +31,8 @@ papers = Paper.__table__  # type: ignore[attr-defined]
 Progress = Callable[[str], None]
 
 
-def _quiet(_: str) -> None:
-    pass
+def quiet(_: str) -> None:
+    """Progress nobody reads (the scheduled jobs log instead)."""
 
 
 @dataclass
@@ -248,7 +248,7 @@ def make_fetcher(settings: Settings, *, pause: float = 0.0) -> Fetcher:
 
 
 def ingest_files(
-    engine: Engine, paths: Sequence[Path], *, source: str = "arxiv", progress: Progress = _quiet
+    engine: Engine, paths: Sequence[Path], *, source: str = "arxiv", progress: Progress = quiet
 ) -> IngestSummary:
     """Ingest saved documents, each as its own feed (keyed by its absolute path)."""
     summary = IngestSummary()
@@ -276,7 +276,7 @@ def backfill_query(categories: Sequence[str], since: date, until: date) -> str:
 def backfill(
     engine: Engine, settings: Settings, *, since: date, until: date | None = None,
     fetcher: Fetcher | None = None, page_size: int = 200, max_pages: int = 150,
-    progress: Progress = _quiet,
+    progress: Progress = quiet,
 ) -> IngestSummary:
     """Page through the arXiv API for papers submitted since a date, newest first.
 
